@@ -1,0 +1,24 @@
+"""Errors that a user can act on: what is wrong, where, and how to fix it."""
+
+from __future__ import annotations
+
+
+class LeadscoreError(Exception):
+    """A problem with the user's input or setup, reported without a traceback."""
+
+    def __init__(self, problem: str, fix: str | None = None) -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(problem if fix is None else f"{problem}\n  fix: {fix}")
+
+
+class ConfigError(LeadscoreError):
+    """The project file is missing, unreadable or invalid."""
+
+
+class DataError(LeadscoreError):
+    """A source table is missing, unreadable, empty or lacks a required column."""
+
+
+class ModelError(LeadscoreError):
+    """Training cannot proceed or the registry lacks a model to score with."""

@@ -1,0 +1,76 @@
+"""Metrics on scores and labels: pure functions, the same for the model and the rules."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+METRIC_KEYS = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "top_decile_lift", "top_decile_captured")
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
+    """ECE over equal-count bins: sum of bin share x |mean prediction - conversion rate|.
+
+    Equal-count bins keep the estimate meaningful when most probabilities are small, as
+    they are for lead conversion.
+    """
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    if len(y) == 0:
+        return float("nan")
+    order = np.argsort(p, kind="stable")
+    bins = np.array_split(order, min(n_bins, len(y)))
+    return float(sum(len(b) / len(y) * abs(p[b].mean() - y[b].mean()) for b in bins if len(b)))
+
+
+def captured_in_top(y: np.ndarray, score: np.ndarray, k: int) -> float:
+    """Expected conversions among the `k` highest scores, with ties broken at random.
+
+    Rule scores tie a lot; counting the boundary tie group at its average rate is what a
+    random pick among equally scored leads would give.
+    """
+    y = np.asarray(y, dtype=float)
+    score = np.asarray(score, dtype=float)
+    k = int(min(max(k, 0), len(y)))
+    if k == 0:
+        return 0.0
+    threshold = np.sort(score)[::-1][k - 1]
+    above = score > threshold
+    tied = score == threshold
+    n_above = int(above.sum())
+    return float(y[above].sum() + (k - n_above) * y[tied].mean())
+
+
+def classification_metrics(y: np.ndarray, score: np.ndarray, probability: np.ndarray | None) -> dict[str, float]:
+    """ROC-AUC and PR-AUC of `score`; Brier, log loss and ECE of `probability`; top-decile lift."""
+    y = np.asarray(y, dtype=float)
+    score = np.asarray(score, dtype=float)
+    out: dict[str, float] = {"n": float(len(y)), "conversions": float(y.sum()), "rate": float(y.mean())}
+    both = 0 < y.sum() < len(y)
+    out["roc_auc"] = float(roc_auc_score(y, score)) if both else float("nan")
+    out["pr_auc"] = float(average_precision_score(y, score)) if both else float("nan")
+    if probability is not None:
+        prob = np.clip(np.asarray(probability, dtype=float), 1e-6, 1 - 1e-6)
+        out["brier"] = float(brier_score_loss(y, prob))
+        out["log_loss"] = float(log_loss(y, prob, labels=[0, 1]))
+        out["ece"] = expected_calibration_error(y, prob)
+        out["mean_probability"] = float(prob.mean())
+    k = max(1, round(0.1 * len(y)))
+    captured = captured_in_top(y, score, k)
+    out["top_decile_captured"] = captured
+    out["top_decile_capture_share"] = captured / y.sum() if y.sum() else float("nan")
+    out["top_decile_lift"] = (captured / k) / y.mean() if y.sum() else float("nan")
+    return out
+
+
+def calibration_table(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> dict[str, np.ndarray]:
+    """Mean prediction, observed rate and count per equal-count bin, for calibration plots."""
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(p, kind="stable")
+    bins = [b for b in np.array_split(order, min(n_bins, max(len(y), 1))) if len(b)]
+    return {
+        "predicted": np.array([p[b].mean() for b in bins]),
+        "observed": np.array([y[b].mean() for b in bins]),
+        "count": np.array([len(b) for b in bins]),
+    }

@@ -1,0 +1,318 @@
+"""All input I/O: read leads, activities and outcomes from a database or a folder of files.
+
+Tables come back with canonical column names (`lead_id`, `created_at`, `occurred_at`,
+`activity_type`, `detail`, `converted_at`) and naive UTC timestamps; attribute columns keep
+their own names. Problems raise :class:`DataError` naming the table, column and fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from leadscore.config import ProjectConfig, SourceConfig
+from leadscore.errors import DataError
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+@dataclass(frozen=True)
+class CRMData:
+    """The three logical tables of the data contract, in canonical form."""
+
+    leads: pd.DataFrame
+    activities: pd.DataFrame
+    outcomes: pd.DataFrame
+    source: str
+
+    @property
+    def data_end(self) -> pd.Timestamp:
+        """The latest moment seen in any table: the end of the observed history."""
+        stamps = [self.leads["created_at"].max()]
+        if len(self.activities):
+            stamps.append(self.activities["occurred_at"].max())
+        stamps.append(self.outcomes["converted_at"].max())
+        return max(s for s in stamps if pd.notna(s))
+
+
+def is_database_uri(uri: str) -> bool:
+    """True for SQLAlchemy URLs such as sqlite:///x.db or postgresql://host/db."""
+    return "://" in uri and not uri.startswith("file://")
+
+
+def check_identifier(name: str, what: str) -> str:
+    """Reject table or column names that are not plain identifiers (no SQL injection)."""
+    if not _IDENTIFIER.match(name):
+        raise DataError(
+            f"{what} {name!r} is not a plain identifier",
+            "use letters, digits and underscores only (optionally schema.table)",
+        )
+    return name
+
+
+def redact_uri(uri: str) -> str:
+    """A URI safe to print or log: the password is masked."""
+    if not is_database_uri(uri):
+        return uri
+    try:
+        return sa.engine.make_url(uri).render_as_string(hide_password=True)
+    except Exception:
+        return uri.split("@")[-1]
+
+
+def _read_table(uri: str, table: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read one table from a database or from `<folder>/<table>.parquet|.csv`."""
+    check_identifier(table, "table name")
+    if is_database_uri(uri):
+        try:
+            engine = sa.create_engine(uri)
+        except Exception as exc:
+            raise DataError(
+                f"cannot open source {redact_uri(uri)}: {exc}",
+                "check source.uri in the project file (or LEADSCORE_SOURCE_URI)",
+            ) from None
+        try:
+            with engine.connect() as conn:
+                names = set(sa.inspect(conn).get_table_names(schema=_schema(table)))
+                if table.split(".")[-1] not in names:
+                    raise DataError(
+                        f"table '{table}' not found in {redact_uri(uri)}"
+                        f" (tables there: {', '.join(sorted(names)) or 'none'})",
+                        f"create the table or map source.tables to an existing one",
+                    )
+                quote = conn.dialect.identifier_preparer.quote
+                qualified = ".".join(quote(p) for p in table.split("."))
+                return pd.read_sql(sa.text(f"SELECT * FROM {qualified}"), conn)
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(
+                f"cannot read table '{table}' from {redact_uri(uri)}: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+                "check that the database is reachable and source.uri is right",
+            ) from None
+        finally:
+            engine.dispose()
+    folder = Path(uri)
+    if not folder.is_dir():
+        raise DataError(
+            f"source folder {folder} does not exist",
+            "set source.uri to a folder of .parquet/.csv files or a database URL",
+        )
+    for suffix in (".parquet", ".csv"):
+        path = folder / f"{table}{suffix}"
+        if path.is_file():
+            try:
+                if suffix == ".parquet":
+                    return pd.read_parquet(path, columns=columns)
+                return pd.read_csv(path, usecols=columns)
+            except ValueError as exc:
+                raise DataError(f"cannot read {path}: {exc}", "check the file's columns") from None
+            except Exception as exc:
+                raise DataError(
+                    f"cannot read {path}: {type(exc).__name__}: {exc}",
+                    "check that the file is a valid Parquet/CSV file",
+                ) from None
+    raise DataError(
+        f"table '{table}' not found: neither {table}.parquet nor {table}.csv in {folder}",
+        "export the table there or map source.tables to the right file name",
+    )
+
+
+def _schema(table: str) -> str | None:
+    return table.split(".")[0] if "." in table else None
+
+
+def _require(frame: pd.DataFrame, table: str, columns: dict[str, str]) -> None:
+    """Raise if a mapped column is missing; `columns` maps config key -> column name."""
+    for key, name in columns.items():
+        if name not in frame.columns:
+            close = [c for c in frame.columns if c.lower() == name.lower()]
+            hint = f" (a column '{close[0]}' exists)" if close else ""
+            raise DataError(
+                f"table '{table}' has no column '{name}'{hint}; columns there: "
+                f"{', '.join(map(str, frame.columns))}",
+                f"map the right column in source.{key} of the project file",
+            )
+
+
+def _timestamps(values: pd.Series, table: str, column: str, allow_null: bool) -> pd.Series:
+    """Parse to naive UTC; raise naming rows that are not timestamps."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        parsed = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    elif pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+        parsed = parsed.dt.tz_localize(None)
+    bad = parsed.isna() & values.notna()
+    if bad.any():
+        rows = np.flatnonzero(bad.to_numpy())
+        examples = ", ".join(repr(values.iloc[i]) for i in rows[:3])
+        raise DataError(
+            f"table '{table}', column '{column}': {len(rows)} value(s) are not timestamps "
+            f"(rows {', '.join(str(r) for r in rows[:5])}{'…' if len(rows) > 5 else ''}: {examples})",
+            "fix or remove those rows, or map source.columns to the right column",
+        )
+    if not allow_null and parsed.isna().any():
+        n = int(parsed.isna().sum())
+        raise DataError(
+            f"table '{table}', column '{column}': {n} row(s) are empty",
+            "every row needs a timestamp; fill or drop them",
+        )
+    return parsed.astype("datetime64[us]")
+
+
+def _not_empty(frame: pd.DataFrame, table: str) -> None:
+    if frame.empty:
+        raise DataError(
+            f"table '{table}' is empty",
+            "point source.uri/source.tables at the table that holds your data",
+        )
+
+
+def load_crm(config: ProjectConfig | SourceConfig, uri: str | None = None) -> CRMData:
+    """Read and normalise the configured source tables."""
+    source = config.source if isinstance(config, ProjectConfig) else config
+    uri = uri or (config.source_uri if isinstance(config, ProjectConfig) else source.uri)
+    cols = source.columns
+    tables = source.tables
+
+    leads_raw = _read_table(uri, tables.leads)
+    _not_empty(leads_raw, tables.leads)
+    required = {"columns.lead_id": cols.lead_id, "columns.created_at": cols.created_at}
+    attrs = source.attributes
+    for name in [*attrs.categorical, *attrs.numeric]:
+        required["attributes"] = name
+        _require(leads_raw, tables.leads, {"attributes": name})
+    for key, name in (("attributes.job_title", attrs.job_title), ("attributes.email", attrs.email)):
+        if name is not None:
+            _require(leads_raw, tables.leads, {key: name})
+    _require(leads_raw, tables.leads, {k: v for k, v in required.items() if k != "attributes"})
+    if leads_raw[cols.lead_id].isna().any():
+        n = int(leads_raw[cols.lead_id].isna().sum())
+        raise DataError(f"table '{tables.leads}', column '{cols.lead_id}': {n} empty id(s)",
+                        "every lead needs an id")
+    dup = leads_raw[cols.lead_id].duplicated()
+    if dup.any():
+        ids = leads_raw.loc[dup, cols.lead_id].head(3).tolist()
+        raise DataError(
+            f"table '{tables.leads}', column '{cols.lead_id}': {int(dup.sum())} duplicate id(s), "
+            f"e.g. {ids}",
+            "keep one row per lead",
+        )
+    keep = [cols.lead_id, cols.created_at, *attrs.categorical, *attrs.numeric]
+    keep += [c for c in (attrs.job_title, attrs.email) if c is not None]
+    leads = leads_raw[list(dict.fromkeys(keep))].rename(
+        columns={cols.lead_id: "lead_id", cols.created_at: "created_at"}
+    )
+    leads["created_at"] = _timestamps(leads["created_at"], tables.leads, cols.created_at, False)
+    for name in attrs.numeric:
+        converted = pd.to_numeric(leads[name], errors="coerce")
+        bad = converted.isna() & leads[name].notna()
+        if bad.any():
+            raise DataError(
+                f"table '{tables.leads}', column '{name}': {int(bad.sum())} non-numeric value(s), "
+                f"e.g. {leads.loc[bad, name].head(3).tolist()}",
+                "clean the column or list it under source.attributes.categorical",
+            )
+        leads[name] = converted.astype("float64")
+    for name in attrs.categorical + [c for c in (attrs.job_title, attrs.email) if c]:
+        leads[name] = leads[name].astype("str").where(leads[name].notna())
+
+    if tables.activities is not None:
+        act_raw = _read_table(uri, tables.activities)
+        act_cols = {
+            "columns.activity_lead_id": cols.activity_lead_id,
+            "columns.occurred_at": cols.occurred_at,
+            "columns.activity_type": cols.activity_type,
+        }
+        if cols.detail is not None:
+            act_cols["columns.detail"] = cols.detail
+        _require(act_raw, tables.activities, act_cols)
+        activities = act_raw[list(act_cols.values())].rename(
+            columns={
+                cols.activity_lead_id: "lead_id",
+                cols.occurred_at: "occurred_at",
+                cols.activity_type: "activity_type",
+                **({cols.detail: "detail"} if cols.detail else {}),
+            }
+        )
+        if "detail" not in activities:
+            activities["detail"] = pd.Series(pd.NA, index=activities.index, dtype="str")
+        activities["occurred_at"] = _timestamps(
+            activities["occurred_at"], tables.activities, cols.occurred_at, False
+        )
+        activities["activity_type"] = activities["activity_type"].astype("str")
+        activities["detail"] = activities["detail"].astype("str")
+    else:
+        activities = pd.DataFrame(
+            {
+                "lead_id": pd.Series(dtype=leads["lead_id"].dtype),
+                "occurred_at": pd.Series(dtype="datetime64[us]"),
+                "activity_type": pd.Series(dtype="str"),
+                "detail": pd.Series(dtype="str"),
+            }
+        )
+
+    if tables.outcomes is not None:
+        out_raw = _read_table(uri, tables.outcomes)
+        _require(
+            out_raw,
+            tables.outcomes,
+            {"columns.outcome_lead_id": cols.outcome_lead_id, "columns.converted_at": cols.converted_at},
+        )
+        outcomes = out_raw[[cols.outcome_lead_id, cols.converted_at]].rename(
+            columns={cols.outcome_lead_id: "lead_id", cols.converted_at: "converted_at"}
+        )
+        where = tables.outcomes
+    else:
+        _require(leads_raw, tables.leads, {"columns.converted_at": cols.converted_at})
+        outcomes = leads_raw[[cols.lead_id, cols.converted_at]].rename(
+            columns={cols.lead_id: "lead_id", cols.converted_at: "converted_at"}
+        )
+        where = tables.leads
+    outcomes["converted_at"] = _timestamps(outcomes["converted_at"], where, cols.converted_at, True)
+    # A lead converts once: keep its first conversion.
+    outcomes = (
+        outcomes.dropna(subset=["converted_at"])
+        .groupby("lead_id", as_index=False)["converted_at"]
+        .min()
+    )
+    return CRMData(leads=leads, activities=activities, outcomes=outcomes, source=redact_uri(uri))
+
+
+def load_ground_truth(config: ProjectConfig) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The generator's hidden truth tables, if the config names them (generated data only)."""
+    truth = config.source.ground_truth
+    if truth is None:
+        return None
+    uri = config.source_uri
+    leads = _read_table(uri, truth.leads)
+    leads["created_day"] = pd.to_datetime(leads["created_day"]).astype("datetime64[us]")
+    return leads, _read_table(uri, truth.shocks)
+
+
+def write_tables(tables: dict[str, pd.DataFrame], uri: str, file_format: str = "sqlite") -> None:
+    """Write generated tables to a database URL or to Parquet files in a folder."""
+    if is_database_uri(uri):
+        engine = sa.create_engine(uri)
+        try:
+            with engine.begin() as conn:
+                for name, frame in tables.items():
+                    frame.to_sql(name, conn, if_exists="replace", index=False, chunksize=200_000)
+        finally:
+            engine.dispose()
+        return
+    folder = Path(uri)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        if file_format == "csv":
+            frame.to_csv(folder / f"{name}.csv", index=False)
+        else:
+            frame.to_parquet(folder / f"{name}.parquet", index=False)
