@@ -25,6 +25,8 @@ EMAIL_KINDS = ("corporate", "free_mail", "student", "competitor", "unknown")
 OTHER = "__other__"
 TREND_RECENT_DAYS = 7
 TREND_PREVIOUS_DAYS = 21
+#: Half-life of the decayed engagement scores: each event counts 0.5 ** (age / half-life).
+DECAY_HALF_LIFE_DAYS = 14
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,9 @@ class BehaviourSpec:
         for key in self.keys():
             cols += [f"n_{key}_{w}d" for w in self.windows_days]
             cols.append(f"days_since_{key}")
+            cols.append(f"decayed_{key}")
         cols += [f"n_all_{w}d" for w in self.windows_days]
+        cols.append("decayed_all")
         cols += [f"active_days_{max(self.windows_days)}d", "trend_7d_vs_prev_21d", "days_since_any", "lead_age_days"]
         return cols
 
@@ -148,6 +152,8 @@ def behaviour_features(
     k = len(keys)
     windows = spec.windows_days
     counts = np.zeros((len(windows), n, k), dtype=np.float64)
+    decayed = np.zeros((n, k), dtype=np.float64)
+    decayed_all = np.zeros(n, dtype=np.float64)
     totals = np.zeros((len(windows), n), dtype=np.float64)
     recency = np.full((n, k), np.inf)
     recency_any = np.full(n, np.inf)
@@ -174,9 +180,12 @@ def behaviour_features(
         t_code = type_code[window][known]
         c_code = cat_code[window][known]
         m = len(rows)
+        weight = 0.5 ** (age / DECAY_HALF_LIFE_DAYS)
+        decayed_all[rows] = np.bincount(pos, weight, minlength=m)
         for code in (t_code, c_code):
             has = code >= 0
             flat = pos[has] * k + code[has]
+            decayed[rows] += np.bincount(flat, weight[has], minlength=m * k).reshape(m, k)
             for wi, w in enumerate(windows):
                 inw = age[has] < w
                 counts[wi, rows] += np.bincount(flat[inw], minlength=m * k).reshape(m, k)
@@ -202,8 +211,10 @@ def behaviour_features(
         for wi, w in enumerate(windows):
             data[f"n_{key}_{w}d"] = counts[wi, :, ki]
         data[f"days_since_{key}"] = np.where(np.isinf(recency[:, ki]), np.nan, recency[:, ki])
+        data[f"decayed_{key}"] = decayed[:, ki]
     for wi, w in enumerate(windows):
         data[f"n_all_{w}d"] = totals[wi]
+    data["decayed_all"] = decayed_all
     data[f"active_days_{max(windows)}d"] = active_days
     # Activity rate of the last 7 days relative to the 21 before (1 = steady, >1 = heating up).
     data["trend_7d_vs_prev_21d"] = (recent / TREND_RECENT_DAYS + 0.1) / (

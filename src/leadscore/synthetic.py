@@ -75,7 +75,7 @@ CHANNELS: tuple[tuple[str, str | None], ...] = (
     ("contact_request", None),
 )
 # Events per day per unit of interest, by persona (rows follow PERSONAS, columns CHANNELS).
-_INTEREST_RATES = 0.25 * np.array(
+_INTEREST_RATES = 0.8 * np.array(
     [
         # home blog price case  prod  docs  car   dl    web   open  click demo  contact
         [0.15, 0.22, 0.22, 0.12, 0.30, 0.12, 0.01, 0.07, 0.03, 0.30, 0.12, 0.035, 0.02],
@@ -87,7 +87,7 @@ _INTEREST_RATES = 0.25 * np.array(
 )
 # Events per day regardless of interest (newsletters, stray visits).
 _BASE_RATES = np.array(
-    [0.006, 0.010, 0.002, 0.002, 0.004, 0.002, 0.001, 0.0, 0.0, 0.06, 0.008, 0.0, 0.0]
+    [0.004, 0.006, 0.001, 0.001, 0.002, 0.001, 0.001, 0.0, 0.0, 0.03, 0.004, 0.0, 0.0]
 )
 # Channels whose rate also scales with fit: buying intent.
 _INTENT_CHANNELS = np.array([c in {2, 3, 11, 12} for c in range(len(CHANNELS))])
@@ -171,6 +171,14 @@ _DEPARTMENT_JA = {
     "operations": "総務部",
 }
 _STUDENT_TITLES = ("Student", "MBA Student", "PhD student", "学生", "大学院生")
+_PARTNER_TITLES = (
+    "Channel Partner Manager",
+    "Alliance Manager",
+    "Agency Owner",
+    "Reseller",
+    "Independent Consultant",
+    "代理店 パートナー担当",
+)
 _JOB_SEEKER_TITLES = ("Intern", "Marketing Intern", "Graduate trainee", "インターン", "Looking for opportunities")
 
 _TARGET_HORIZON_RATE = 0.07  # approximate 90-day conversion rate of an average open lead
@@ -227,6 +235,8 @@ def _make_titles(
             ).astype(object)
     student = persona == PERSONAS.index("student")
     titles[student] = _pick(rng, _STUDENT_TITLES, int(student.sum()))
+    partner = persona == PERSONAS.index("partner")
+    titles[partner] = _pick(rng, _PARTNER_TITLES, int(partner.sum()))
     seeker = persona == PERSONAS.index("job_seeker")
     titles[seeker] = _pick(rng, _JOB_SEEKER_TITLES, int(seeker.sum()))
     # Forms often leave the title empty.
@@ -283,7 +293,7 @@ def _make_leads(rng: np.random.Generator, n: int, end: pd.Timestamp) -> tuple[pd
         + size_effect
         + np.where(kind == 1, -0.5, 0.0)
         + np.where(is_buyer, 0.0, -3.2)
-        + rng.normal(0.0, 0.2, n)
+        + rng.normal(0.0, 0.1, n)
     )
     titles = _make_titles(rng, persona, seniority, department, japanese)
     # A missing title hides seniority; treat it as neutral for fit only through the noise.
@@ -313,13 +323,15 @@ def _make_leads(rng: np.random.Generator, n: int, end: pd.Timestamp) -> tuple[pd
 
 def _latent_dynamics(rng: np.random.Generator, latent: dict, n: int) -> dict:
     persona = latent["persona"]
-    half_life = rng.uniform(6.0, 24.0, n)
+    half_life = rng.uniform(15.0, 18.0, n)
     decay = np.exp(-np.log(2.0) / half_life)
-    shock_prob = rng.uniform(0.002, 0.012, n) * np.where(persona == 1, 1.8, 1.0)
-    shock_size = rng.gamma(4.0, 0.5, n)
+    # How often a lead starts a research episode and how strong it is: mostly traits of the
+    # persona, so that what the oracle knows beyond the data is small but not nothing.
+    shock_prob = 0.004 * np.exp(rng.normal(0.0, 0.1, n)) * np.where(persona == 1, 1.8, 1.0)
+    shock_size = rng.gamma(100.0, 0.04, n)
     initial = np.asarray(SOURCE_INITIAL_INTEREST)[latent["source"]] * rng.gamma(3.0, 1 / 3.0, n)
     # Hazard per unit interest; scaled so an average open lead converts at ~7% in 90 days.
-    hazard_scale = np.exp(latent["fit"]) * 0.0012
+    hazard_scale = np.exp(latent["fit"]) * 0.0016
     base_hazard = np.full(n, 2e-5)
     return {
         "decay": decay,

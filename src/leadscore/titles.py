@@ -36,7 +36,11 @@ DIRECTOR_OR_ABOVE = ("c_level", "vp", "director")
 # First match wins, so the order goes from the most specific to the least specific pattern.
 _SENIORITY_PATTERNS: tuple[tuple[str, str], ...] = (
     ("student", r"\bstudent\b|\bmba candidate\b|\bphd candidate\b|学生|大学院生"),
-    ("intern", r"\bintern\b|\binternship\b|\btrainee\b|インターン|研修生"),
+    (
+        "intern",
+        r"\bintern\b|\binternship\b|\btrainee\b|looking for|job seeker|seeking|open to work"
+        r"|インターン|研修生|求職",
+    ),
     (
         "c_level",
         r"\bc[etfiom]o\b|\bchief\b|\bpresident\b|\bfounder\b|\bowner\b|\bmanaging director\b"
@@ -50,6 +54,7 @@ _SENIORITY_PATTERNS: tuple[tuple[str, str], ...] = (
         r"\bengineer\b|\bdeveloper\b|\banalyst\b|\bspecialist\b|\bconsultant\b|\bassociate\b"
         r"|\bcoordinator\b|\bexecutive\b|\barchitect\b|\bscientist\b|\brepresentative\b"
         r"|\badministrator\b|\bdesigner\b|\baccountant\b|\bofficer\b|\bstaff\b|\bmember\b"
+        r"|\bsdr\b|\bbdr\b|\bassistant\b"
         r"|主任|担当|エンジニア|スタッフ|社員|アナリスト|コンサルタント|開発者",
     ),
 )
@@ -59,9 +64,13 @@ _DEPARTMENT_PATTERNS: tuple[tuple[str, str], ...] = (
     (
         "sales",
         r"\bsales\b|business development|\bbdr\b|\bsdr\b|account (?:executive|manager)|\bcro\b"
-        r"|営業|販売",
+        r"|chief revenue|営業|販売",
     ),
-    ("it", r"\bit\b|information (?:technology|systems)|\bcio\b|\bsysadmin|情報システム|情シス"),
+    (
+        "it",
+        r"\bit\b|information (?:technology|systems|officer)|\bcio\b|\bsysadmin|\bsystems\b"
+        r"|情報システム|情シス",
+    ),
     (
         "engineering",
         r"engineer|developer|software|\bcto\b|technology|\bdata\b|devops|architect|scientist"
