@@ -110,6 +110,8 @@ class LeadScoringModel:
             callbacks=callbacks,
         )
         self.best_iteration_ = int(self.booster_.best_iteration_ or self.config.max_trees)
+        if progress is not None:
+            progress(self.config.max_trees, self.config.max_trees)
         raw = self.raw_probability(calib_rows)
         method, briers = choose_calibration(raw, np.asarray(y_calib, float), calib_groups, self.config.calibration)
         self.calibration_method_ = method

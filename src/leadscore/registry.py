@@ -178,3 +178,12 @@ def load_champion(name: str) -> Champion:
         warnings.simplefilter("ignore")
         pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
     return Champion(entry, pyfunc, pyfunc.unwrap_python_model().model)
+
+
+def run_metrics(run_id: str) -> dict[str, float]:
+    """The metrics a run logged (e.g. the champion's test metrics)."""
+    mlflow = _mlflow()
+    try:
+        return dict(mlflow.MlflowClient().get_run(run_id).data.metrics)
+    except mlflow.exceptions.MlflowException:
+        return {}

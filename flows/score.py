@@ -1,0 +1,36 @@
+"""Scoring flow: champion model + rules on every open lead → published scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from prefect import flow
+
+from leadscore import registry, runs
+
+try:  # imported as the `leadscore_flows` package
+    from leadscore_flows import tasks
+except ImportError:  # loaded by path as a Prefect entrypoint (flows/score.py:score_flow)
+    import tasks  # type: ignore[no-redef]
+
+
+@flow(name="score", log_prints=True)
+def score_flow(config_path: str | None = None, as_of: str | None = None) -> dict[str, Any]:
+    """Score open leads as of `as_of` (default: today, UTC) and publish them atomically."""
+    config = tasks.read_config(config_path)
+    as_of_ts = pd.Timestamp(as_of) if as_of else pd.Timestamp.now(tz="UTC").tz_localize(None)
+    as_of_ts = as_of_ts.normalize()
+    rules = tasks.read_rules(config)
+    crm = tasks.load_source(config)
+    champion = tasks.load_champion(config)
+    scores = tasks.score_open_leads(crm, champion, rules, config, as_of_ts)
+    scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    frame = runs.published_frame(scores, champion.entry, scored_at)
+    published = tasks.publish_scores(frame, config)
+    metrics = registry.run_metrics(champion.entry.run_id)
+    return runs.scoring_summary(scores, champion.entry, config, as_of_ts, published, metrics)
+
+
+if __name__ == "__main__":
+    score_flow()

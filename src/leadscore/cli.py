@@ -1,0 +1,330 @@
+"""The `leadscore` command: generate, train, score, demo. Presentation only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from leadscore.errors import LeadscoreError
+
+app = typer.Typer(
+    help="Predictive lead scoring: calibrated conversion probabilities next to your MQL rules.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Project file (leadscore.yaml).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
+
+
+def _prefect_environment(verbose: bool) -> None:
+    """Settings for the embedded Prefect engine; the user's own settings win."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+
+def _quiet_prefect_console(verbose: bool) -> None:
+    """Keep Prefect's console handler from printing tracebacks of user errors."""
+    if verbose:
+        return
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.CRITICAL)
+
+
+@contextmanager
+def _progress(enabled: bool):
+    """A Rich progress display on stderr fed by the library's progress hook."""
+    from leadscore.progress import reporting
+
+    if not enabled:
+        yield
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description:<20}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+    tasks: dict[str, Any] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    with progress, reporting(report):
+        yield
+
+
+def _fail(exc: LeadscoreError) -> None:
+    err.print(f"[bold red]error:[/] {exc.problem}", highlight=False)
+    if exc.fix:
+        err.print(f"[bold]fix:[/] {exc.fix}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _run_flow(name: str, verbose: bool, **params: Any) -> dict[str, Any]:
+    _prefect_environment(verbose)
+    import leadscore_flows.score as score_module
+    import leadscore_flows.train as train_module
+
+    _quiet_prefect_console(verbose)
+    flow = {"train": train_module.train_flow, "score": score_module.score_flow}[name]
+    return flow(**params)
+
+
+def _emit(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+@app.command()
+def generate(
+    out_uri: Annotated[
+        str, typer.Option("--out", help="sqlite:///file.db (default) or a folder for Parquet.")
+    ] = "sqlite:///crm.db",
+    leads: Annotated[int, typer.Option("--leads", "-n", min=1, help="Number of leads.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 7,
+    end: Annotated[str | None, typer.Option(help="Last day of history (default: today, UTC).")] = None,
+    file_format: Annotated[str, typer.Option("--format", help="parquet or csv for folders.")] = "parquet",
+    as_json: JsonOption = False,
+) -> None:
+    """Generate a synthetic B2B CRM (leads, activities, outcomes, hidden ground truth)."""
+    summary = _generate(out_uri, leads, seed, end, file_format, progress=not as_json)
+    _emit(summary, as_json)
+    if not as_json:
+        err.print(
+            f"wrote {summary['rows']['leads']:,} leads and {summary['rows']['activities']:,} "
+            f"activities to {summary['uri']} in {summary['seconds']:.1f} s"
+        )
+
+
+def _generate(uri: str, leads: int, seed: int, end: str | None, file_format: str, progress: bool) -> dict:
+    from leadscore.config import resolve_uri
+    from leadscore.progress import reporter
+    from leadscore.sources import write_tables
+    from leadscore.synthetic import generate_crm
+
+    uri = resolve_uri(uri, Path.cwd())
+    start = time.perf_counter()
+    with _progress(progress):
+        report = reporter()
+        crm = generate_crm(leads, seed=seed, end=end, progress=lambda d, t: report("generating", d, t))
+        report("writing", 0, 1)
+        write_tables(crm.tables(), uri, file_format)
+        report("writing", 1, 1)
+    return {
+        "command": "generate",
+        "uri": uri,
+        "seed": seed,
+        "end": str(crm.end.date()),
+        "rows": {
+            "leads": len(crm.leads),
+            "activities": len(crm.activities),
+            "conversions": int(crm.outcomes["converted_at"].notna().sum()),
+        },
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def _print_training(summary: dict[str, Any]) -> None:
+    table = Table(title="Newest labelled cohort (never used for any choice)")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    table.add_column("rules", justify="right")
+    m, r = summary["model"], summary["rules"]
+    table.add_row("ROC-AUC", _fmt(m["roc_auc"]), _fmt(r["roc_auc"]))
+    table.add_row("PR-AUC", _fmt(m["pr_auc"]), _fmt(r["pr_auc"]))
+    table.add_row("Brier", _fmt(m["brier"], 4), _fmt(r["brier"], 4))
+    table.add_row("ECE", _fmt(m["ece"], 4), _fmt(r["ece"], 4))
+    table.add_row("top-decile lift", _fmt(m["top_decile_lift"], 2), _fmt(r["top_decile_lift"], 2))
+    table.add_row(
+        "conversions in top decile",
+        _fmt(m["top_decile_captured"], 0),
+        _fmt(r["top_decile_captured"], 0),
+    )
+    if summary.get("oracle_auc") is not None:
+        table.add_row("oracle ROC-AUC (true probabilities)", _fmt(summary["oracle_auc"]), "")
+    err.print(table)
+    aliases = f" ({', '.join(summary['aliases'])})" if summary["aliases"] else ""
+    err.print(
+        f"registered [bold]{summary['model_name']}[/] version {summary['model_version']}{aliases}; "
+        f"test rows {summary['rows']['test_rows']:,}, calibration: {summary['calibration']}"
+    )
+
+
+@app.command()
+def train(config: ConfigOption = None, as_json: JsonOption = False, verbose: VerboseOption = False) -> None:
+    """Train, calibrate and register a conversion model (Prefect flow `train`)."""
+    try:
+        with _progress(not as_json):
+            summary = _run_flow("train", verbose, config_path=str(config) if config else None)
+    except LeadscoreError as exc:
+        _fail(exc)
+    _emit(summary, as_json)
+    if not as_json:
+        _print_training(summary)
+
+
+@app.command()
+def score(
+    config: ConfigOption = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of this date (default: today).")] = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Score every open lead with the champion model and publish (Prefect flow `score`)."""
+    try:
+        with _progress(not as_json):
+            summary = _run_flow(
+                "score", verbose, config_path=str(config) if config else None, as_of=as_of
+            )
+    except LeadscoreError as exc:
+        _fail(exc)
+    _emit(summary, as_json)
+    if not as_json:
+        err.print(
+            f"published {summary['rows']['published']:,} scores as of {summary['as_of']} "
+            f"({summary['rows']['mql']:,} rule MQLs) to table {summary['uris']['table']} in "
+            f"{summary['uris']['publish']} with {summary['model_name']} v{summary['model_version']}"
+        )
+
+
+@app.command()
+def demo(
+    leads: Annotated[int, typer.Option("--leads", "-n", min=500, help="Leads to generate.")] = 20_000,
+    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Where data, MLflow and scores go.")] = Path(
+        "leadscore-demo"
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed of the generated CRM.")] = 7,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Generate a CRM, train, and score open leads: the whole story on embedded defaults."""
+    from leadscore.config import config_from_dict, dump_config
+
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "leadscore.yaml"
+    rules_path = workdir / "mql_rules.yaml"
+    try:
+        rules_path.write_text(_default_rules_text(), encoding="utf-8")
+        cfg = config_from_dict(
+            {
+                "source": {"uri": "sqlite:///crm.db", "ground_truth": {}},
+                "rules": "mql_rules.yaml",
+                "publish": {"uri": "sqlite:///crm.db"},
+                "mlflow": {"tracking_uri": "sqlite:///mlflow.db", "artifact_location": "mlartifacts"},
+            },
+            base_dir=workdir,
+            environ={},
+        )
+        config_path.write_text(
+            "# leadscore project file written by `leadscore demo`; edit and rerun\n"
+            "# `leadscore train -c leadscore.yaml` and `leadscore score -c leadscore.yaml`.\n"
+            + dump_config(cfg),
+            encoding="utf-8",
+        )
+        if not as_json:
+            err.print(f"[bold]1/3[/] generating {leads:,} leads into {workdir / 'crm.db'}")
+        generated = _generate(f"sqlite:///{workdir / 'crm.db'}", leads, seed, None, "parquet", not as_json)
+        if not as_json:
+            err.print(f"[bold]2/3[/] training (Prefect flow `train`, MLflow at {workdir / 'mlflow.db'})")
+        with _progress(not as_json):
+            trained = _run_flow("train", verbose, config_path=str(config_path))
+        if not as_json:
+            _print_training(trained)
+            err.print("[bold]3/3[/] scoring open leads (Prefect flow `score`)")
+        with _progress(not as_json):
+            scored = _run_flow("score", verbose, config_path=str(config_path), as_of=generated["end"])
+    except LeadscoreError as exc:
+        _fail(exc)
+    summary = {
+        "command": "demo",
+        "model": trained["model"],
+        "rules": trained["rules"],
+        "oracle_auc": trained["oracle_auc"],
+        "rows": {**trained["rows"], "generated_leads": generated["rows"]["leads"],
+                 "generated_activities": generated["rows"]["activities"], **{f"scored_{k}": v for k, v in scored["rows"].items()}},
+        "model_name": trained["model_name"],
+        "model_version": trained["model_version"],
+        "run_id": trained["run_id"],
+        "as_of": scored["as_of"],
+        "config": str(config_path),
+        "uris": {**trained["uris"], "publish": scored["uris"]["publish"], "table": scored["uris"]["table"]},
+    }
+    _emit(summary, as_json)
+    if not as_json:
+        _print_demo(summary, workdir)
+
+
+def _print_demo(summary: dict[str, Any], workdir: Path) -> None:
+    m, r = summary["model"], summary["rules"]
+    test_conv = summary["rows"]["test_conversions"]
+    table = Table(title="Model vs MQL rules on the newest labelled cohort")
+    table.add_column("")
+    table.add_column("model", justify="right")
+    table.add_column("rules", justify="right")
+    table.add_row("ROC-AUC", _fmt(m["roc_auc"]), _fmt(r["roc_auc"]))
+    table.add_row("PR-AUC", _fmt(m["pr_auc"]), _fmt(r["pr_auc"]))
+    table.add_row(
+        f"conversions in top decile (of {test_conv:,})",
+        _fmt(m["top_decile_captured"], 0),
+        _fmt(r["top_decile_captured"], 0),
+    )
+    out.print(table)
+    out.print(
+        f"scores: table [bold]{summary['uris']['table']}[/] in {workdir / 'crm.db'} "
+        f"({summary['rows']['scored_published']:,} open leads as of {summary['as_of']})"
+    )
+    out.print(f"project file: {summary['config']}")
+    tracking = summary["uris"]["tracking"]
+    out.print(f"browse the run: [bold]mlflow ui --backend-store-uri {tracking}[/]")
+
+
+def _default_rules_text() -> str:
+    from importlib.resources import files
+
+    return files("leadscore").joinpath("defaults/mql_rules.yaml").read_text(encoding="utf-8")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
