@@ -90,7 +90,11 @@ def load_champion(config: ProjectConfig) -> registry.Champion:
 
 @compute_task
 def score_open_leads(
-    crm: CRMData, champion: registry.Champion, rules: RuleSet, config: ProjectConfig, as_of: pd.Timestamp
+    crm: CRMData,
+    champion: registry.Champion,
+    rules: RuleSet,
+    config: ProjectConfig,
+    as_of: pd.Timestamp,
 ) -> pd.DataFrame:
     report = reporter()
     report("scoring", 0, 1)

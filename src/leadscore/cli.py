@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 ConfigOption = Annotated[
@@ -93,6 +93,11 @@ def _fail(exc: LeadscoreError) -> None:
 
 
 def _run_flow(name: str, verbose: bool, **params: Any) -> dict[str, Any]:
+    from leadscore.config import load_config
+
+    # Validate the project file before starting the engine: config errors fail in
+    # milliseconds. The flow loads it again as its first task.
+    load_config(params.get("config_path"))
     _prefect_environment(verbose)
     import leadscore_flows.score as score_module
     import leadscore_flows.train as train_module
@@ -118,8 +123,12 @@ def generate(
     ] = "sqlite:///crm.db",
     leads: Annotated[int, typer.Option("--leads", "-n", min=1, help="Number of leads.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 7,
-    end: Annotated[str | None, typer.Option(help="Last day of history (default: today, UTC).")] = None,
-    file_format: Annotated[str, typer.Option("--format", help="parquet or csv for folders.")] = "parquet",
+    end: Annotated[
+        str | None, typer.Option(help="Last day of history (default: today, UTC).")
+    ] = None,
+    file_format: Annotated[
+        str, typer.Option("--format", help="parquet or csv for folders.")
+    ] = "parquet",
     as_json: JsonOption = False,
 ) -> None:
     """Generate a synthetic B2B CRM (leads, activities, outcomes, hidden ground truth)."""
@@ -132,7 +141,9 @@ def generate(
         )
 
 
-def _generate(uri: str, leads: int, seed: int, end: str | None, file_format: str, progress: bool) -> dict:
+def _generate(
+    uri: str, leads: int, seed: int, end: str | None, file_format: str, progress: bool
+) -> dict:
     from leadscore.config import resolve_uri
     from leadscore.progress import reporter
     from leadscore.sources import write_tables
@@ -142,7 +153,9 @@ def _generate(uri: str, leads: int, seed: int, end: str | None, file_format: str
     start = time.perf_counter()
     with _progress(progress):
         report = reporter()
-        crm = generate_crm(leads, seed=seed, end=end, progress=lambda d, t: report("generating", d, t))
+        crm = generate_crm(
+            leads, seed=seed, end=end, progress=lambda d, t: report("generating", d, t)
+        )
         report("writing", 0, 1)
         write_tables(crm.tables(), uri, file_format)
         report("writing", 1, 1)
@@ -187,7 +200,9 @@ def _print_training(summary: dict[str, Any]) -> None:
 
 
 @app.command()
-def train(config: ConfigOption = None, as_json: JsonOption = False, verbose: VerboseOption = False) -> None:
+def train(
+    config: ConfigOption = None, as_json: JsonOption = False, verbose: VerboseOption = False
+) -> None:
     """Train, calibrate and register a conversion model (Prefect flow `train`)."""
     try:
         with _progress(not as_json):
@@ -202,7 +217,9 @@ def train(config: ConfigOption = None, as_json: JsonOption = False, verbose: Ver
 @app.command()
 def score(
     config: ConfigOption = None,
-    as_of: Annotated[str | None, typer.Option("--as-of", help="Score as of this date (default: today).")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Score as of this date (default: today).")
+    ] = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -225,10 +242,12 @@ def score(
 
 @app.command()
 def demo(
-    leads: Annotated[int, typer.Option("--leads", "-n", min=500, help="Leads to generate.")] = 20_000,
-    workdir: Annotated[Path, typer.Option("--workdir", "-w", help="Where data, MLflow and scores go.")] = Path(
-        "leadscore-demo"
-    ),
+    leads: Annotated[
+        int, typer.Option("--leads", "-n", min=500, help="Leads to generate.")
+    ] = 20_000,
+    workdir: Annotated[
+        Path, typer.Option("--workdir", "-w", help="Where data, MLflow and scores go.")
+    ] = Path("leadscore-demo"),
     seed: Annotated[int, typer.Option(help="Random seed of the generated CRM.")] = 7,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
@@ -247,7 +266,10 @@ def demo(
                 "source": {"uri": "sqlite:///crm.db", "ground_truth": {}},
                 "rules": "mql_rules.yaml",
                 "publish": {"uri": "sqlite:///crm.db"},
-                "mlflow": {"tracking_uri": "sqlite:///mlflow.db", "artifact_location": "mlartifacts"},
+                "mlflow": {
+                    "tracking_uri": "sqlite:///mlflow.db",
+                    "artifact_location": "mlartifacts",
+                },
             },
             base_dir=workdir,
             environ={},
@@ -260,16 +282,22 @@ def demo(
         )
         if not as_json:
             err.print(f"[bold]1/3[/] generating {leads:,} leads into {workdir / 'crm.db'}")
-        generated = _generate(f"sqlite:///{workdir / 'crm.db'}", leads, seed, None, "parquet", not as_json)
+        generated = _generate(
+            f"sqlite:///{workdir / 'crm.db'}", leads, seed, None, "parquet", not as_json
+        )
         if not as_json:
-            err.print(f"[bold]2/3[/] training (Prefect flow `train`, MLflow at {workdir / 'mlflow.db'})")
+            err.print(
+                f"[bold]2/3[/] training (Prefect flow `train`, MLflow at {workdir / 'mlflow.db'})"
+            )
         with _progress(not as_json):
             trained = _run_flow("train", verbose, config_path=str(config_path))
         if not as_json:
             _print_training(trained)
             err.print("[bold]3/3[/] scoring open leads (Prefect flow `score`)")
         with _progress(not as_json):
-            scored = _run_flow("score", verbose, config_path=str(config_path), as_of=generated["end"])
+            scored = _run_flow(
+                "score", verbose, config_path=str(config_path), as_of=generated["end"]
+            )
     except LeadscoreError as exc:
         _fail(exc)
     summary = {
@@ -277,14 +305,22 @@ def demo(
         "model": trained["model"],
         "rules": trained["rules"],
         "oracle_auc": trained["oracle_auc"],
-        "rows": {**trained["rows"], "generated_leads": generated["rows"]["leads"],
-                 "generated_activities": generated["rows"]["activities"], **{f"scored_{k}": v for k, v in scored["rows"].items()}},
+        "rows": {
+            **trained["rows"],
+            "generated_leads": generated["rows"]["leads"],
+            "generated_activities": generated["rows"]["activities"],
+            **{f"scored_{k}": v for k, v in scored["rows"].items()},
+        },
         "model_name": trained["model_name"],
         "model_version": trained["model_version"],
         "run_id": trained["run_id"],
         "as_of": scored["as_of"],
         "config": str(config_path),
-        "uris": {**trained["uris"], "publish": scored["uris"]["publish"], "table": scored["uris"]["table"]},
+        "uris": {
+            **trained["uris"],
+            "publish": scored["uris"]["publish"],
+            "table": scored["uris"]["table"],
+        },
     }
     _emit(summary, as_json)
     if not as_json:

@@ -255,7 +255,9 @@ def _describe(error: dict, source: str) -> str:
             field = parent.model_fields.get(part)
             annotation = getattr(field, "annotation", None)
             inner = [a for a in getattr(annotation, "__args__", (annotation,)) if a is not None]
-            parent = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), parent)
+            parent = next(
+                (a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), parent
+            )
         allowed = _allowed_keys(parent)
         close = difflib.get_close_matches(loc[-1], allowed, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
@@ -288,7 +290,10 @@ def config_from_dict(
         return ProjectConfig(**data, base_dir=(base_dir or Path.cwd()).resolve())
     except ValidationError as exc:
         messages = [_describe(e, source) for e in exc.errors()]
-        raise ConfigError("\n".join(messages)) from None
+        raise ConfigError(
+            "\n".join(messages),
+            f"edit {source}; the README section 'The project file' lists every key",
+        ) from None
     except TypeError as exc:  # e.g. a section given as a list
         raise ConfigError(f"{source}: {exc}") from None
 

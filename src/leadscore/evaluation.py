@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
-METRIC_KEYS = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "top_decile_lift", "top_decile_captured")
+METRIC_KEYS = (
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "log_loss",
+    "ece",
+    "top_decile_lift",
+    "top_decile_captured",
+)
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
@@ -41,11 +49,17 @@ def captured_in_top(y: np.ndarray, score: np.ndarray, k: int) -> float:
     return float(y[above].sum() + (k - n_above) * y[tied].mean())
 
 
-def classification_metrics(y: np.ndarray, score: np.ndarray, probability: np.ndarray | None) -> dict[str, float]:
+def classification_metrics(
+    y: np.ndarray, score: np.ndarray, probability: np.ndarray | None
+) -> dict[str, float]:
     """ROC-AUC and PR-AUC of `score`; Brier, log loss and ECE of `probability`; top-decile lift."""
     y = np.asarray(y, dtype=float)
     score = np.asarray(score, dtype=float)
-    out: dict[str, float] = {"n": float(len(y)), "conversions": float(y.sum()), "rate": float(y.mean())}
+    out: dict[str, float] = {
+        "n": float(len(y)),
+        "conversions": float(y.sum()),
+        "rate": float(y.mean()),
+    }
     both = 0 < y.sum() < len(y)
     out["roc_auc"] = float(roc_auc_score(y, score)) if both else float("nan")
     out["pr_auc"] = float(average_precision_score(y, score)) if both else float("nan")

@@ -19,7 +19,12 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import FeatureConfig
-from leadscore.titles import DEPARTMENTS, SENIORITY_LEVELS, department_from_title, seniority_from_title
+from leadscore.titles import (
+    DEPARTMENTS,
+    SENIORITY_LEVELS,
+    department_from_title,
+    seniority_from_title,
+)
 
 EMAIL_KINDS = ("corporate", "free_mail", "student", "competitor", "unknown")
 OTHER = "__other__"
@@ -41,7 +46,9 @@ class BehaviourSpec:
 
     @property
     def lookback_days(self) -> int:
-        return max(max(self.windows_days), self.recency_cap_days, TREND_RECENT_DAYS + TREND_PREVIOUS_DAYS)
+        return max(
+            max(self.windows_days), self.recency_cap_days, TREND_RECENT_DAYS + TREND_PREVIOUS_DAYS
+        )
 
     def keys(self) -> list[str]:
         """Behaviour keys: one per activity type, then one per page category."""
@@ -56,7 +63,12 @@ class BehaviourSpec:
             cols.append(f"decayed_{key}")
         cols += [f"n_all_{w}d" for w in self.windows_days]
         cols.append("decayed_all")
-        cols += [f"active_days_{max(self.windows_days)}d", "trend_7d_vs_prev_21d", "days_since_any", "lead_age_days"]
+        cols += [
+            f"active_days_{max(self.windows_days)}d",
+            "trend_7d_vs_prev_21d",
+            "days_since_any",
+            "lead_age_days",
+        ]
         return cols
 
 
@@ -84,7 +96,10 @@ def page_category(detail: pd.Series, categories: dict[str, str]) -> pd.Series:
     text = pd.Series(uniques, dtype="str")
     result = pd.Series(pd.NA, index=text.index, dtype="str")
     for name, pattern in categories.items():
-        hit = text.str.contains(pattern, regex=True, flags=re.IGNORECASE).fillna(False) & result.isna()
+        hit = (
+            text.str.contains(pattern, regex=True, flags=re.IGNORECASE).fillna(False)
+            & result.isna()
+        )
         result = result.mask(hit.astype(bool), name)
     mapped = result.to_numpy(dtype=object)
     values = np.where(codes >= 0, mapped[np.maximum(codes, 0)] if len(mapped) else None, None)
@@ -104,7 +119,9 @@ class ActivityIndex:
 
     def window(self, as_of: np.datetime64, days: int) -> slice:
         """Events in [as_of - days, as_of): strictly before the snapshot."""
-        lo, hi = np.searchsorted(self.times, [as_of - np.timedelta64(days, "D"), as_of], side="left")
+        lo, hi = np.searchsorted(
+            self.times, [as_of - np.timedelta64(days, "D"), as_of], side="left"
+        )
         return slice(int(lo), int(hi))
 
     def type_codes(self, names: tuple[str, ...] | list[str]) -> np.ndarray:
@@ -113,7 +130,9 @@ class ActivityIndex:
         return lookup[self.type_code]
 
     def category_codes(self, names: tuple[str, ...] | list[str]) -> np.ndarray:
-        lookup = np.array([names.index(c) if c in names else -1 for c in self.category_names] + [-1])
+        lookup = np.array(
+            [names.index(c) if c in names else -1 for c in self.category_names] + [-1]
+        )
         return lookup[self.category_code]
 
 
@@ -124,7 +143,11 @@ def index_activities(
     acts = activities.sort_values("occurred_at", kind="stable")
     type_code, type_names = pd.factorize(acts["activity_type"].astype("str"), sort=True)
     type_names = tuple(str(t) for t in type_names)
-    is_page = (type_code == type_names.index(page_activity_type)) if page_activity_type in type_names else np.zeros(len(acts), bool)
+    is_page = (
+        (type_code == type_names.index(page_activity_type))
+        if page_activity_type in type_names
+        else np.zeros(len(acts), bool)
+    )
     category_code = np.full(len(acts), -1, dtype=np.int64)
     names = tuple(page_categories)
     if is_page.any() and names:
@@ -259,15 +282,23 @@ def snapshot_rows(
     return pd.concat([attrs, behaviour], axis=1)
 
 
-def derive_attributes(rows: pd.DataFrame, title_column: str | None, config: FeatureConfig) -> pd.DataFrame:
+def derive_attributes(
+    rows: pd.DataFrame, title_column: str | None, config: FeatureConfig
+) -> pd.DataFrame:
     """Seniority and department from the title, kind from the e-mail domain (new frame)."""
     out = pd.DataFrame(index=rows.index)
-    titles = rows[title_column] if title_column and title_column in rows else pd.Series(
-        pd.NA, index=rows.index, dtype="str"
+    titles = (
+        rows[title_column]
+        if title_column and title_column in rows
+        else pd.Series(pd.NA, index=rows.index, dtype="str")
     )
     out["seniority"] = seniority_from_title(titles)
     out["department"] = department_from_title(titles)
-    domain = rows["email_domain"] if "email_domain" in rows else pd.Series(pd.NA, index=rows.index, dtype="str")
+    domain = (
+        rows["email_domain"]
+        if "email_domain" in rows
+        else pd.Series(pd.NA, index=rows.index, dtype="str")
+    )
     out["email_domain_kind"] = email_domain_kind(domain, config)
     return out
 
@@ -279,7 +310,9 @@ def email_domain_kind(domain: pd.Series, config: FeatureConfig) -> pd.Series:
     kind = pd.Series("corporate", index=d.index, dtype="str")
     student = d.str.contains("|".join(config.student_domain_patterns), regex=True).fillna(False)
     kind = kind.mask(student.astype(bool), "student")
-    kind = kind.mask(d.isin([x.lower() for x in config.free_mail_domains]).fillna(False), "free_mail")
+    kind = kind.mask(
+        d.isin([x.lower() for x in config.free_mail_domains]).fillna(False), "free_mail"
+    )
     competitor = d.isin([x.lower() for x in config.competitor_domains]).fillna(False)
     kind = kind.mask(competitor, "competitor")
     kind = kind.mask(d.isna() | d.eq(""), "unknown").to_numpy(dtype=object)
@@ -310,7 +343,11 @@ class FeatureBuilder:
     def _attribute_frame(self, rows: pd.DataFrame) -> pd.DataFrame:
         frame = pd.DataFrame(index=rows.index)
         for col in self.categorical:
-            frame[col] = rows[col].astype("str") if col in rows else pd.Series(pd.NA, index=rows.index, dtype="str")
+            frame[col] = (
+                rows[col].astype("str")
+                if col in rows
+                else pd.Series(pd.NA, index=rows.index, dtype="str")
+            )
         derived = derive_attributes(rows, self.title_column, self.feature_config)
         for col in self.DERIVED:
             frame[col] = derived[col]
@@ -319,8 +356,11 @@ class FeatureBuilder:
     def fit(self, rows: pd.DataFrame) -> FeatureBuilder:
         """Fix the categories of every categorical column from the training rows."""
         frame = self._attribute_frame(rows)
-        fixed = {"seniority": list(SENIORITY_LEVELS), "department": list(DEPARTMENTS),
-                 "email_domain_kind": list(EMAIL_KINDS)}
+        fixed = {
+            "seniority": list(SENIORITY_LEVELS),
+            "department": list(DEPARTMENTS),
+            "email_domain_kind": list(EMAIL_KINDS),
+        }
         self.categories_ = {}
         for col in frame.columns:
             if col in fixed:
@@ -328,7 +368,7 @@ class FeatureBuilder:
                 continue
             counts = frame[col].value_counts()
             frequent = counts[counts >= self.min_category_count].index[: self.max_categories]
-            self.categories_[col] = sorted(str(v) for v in frequent) + [OTHER]
+            self.categories_[col] = [*sorted(str(v) for v in frequent), OTHER]
         self.feature_names_ = [*frame.columns, *self.numeric, *self.behaviour.columns()]
         return self
 
@@ -344,7 +384,11 @@ class FeatureBuilder:
             values = values.where(known, OTHER)
             out[col] = pd.Categorical(values, categories=cats)
         for col in [*self.numeric, *self.behaviour.columns()]:
-            out[col] = pd.to_numeric(rows[col], errors="coerce").astype("float64") if col in rows else np.nan
+            out[col] = (
+                pd.to_numeric(rows[col], errors="coerce").astype("float64")
+                if col in rows
+                else np.nan
+            )
         return pd.DataFrame(out, index=rows.index)[self.feature_names_]
 
     @property

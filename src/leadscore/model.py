@@ -29,7 +29,9 @@ class Calibrator:
 
     def fit(self, raw: np.ndarray, y: np.ndarray) -> Calibrator:
         if self.method == "isotonic":
-            self.mapping_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
+            self.mapping_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+                raw, y
+            )
         elif self.method == "sigmoid":
             self.mapping_ = LogisticRegression(C=1e6).fit(_logit(raw).reshape(-1, 1), y)
         else:
@@ -79,7 +81,7 @@ class LeadScoringModel:
         calib_groups: np.ndarray,
         progress: Callable[[int, int], None] | None = None,
     ) -> LeadScoringModel:
-        """Fit features on train, boost with early stopping on validation, calibrate on calibration."""
+        """Fit features on train, stop boosting on validation, calibrate on calibration."""
         self.features.fit(train_rows)
         x_train = self.features.transform(train_rows)
         x_valid = self.features.transform(valid_rows)
@@ -113,7 +115,9 @@ class LeadScoringModel:
         if progress is not None:
             progress(self.config.max_trees, self.config.max_trees)
         raw = self.raw_probability(calib_rows)
-        method, briers = choose_calibration(raw, np.asarray(y_calib, float), calib_groups, self.config.calibration)
+        method, briers = choose_calibration(
+            raw, np.asarray(y_calib, float), calib_groups, self.config.calibration
+        )
         self.calibration_method_ = method
         self.calibration_briers_ = briers
         self.calibrator_ = Calibrator(method).fit(raw, np.asarray(y_calib, float))

@@ -77,7 +77,11 @@ def attribute_fields(rows: pd.DataFrame, config: ProjectConfig) -> pd.DataFrame:
 
 
 def rule_results(
-    rules: RuleSet, rows: pd.DataFrame, snapshots: pd.DataFrame, activities: ActivityIndex, config: ProjectConfig
+    rules: RuleSet,
+    rows: pd.DataFrame,
+    snapshots: pd.DataFrame,
+    activities: ActivityIndex,
+    config: ProjectConfig,
 ) -> pd.DataFrame:
     """Rule score, MQL flag and fired rules for the snapshot rows."""
     return evaluate_rules(rules, attribute_fields(rows, config), snapshots, activities)
@@ -106,7 +110,11 @@ def build_training_set(
     for i, split in enumerate(SPLITS):
         progress("features", i, len(SPLITS))
         snap = build_snapshots(
-            crm.leads, crm.outcomes, plan.dates[split], config.snapshots.max_lead_age_days, config.horizon_days
+            crm.leads,
+            crm.outcomes,
+            plan.dates[split],
+            config.snapshots.max_lead_age_days,
+            config.horizon_days,
         )
         need = MIN_CONVERSIONS[split]
         if int(snap["converted"].sum()) < need:
@@ -116,16 +124,18 @@ def build_training_set(
                 "provide more history or leads, or widen split.*_days / snapshots.every_days",
             )
         snapshots[split] = snap
-        columns = [*attrs.categorical, *attrs.numeric, *([attrs.job_title] if attrs.job_title else [])]
+        columns = [
+            *attrs.categorical,
+            *attrs.numeric,
+            *([attrs.job_title] if attrs.job_title else []),
+        ]
         rows[split] = snapshot_rows(snap, crm.leads, activities, spec, columns, attrs.email)
         rule_out[split] = rule_results(rules, rows[split], snap, activities, config)
     progress("features", len(SPLITS), len(SPLITS))
     return TrainingSet(plan, spec, snapshots, rows, rule_out)
 
 
-def train(
-    data: TrainingSet, config: ProjectConfig, progress: Progress = _noop
-) -> TrainingResult:
+def train(data: TrainingSet, config: ProjectConfig, progress: Progress = _noop) -> TrainingResult:
     """Fit the calibrated model and evaluate it and the rules on the test cohort."""
     attrs = config.source.attributes
     builder = FeatureBuilder(
@@ -160,7 +170,9 @@ def train(
     }
     mql = rules_test["is_mql"].to_numpy()
     metrics["rules"]["mql_rate"] = float(mql.mean())
-    metrics["rules"]["mql_conversion_rate"] = float(y_test[mql].mean()) if mql.any() else float("nan")
+    metrics["rules"]["mql_conversion_rate"] = (
+        float(y_test[mql].mean()) if mql.any() else float("nan")
+    )
     test_scores = data.snapshots["test"].assign(
         conversion_probability=model_p,
         rule_score=rules_test["rule_score"].to_numpy(),
@@ -191,8 +203,8 @@ def score(
     snap = open_leads(crm, as_of, config)
     if snap.empty:
         raise DataError(
-            f"no open leads as of {as_of.date()}: none created in the {config.snapshots.max_lead_age_days} "
-            "days before it that had not converted",
+            f"no open leads as of {as_of.date()}: none created in the "
+            f"{config.snapshots.max_lead_age_days} days before it that had not converted",
             "pass --as-of with a date inside the data, or check the leads table",
         )
     attrs = config.source.attributes
@@ -202,7 +214,9 @@ def score(
     if model.features.title_column:
         columns.append(model.features.title_column)
     activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
-    rows = snapshot_rows(snap, crm.leads, activities, spec, list(dict.fromkeys(columns)), attrs.email)
+    rows = snapshot_rows(
+        snap, crm.leads, activities, spec, list(dict.fromkeys(columns)), attrs.email
+    )
     probability = np.asarray(predict(rows), dtype=float)
     if not np.all(np.isfinite(probability)) or probability.min() < 0 or probability.max() > 1:
         raise ModelError("the model returned probabilities outside [0, 1]; nothing was published")

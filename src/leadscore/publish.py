@@ -53,10 +53,14 @@ def check_scores(scores: pd.DataFrame) -> None:
     p = scores["conversion_probability"].to_numpy(dtype=float)
     bad = ~np.isfinite(p) | (p < 0) | (p > 1)
     if bad.any():
-        raise DataError(f"{int(bad.sum())} probabilities are missing or outside [0, 1]; nothing was published")
+        raise DataError(
+            f"{int(bad.sum())} probabilities are missing or outside [0, 1]; nothing was published"
+        )
     dupes = scores.duplicated(["lead_id", "as_of_date"])
     if dupes.any():
-        raise DataError(f"{int(dupes.sum())} duplicate (lead_id, as_of_date) rows; nothing was published")
+        raise DataError(
+            f"{int(dupes.sum())} duplicate (lead_id, as_of_date) rows; nothing was published"
+        )
     if scores[list(SCORE_COLUMNS)].drop(columns=["rules_fired"]).isna().any().any():
         raise DataError("scores contain empty values; nothing was published")
 

@@ -19,7 +19,15 @@ from leadscore.model import LeadScoringModel
 
 CHAMPION = "champion"
 #: Packages the served model needs; pinned to what trained it (skips MLflow's slow inference).
-_MODEL_REQUIREMENTS = ("lightgbm", "scikit-learn", "pandas", "numpy", "mlflow", "pyyaml", "pydantic")
+_MODEL_REQUIREMENTS = (
+    "lightgbm",
+    "scikit-learn",
+    "pandas",
+    "numpy",
+    "mlflow",
+    "pyyaml",
+    "pydantic",
+)
 
 
 def _mlflow():  # imported lazily: mlflow is slow to import and has import-time settings
@@ -149,7 +157,9 @@ def log_training_run(
     aliases: tuple[str, ...] = ()
     if champion_version(registered_model) is None:
         client.set_registered_model_alias(registered_model, CHAMPION, version.version)
-        client.set_model_version_tag(registered_model, version.version, "promoted_because", "first model")
+        client.set_model_version_tag(
+            registered_model, version.version, "promoted_because", "first model"
+        )
         aliases = (CHAMPION,)
     return RegisteredModel(registered_model, str(version.version), run.info.run_id, aliases)
 
@@ -171,7 +181,8 @@ def load_champion(name: str) -> Champion:
     entry = champion_version(name)
     if entry is None:
         raise ModelError(
-            f"no model '{name}' with alias '{CHAMPION}' in the registry at {mlflow.get_tracking_uri()}",
+            f"no model '{name}' with alias '{CHAMPION}' in the registry at "
+            f"{mlflow.get_tracking_uri()}",
             "train one first: `leadscore train --config <your project file>`",
         )
     with warnings.catch_warnings():

@@ -9,7 +9,7 @@ the model, so both scores can be compared fairly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,12 @@ class AttributeRule(_Rule):
 
     @model_validator(mode="after")
     def _one_test(self) -> AttributeRule:
-        tests = [self.equals is not None, self.in_ is not None, self.contains is not None, self.range is not None]
+        tests = [
+            self.equals is not None,
+            self.in_ is not None,
+            self.contains is not None,
+            self.range is not None,
+        ]
         if sum(tests) != 1:
             raise ValueError(f"rule '{self.name}' needs exactly one of equals, in, contains, range")
         return self
@@ -107,7 +112,9 @@ def load_rules(path: str | Path) -> RuleSet:
     """Read and validate a rule file."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"rule file {path} does not exist", "set `rules` in the project file to your rule file")
+        raise ConfigError(
+            f"rule file {path} does not exist", "set `rules` in the project file to your rule file"
+        )
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         return RuleSet.model_validate(data)
@@ -115,7 +122,9 @@ def load_rules(path: str | Path) -> RuleSet:
         raise ConfigError(f"rule file {path} is not valid YAML: {exc}") from None
     except ValidationError as exc:
         lines = [f"{path}: '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors()]
-        raise ConfigError("\n".join(lines), "fix the rule file (see models/mql_rules.yaml)") from None
+        raise ConfigError(
+            "\n".join(lines), "fix the rule file (see models/mql_rules.yaml)"
+        ) from None
 
 
 def behaviour_counts(

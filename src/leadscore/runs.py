@@ -14,7 +14,15 @@ from leadscore.pipeline import TrainingResult
 from leadscore.sources import redact_uri
 from leadscore.synthetic import true_conversion_probability
 
-SUMMARY_METRICS = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "top_decile_lift", "top_decile_captured")
+SUMMARY_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "log_loss",
+    "ece",
+    "top_decile_lift",
+    "top_decile_captured",
+)
 
 
 def oracle_auc(
@@ -78,7 +86,9 @@ def log_and_register(
     result: TrainingResult, config: ProjectConfig, oracle: float | None
 ) -> registry.RegisteredModel:
     """Log the run (params, metrics, plots, tables) and register the packaged model."""
-    experiment_id = registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
+    experiment_id = registry.configure(
+        config.tracking_uri, config.mlflow.experiment, config.artifact_location
+    )
     test = result.test_scores
     y = test["converted"].to_numpy(dtype=float)
     figures = {
@@ -94,7 +104,9 @@ def log_and_register(
     }
     importance = result.model.feature_importance()
     tables = {
-        "feature_importance": pd.DataFrame({"feature": importance.index, "gain": importance.to_numpy()}),
+        "feature_importance": pd.DataFrame(
+            {"feature": importance.index, "gain": importance.to_numpy()}
+        ),
         "metrics": pd.DataFrame(result.metrics).reset_index(names="metric"),
     }
     try:
@@ -126,13 +138,19 @@ def _num(value: Any) -> float | None:
 
 
 def training_summary(
-    result: TrainingResult, registered: registry.RegisteredModel, config: ProjectConfig, oracle: float | None
+    result: TrainingResult,
+    registered: registry.RegisteredModel,
+    config: ProjectConfig,
+    oracle: float | None,
 ) -> dict[str, Any]:
     """The JSON summary of a training run (stable keys)."""
     return {
         "command": "train",
         "model": _pick(result.metrics["model"]),
-        "rules": {**_pick(result.metrics["rules"]), "mql_rate": _num(result.metrics["rules"]["mql_rate"])},
+        "rules": {
+            **_pick(result.metrics["rules"]),
+            "mql_rate": _num(result.metrics["rules"]["mql_rate"]),
+        },
         "oracle_auc": _num(oracle),
         "rows": result.data.counts(),
         "splits": result.data.plan.describe(),
@@ -171,6 +189,7 @@ def scoring_summary(
     champion_metrics: dict[str, float],
 ) -> dict[str, Any]:
     """The JSON summary of a scoring run; `model`/`rules` are the champion's test metrics."""
+
     def block(who: str) -> dict[str, float | None]:
         return {k: _num(champion_metrics.get(f"test_{who}_{k}")) for k in SUMMARY_METRICS}
 
@@ -181,7 +200,7 @@ def scoring_summary(
         "rules": block("rules"),
         "oracle_auc": _num(champion_metrics.get("test_oracle_roc_auc")),
         "rows": {
-            "scored": int(len(scores)),
+            "scored": len(scores),
             "published": int(published),
             "mql": int(scores["is_mql"].sum()),
         },

@@ -28,7 +28,8 @@ class SplitPlan:
     def describe(self) -> dict[str, str]:
         """First and last date per split, for logs and MLflow params."""
         return {
-            name: f"{d[0].date()}..{d[-1].date()} ({len(d)} snapshots)" for name, d in self.dates.items()
+            name: f"{d[0].date()}..{d[-1].date()} ({len(d)} snapshots)"
+            for name, d in self.dates.items()
         }
 
 
@@ -70,7 +71,8 @@ def plan_splits(
     if not test:
         raise ModelError(
             f"no labelled snapshot: the data spans {data_start.date()}..{data_end.date()} but a "
-            f"{horizon_days}-day label horizon needs at least {horizon_days + min_history_days} days",
+            f"{horizon_days}-day label horizon needs at least "
+            f"{horizon_days + min_history_days} days",
             "provide a longer history or shorten horizon_days",
         )
     fit_end = test[0] - pd.Timedelta(days=gap_days)
@@ -85,8 +87,13 @@ def plan_splits(
     empty = [name for name, d in plan.items() if not d]
     if empty:
         needed = (
-            min_history_days + test_days + gap_days + calibration_days + validation_days
-            + every_days + horizon_days
+            min_history_days
+            + test_days
+            + gap_days
+            + calibration_days
+            + validation_days
+            + every_days
+            + horizon_days
         )
         raise ModelError(
             f"not enough history for a time split: no snapshot falls in {', '.join(empty)} "

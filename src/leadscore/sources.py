@@ -83,7 +83,7 @@ def _read_table(uri: str, table: str, columns: list[str] | None = None) -> pd.Da
                     raise DataError(
                         f"table '{table}' not found in {redact_uri(uri)}"
                         f" (tables there: {', '.join(sorted(names)) or 'none'})",
-                        f"create the table or map source.tables to an existing one",
+                        "create the table or map source.tables to an existing one",
                     )
                 quote = conn.dialect.identifier_preparer.quote
                 qualified = ".".join(quote(p) for p in table.split("."))
@@ -156,7 +156,8 @@ def _timestamps(values: pd.Series, table: str, column: str, allow_null: bool) ->
         examples = ", ".join(repr(values.iloc[i]) for i in rows[:3])
         raise DataError(
             f"table '{table}', column '{column}': {len(rows)} value(s) are not timestamps "
-            f"(rows {', '.join(str(r) for r in rows[:5])}{'…' if len(rows) > 5 else ''}: {examples})",
+            f"(rows {', '.join(str(r) for r in rows[:5])}{'…' if len(rows) > 5 else ''}: "
+            f"{examples})",
             "fix or remove those rows, or map source.columns to the right column",
         )
     if not allow_null and parsed.isna().any():
@@ -196,8 +197,10 @@ def load_crm(config: ProjectConfig | SourceConfig, uri: str | None = None) -> CR
     _require(leads_raw, tables.leads, {k: v for k, v in required.items() if k != "attributes"})
     if leads_raw[cols.lead_id].isna().any():
         n = int(leads_raw[cols.lead_id].isna().sum())
-        raise DataError(f"table '{tables.leads}', column '{cols.lead_id}': {n} empty id(s)",
-                        "every lead needs an id")
+        raise DataError(
+            f"table '{tables.leads}', column '{cols.lead_id}': {n} empty id(s)",
+            "every lead needs an id",
+        )
     dup = leads_raw[cols.lead_id].duplicated()
     if dup.any():
         ids = leads_raw.loc[dup, cols.lead_id].head(3).tolist()
@@ -265,7 +268,10 @@ def load_crm(config: ProjectConfig | SourceConfig, uri: str | None = None) -> CR
         _require(
             out_raw,
             tables.outcomes,
-            {"columns.outcome_lead_id": cols.outcome_lead_id, "columns.converted_at": cols.converted_at},
+            {
+                "columns.outcome_lead_id": cols.outcome_lead_id,
+                "columns.converted_at": cols.converted_at,
+            },
         )
         outcomes = out_raw[[cols.outcome_lead_id, cols.converted_at]].rename(
             columns={cols.outcome_lead_id: "lead_id", cols.converted_at: "converted_at"}

@@ -75,7 +75,7 @@ CHANNELS: tuple[tuple[str, str | None], ...] = (
     ("contact_request", None),
 )
 # Events per day per unit of interest, by persona (rows follow PERSONAS, columns CHANNELS).
-_INTEREST_RATES = 0.8 * np.array(
+_INTEREST_RATES = 0.45 * np.array(
     [
         # home blog price case  prod  docs  car   dl    web   open  click demo  contact
         [0.15, 0.22, 0.22, 0.12, 0.30, 0.12, 0.01, 0.07, 0.03, 0.30, 0.12, 0.035, 0.02],
@@ -95,7 +95,12 @@ _EMAIL_CHANNELS = np.array([c in {9, 10} for c in range(len(CHANNELS))])
 
 PAGE_PATHS = {
     "home": ("/",),
-    "blog": ("/blog/lead-scoring-101", "/blog/mql-vs-sql", "/blog/abm-playbook", "/blog/2026-trends"),
+    "blog": (
+        "/blog/lead-scoring-101",
+        "/blog/mql-vs-sql",
+        "/blog/abm-playbook",
+        "/blog/2026-trends",
+    ),
     "pricing": ("/pricing", "/pricing/enterprise", "/ja/pricing"),
     "case_studies": ("/customers/acme", "/customers/globex", "/case-studies/manufacturing"),
     "product": ("/product", "/product/integrations", "/product/analytics", "/ja/product"),
@@ -106,7 +111,14 @@ ASSETS = ("whitepaper:buyers-guide", "ebook:roi-calculator", "report:state-of-b2
 WEBINARS = ("webinar:product-tour", "webinar:customer-panel", "webinar:ja-seminar")
 CAMPAIGNS = ("newsletter", "nurture", "product-update", "event-invite")
 
-FREE_MAIL_DOMAINS = ("gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "yahoo.co.jp", "icloud.com")
+FREE_MAIL_DOMAINS = (
+    "gmail.com",
+    "yahoo.com",
+    "outlook.com",
+    "hotmail.com",
+    "yahoo.co.jp",
+    "icloud.com",
+)
 STUDENT_DOMAINS = ("stanford.edu", "mit.edu", "u-tokyo.ac.jp", "ox.ac.uk", "tum.de", "iitb.ac.in")
 COMPETITOR_DOMAINS = ("rivalscore.com", "leadmagic.io", "scorely.co")
 
@@ -179,7 +191,13 @@ _PARTNER_TITLES = (
     "Independent Consultant",
     "代理店 パートナー担当",
 )
-_JOB_SEEKER_TITLES = ("Intern", "Marketing Intern", "Graduate trainee", "インターン", "Looking for opportunities")
+_JOB_SEEKER_TITLES = (
+    "Intern",
+    "Marketing Intern",
+    "Graduate trainee",
+    "インターン",
+    "Looking for opportunities",
+)
 
 _TARGET_HORIZON_RATE = 0.07  # approximate 90-day conversion rate of an average open lead
 
@@ -315,6 +333,7 @@ def _make_leads(rng: np.random.Generator, n: int, end: pd.Timestamp) -> tuple[pd
     latent = {
         "persona": persona,
         "created_day": created_day,
+        "created_frac": created_frac,
         "fit": fit,
         "source": source,
     }
@@ -370,7 +389,12 @@ def _simulate_chunk(
     crossed = cumulative >= threshold[:, None]
     converts = crossed.any(axis=1)
     conversion_day = np.where(converts, crossed.argmax(axis=1), days)
+    # Nothing happens on the creation day before the lead exists.
+    created_frac = latent["created_frac"][idx]
     conversion_frac = rng.random(n)
+    conversion_frac = np.where(
+        conversion_day == 0, created_frac + conversion_frac * (1 - created_frac), conversion_frac
+    )
     # Activity stops at conversion (the lead becomes an opportunity) or the end of history.
     alive_until = np.minimum(conversion_day + 1, observed)
     alive = np.arange(days)[None, :] < alive_until[:, None]
@@ -399,10 +423,12 @@ def _simulate_chunk(
     cumulative_w = np.cumsum(weights, axis=1)
     draw = rng.random(len(lead_pos)) * cumulative_w[:, -1]
     channel = (draw[:, None] > cumulative_w).sum(axis=1)
-    frac = np.clip(rng.normal(0.55, 0.13, len(lead_pos)), 0.0, 0.999)
-    # Events on the conversion day happen before the conversion.
-    on_conv_day = day == conversion_day[lead_pos]
-    frac = np.where(on_conv_day, frac * conversion_frac[lead_pos], frac)
+    # Time of day: business hours, after the lead's creation on day 0 and before the
+    # conversion on the conversion day.
+    u = np.clip(rng.normal(0.55, 0.13, len(lead_pos)), 0.0, 0.999)
+    lo = np.where(day == 0, created_frac[lead_pos], 0.0)
+    hi = np.where(day == conversion_day[lead_pos], conversion_frac[lead_pos], 1.0)
+    frac = lo + u * (hi - lo)
     events = [lead_pos, day, channel, frac]
 
     # Unsubscribes within the observed life.
@@ -441,9 +467,7 @@ def generate_crm(
     for start_i in range(0, n_leads, chunk):
         idx = np.arange(start_i, min(start_i + chunk, n_leads))
         chunk_rng = np.random.default_rng([seed, start_i])
-        events, conv, s_lead, s_day = _simulate_chunk(
-            chunk_rng, idx, latent, dyn, HISTORY_DAYS
-        )
+        events, conv, s_lead, s_day = _simulate_chunk(chunk_rng, idx, latent, dyn, HISTORY_DAYS)
         lead_pos, day, channel, frac, u_lead, u_day = events
         act_parts.append(
             (idx[lead_pos], day + frac, channel, idx[u_lead], u_day + chunk_rng.random(len(u_day)))

@@ -79,7 +79,10 @@ _DEPARTMENT_PATTERNS: tuple[tuple[str, str], ...] = (
     ("finance", r"financ|\bcfo\b|accounting|accountant|controller|treasur|経理|財務"),
     ("hr", r"\bhr\b|human resources|people|talent|recruit|人事|採用"),
     ("operations", r"operations|\bcoo\b|procurement|purchasing|総務|購買|調達|業務"),
-    ("executive", r"\bceo\b|\bchief executive\b|\bpresident\b|\bfounder\b|\bowner\b|代表取締役|社長"),
+    (
+        "executive",
+        r"\bceo\b|\bchief executive\b|\bpresident\b|\bfounder\b|\bowner\b|代表取締役|社長",
+    ),
 )
 
 
@@ -105,5 +108,5 @@ def seniority_from_title(titles: pd.Series) -> pd.Series:
 
 
 def department_from_title(titles: pd.Series) -> pd.Series:
-    """Map free-text titles such as 'Director of Marketing' or '情報システム部 課長' to a department."""
+    """Map titles such as 'Director of Marketing' or '情報システム部 課長' to a department."""
     return _classify(titles, _DEPARTMENT_PATTERNS, missing="other")

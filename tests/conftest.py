@@ -1,0 +1,89 @@
+"""Shared fixtures: isolated Prefect/MLflow state, tiny hand-built frames, a small CRM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pandas as pd
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Keep every run's Prefect and MLflow state out of the user's home.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    for var in ("LEADSCORE_SOURCE_URI", "LEADSCORE_PUBLISH_URI", "LEADSCORE_MLFLOW_TRACKING_URI"):
+        os.environ.pop(var, None)
+
+
+@pytest.fixture(scope="session")
+def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> str:
+    home = tmp_path_factory.mktemp("prefect_home")
+    yield str(home)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def ts(value: str) -> pd.Timestamp:
+    return pd.Timestamp(value)
+
+
+@pytest.fixture
+def tiny_leads() -> pd.DataFrame:
+    """Five leads with a null in every attribute column."""
+    return pd.DataFrame(
+        {
+            "lead_id": [1, 2, 3, 4, 5],
+            "created_at": pd.to_datetime(
+                [
+                    "2026-01-01 10:00",
+                    "2026-01-05 00:00",
+                    "2026-02-20 00:00",
+                    "2026-03-01 00:00",
+                    "2026-01-10 00:00",
+                ]
+            ).astype("datetime64[us]"),
+            "industry": pd.array(
+                ["software", None, "retail", "software", "education"], dtype="str"
+            ),
+            "country": pd.array(["US", "JP", None, "DE", "US"], dtype="str"),
+            "lead_source": pd.array(
+                ["web_form", "event", "referral", None, "webinar"], dtype="str"
+            ),
+            "employees": [250.0, None, 12.0, 5000.0, None],
+            "job_title": pd.array(
+                ["VP Marketing", "営業部長", None, "Software Engineer", "Student"], dtype="str"
+            ),
+            "email": pd.array(
+                ["a@acme.example", "b@yahoo.co.jp", None, "d@rivalscore.com", "e@mit.edu"],
+                dtype="str",
+            ),
+        }
+    )
+
+
+@pytest.fixture
+def tiny_activities() -> pd.DataFrame:
+    """Activities around an as-of of 2026-03-01, including one exactly at it and after it."""
+    rows = [
+        (1, "2026-02-27 09:00", "page_view", "/pricing"),
+        (1, "2026-02-27 09:05", "page_view", "/pricing/enterprise"),
+        (1, "2026-02-10 12:00", "content_download", "whitepaper:x"),
+        (1, "2026-01-15 12:00", "page_view", "/blog/a"),
+        (1, "2026-03-01 00:00", "demo_request", "form:demo"),  # exactly at as-of: excluded
+        (1, "2026-03-05 00:00", "page_view", "/pricing"),  # after as-of: excluded
+        (2, "2026-02-28 23:59", "page_view", "/careers"),
+        (2, "2025-06-01 10:00", "email_open", "newsletter"),  # outside every window
+        (5, "2026-02-20 10:00", "content_download", "ebook:y"),
+        (5, "2026-02-21 10:00", "content_download", "ebook:y"),
+        (5, "2026-02-22 10:00", "content_download", "ebook:z"),
+        (99, "2026-02-20 10:00", "page_view", "/pricing"),  # unknown lead
+    ]
+    frame = pd.DataFrame(rows, columns=["lead_id", "occurred_at", "activity_type", "detail"])
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"]).astype("datetime64[us]")
+    frame["activity_type"] = frame["activity_type"].astype("str")
+    frame["detail"] = frame["detail"].astype("str")
+    return frame

@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+
+from leadscore.config import config_from_dict, dump_config, load_config
+from leadscore.errors import ConfigError
+
+
+def test_defaults_are_valid_and_resolve_relative_to_the_project(tmp_path: Path) -> None:
+    cfg = config_from_dict({}, base_dir=tmp_path, environ={})
+    assert cfg.source_uri == f"sqlite:///{tmp_path.resolve()}/crm.db"
+    assert cfg.tracking_uri == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert cfg.artifact_location == (tmp_path / "mlartifacts").resolve().as_uri()
+    assert cfg.gap_days == cfg.horizon_days
+
+
+def test_unknown_key_names_the_key_and_suggests_the_fix() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"snapshots": {"every_day": 7}}, environ={})
+    message = str(info.value)
+    assert "snapshots.every_day" in message
+    assert "did you mean 'every_days'" in message
+
+
+def test_unknown_top_level_key() -> None:
+    with pytest.raises(ConfigError, match=r"unknown key 'horizon'.*horizon_days"):
+        config_from_dict({"horizon": 30}, environ={})
+
+
+def test_invalid_value_names_the_key() -> None:
+    with pytest.raises(ConfigError, match="'horizon_days' is invalid"):
+        config_from_dict({"horizon_days": 0}, environ={})
+
+
+def test_environment_overrides_uris(tmp_path: Path) -> None:
+    env = {
+        "LEADSCORE_SOURCE_URI": "postgresql://db/crm",
+        "LEADSCORE_MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        "LEADSCORE_PUBLISH_URI": "sqlite:////abs/scores.db",
+    }
+    cfg = config_from_dict({"source": {"uri": "sqlite:///x.db"}}, base_dir=tmp_path, environ=env)
+    assert cfg.source_uri == "postgresql://db/crm"
+    assert cfg.tracking_uri == "http://mlflow:5000"
+    assert cfg.publish_uri == "sqlite:////abs/scores.db"
+
+
+def test_load_config_round_trip(tmp_path: Path) -> None:
+    cfg = config_from_dict({"horizon_days": 60}, base_dir=tmp_path, environ={})
+    path = tmp_path / "leadscore.yaml"
+    path.write_text(dump_config(cfg))
+    again = load_config(path, environ={})
+    assert again.horizon_days == 60
+    assert again.base_dir == tmp_path.resolve()
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("source: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(listy)
+
+
+def test_publish_table_must_be_an_identifier() -> None:
+    with pytest.raises(ConfigError, match=r"publish\.table"):
+        config_from_dict({"publish": {"table": "scores; drop table leads"}}, environ={})

@@ -1,0 +1,174 @@
+"""End to end through the real `leadscore` CLI, the Prefect engine, MLflow and SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CLI = [sys.executable, "-m", "leadscore.cli"]
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=900
+    )
+
+
+@pytest.fixture(scope="module")
+def env(prefect_home: str) -> dict[str, str]:
+    return {**os.environ, "PREFECT_HOME": prefect_home, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> tuple[Path, dict]:
+    workdir = tmp_path_factory.mktemp("demo")
+    result = _run(["demo", "--leads", "4000", "--workdir", str(workdir), "--json"], env, workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, json.loads(result.stdout)
+
+
+def _count(db: Path, table: str = "lead_scores") -> pd.DataFrame:
+    engine = sa.create_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql(sa.text(f"SELECT * FROM {table}"), conn)
+    finally:
+        engine.dispose()
+
+
+def test_demo_publishes_scores_and_registers_a_champion(demo) -> None:
+    workdir, summary = demo
+    for who in ("model", "rules"):
+        assert set(summary[who]) >= {"roc_auc", "pr_auc", "brier", "ece"}
+    assert summary["oracle_auc"] is not None
+    assert summary["model"]["roc_auc"] > summary["rules"]["roc_auc"]
+    scores = _count(workdir / "crm.db")
+    assert len(scores) == summary["rows"]["scored_published"] > 100
+    assert scores["lead_id"].is_unique
+    assert scores["conversion_probability"].between(0, 1).all()
+    assert scores["model_version"].eq(summary["model_version"]).all()
+    assert not scores.astype(str).apply(lambda c: c.str.contains("@")).any().any()
+
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=summary["uris"]["tracking"])
+    champion = client.get_model_version_by_alias(summary["model_name"], "champion")
+    assert str(champion.version) == summary["model_version"]
+    artifacts = {a.path for a in client.list_artifacts(summary["run_id"], "plots")}
+    assert {"plots/calibration.png", "plots/feature_importance.png"} <= artifacts
+    params = client.get_run(summary["run_id"]).data.params
+    assert not any("@" in v for v in params.values())
+
+
+def test_rescoring_the_same_as_of_replaces_rows(demo, env) -> None:
+    workdir, summary = demo
+    before = _count(workdir / "crm.db")
+    result = _run(
+        ["score", "-c", "leadscore.yaml", "--as-of", summary["as_of"], "--json"], env, workdir
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    assert out["model"]["roc_auc"] == pytest.approx(summary["model"]["roc_auc"])
+    after = _count(workdir / "crm.db")
+    assert len(after) == len(before)
+    assert after["scored_at"].max() >= before["scored_at"].max()
+
+
+def _bad_project(
+    workdir: Path, name: str, source: dict | None = None, extra: dict | None = None
+) -> Path:
+    cfg = yaml.safe_load((workdir / "leadscore.yaml").read_text())
+    if source is not None:
+        cfg["source"].update(source)
+        cfg["source"]["ground_truth"] = None
+    cfg.update(extra or {})
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _bad_inputs(workdir: Path) -> dict[str, tuple[Path, str]]:
+    folder = workdir / "bad_exports"
+    folder.mkdir(exist_ok=True)
+    leads = pd.DataFrame({"lead_id": [1, 2], "created": ["2026-01-01", "2026-01-02"]})
+    (folder / "missing_column").mkdir(exist_ok=True)
+    leads.to_csv(folder / "missing_column" / "leads.csv", index=False)
+    (folder / "empty").mkdir(exist_ok=True)
+    (folder / "empty" / "leads.csv").write_text(
+        "lead_id,created_at,industry,country,lead_source,employees,job_title,email\n"
+    )
+    garbage = folder / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    return {
+        "missing required column": (
+            _bad_project(workdir, "missing", {"uri": str(folder / "missing_column")}),
+            "has no column 'created_at'",
+        ),
+        "unreadable source": (
+            _bad_project(workdir, "unreadable", {"uri": f"sqlite:///{garbage}"}),
+            "cannot",
+        ),
+        "empty table": (
+            _bad_project(workdir, "empty", {"uri": str(folder / "empty")}),
+            "is empty",
+        ),
+        "unknown config key": (
+            _bad_project(workdir, "unknown", extra={"horizon": 30}),
+            "unknown key 'horizon'",
+        ),
+        "missing folder": (
+            _bad_project(workdir, "nofolder", {"uri": str(folder / "nope")}),
+            "does not exist",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing required column",
+        "unreadable source",
+        "empty table",
+        "unknown config key",
+        "missing folder",
+    ],
+)
+def test_bad_input_fails_cleanly_and_publishes_nothing(demo, env, case) -> None:
+    workdir, summary = demo
+    project, expected = _bad_inputs(workdir)[case]
+    before = _count(workdir / "crm.db")
+    result = _run(["score", "-c", str(project), "--as-of", summary["as_of"]], env, workdir)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert expected in result.stderr
+    assert "fix:" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    pd.testing.assert_frame_equal(_count(workdir / "crm.db"), before)
+
+
+def test_score_without_champion_names_the_fix(tmp_path, env) -> None:
+    cfg = {"source": {"uri": "sqlite:///crm.db"}, "mlflow": {"tracking_uri": "sqlite:///empty.db"}}
+    result = _run(
+        ["generate", "--leads", "600", "--out", "sqlite:///crm.db", "--json"], env, tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
+    import shutil
+
+    shutil.copy(
+        Path(__file__).resolve().parents[1] / "models" / "mql_rules.yaml",
+        tmp_path / "mql_rules.yaml",
+    )
+    result = _run(["score", "-c", "p.yaml"], env, tmp_path)
+    assert result.returncode == 2
+    assert "leadscore train" in result.stderr
+    assert "Traceback" not in result.stderr

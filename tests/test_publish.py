@@ -1,0 +1,72 @@
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from leadscore.errors import DataError
+from leadscore.publish import publish_scores, read_scores
+
+
+def _scores(as_of: str, n: int = 4, p: float = 0.2) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "lead_id": range(1, n + 1),
+            "as_of_date": pd.Timestamp(as_of),
+            "conversion_probability": p,
+            "percentile": 50.0,
+            "rule_score": 10.0,
+            "is_mql": False,
+            "rules_fired": "pricing_page",
+            "model_name": "m",
+            "model_version": "1",
+            "mlflow_run_id": "r",
+            "scored_at": pd.Timestamp("2026-03-01 02:00"),
+        }
+    )
+
+
+def test_rerun_replaces_rows_of_the_same_as_of(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    publish_scores(_scores("2026-03-01"), uri)
+    publish_scores(_scores("2026-03-02", n=2), uri)
+    publish_scores(_scores("2026-03-01", n=3, p=0.3), uri)
+    got = read_scores(uri)
+    assert len(got) == 5
+    day1 = got[pd.to_datetime(got["as_of_date"]) == "2026-03-01"]
+    assert len(day1) == 3 and (day1["conversion_probability"] == 0.3).all()
+
+
+def test_bad_scores_never_replace_good_ones(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    publish_scores(_scores("2026-03-01"), uri)
+    bad = _scores("2026-03-01", p=0.5)
+    bad.loc[2, "conversion_probability"] = float("nan")
+    with pytest.raises(DataError, match="outside"):
+        publish_scores(bad, uri)
+    dupes = pd.concat([_scores("2026-03-01"), _scores("2026-03-01")])
+    with pytest.raises(DataError, match="duplicate"):
+        publish_scores(dupes, uri)
+    got = read_scores(uri)
+    assert len(got) == 4 and (got["conversion_probability"] == 0.2).all()
+
+
+def test_failure_mid_transaction_rolls_back(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    publish_scores(_scores("2026-03-01"), uri)
+    engine = sa.create_engine(uri)
+    with engine.begin() as conn:  # a trigger makes the 3rd insert fail after the delete ran
+        conn.execute(
+            sa.text(
+                "CREATE TRIGGER boom BEFORE INSERT ON lead_scores WHEN NEW.lead_id = 3 "
+                "BEGIN SELECT RAISE(ABORT, 'boom'); END"
+            )
+        )
+    engine.dispose()
+    with pytest.raises(DataError, match="nothing was published"):
+        publish_scores(_scores("2026-03-01", p=0.9), uri)
+    got = read_scores(uri)
+    assert len(got) == 4 and (got["conversion_probability"] == 0.2).all()
+
+
+def test_publish_needs_a_database(tmp_path) -> None:
+    with pytest.raises(DataError, match="not a database URL"):
+        publish_scores(_scores("2026-03-01"), str(tmp_path))
