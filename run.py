@@ -69,7 +69,9 @@ def main(argv: list[str]) -> int:
         return _run([str(BIN / "leadscore"), "demo", *args])
     if job == "bench":
         return _run([str(BIN / "python"), "benchmarks/pipeline.py", *args])
-    lint = _run([str(BIN / "ruff"), "check", "src", "flows", "tests", "benchmarks", "run.py"])
+    lint = _run(
+        [str(BIN / "ruff"), "check", "src", "flows", "tests", "benchmarks", "notebooks", "run.py"]
+    )
     if lint != 0:
         print(
             "ruff found problems (above); fix them or run `.venv/bin/ruff check --fix`",

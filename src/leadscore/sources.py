@@ -186,15 +186,17 @@ def load_crm(config: ProjectConfig | SourceConfig, uri: str | None = None) -> CR
 
     leads_raw = _read_table(uri, tables.leads)
     _not_empty(leads_raw, tables.leads)
-    required = {"columns.lead_id": cols.lead_id, "columns.created_at": cols.created_at}
     attrs = source.attributes
+    _require(
+        leads_raw,
+        tables.leads,
+        {"columns.lead_id": cols.lead_id, "columns.created_at": cols.created_at},
+    )
     for name in [*attrs.categorical, *attrs.numeric]:
-        required["attributes"] = name
         _require(leads_raw, tables.leads, {"attributes": name})
     for key, name in (("attributes.job_title", attrs.job_title), ("attributes.email", attrs.email)):
         if name is not None:
             _require(leads_raw, tables.leads, {key: name})
-    _require(leads_raw, tables.leads, {k: v for k, v in required.items() if k != "attributes"})
     if leads_raw[cols.lead_id].isna().any():
         n = int(leads_raw[cols.lead_id].isna().sum())
         raise DataError(
