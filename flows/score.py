@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 from prefect import flow
 
-from leadscore import registry, runs
+from leadscore import pipeline, registry, runs
 
 try:  # imported as the `leadscore_flows` package
     from leadscore_flows import tasks
@@ -22,8 +22,10 @@ def score_flow(config_path: str | None = None, as_of: str | None = None) -> dict
     as_of_ts = pd.Timestamp(as_of) if as_of else pd.Timestamp.now(tz="UTC").tz_localize(None)
     as_of_ts = as_of_ts.normalize()
     rules = tasks.read_rules(config)
-    crm = tasks.load_source(config)
     champion = tasks.load_champion(config)
+    # Only the activities the model and the rules can see are read.
+    since = as_of_ts - pd.Timedelta(days=pipeline.lookback_days(champion.model, rules))
+    crm = tasks.load_source(config, since, as_of_ts)
     scores = tasks.score_open_leads(crm, champion, rules, config, as_of_ts)
     scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     frame = runs.published_frame(scores, champion.entry, scored_at)

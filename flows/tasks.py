@@ -49,11 +49,15 @@ def read_rules(config: ProjectConfig) -> RuleSet:
 
 
 @io_task
-def load_source(config: ProjectConfig) -> CRMData:
+def load_source(
+    config: ProjectConfig,
+    activities_since: pd.Timestamp | None = None,
+    activities_until: pd.Timestamp | None = None,
+) -> CRMData:
     """Read leads, activities and outcomes from the configured source."""
     report = reporter()
     report("loading data", 0, 1)
-    crm = load_crm(config)
+    crm = load_crm(config, activities_since=activities_since, activities_until=activities_until)
     report("loading data", 1, 1)
     return crm
 

@@ -15,7 +15,8 @@ import yaml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CLI = [sys.executable, "-m", "leadscore.cli"]
+# The installed console script, exactly as a user runs it.
+CLI = [str(Path(sys.executable).with_name("leadscore"))]
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:

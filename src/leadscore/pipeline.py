@@ -182,6 +182,12 @@ def train(data: TrainingSet, config: ProjectConfig, progress: Progress = _noop) 
     return TrainingResult(model, data, metrics, test_scores, rule_probability)
 
 
+def lookback_days(model: LeadScoringModel, rules: RuleSet) -> int:
+    """How far back scoring must read activities: the model's and the rules' longest window."""
+    windows = [r.within_days for r in rules.behaviour_rules]
+    return max([model.features.behaviour.lookback_days, *windows]) + 1
+
+
 def open_leads(crm: CRMData, as_of: pd.Timestamp, config: ProjectConfig) -> pd.DataFrame:
     """Snapshots of every open lead as of `as_of` (no label)."""
     return build_snapshots(crm.leads, crm.outcomes, [as_of], config.snapshots.max_lead_age_days)

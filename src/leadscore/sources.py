@@ -65,8 +65,33 @@ def redact_uri(uri: str) -> str:
         return uri.split("@")[-1]
 
 
-def _read_table(uri: str, table: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read one table from a database or from `<folder>/<table>.parquet|.csv`."""
+def _fetch_frame(conn: sa.Connection, stmt: sa.TextClause) -> pd.DataFrame:
+    """Run a SELECT on the raw driver cursor: several times faster than row objects."""
+    compiled = stmt.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    args = tuple(params[name] for name in compiled.positiontup) if compiled.positional else params
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(str(compiled), args)
+        names = [d[0] for d in cursor.description]
+        frame = pd.DataFrame.from_records(cursor.fetchall(), columns=names, coerce_float=True)
+    finally:
+        cursor.close()
+    return frame.infer_objects()
+
+
+def _read_table(
+    uri: str,
+    table: str,
+    columns: list[str] | None = None,
+    time_window: tuple[str, pd.Timestamp | None, pd.Timestamp | None] | None = None,
+) -> pd.DataFrame:
+    """Read one table from a database or from `<folder>/<table>.parquet|.csv`.
+
+    `columns` limits what is read (absent ones are left for the caller to report);
+    `time_window` = (column, since, until) lets a database skip rows outside a window,
+    padded by a day: callers filter exactly after parsing timestamps.
+    """
     check_identifier(table, "table name")
     if is_database_uri(uri):
         try:
@@ -78,16 +103,41 @@ def _read_table(uri: str, table: str, columns: list[str] | None = None) -> pd.Da
             ) from None
         try:
             with engine.connect() as conn:
-                names = set(sa.inspect(conn).get_table_names(schema=_schema(table)))
+                inspector = sa.inspect(conn)
+                names = set(inspector.get_table_names(schema=_schema(table)))
                 if table.split(".")[-1] not in names:
                     raise DataError(
                         f"table '{table}' not found in {redact_uri(uri)}"
                         f" (tables there: {', '.join(sorted(names)) or 'none'})",
                         "create the table or map source.tables to an existing one",
                     )
+                existing = [
+                    c["name"]
+                    for c in inspector.get_columns(table.split(".")[-1], schema=_schema(table))
+                ]
                 quote = conn.dialect.identifier_preparer.quote
                 qualified = ".".join(quote(p) for p in table.split("."))
-                return pd.read_sql(sa.text(f"SELECT * FROM {qualified}"), conn)
+                wanted = [c for c in (columns or existing) if c in existing] or existing
+                select = ", ".join(quote(c) for c in wanted)
+                sql, params = f"SELECT {select} FROM {qualified}", {}
+                if time_window is not None and time_window[0] in existing:
+                    column, since, until = time_window
+                    clauses = []
+                    for name, bound, op in (("since", since, ">="), ("until", until, "<")):
+                        if bound is None:
+                            continue
+                        padded = bound + pd.Timedelta(days=-1 if name == "since" else 1)
+                        # SQLite stores timestamps as ISO text, which compares in order.
+                        value = (
+                            padded.strftime("%Y-%m-%d %H:%M:%S")
+                            if conn.dialect.name == "sqlite"
+                            else padded.to_pydatetime()
+                        )
+                        params[name] = value
+                        clauses.append(f"{quote(column)} {op} :{name}")
+                    if clauses:
+                        sql += " WHERE " + " AND ".join(clauses)
+                return _fetch_frame(conn, sa.text(sql).bindparams(**params))
         except DataError:
             raise
         except Exception as exc:
@@ -177,8 +227,17 @@ def _not_empty(frame: pd.DataFrame, table: str) -> None:
         )
 
 
-def load_crm(config: ProjectConfig | SourceConfig, uri: str | None = None) -> CRMData:
-    """Read and normalise the configured source tables."""
+def load_crm(
+    config: ProjectConfig | SourceConfig,
+    uri: str | None = None,
+    activities_since: pd.Timestamp | None = None,
+    activities_until: pd.Timestamp | None = None,
+) -> CRMData:
+    """Read and normalise the configured source tables.
+
+    `activities_since`/`activities_until` keep only activities in that window (scoring needs
+    only the model's lookback); a database source filters them before they are transferred.
+    """
     source = config.source if isinstance(config, ProjectConfig) else config
     uri = uri or (config.source_uri if isinstance(config, ProjectConfig) else source.uri)
     cols = source.columns
@@ -231,7 +290,10 @@ def load_crm(config: ProjectConfig | SourceConfig, uri: str | None = None) -> CR
         leads[name] = leads[name].astype("str").where(leads[name].notna())
 
     if tables.activities is not None:
-        act_raw = _read_table(uri, tables.activities)
+        wanted = [cols.activity_lead_id, cols.occurred_at, cols.activity_type]
+        wanted += [cols.detail] if cols.detail else []
+        window = (cols.occurred_at, activities_since, activities_until)
+        act_raw = _read_table(uri, tables.activities, wanted, window)
         act_cols = {
             "columns.activity_lead_id": cols.activity_lead_id,
             "columns.occurred_at": cols.occurred_at,
@@ -253,6 +315,13 @@ def load_crm(config: ProjectConfig | SourceConfig, uri: str | None = None) -> CR
         activities["occurred_at"] = _timestamps(
             activities["occurred_at"], tables.activities, cols.occurred_at, False
         )
+        keep = pd.Series(True, index=activities.index)
+        if activities_since is not None:
+            keep &= activities["occurred_at"] >= activities_since
+        if activities_until is not None:
+            keep &= activities["occurred_at"] < activities_until
+        if not keep.all():
+            activities = activities[keep].reset_index(drop=True)
         activities["activity_type"] = activities["activity_type"].astype("str")
         activities["detail"] = activities["detail"].astype("str")
     else:
@@ -313,7 +382,11 @@ def write_tables(tables: dict[str, pd.DataFrame], uri: str, file_format: str = "
         try:
             with engine.begin() as conn:
                 for name, frame in tables.items():
-                    frame.to_sql(name, conn, if_exists="replace", index=False, chunksize=200_000)
+                    check_identifier(name, "table name")
+                    if conn.dialect.name == "sqlite":
+                        _write_sqlite(conn, name, frame)
+                    else:
+                        frame.to_sql(name, conn, if_exists="replace", index=False, chunksize=100_000)
         finally:
             engine.dispose()
         return
@@ -324,3 +397,29 @@ def write_tables(tables: dict[str, pd.DataFrame], uri: str, file_format: str = "
             frame.to_csv(folder / f"{name}.csv", index=False)
         else:
             frame.to_parquet(folder / f"{name}.parquet", index=False)
+
+
+def _write_sqlite(conn: sa.Connection, name: str, frame: pd.DataFrame) -> None:
+    """Bulk insert through the driver: ~10x faster than row-wise `to_sql` for millions of rows.
+
+    Timestamps are written as ISO text ('YYYY-MM-DD HH:MM:SS'), SQLite's convention, which
+    also sorts and compares in time order.
+    """
+    frame.head(0).to_sql(name, conn, if_exists="replace", index=False)
+    columns = []
+    for col in frame.columns:
+        values = frame[col]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            text = values.astype("str").to_numpy(dtype=object)
+            columns.append(np.where(values.isna().to_numpy(), None, text))
+        elif pd.api.types.is_integer_dtype(values) or pd.api.types.is_bool_dtype(values):
+            columns.append(values.to_numpy().tolist())
+        else:
+            obj = values.to_numpy(dtype=object)
+            columns.append(np.where(values.isna().to_numpy(), None, obj))
+    placeholders = ", ".join("?" for _ in frame.columns)
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(f'INSERT INTO "{name}" VALUES ({placeholders})', zip(*columns, strict=True))
+    finally:
+        cursor.close()
