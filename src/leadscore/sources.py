@@ -386,7 +386,9 @@ def write_tables(tables: dict[str, pd.DataFrame], uri: str, file_format: str = "
                     if conn.dialect.name == "sqlite":
                         _write_sqlite(conn, name, frame)
                     else:
-                        frame.to_sql(name, conn, if_exists="replace", index=False, chunksize=100_000)
+                        frame.to_sql(
+                            name, conn, if_exists="replace", index=False, chunksize=100_000
+                        )
         finally:
             engine.dispose()
         return
@@ -420,6 +422,7 @@ def _write_sqlite(conn: sa.Connection, name: str, frame: pd.DataFrame) -> None:
     placeholders = ", ".join("?" for _ in frame.columns)
     cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.executemany(f'INSERT INTO "{name}" VALUES ({placeholders})', zip(*columns, strict=True))
+        insert = f'INSERT INTO "{name}" VALUES ({placeholders})'
+        cursor.executemany(insert, zip(*columns, strict=True))
     finally:
         cursor.close()
