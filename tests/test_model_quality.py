@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -33,11 +34,11 @@ def trained():
     oracle = true_conversion_probability(
         crm.truth_leads, crm.truth_shocks, training.snapshots["test"], config.horizon_days
     )
-    return result, oracle
+    return result, oracle, data
 
 
 def test_model_is_close_to_the_oracle_and_beats_the_rules(trained) -> None:
-    result, oracle = trained
+    result, oracle, _ = trained
     y = result.data.labels("test")
     oracle_auc = roc_auc_score(y, oracle)
     model_auc = result.metrics["model"]["roc_auc"]
@@ -47,7 +48,7 @@ def test_model_is_close_to_the_oracle_and_beats_the_rules(trained) -> None:
 
 
 def test_model_is_calibrated_on_the_newest_cohort(trained) -> None:
-    result, _ = trained
+    result, _, _ = trained
     assert result.metrics["model"]["ece"] <= 0.015
     mean_p = result.test_scores["conversion_probability"].mean()
     assert abs(mean_p - result.data.labels("test").mean()) < 0.01
@@ -55,7 +56,7 @@ def test_model_is_calibrated_on_the_newest_cohort(trained) -> None:
 
 def test_direction_pricing_interest_raises_and_students_lower(trained) -> None:
     """Behavioural checks: more pricing views raise the probability; a student lowers it."""
-    result, _ = trained
+    result, _, _ = trained
     rows = result.data.rows["test"]
     base = rows[rows["n_page_pricing_30d"] == 0].head(500)
     model = result.model
@@ -67,3 +68,24 @@ def test_direction_pricing_interest_raises_and_students_lower(trained) -> None:
     assert np.mean(model.predict_proba(more) > model.predict_proba(base)) > 0.8
     student = base.assign(job_title="Student", email_domain="mit.edu")
     assert np.mean(model.predict_proba(student) < model.predict_proba(base)) > 0.8
+
+
+def test_scoring_reads_only_the_lookback_and_gets_the_same_scores(trained) -> None:
+    """Scoring with activities limited to the lookback window equals scoring with all."""
+    result, _, crm = trained
+    as_of = result.data.plan.dates["test"][-1]
+    rules = load_rules(REPO / "models" / "mql_rules.yaml")
+    config = config_from_dict({}, environ={})
+    model = result.model
+    full = pipeline.score(crm, model, model.predict_proba, rules, config, as_of)
+    since = as_of - pd.Timedelta(days=pipeline.lookback_days(model, rules))
+    acts = crm.activities
+    window = CRMData(
+        crm.leads,
+        acts[(acts["occurred_at"] >= since) & (acts["occurred_at"] < as_of)],
+        crm.outcomes,
+        "w",
+    )
+    pd.testing.assert_frame_equal(
+        full, pipeline.score(window, model, model.predict_proba, rules, config, as_of)
+    )

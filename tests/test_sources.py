@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from leadscore.config import config_from_dict
+from leadscore.errors import DataError
+from leadscore.sources import load_crm, redact_uri, write_tables
+from leadscore.synthetic import generate_crm
+
+
+@pytest.fixture(scope="module")
+def crm():
+    return generate_crm(800, seed=2, end="2026-03-31")
+
+
+def _config(uri: str, **source):
+    return config_from_dict({"source": {"uri": uri, **source}}, environ={})
+
+
+def test_sqlite_round_trip_and_window_pushdown(tmp_path: Path, crm) -> None:
+    uri = f"sqlite:///{tmp_path / 'crm.db'}"
+    write_tables(crm.tables(), uri)
+    full = load_crm(_config(uri))
+    pd.testing.assert_frame_equal(full.leads, crm.leads[full.leads.columns], check_dtype=False)
+    expected = crm.activities[["lead_id", "occurred_at", "activity_type", "detail"]]
+    pd.testing.assert_frame_equal(full.activities, expected, check_dtype=False)
+    since, until = pd.Timestamp("2026-01-15 12:00"), pd.Timestamp("2026-03-01")
+    window = load_crm(_config(uri), activities_since=since, activities_until=until)
+    inside = expected[(expected["occurred_at"] >= since) & (expected["occurred_at"] < until)]
+    pd.testing.assert_frame_equal(
+        window.activities, inside.reset_index(drop=True), check_dtype=False
+    )
+
+
+def test_parquet_and_csv_folders(tmp_path: Path, crm) -> None:
+    for fmt in ("parquet", "csv"):
+        folder = tmp_path / fmt
+        write_tables(crm.tables(), str(folder), fmt)
+        data = load_crm(_config(str(folder)))
+        assert len(data.leads) == len(crm.leads)
+        assert len(data.activities) == len(crm.activities)
+        assert data.outcomes["converted_at"].notna().all()
+
+
+def test_outcome_column_on_leads(tmp_path: Path, crm) -> None:
+    leads = crm.leads.merge(crm.outcomes, on="lead_id")
+    write_tables({"leads": leads}, str(tmp_path), "csv")
+    data = load_crm(_config(str(tmp_path), tables={"activities": None, "outcomes": None}))
+    assert len(data.outcomes) == crm.outcomes["converted_at"].notna().sum()
+    assert data.activities.empty
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda f: pd.concat([f, f.head(2)]), "duplicate id"),
+        (
+            lambda f: f.assign(employees=f["employees"].astype(object).where(f.index > 3, "many")),
+            "non-numeric",
+        ),
+        (
+            lambda f: f.assign(
+                created_at=f["created_at"].astype(str).where(f.index > 1, "yesterday")
+            ),
+            "not timestamps",
+        ),
+        (
+            lambda f: f.assign(lead_id=f["lead_id"].astype(object).where(f.index > 0, None)),
+            "empty id",
+        ),
+        (lambda f: f.drop(columns=["industry"]), "no column 'industry'"),
+        (lambda f: f.head(0), "is empty"),
+    ],
+)
+def test_bad_leads_table_is_named(tmp_path: Path, crm, mutate, message) -> None:
+    write_tables(
+        {"leads": mutate(crm.leads.copy()), "outcomes": crm.outcomes}, str(tmp_path), "csv"
+    )
+    with pytest.raises(DataError, match=message) as info:
+        load_crm(_config(str(tmp_path), tables={"activities": None}))
+    assert "leads" in str(info.value)
+
+
+def test_missing_table_and_injection(tmp_path: Path, crm) -> None:
+    uri = f"sqlite:///{tmp_path / 'crm.db'}"
+    write_tables({"leads": crm.leads}, uri)
+    with pytest.raises(DataError, match="table 'outcomes' not found"):
+        load_crm(_config(uri, tables={"activities": None}))
+    with pytest.raises(DataError, match="not a plain identifier"):
+        load_crm(_config(uri, tables={"leads": "leads; DROP TABLE leads", "activities": None}))
+
+
+def test_redact_uri_hides_passwords() -> None:
+    assert "s3cret" not in redact_uri("postgresql://user:s3cret@db:5432/crm")
+    assert redact_uri("/data/folder") == "/data/folder"
