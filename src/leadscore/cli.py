@@ -348,7 +348,8 @@ def _print_demo(summary: dict[str, Any], workdir: Path) -> None:
     )
     out.print(f"project file: {summary['config']}")
     tracking = summary["uris"]["tracking"]
-    out.print(f"browse the run: [bold]mlflow ui --backend-store-uri {tracking}[/]")
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    out.print(f"browse the run: [bold]{mlflow_cli} ui --backend-store-uri {tracking}[/]")
 
 
 def _default_rules_text() -> str:
