@@ -19,8 +19,7 @@ except ImportError:  # loaded by path as a Prefect entrypoint (flows/score.py:sc
 def score_flow(config_path: str | None = None, as_of: str | None = None) -> dict[str, Any]:
     """Score open leads as of `as_of` (default: today, UTC) and publish them atomically."""
     config = tasks.read_config(config_path)
-    as_of_ts = pd.Timestamp(as_of) if as_of else pd.Timestamp.now(tz="UTC").tz_localize(None)
-    as_of_ts = as_of_ts.normalize()
+    as_of_ts = pipeline.parse_as_of(as_of)
     rules = tasks.read_rules(config)
     champion = tasks.load_champion(config)
     # Only the activities the model and the rules can see are read.

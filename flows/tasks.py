@@ -21,8 +21,8 @@ def retry_unless_user_error(task, task_run, state) -> bool:
     """Retry transient failures (network, locks), never a user's bad input or config."""
     try:
         state.result()
-    except LeadscoreError:
-        return False
+    except LeadscoreError as exc:
+        return exc.transient
     except Exception:
         return True
     return False
@@ -78,7 +78,16 @@ def fit_model(data: pipeline.TrainingSet, config: ProjectConfig) -> pipeline.Tra
 
 
 @io_task
+def prepare_tracking(config: ProjectConfig) -> str:
+    """Reach the tracking store and ensure the experiment (idempotent, so retried)."""
+    return registry.configure(
+        config.tracking_uri, config.mlflow.experiment, config.artifact_location
+    )
+
+
+@compute_task
 def register_model(result: pipeline.TrainingResult, config: ProjectConfig, oracle: float | None):
+    """Log the run and register the model; not retried, so a retry never duplicates a version."""
     report = reporter()
     report("logging to MLflow", 0, 1)
     entry = runs.log_and_register(result, config, oracle)

@@ -24,6 +24,7 @@ def train_flow(config_path: str | None = None) -> dict[str, Any]:
     result = tasks.fit_model(data, config)
     truth = tasks.load_truth(config)
     oracle = runs.oracle_auc(truth, result, config.horizon_days)
+    tasks.prepare_tracking(config)
     registered = tasks.register_model(result, config, oracle)
     return runs.training_summary(result, registered, config, oracle)
 

@@ -38,3 +38,16 @@ def test_classification_metrics_by_hand() -> None:
 def test_single_class_gives_nan_auc_not_an_error() -> None:
     m = classification_metrics(np.zeros(10), np.linspace(0, 1, 10), np.full(10, 0.1))
     assert np.isnan(m["roc_auc"])
+
+
+def test_ece_keeps_ties_together_so_row_order_does_not_matter() -> None:
+    rng = np.random.default_rng(0)
+    p = np.repeat([0.05, 0.2, 0.5], 40)
+    y = (rng.random(120) < p).astype(float)
+    order = rng.permutation(120)
+    assert expected_calibration_error(y, p) == pytest.approx(
+        expected_calibration_error(y[order], p[order])
+    )
+    # With three distinct values there are three bins, each scored on its own rate.
+    by_hand = sum(abs(v - y[p == v].mean()) / 3 for v in (0.05, 0.2, 0.5))
+    assert expected_calibration_error(y, p) == pytest.approx(by_hand)

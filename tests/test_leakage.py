@@ -73,5 +73,5 @@ def test_future_activities_change_nothing(tiny_leads, past, future, future_chang
     # ... and the features do see the past: the property is not vacuous.
     only_past_rows, _ = _scores(tiny_leads, past_frame)
     pd.testing.assert_frame_equal(only_past_rows, rows)
-    recent = sum(1 for e in past if -90 * 24 < e[1] < 0)
+    recent = sum(1 for e in past if -90 * 24 <= e[1] < 0)
     assert rows["n_all_90d"].sum() == recent

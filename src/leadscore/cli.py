@@ -98,6 +98,10 @@ def _run_flow(name: str, verbose: bool, **params: Any) -> dict[str, Any]:
     # Validate the project file before starting the engine: config errors fail in
     # milliseconds. The flow loads it again as its first task.
     load_config(params.get("config_path"))
+    if params.get("as_of") is not None:
+        from leadscore.pipeline import parse_as_of
+
+        parse_as_of(params["as_of"])
     _prefect_environment(verbose)
     import leadscore_flows.score as score_module
     import leadscore_flows.train as train_module

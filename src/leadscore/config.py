@@ -185,9 +185,13 @@ class ProjectConfig(_Section):
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
     @model_validator(mode="after")
-    def _horizon_fits_windows(self) -> ProjectConfig:
-        if self.split.gap_days is not None and self.split.gap_days < 0:
-            raise ValueError("split.gap_days must be >= 0")
+    def _gap_covers_the_horizon(self) -> ProjectConfig:
+        # A shorter gap lets labels of fitting cohorts reach past the first test snapshot.
+        if self.split.gap_days is not None and self.split.gap_days < self.horizon_days:
+            raise ValueError(
+                f"split.gap_days ({self.split.gap_days}) must be at least horizon_days "
+                f"({self.horizon_days}), or outcomes after the test snapshot leak into fitting"
+            )
         return self
 
     @property

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 
 class LeadscoreError(Exception):
-    """A problem with the user's input or setup, reported without a traceback."""
+    """A problem with the user's input or setup, reported without a traceback.
 
-    def __init__(self, problem: str, fix: str | None = None) -> None:
+    `transient` marks problems that may go away by themselves (a database or tracking
+    server that is unreachable or locked): flows retry those, never the others.
+    """
+
+    def __init__(self, problem: str, fix: str | None = None, transient: bool = False) -> None:
         self.problem = problem
         self.fix = fix
+        self.transient = transient
         super().__init__(problem if fix is None else f"{problem}\n  fix: {fix}")
 
 

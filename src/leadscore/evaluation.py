@@ -16,19 +16,26 @@ METRIC_KEYS = (
 )
 
 
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
-    """ECE over equal-count bins: sum of bin share x |mean prediction - conversion rate|.
+def _quantile_bins(p: np.ndarray, n_bins: int) -> list[np.ndarray]:
+    """Indices per bin with edges at the quantiles of `p`; tied predictions share a bin.
 
     Equal-count bins keep the estimate meaningful when most probabilities are small, as
-    they are for lead conversion.
+    they are for lead conversion; keeping ties together makes the result independent of
+    row order (isotonic outputs and rule scores tie a lot).
     """
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    assignment = np.searchsorted(edges, p, side="right")
+    return [np.flatnonzero(assignment == b) for b in range(len(edges) + 1)]
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
+    """ECE over quantile bins: sum of bin share x |mean prediction - conversion rate|."""
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
     if len(y) == 0:
         return float("nan")
-    order = np.argsort(p, kind="stable")
-    bins = np.array_split(order, min(n_bins, len(y)))
-    return float(sum(len(b) / len(y) * abs(p[b].mean() - y[b].mean()) for b in bins if len(b)))
+    bins = [b for b in _quantile_bins(p, n_bins) if len(b)]
+    return float(sum(len(b) / len(y) * abs(p[b].mean() - y[b].mean()) for b in bins))
 
 
 def captured_in_top(y: np.ndarray, score: np.ndarray, k: int) -> float:
@@ -81,8 +88,7 @@ def calibration_table(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> dict[st
     """Mean prediction, observed rate and count per equal-count bin, for calibration plots."""
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
-    order = np.argsort(p, kind="stable")
-    bins = [b for b in np.array_split(order, min(n_bins, max(len(y), 1))) if len(b)]
+    bins = [b for b in _quantile_bins(p, n_bins) if len(b)] if len(p) else []
     return {
         "predicted": np.array([p[b].mean() for b in bins]),
         "observed": np.array([y[b].mean() for b in bins]),

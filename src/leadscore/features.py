@@ -193,7 +193,7 @@ def behaviour_features(
 
     for as_of in np.unique(as_of_all):
         rows = np.flatnonzero(as_of_all == as_of)
-        window = activities.window(as_of, spec.lookback_days)
+        window = activities.window(as_of, spec.lookback_days)  # [as_of - lookback, as_of)
         if window.stop <= window.start:
             continue
         pos = pd.Index(snapshot_leads[rows]).get_indexer(activities.lead_id[window])
@@ -210,23 +210,25 @@ def behaviour_features(
             flat = pos[has] * k + code[has]
             decayed[rows] += np.bincount(flat, weight[has], minlength=m * k).reshape(m, k)
             for wi, w in enumerate(windows):
-                inw = age[has] < w
+                inw = age[has] <= w
                 counts[wi, rows] += np.bincount(flat[inw], minlength=m * k).reshape(m, k)
             rec = np.full(m * k, np.inf)
-            capped = age[has] < spec.recency_cap_days
+            capped = age[has] <= spec.recency_cap_days
             np.minimum.at(rec, flat[capped], age[has][capped])
             recency[rows] = np.minimum(recency[rows], rec.reshape(m, k))
         for wi, w in enumerate(windows):
-            totals[wi, rows] = np.bincount(pos[age < w], minlength=m)
+            totals[wi, rows] = np.bincount(pos[age <= w], minlength=m)
         rec_any = np.full(m, np.inf)
-        capped = age < spec.recency_cap_days
+        capped = age <= spec.recency_cap_days
         np.minimum.at(rec_any, pos[capped], age[capped])
         recency_any[rows] = rec_any
-        widest = age < max(windows)
-        pairs = np.unique(pos[widest] * 100_000 + np.floor(age[widest]).astype(np.int64))
-        active_days[rows] = np.bincount(pairs // 100_000, minlength=m)
-        recent[rows] = np.bincount(pos[age < TREND_RECENT_DAYS], minlength=m)
-        prev = (age >= TREND_RECENT_DAYS) & (age < TREND_RECENT_DAYS + TREND_PREVIOUS_DAYS)
+        widest = age <= max(windows)
+        # Distinct calendar days (UTC) with any activity.
+        event_day = activities.times[window][known][widest].astype("datetime64[D]").astype(np.int64)
+        pairs = np.unique(pos[widest].astype(np.int64) * 1_000_000 + event_day)
+        active_days[rows] = np.bincount(pairs // 1_000_000, minlength=m)
+        recent[rows] = np.bincount(pos[age <= TREND_RECENT_DAYS], minlength=m)
+        prev = (age > TREND_RECENT_DAYS) & (age <= TREND_RECENT_DAYS + TREND_PREVIOUS_DAYS)
         previous[rows] = np.bincount(pos[prev], minlength=m)
 
     data: dict[str, np.ndarray] = {}

@@ -10,7 +10,7 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from leadscore.config import ProjectConfig
-from leadscore.errors import DataError, ModelError
+from leadscore.errors import ConfigError, DataError, ModelError
 from leadscore.evaluation import classification_metrics
 from leadscore.features import (
     ActivityIndex,
@@ -22,7 +22,7 @@ from leadscore.features import (
     snapshot_rows,
 )
 from leadscore.model import LeadScoringModel
-from leadscore.rules import RuleSet, evaluate_rules
+from leadscore.rules import RuleSet, check_activities, evaluate_rules
 from leadscore.snapshots import SPLITS, SplitPlan, build_snapshots, plan_splits
 from leadscore.sources import CRMData
 
@@ -103,7 +103,11 @@ def build_training_set(
         config.split.validation_days,
         config.gap_days,
     )
-    spec = behaviour_spec(crm.activities, config.features)
+    # Which activity types become features is decided on what was known when the training
+    # cohort ended, not on the later cohorts.
+    known = crm.activities[crm.activities["occurred_at"] < max(plan.dates["train"])]
+    spec = behaviour_spec(known, config.features)
+    check_activities(rules, sorted(set(crm.activities["activity_type"].astype("str"))))
     activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
     attrs = config.source.attributes
     snapshots, rows, rule_out = {}, {}, {}
@@ -182,6 +186,21 @@ def train(data: TrainingSet, config: ProjectConfig, progress: Progress = _noop) 
     return TrainingResult(model, data, metrics, test_scores, rule_probability)
 
 
+def parse_as_of(value: str | None) -> pd.Timestamp:
+    """The scoring date at midnight UTC; today when `value` is None."""
+    if value is None:
+        return pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        stamp = pd.NaT
+    if pd.isna(stamp):
+        raise ConfigError(f"--as-of {value!r} is not a date", "use YYYY-MM-DD, e.g. 2026-03-01")
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.normalize()
+
+
 def lookback_days(model: LeadScoringModel, rules: RuleSet) -> int:
     """How far back scoring must read activities: the model's and the rules' longest window."""
     windows = [r.within_days for r in rules.behaviour_rules]
@@ -215,10 +234,16 @@ def score(
         )
     attrs = config.source.attributes
     spec = model.features.behaviour
+    # The model's own inputs, not today's config: a column it was trained on must be there.
     columns = [*model.features.categorical, *model.features.numeric]
-    columns = [c for c in columns if c in crm.leads.columns]
-    if model.features.title_column:
-        columns.append(model.features.title_column)
+    columns += [model.features.title_column] if model.features.title_column else []
+    missing = [c for c in columns if c not in crm.leads.columns]
+    if missing:
+        raise DataError(
+            f"the model was trained with lead column(s) {', '.join(missing)}, which the source "
+            "no longer provides",
+            "map them again under source.attributes, or retrain with `leadscore train`",
+        )
     activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
     rows = snapshot_rows(
         snap, crm.leads, activities, spec, list(dict.fromkeys(columns)), attrs.email

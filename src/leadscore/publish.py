@@ -7,7 +7,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from leadscore.errors import DataError
-from leadscore.sources import check_identifier, is_database_uri, redact_uri
+from leadscore.sources import check_identifier, is_database_uri, is_transient, redact_uri
 
 SCORE_COLUMNS = (
     "lead_id",
@@ -114,6 +114,7 @@ def publish_scores(scores: pd.DataFrame, uri: str, table: str = "lead_scores") -
             f"cannot publish to table '{table}' in {redact_uri(uri)}: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
             "check publish.uri and that the database accepts writes; nothing was published",
+            transient=is_transient(exc),
         ) from None
     finally:
         engine.dispose()

@@ -100,6 +100,7 @@ def configure(tracking_uri: str, experiment: str, artifact_location: str) -> str
             f"cannot reach the MLflow tracking store {tracking_uri}: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
             "check mlflow.tracking_uri in the project file (or LEADSCORE_MLFLOW_TRACKING_URI)",
+            transient=True,
         ) from None
 
 

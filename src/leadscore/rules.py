@@ -57,10 +57,13 @@ class AttributeRule(_Rule):
                 "fix the field name in the rule file or map the column in source.attributes",
             )
         values = fields[self.field]
-        if self.equals is not None:
-            hit = values.astype("str").str.lower() == str(self.equals).lower()
-        elif self.in_ is not None:
-            hit = values.astype("str").str.lower().isin([str(v).lower() for v in self.in_])
+        targets = [self.equals] if self.equals is not None else self.in_
+        if targets is not None:
+            numbers = pd.to_numeric(pd.Series(targets, dtype=object), errors="coerce")
+            if pd.api.types.is_numeric_dtype(values) and numbers.notna().all():
+                hit = values.isin(numbers.astype(float).tolist())  # 100 matches 100.0
+            else:
+                hit = values.astype("str").str.lower().isin([str(v).lower() for v in targets])
         elif self.contains is not None:
             needles = [self.contains] if isinstance(self.contains, str) else self.contains
             text = values.astype("str").str.lower()
@@ -127,6 +130,18 @@ def load_rules(path: str | Path) -> RuleSet:
         ) from None
 
 
+def check_activities(rules: RuleSet, known_types: tuple[str, ...] | list[str]) -> None:
+    """Refuse behaviour rules on activity types the data never has (likely a typo)."""
+    unknown = [r for r in rules.behaviour_rules if r.activity not in known_types]
+    if unknown:
+        names = ", ".join(f"'{r.name}' ({r.activity})" for r in unknown)
+        raise ConfigError(
+            f"rule(s) {names} count an activity type that never occurs in the data "
+            f"(types there: {', '.join(known_types)})",
+            "fix the activity name in the rule file",
+        )
+
+
 def behaviour_counts(
     snapshots: pd.DataFrame, activities: ActivityIndex, rules: list[BehaviourRule]
 ) -> pd.DataFrame:
@@ -164,7 +179,7 @@ def behaviour_counts(
         types = activities.type_code[window]
         cats = activities.category_code[window]
         for rule, t_code, c_code in zip(rules, rule_types, rule_cats, strict=True):
-            hit = (pos >= 0) & (types == t_code) & (age < rule.within_days)
+            hit = (pos >= 0) & (types == t_code) & (age <= rule.within_days)
             if c_code is not None:
                 hit &= cats == c_code
             counts[rule.name][rows] = np.bincount(pos[hit], minlength=len(rows))

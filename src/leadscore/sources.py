@@ -8,6 +8,7 @@ their own names. Problems raise :class:`DataError` naming the table, column and 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,11 @@ class CRMData:
 def is_database_uri(uri: str) -> bool:
     """True for SQLAlchemy URLs such as sqlite:///x.db or postgresql://host/db."""
     return "://" in uri and not uri.startswith("file://")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection problems and locks, which a retry may get past."""
+    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError)
 
 
 def check_identifier(name: str, what: str) -> str:
@@ -111,16 +117,17 @@ def _read_table(
                         f" (tables there: {', '.join(sorted(names)) or 'none'})",
                         "create the table or map source.tables to an existing one",
                     )
-                existing = [
-                    c["name"]
-                    for c in inspector.get_columns(table.split(".")[-1], schema=_schema(table))
-                ]
+                described = inspector.get_columns(table.split(".")[-1], schema=_schema(table))
+                existing = [c["name"] for c in described]
+                types = {c["name"]: c["type"] for c in described}
                 quote = conn.dialect.identifier_preparer.quote
                 qualified = ".".join(quote(p) for p in table.split("."))
                 wanted = [c for c in (columns or existing) if c in existing] or existing
                 select = ", ".join(quote(c) for c in wanted)
                 sql, params = f"SELECT {select} FROM {qualified}", {}
-                if time_window is not None and time_window[0] in existing:
+                if time_window is not None and _comparable_time(
+                    conn.dialect.name, types.get(time_window[0])
+                ):
                     column, since, until = time_window
                     clauses = []
                     for name, bound, op in (("since", since, ">="), ("until", until, "<")):
@@ -145,6 +152,7 @@ def _read_table(
                 f"cannot read table '{table}' from {redact_uri(uri)}: "
                 f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
                 "check that the database is reachable and source.uri is right",
+                transient=is_transient(exc),
             ) from None
         finally:
             engine.dispose()
@@ -174,6 +182,19 @@ def _read_table(
     )
 
 
+def _comparable_time(dialect: str, column_type: object) -> bool:
+    """Can the database compare this column with a timestamp bound in time order?
+
+    True for real date/time columns, and for SQLite text (ISO 8601 sorts in time order);
+    anything else (epoch integers, free text in PostgreSQL) is filtered after reading.
+    """
+    if column_type is None:
+        return False
+    if isinstance(column_type, sa.types.DateTime | sa.types.Date):
+        return True
+    return dialect == "sqlite" and isinstance(column_type, sa.types.String | sa.types.NullType)
+
+
 def _schema(table: str) -> str | None:
     return table.split(".")[0] if "." in table else None
 
@@ -197,18 +218,37 @@ def _timestamps(values: pd.Series, table: str, column: str, allow_null: bool) ->
         parsed = values.dt.tz_convert("UTC").dt.tz_localize(None)
     elif pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
+    elif pd.api.types.is_numeric_dtype(values) and values.notna().any():
+        # Epoch numbers are ambiguous (seconds? milliseconds?): refuse rather than guess.
+        raise DataError(
+            f"table '{table}', column '{column}' holds numbers, not timestamps",
+            "export it as ISO 8601 text (2026-03-01 14:05:00) or a timestamp column",
+        )
     else:
-        parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+        text = values.astype("str")
+        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        if (parsed.isna() & values.notna()).any():
+            # Not ISO 8601: one format inferred from the data for the whole column, never a
+            # per-value guess (which reads 03/04 and 13/04 with different day orders).
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                inferred = pd.to_datetime(text, errors="coerce", utc=True)
+            if inferred.isna().sum() < parsed.isna().sum():
+                parsed = inferred
         parsed = parsed.dt.tz_localize(None)
     bad = parsed.isna() & values.notna()
     if bad.any():
-        rows = np.flatnonzero(bad.to_numpy())
-        examples = ", ".join(repr(values.iloc[i]) for i in rows[:3])
         raise DataError(
-            f"table '{table}', column '{column}': {len(rows)} value(s) are not timestamps "
-            f"(rows {', '.join(str(r) for r in rows[:5])}{'…' if len(rows) > 5 else ''}: "
-            f"{examples})",
+            f"table '{table}', column '{column}': {int(bad.sum())} value(s) are not timestamps "
+            f"({_rows(bad)})",
             "fix or remove those rows, or map source.columns to the right column",
+        )
+    future = parsed > pd.Timestamp.now(tz="UTC").tz_localize(None) + pd.Timedelta(days=1)
+    if future.any():
+        raise DataError(
+            f"table '{table}', column '{column}': {int(future.sum())} timestamp(s) lie in the "
+            f"future ({_rows(future)}); they would move every snapshot date",
+            "fix the clock or time zone of the export, or remove those rows",
         )
     if not allow_null and parsed.isna().any():
         n = int(parsed.isna().sum())
@@ -217,6 +257,13 @@ def _timestamps(values: pd.Series, table: str, column: str, allow_null: bool) ->
             "every row needs a timestamp; fill or drop them",
         )
     return parsed.astype("datetime64[us]")
+
+
+def _rows(mask: pd.Series) -> str:
+    """Row numbers (1 = first data row) of a mask, never the values: they may be personal."""
+    rows = np.flatnonzero(mask.to_numpy()) + 1
+    shown = ", ".join(str(r) for r in rows[:5])
+    return f"rows {shown}{', …' if len(rows) > 5 else ''}"
 
 
 def _not_empty(frame: pd.DataFrame, table: str) -> None:
@@ -257,17 +304,17 @@ def load_crm(
         if name is not None:
             _require(leads_raw, tables.leads, {key: name})
     if leads_raw[cols.lead_id].isna().any():
-        n = int(leads_raw[cols.lead_id].isna().sum())
+        empty = leads_raw[cols.lead_id].isna()
         raise DataError(
-            f"table '{tables.leads}', column '{cols.lead_id}': {n} empty id(s)",
+            f"table '{tables.leads}', column '{cols.lead_id}': {int(empty.sum())} empty id(s) "
+            f"({_rows(empty)})",
             "every lead needs an id",
         )
     dup = leads_raw[cols.lead_id].duplicated()
     if dup.any():
-        ids = leads_raw.loc[dup, cols.lead_id].head(3).tolist()
         raise DataError(
-            f"table '{tables.leads}', column '{cols.lead_id}': {int(dup.sum())} duplicate id(s), "
-            f"e.g. {ids}",
+            f"table '{tables.leads}', column '{cols.lead_id}': {int(dup.sum())} duplicate id(s) "
+            f"({_rows(dup)})",
             "keep one row per lead",
         )
     keep = [cols.lead_id, cols.created_at, *attrs.categorical, *attrs.numeric]
@@ -281,8 +328,8 @@ def load_crm(
         bad = converted.isna() & leads[name].notna()
         if bad.any():
             raise DataError(
-                f"table '{tables.leads}', column '{name}': {int(bad.sum())} non-numeric value(s), "
-                f"e.g. {leads.loc[bad, name].head(3).tolist()}",
+                f"table '{tables.leads}', column '{name}': {int(bad.sum())} non-numeric "
+                f"value(s) ({_rows(bad)})",
                 "clean the column or list it under source.attributes.categorical",
             )
         leads[name] = converted.astype("float64")
@@ -361,7 +408,41 @@ def load_crm(
         .groupby("lead_id", as_index=False)["converted_at"]
         .min()
     )
+    activities, outcomes = _align_ids(leads, activities, outcomes, tables)
     return CRMData(leads=leads, activities=activities, outcomes=outcomes, source=redact_uri(uri))
+
+
+def _align_ids(
+    leads: pd.DataFrame, activities: pd.DataFrame, outcomes: pd.DataFrame, tables
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Give every table the leads' id type, and refuse tables whose ids match no lead.
+
+    Exports often mix 42 and "42"; left alone, joins would silently match nothing.
+    """
+    target = leads["lead_id"]
+    as_text = not pd.api.types.is_integer_dtype(target)
+
+    def convert(ids: pd.Series) -> pd.Series:
+        if as_text:
+            numeric = pd.api.types.is_float_dtype(ids)
+            return (ids.astype("Int64") if numeric else ids).astype("str")
+        converted = pd.to_numeric(ids, errors="coerce")
+        if converted.isna().any() or (converted % 1 != 0).any():
+            return ids.astype("str")  # cannot be matched to integer ids: reported below
+        return converted.astype("int64")
+
+    out = []
+    known = set(target.astype("str")) if as_text else set(target)
+    for frame, table in ((activities, tables.activities), (outcomes, tables.outcomes)):
+        frame = frame.assign(lead_id=convert(frame["lead_id"])) if len(frame) else frame
+        if len(frame) and not frame["lead_id"].isin(known).any():
+            raise DataError(
+                f"table '{table or tables.leads}': none of its {len(frame):,} lead ids matches an "
+                f"id in table '{tables.leads}'",
+                "map source.columns to the lead id columns of both tables",
+            )
+        out.append(frame)
+    return out[0], out[1]
 
 
 def load_ground_truth(config: ProjectConfig) -> tuple[pd.DataFrame, pd.DataFrame] | None:
