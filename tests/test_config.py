@@ -69,3 +69,8 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
 def test_publish_table_must_be_an_identifier() -> None:
     with pytest.raises(ConfigError, match=r"publish\.table"):
         config_from_dict({"publish": {"table": "scores; drop table leads"}}, environ={})
+
+
+def test_gap_shorter_than_the_horizon_is_refused() -> None:
+    with pytest.raises(ConfigError, match="gap_days"):
+        config_from_dict({"horizon_days": 90, "split": {"gap_days": 30}}, environ={})

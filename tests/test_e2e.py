@@ -82,7 +82,9 @@ def test_rescoring_the_same_as_of_replaces_rows(demo, env) -> None:
     assert out["model"]["roc_auc"] == pytest.approx(summary["model"]["roc_auc"])
     after = _count(workdir / "crm.db")
     assert len(after) == len(before)
-    assert after["scored_at"].max() >= before["scored_at"].max()
+    # Every row was rewritten by this run (scored_at has second resolution; a run takes more).
+    assert pd.to_datetime(after["scored_at"]).min() > pd.to_datetime(before["scored_at"]).max()
+    assert set(after["lead_id"]) == set(before["lead_id"])
 
 
 def _bad_project(
@@ -173,3 +175,10 @@ def test_score_without_champion_names_the_fix(tmp_path, env) -> None:
     assert result.returncode == 2
     assert "leadscore train" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bad_as_of_is_refused_before_anything_runs(demo, env) -> None:
+    workdir, _ = demo
+    result = _run(["score", "-c", "leadscore.yaml", "--as-of", "next tuesday"], env, workdir)
+    assert result.returncode == 2
+    assert "is not a date" in result.stderr and "Traceback" not in result.stderr

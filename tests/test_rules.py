@@ -125,3 +125,25 @@ def test_unknown_field_or_category_is_a_config_error(tiny_leads, tiny_activities
     )
     with pytest.raises(ConfigError, match="docs"):
         _evaluate(rules, tiny_leads, tiny_activities)
+
+
+def test_numeric_equality_and_unknown_activity(tiny_leads, tiny_activities) -> None:
+    from leadscore.rules import check_activities
+
+    rules = RuleSet.model_validate(
+        {
+            "mql_threshold": 1,
+            "attribute_rules": [{"name": "x", "field": "employees", "in": [250, 12], "points": 1}],
+        }
+    )
+    assert _evaluate(rules, tiny_leads, tiny_activities)["rule_score"].tolist() == [1, 0, 1, 0, 0]
+    typo = RuleSet.model_validate(
+        {
+            "mql_threshold": 1,
+            "behaviour_rules": [
+                {"name": "dl", "activity": "content_downlaod", "within_days": 9, "points": 1}
+            ],
+        }
+    )
+    with pytest.raises(ConfigError, match="content_downlaod"):
+        check_activities(typo, ["content_download", "page_view"])

@@ -94,3 +94,47 @@ def test_missing_table_and_injection(tmp_path: Path, crm) -> None:
 def test_redact_uri_hides_passwords() -> None:
     assert "s3cret" not in redact_uri("postgresql://user:s3cret@db:5432/crm")
     assert redact_uri("/data/folder") == "/data/folder"
+
+
+def test_pushdown_transfers_only_the_padded_window(tmp_path: Path, crm) -> None:
+    from leadscore.sources import _read_table
+
+    uri = f"sqlite:///{tmp_path / 'crm.db'}"
+    write_tables(crm.tables(), uri)
+    since, until = pd.Timestamp("2026-02-01"), pd.Timestamp("2026-03-01")
+    rows = _read_table(uri, "activities", ["lead_id", "occurred_at"], ("occurred_at", since, until))
+    stamps = pd.to_datetime(rows["occurred_at"])
+    times = crm.activities["occurred_at"]
+    assert len(rows) < len(crm.activities)
+    assert stamps.min() >= since - pd.Timedelta(days=1) and stamps.max() < until + pd.Timedelta(
+        days=1
+    )
+    assert len(rows) >= int(((times >= since) & (times < until)).sum())
+
+
+def test_epoch_numbers_and_future_timestamps_are_refused(tmp_path: Path, crm) -> None:
+    leads = crm.leads.assign(created_at=1_700_000_000 + crm.leads.index)
+    write_tables({"leads": leads, "outcomes": crm.outcomes}, str(tmp_path / "a"), "csv")
+    with pytest.raises(DataError, match="holds numbers"):
+        load_crm(_config(str(tmp_path / "a"), tables={"activities": None}))
+    future = crm.leads.copy()
+    future.loc[3, "created_at"] = pd.Timestamp("2100-01-01")
+    write_tables({"leads": future, "outcomes": crm.outcomes}, str(tmp_path / "b"), "csv")
+    with pytest.raises(DataError, match="future"):
+        load_crm(_config(str(tmp_path / "b"), tables={"activities": None}))
+
+
+def test_ids_of_other_types_are_aligned_or_refused(tmp_path: Path, crm) -> None:
+    acts = crm.activities.assign(lead_id=crm.activities["lead_id"].astype(str))
+    write_tables(
+        {"leads": crm.leads, "activities": acts, "outcomes": crm.outcomes}, str(tmp_path / "a")
+    )
+    data = load_crm(_config(str(tmp_path / "a")))
+    assert data.activities["lead_id"].dtype == data.leads["lead_id"].dtype
+    assert data.activities["lead_id"].isin(data.leads["lead_id"]).all()
+    acts = crm.activities.assign(lead_id="x" + crm.activities["lead_id"].astype(str))
+    write_tables(
+        {"leads": crm.leads, "activities": acts, "outcomes": crm.outcomes}, str(tmp_path / "b")
+    )
+    with pytest.raises(DataError, match="none of its"):
+        load_crm(_config(str(tmp_path / "b")))

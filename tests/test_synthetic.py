@@ -71,3 +71,40 @@ def test_nothing_happens_before_a_lead_exists(crm) -> None:
     created = crm.leads.set_index("lead_id")["created_at"]
     acts = crm.activities
     assert (acts["occurred_at"].to_numpy() >= created.loc[acts["lead_id"]].to_numpy()).all()
+
+
+def test_oracle_matches_a_monte_carlo_of_the_future(crm) -> None:
+    """Given the latent state at the snapshot, simulate many futures; compare per example."""
+    rng = np.random.default_rng(0)
+    as_of = crm.end - pd.Timedelta(days=200)
+    snaps = build_snapshots(crm.leads, crm.outcomes.dropna(), [as_of], 365, 90).sample(
+        200, random_state=1
+    )
+    closed = true_conversion_probability(crm.truth_leads, crm.truth_shocks, snaps, 90)
+    truth = crm.truth_leads.set_index("lead_id").loc[snaps["lead_id"]]
+    s = (as_of - truth["created_day"]).dt.days.to_numpy()
+    decay = truth["decay"].to_numpy()
+    interest = truth["initial_interest"].to_numpy() * decay ** (s - 1)
+    shocks = crm.truth_shocks.merge(
+        pd.DataFrame({"lead_id": snaps["lead_id"].to_numpy(), "pos": range(len(s))})
+    )
+    shocks = shocks[shocks["day_index"] <= s[shocks["pos"]] - 1]
+    pos = shocks["pos"].to_numpy()
+    interest += np.bincount(
+        pos,
+        truth["shock_size"].to_numpy()[pos]
+        * decay[pos] ** (s[pos] - 1 - shocks["day_index"].to_numpy()),
+        minlength=len(s),
+    )
+    paths = 4000
+    level = np.repeat(interest[:, None], paths, axis=1)
+    hazard = np.zeros_like(level)
+    for _ in range(90):
+        jumps = rng.random(level.shape) < truth["shock_prob"].to_numpy()[:, None]
+        level = decay[:, None] * level + truth["shock_size"].to_numpy()[:, None] * jumps
+        hazard += (
+            truth["base_hazard"].to_numpy()[:, None]
+            + truth["hazard_scale"].to_numpy()[:, None] * level
+        )
+    monte_carlo = (1 - np.exp(-hazard)).mean(axis=1)
+    assert np.max(np.abs(monte_carlo - closed)) < 0.01
