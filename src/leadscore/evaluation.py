@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+#: Metrics computed for both the model and the rules (stable names).
 METRIC_KEYS = (
     "roc_auc",
     "pr_auc",

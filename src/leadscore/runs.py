@@ -10,19 +10,13 @@ from sklearn.metrics import roc_auc_score
 
 from leadscore import plots, registry
 from leadscore.config import ProjectConfig
+from leadscore.evaluation import METRIC_KEYS
 from leadscore.pipeline import TrainingResult
 from leadscore.sources import redact_uri
 from leadscore.synthetic import true_conversion_probability
 
-SUMMARY_METRICS = (
-    "roc_auc",
-    "pr_auc",
-    "brier",
-    "log_loss",
-    "ece",
-    "top_decile_lift",
-    "top_decile_captured",
-)
+#: Metrics in the JSON summary, under `model` and `rules`.
+SUMMARY_METRICS = METRIC_KEYS
 
 
 def oracle_auc(
