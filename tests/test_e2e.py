@@ -54,7 +54,7 @@ def test_demo_publishes_scores_and_registers_a_champion(demo) -> None:
     assert summary["oracle_auc"] is not None
     assert summary["model"]["roc_auc"] > summary["rules"]["roc_auc"]
     scores = _count(workdir / "crm.db")
-    assert len(scores) == summary["rows"]["scored_published"] > 100
+    assert len(scores) == summary["rows"]["published"] > 100
     assert scores["lead_id"].is_unique
     assert scores["conversion_probability"].between(0, 1).all()
     assert scores["model_version"].eq(summary["model_version"]).all()

@@ -313,7 +313,9 @@ def demo(
             **trained["rows"],
             "generated_leads": generated["rows"]["leads"],
             "generated_activities": generated["rows"]["activities"],
-            **{f"scored_{k}": v for k, v in scored["rows"].items()},
+            "scored": scored["rows"]["scored"],
+            "published": scored["rows"]["published"],
+            "scored_mql": scored["rows"]["mql"],
         },
         "model_name": trained["model_name"],
         "model_version": trained["model_version"],
@@ -348,7 +350,7 @@ def _print_demo(summary: dict[str, Any], workdir: Path) -> None:
     out.print(table)
     out.print(
         f"scores: table [bold]{summary['uris']['table']}[/] in {workdir / 'crm.db'} "
-        f"({summary['rows']['scored_published']:,} open leads as of {summary['as_of']})"
+        f"({summary['rows']['published']:,} open leads as of {summary['as_of']})"
     )
     out.print(f"project file: {summary['config']}")
     tracking = summary["uris"]["tracking"]
