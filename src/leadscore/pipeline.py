@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -63,7 +63,6 @@ class TrainingResult:
     metrics: dict[str, dict[str, float]]
     test_scores: pd.DataFrame
     rule_probability: IsotonicRegression
-    extras: dict[str, float] = field(default_factory=dict)
 
 
 def _noop(stage: str, done: int, total: int) -> None:

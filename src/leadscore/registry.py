@@ -16,6 +16,7 @@ import pandas as pd
 
 from leadscore.errors import ModelError
 from leadscore.model import LeadScoringModel
+from leadscore.sources import redact_uri
 
 CHAMPION = "champion"
 #: Packages the served model needs; pinned to what trained it (skips MLflow's slow inference).
@@ -61,28 +62,6 @@ class Champion:
         return np.asarray(out["conversion_probability"], dtype=float)
 
 
-def _pyfunc_class():
-    mlflow = _mlflow()
-
-    class LeadScoringPyfunc(mlflow.pyfunc.PythonModel):
-        """Raw snapshot rows → calibrated conversion probability (and the raw booster score)."""
-
-        def load_context(self, context) -> None:
-            self.model: LeadScoringModel = joblib.load(context.artifacts["model"])
-
-        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-            raw = self.model.raw_probability(model_input)
-            return pd.DataFrame(
-                {
-                    "conversion_probability": self.model.calibrator_.predict(raw),
-                    "raw_score": raw,
-                },
-                index=model_input.index,
-            )
-
-    return LeadScoringPyfunc
-
-
 def configure(tracking_uri: str, experiment: str, artifact_location: str) -> str:
     """Point MLflow at the tracking store and ensure the experiment; returns its id."""
     mlflow = _mlflow()
@@ -97,7 +76,7 @@ def configure(tracking_uri: str, experiment: str, artifact_location: str) -> str
         return found.experiment_id
     except Exception as exc:
         raise ModelError(
-            f"cannot reach the MLflow tracking store {tracking_uri}: "
+            f"cannot reach the MLflow tracking store {redact_uri(tracking_uri)}: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
             "check mlflow.tracking_uri in the project file (or LEADSCORE_MLFLOW_TRACKING_URI)",
             transient=True,
@@ -146,9 +125,11 @@ def log_training_run(
                 # personal data goes into the model's metadata.
                 sample = signature_rows.head(200)
                 output = pd.DataFrame({"conversion_probability": [0.5], "raw_score": [0.5]})
+                from leadscore.pyfunc import LeadScoringPyfunc
+
                 info = mlflow.pyfunc.log_model(
                     name="model",
-                    python_model=_pyfunc_class()(),
+                    python_model=LeadScoringPyfunc(),
                     artifacts={"model": str(path)},
                     signature=infer_signature(sample, output),
                     pip_requirements=_requirements(),
@@ -183,7 +164,7 @@ def load_champion(name: str) -> Champion:
     if entry is None:
         raise ModelError(
             f"no model '{name}' with alias '{CHAMPION}' in the registry at "
-            f"{mlflow.get_tracking_uri()}",
+            f"{redact_uri(mlflow.get_tracking_uri())}",
             "train one first: `leadscore train --config <your project file>`",
         )
     with warnings.catch_warnings():
