@@ -169,6 +169,51 @@ class PublishConfig(_Section):
         return value
 
 
+class TierConfig(_Section):
+    """Tiers A-D from the calibrated probability; three cut-offs separate four tiers.
+
+    `by: share` - cumulative shares of each scoring run from the top (0.1, 0.3, 0.6: A is the
+    top 10 %, B the next 20 %, ...); `by: count` - cumulative lead counts from the top (a
+    sales team's capacity); `by: probability` - descending probability floors (A >= 0.3).
+    """
+
+    by: Literal["share", "count", "probability"] = "share"
+    cutoffs: list[float] = Field(default_factory=lambda: [0.1, 0.3, 0.6])
+
+    @model_validator(mode="after")
+    def _cutoffs_make_sense(self) -> TierConfig:
+        c = self.cutoffs
+        if len(c) != 3:
+            raise ValueError("cutoffs needs exactly three values (they separate tiers A-D)")
+        if self.by == "share" and not (0 < c[0] < c[1] < c[2] <= 1):
+            raise ValueError("share cut-offs must rise within (0, 1], e.g. [0.1, 0.3, 0.6]")
+        if self.by == "count" and not (
+            all(float(v).is_integer() for v in c) and 0 < c[0] < c[1] < c[2]
+        ):
+            raise ValueError("count cut-offs must be rising whole numbers, e.g. [200, 800, 2000]")
+        if self.by == "probability" and not (1 > c[0] > c[1] > c[2] > 0):
+            raise ValueError("probability cut-offs must fall within (0, 1), e.g. [0.3, 0.15, 0.05]")
+        return self
+
+
+class ReportConfig(_Section):
+    """The comparison report for marketing."""
+
+    path: str = "leadscore-report.html"
+    title: str = "Lead scoring: the model next to the MQL rules"
+    #: Leads sales can work per week; None compares at the rules' own MQL volume only.
+    sales_capacity_per_week: int | None = Field(None, ge=1)
+    #: MQL share the suggested threshold aims at; None keeps today's MQL share.
+    target_mql_rate: float | None = Field(None, gt=0, lt=1)
+    #: Tiers counted as the model's "hot" list in the rule-MQL x model 2x2.
+    hot_tiers: list[Literal["A", "B", "C"]] = Field(default_factory=lambda: ["A"])
+    bootstrap_samples: int = Field(1000, ge=100, le=20_000)
+    top_leads: int = Field(20, ge=1, le=500)
+    #: Plain words for features in reasons and charts: activity types or `page_<category>`
+    #: ("singular|plural", e.g. "pricing-page view|pricing-page views") and lead fields.
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
 class ProjectConfig(_Section):
     """A validated leadscore project."""
 
@@ -181,6 +226,8 @@ class ProjectConfig(_Section):
     model: ModelConfig = ModelConfig()
     mlflow: MlflowConfig = MlflowConfig()
     publish: PublishConfig = PublishConfig()
+    tiers: TierConfig = TierConfig()
+    report: ReportConfig = ReportConfig()
     #: Directory that relative paths resolve against (the project file's folder).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -230,6 +277,10 @@ class ProjectConfig(_Section):
     @property
     def rules_path(self) -> Path:
         return self.resolve_path(self.rules)
+
+    @property
+    def report_path(self) -> Path:
+        return self.resolve_path(self.report.path)
 
 
 def resolve_uri(uri: str, base_dir: Path) -> str:

@@ -194,20 +194,25 @@ def evaluate_rules(
     snapshots: pd.DataFrame,
     activities: ActivityIndex,
 ) -> pd.DataFrame:
-    """Per snapshot row: `rule_score`, `is_mql`, `rules_fired` and points per rule.
+    """Per snapshot row: `rule_score`, `is_mql`, `rules_fired`, points and hits per rule.
 
     `fields` holds the lead fields attribute rules may test (raw attributes plus derived
     seniority, department and email_domain_kind), aligned with `snapshots`.
     """
     points = pd.DataFrame(index=snapshots.index)
+    # Hits: 1/0 for attribute rules, occurrences up to the cap for behaviour rules; what
+    # the points multiply, so that points can be re-estimated from data (see tuning).
+    hits = pd.DataFrame(index=snapshots.index)
     for rule in rules.attribute_rules:
-        points[rule.name] = np.where(rule.matches(fields), rule.points, 0.0)
+        hits[rule.name] = rule.matches(fields).astype(np.float64)
+        points[rule.name] = hits[rule.name] * rule.points
     counts = behaviour_counts(snapshots, activities, rules.behaviour_rules)
     for rule in rules.behaviour_rules:
-        raw = counts[rule.name].to_numpy() * rule.points
-        if rule.cap is not None:
-            raw = np.clip(raw, -rule.cap, rule.cap)
-        points[rule.name] = raw
+        occurrences = counts[rule.name].to_numpy(dtype=np.float64)
+        if rule.cap is not None and rule.points != 0:
+            occurrences = np.minimum(occurrences, rule.cap / abs(rule.points))
+        hits[rule.name] = occurrences
+        points[rule.name] = occurrences * rule.points
     score = points.sum(axis=1) if len(points.columns) else pd.Series(0.0, index=snapshots.index)
     # Comma-separated names of the rules that gave points, built column by column.
     fired = pd.Series("", index=snapshots.index, dtype="str")
@@ -222,4 +227,4 @@ def evaluate_rules(
         },
         index=snapshots.index,
     )
-    return pd.concat([result, points.add_prefix("points_")], axis=1)
+    return pd.concat([result, points.add_prefix("points_"), hits.add_prefix("hits_")], axis=1)

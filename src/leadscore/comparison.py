@@ -1,0 +1,370 @@
+"""Marketing's comparison of the model and the MQL rules: pure functions on scored cohorts.
+
+Everything here takes the same rows for both scores (the newest labelled cohort) and returns
+numbers or frames; no I/O. Where a sales team works a fixed number of leads, volumes are
+counted per snapshot date, because each date's list is what sales would have been handed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from leadscore.config import ReportConfig, TierConfig
+from leadscore.evaluation import calibration_table, classification_metrics
+
+TIERS = ("A", "B", "C", "D")
+
+
+# --------------------------------------------------------------------------- ranking metrics
+
+
+def expected_captured(y: np.ndarray, score: np.ndarray, ks: np.ndarray) -> np.ndarray:
+    """Expected conversions among the `k` highest scores, for each k, ties at random.
+
+    One sort for all `k`: within the tie group that straddles the boundary, each lead counts
+    at the group's conversion rate, which is what a random pick among equal scores gives.
+    """
+    y = np.asarray(y, dtype=float)
+    score = np.asarray(score, dtype=float)
+    ks = np.clip(np.asarray(ks, dtype=float), 0, len(y))
+    if len(y) == 0:
+        return np.zeros(len(ks))
+    order = np.argsort(-score, kind="stable")
+    s, yy = score[order], y[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    sizes = np.diff(np.r_[starts, len(s)])
+    positives = np.add.reduceat(yy, starts)
+    before_n = np.r_[0, np.cumsum(sizes)[:-1]]
+    before_y = np.r_[0, np.cumsum(positives)[:-1]]
+    g = np.clip(np.searchsorted(np.cumsum(sizes), ks, side="left"), 0, len(starts) - 1)
+    return before_y[g] + (ks - before_n[g]) * positives[g] / sizes[g]
+
+
+def gains_table(y: np.ndarray, score: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
+    """Conversions, lift and cumulative gains per equal-size bin of leads ranked by `score`."""
+    y = np.asarray(y, dtype=float)
+    n = len(y)
+    edges = np.round(np.linspace(0, n, n_bins + 1)).astype(int)
+    cumulative = expected_captured(y, score, edges[1:])
+    per_bin = np.diff(np.r_[0.0, cumulative])
+    leads = np.diff(edges)
+    base = y.mean() if n else float("nan")
+    total = y.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = per_bin / leads
+        return pd.DataFrame(
+            {
+                "bin": np.arange(1, n_bins + 1),
+                "leads": leads,
+                "conversions": per_bin,
+                "conversion_rate": rate,
+                "lift": rate / base,
+                "cumulative_leads_share": edges[1:] / n,
+                "cumulative_conversions": cumulative,
+                "cumulative_capture_share": cumulative / total if total else np.nan,
+                "cumulative_lift": (cumulative / edges[1:]) / base,
+            }
+        )
+
+
+def gains_curve(y: np.ndarray, score: np.ndarray, points: int = 101) -> pd.DataFrame:
+    """Share of conversions captured against share of leads worked, for the gains chart."""
+    n = len(y)
+    share = np.linspace(0, 1, points)
+    captured = expected_captured(y, score, np.round(share * n))
+    total = float(np.sum(y))
+    return pd.DataFrame({"leads_share": share, "captured_share": captured / max(total, 1e-12)})
+
+
+def captured_by_date(
+    y: np.ndarray, score: np.ndarray, as_of: np.ndarray, volume: dict | int
+) -> float:
+    """Conversions found when, on each snapshot date, the top `volume[date]` leads are worked."""
+    y = np.asarray(y, dtype=float)
+    score = np.asarray(score, dtype=float)
+    dates = pd.to_datetime(pd.Series(as_of)).to_numpy()
+    total = 0.0
+    for date in np.unique(dates):
+        rows = dates == date
+        k = volume if isinstance(volume, int) else volume.get(pd.Timestamp(date), 0)
+        total += float(expected_captured(y[rows], score[rows], np.array([k]))[0])
+    return total
+
+
+# ------------------------------------------------------------------------------- bootstrap
+
+
+def _weighted_ranking_metrics(
+    y: np.ndarray, score: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """ROC-AUC and average precision for each row of `weights` (replicates x rows).
+
+    Ties count half in the AUC and form one threshold in the average precision, as in
+    scikit-learn; one sort serves all replicates.
+    """
+    order = np.argsort(score, kind="stable")
+    s = score[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    w = weights[:, order]
+    pos = np.add.reduceat(w * y[order], starts, axis=1)  # per tie group, ascending score
+    neg = np.add.reduceat(w * (1 - y[order]), starts, axis=1)
+    total_pos = pos.sum(axis=1)
+    total_neg = neg.sum(axis=1)
+    neg_below = np.cumsum(neg, axis=1) - neg
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = (pos * (neg_below + 0.5 * neg)).sum(axis=1) / (total_pos * total_neg)
+        # Average precision walks thresholds from the highest score down.
+        tp = np.cumsum(pos[:, ::-1], axis=1)
+        fp = np.cumsum(neg[:, ::-1], axis=1)
+        precision = tp / (tp + fp)
+        ap = (pos[:, ::-1] * np.nan_to_num(precision)).sum(axis=1) / total_pos
+    return auc, ap
+
+
+def ranking_metrics(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
+    """ROC-AUC and PR-AUC (average precision) of one score."""
+    y = np.asarray(y, dtype=float)
+    auc, ap = _weighted_ranking_metrics(y, np.asarray(score, float), np.ones((1, len(y))))
+    return float(auc[0]), float(ap[0])
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with a bootstrap interval."""
+
+    estimate: float
+    low: float
+    high: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"estimate": self.estimate, "low": self.low, "high": self.high}
+
+
+def bootstrap_ranking(
+    y: np.ndarray,
+    scores: dict[str, np.ndarray],
+    groups: np.ndarray,
+    samples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    chunk: int = 50,
+) -> dict[str, Interval]:
+    """ROC-AUC and PR-AUC of each score, and of the first minus the second, with intervals.
+
+    Leads are resampled, not rows: a lead's snapshots move together, so the interval is not
+    narrowed by counting one lead twice. Every replicate scores both on the same resample
+    (a paired bootstrap), which is what makes the interval of the difference meaningful.
+    """
+    y = np.asarray(y, dtype=float)
+    names = list(scores)
+    codes, uniques = pd.factorize(pd.Series(groups))
+    n_groups = len(uniques)
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[np.ndarray]] = {f"{m}_{n}": [] for n in names for m in ("auc", "ap")}
+    done = 0
+    while done < samples:
+        size = min(chunk, samples - done)
+        counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=size)
+        weights = counts[:, codes].astype(np.float64)
+        for name in names:
+            auc, ap = _weighted_ranking_metrics(y, np.asarray(scores[name], float), weights)
+            draws[f"auc_{name}"].append(auc)
+            draws[f"ap_{name}"].append(ap)
+        done += size
+    tail = (1 - level) / 2 * 100
+    out: dict[str, Interval] = {}
+    point = {n: ranking_metrics(y, scores[n]) for n in names}
+
+    def interval(estimate: float, values: np.ndarray) -> Interval:
+        values = values[np.isfinite(values)]
+        low, high = np.percentile(values, [tail, 100 - tail]) if len(values) else (np.nan,) * 2
+        return Interval(float(estimate), float(low), float(high))
+
+    for name in names:
+        out[f"roc_auc_{name}"] = interval(point[name][0], np.concatenate(draws[f"auc_{name}"]))
+        out[f"pr_auc_{name}"] = interval(point[name][1], np.concatenate(draws[f"ap_{name}"]))
+    if len(names) >= 2:
+        a, b = names[:2]
+        for metric, key, idx in (("auc", "roc_auc", 0), ("ap", "pr_auc", 1)):
+            diff = np.concatenate(draws[f"{metric}_{a}"]) - np.concatenate(draws[f"{metric}_{b}"])
+            out[f"{key}_difference"] = interval(point[a][idx] - point[b][idx], diff)
+    return out
+
+
+# ------------------------------------------------------------------------------ tiers, 2x2
+
+
+def assign_tiers(probability: np.ndarray, as_of: np.ndarray, config: TierConfig) -> np.ndarray:
+    """Tier A-D per lead; shares and counts are taken within each snapshot date (one run)."""
+    p = np.asarray(probability, dtype=float)
+    cut = np.asarray(config.cutoffs, dtype=float)
+    if config.by == "probability":
+        level = np.searchsorted(-cut, -p, side="left")  # p >= cut[0] -> 0 (A), ...
+    else:
+        frame = pd.DataFrame({"p": p, "d": pd.to_datetime(pd.Series(as_of)).to_numpy()})
+        # Rank 1 is the highest probability; equal probabilities share the better tier.
+        rank = frame.groupby("d")["p"].rank(ascending=False, method="min").to_numpy()
+        if config.by == "share":
+            size = frame.groupby("d")["p"].transform("size").to_numpy()
+            level = np.searchsorted(cut, rank / size, side="left")
+        else:
+            level = np.searchsorted(cut, rank, side="left")
+    return np.asarray(TIERS, dtype=object)[np.minimum(level, 3)]
+
+
+def quadrants(y: np.ndarray, is_mql: np.ndarray, is_hot: np.ndarray) -> pd.DataFrame:
+    """The 2x2 of rule MQL x model hot list: leads, conversions and conversion rate per cell."""
+    y = np.asarray(y, dtype=float)
+    mql = np.asarray(is_mql, dtype=bool)
+    hot = np.asarray(is_hot, dtype=bool)
+    rows = []
+    for m in (True, False):
+        for h in (True, False):
+            cell = (mql == m) & (hot == h)
+            n = int(cell.sum())
+            conv = float(y[cell].sum())
+            rows.append(
+                {
+                    "rule_mql": m,
+                    "model_hot": h,
+                    "leads": n,
+                    "conversions": conv,
+                    "conversion_rate": conv / n if n else float("nan"),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def tier_table(y: np.ndarray, tiers: np.ndarray, probability: np.ndarray) -> pd.DataFrame:
+    """Leads, conversions, observed and predicted rate per tier."""
+    frame = pd.DataFrame({"tier": tiers, "y": np.asarray(y, float), "p": probability})
+    out = (
+        frame.groupby("tier")
+        .agg(leads=("y", "size"), conversions=("y", "sum"), mean_probability=("p", "mean"))
+        .reindex(list(TIERS))
+        .fillna({"leads": 0, "conversions": 0})
+    )
+    out["conversion_rate"] = out["conversions"] / out["leads"].where(out["leads"] > 0)
+    return out.reset_index()
+
+
+# ---------------------------------------------------------------------------- the comparison
+
+
+@dataclass
+class Comparison:
+    """Everything marketing's comparison shows, computed on one cohort."""
+
+    rows: int
+    leads: int
+    conversions: float
+    dates: list[str]
+    intervals: dict[str, Interval]
+    metrics: dict[str, dict[str, float]]
+    gains: dict[str, pd.DataFrame]
+    curves: dict[str, pd.DataFrame]
+    calibration: dict[str, dict[str, np.ndarray]]
+    mql_volume: int
+    captured_at_mql_volume: dict[str, float]
+    capacity_per_week: int | None
+    capacity_per_date: int | None
+    captured_at_capacity: dict[str, float] | None
+    quadrants: pd.DataFrame
+    tiers: pd.DataFrame
+    hot_tiers: list[str] = field(default_factory=list)
+    #: converted, conversion_probability and rule_score per row, for distribution charts.
+    distributions: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def headline(self) -> str:
+        """One sentence with the key number, for the top of the report."""
+        m = self.captured_at_mql_volume["model"]
+        r = self.captured_at_mql_volume["rules"]
+        more = m - r
+        pct = f" ({more / r:+.0%})" if r > 0 else ""
+        return (
+            f"Working as many leads as the rules flag as MQLs ({self.mql_volume:,}), the model "
+            f"finds {m:,.0f} conversions where the rules find {r:,.0f}: {more:+,.0f}{pct}."
+        )
+
+    def summary(self) -> dict[str, object]:
+        """Flat numbers for the JSON summary and MLflow."""
+        out: dict[str, object] = {k: v.as_dict() for k, v in self.intervals.items()}
+        out["mql_volume"] = self.mql_volume
+        out["captured_at_mql_volume"] = dict(self.captured_at_mql_volume)
+        if self.captured_at_capacity is not None:
+            out["capacity_per_week"] = self.capacity_per_week
+            out["captured_at_capacity"] = dict(self.captured_at_capacity)
+        return out
+
+
+def compare(
+    scored: pd.DataFrame,
+    report: ReportConfig,
+    tiers: TierConfig,
+    snapshot_every_days: int,
+    seed: int = 0,
+) -> Comparison:
+    """Compare the model and the rules on a scored, labelled cohort.
+
+    `scored` has lead_id, as_of, converted, conversion_probability, rule_score,
+    rule_probability and is_mql (one row per lead and snapshot date).
+    """
+    y = scored["converted"].to_numpy(dtype=float)
+    p = scored["conversion_probability"].to_numpy(dtype=float)
+    rule = scored["rule_score"].to_numpy(dtype=float)
+    rule_p = scored["rule_probability"].to_numpy(dtype=float)
+    mql = scored["is_mql"].to_numpy(dtype=bool)
+    as_of = pd.to_datetime(scored["as_of"]).to_numpy()
+    intervals = bootstrap_ranking(
+        y,
+        {"model": p, "rules": rule},
+        scored["lead_id"].to_numpy(),
+        samples=report.bootstrap_samples,
+        seed=seed,
+    )
+    metrics = {
+        "model": classification_metrics(y, p, p),
+        "rules": classification_metrics(y, rule, rule_p),
+    }
+    dates = sorted(pd.unique(pd.Series(as_of)))
+    mql_by_date = {
+        pd.Timestamp(d): int(mql[as_of == d].sum()) for d in dates
+    }  # sales' volume today
+    at_mql = {
+        "model": captured_by_date(y, p, as_of, mql_by_date),
+        "rules": float(y[mql].sum()),
+    }
+    capacity_per_date = None
+    at_capacity = None
+    if report.sales_capacity_per_week is not None:
+        # Each snapshot's list is worked until the next snapshot.
+        capacity_per_date = max(1, round(report.sales_capacity_per_week * snapshot_every_days / 7))
+        at_capacity = {
+            "model": captured_by_date(y, p, as_of, capacity_per_date),
+            "rules": captured_by_date(y, rule, as_of, capacity_per_date),
+        }
+    tier = assign_tiers(p, as_of, tiers)
+    hot = np.isin(tier, report.hot_tiers)
+    return Comparison(
+        rows=len(scored),
+        leads=int(scored["lead_id"].nunique()),
+        conversions=float(y.sum()),
+        dates=[str(pd.Timestamp(d).date()) for d in dates],
+        intervals=intervals,
+        metrics=metrics,
+        gains={"model": gains_table(y, p), "rules": gains_table(y, rule)},
+        curves={"model": gains_curve(y, p), "rules": gains_curve(y, rule)},
+        calibration={"model": calibration_table(y, p), "rules": calibration_table(y, rule_p)},
+        mql_volume=int(mql.sum()),
+        captured_at_mql_volume=at_mql,
+        capacity_per_week=report.sales_capacity_per_week,
+        capacity_per_date=capacity_per_date,
+        captured_at_capacity=at_capacity,
+        quadrants=quadrants(y, mql, hot),
+        tiers=tier_table(y, tier, p),
+        hot_tiers=list(report.hot_tiers),
+        distributions={"converted": y, "conversion_probability": p, "rule_score": rule},
+    )
