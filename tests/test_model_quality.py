@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from leadscore import pipeline
 from leadscore.config import config_from_dict
+from leadscore.reasons import explain
 from leadscore.rules import load_rules
 from leadscore.sources import CRMData
 from leadscore.synthetic import generate_crm, true_conversion_probability
@@ -89,3 +90,64 @@ def test_scoring_reads_only_the_lookback_and_gets_the_same_scores(trained) -> No
     pd.testing.assert_frame_equal(
         full, pipeline.score(window, model, model.predict_proba, rules, config, as_of)
     )
+
+
+@pytest.fixture(scope="module")
+def explained(trained):
+    result, _, _ = trained
+    rows = result.data.rows["test"]
+    model = result.model
+    return rows, explain(rows, model.contributions(rows), model.features)
+
+
+def test_contributions_add_up_to_the_raw_score(trained) -> None:
+    result, _, _ = trained
+    rows = result.data.rows["test"].head(300)
+    model = result.model
+    contrib = model.contributions(rows)
+    raw = model.raw_probability(rows)
+    expected = np.log(raw / (1 - raw))
+    base = expected - contrib.sum(axis=1).to_numpy()
+    assert np.allclose(base, base[0], atol=1e-6)  # one expected value for every lead
+
+
+def test_reasons_point_the_right_way(explained) -> None:
+    """Many pricing views read as a reason up, a competitor or student domain as one down."""
+    rows, reasons = explained
+    pricing = rows["n_page_pricing_30d"] >= 4
+    assert pricing.sum() > 200
+    assert not reasons.loc[pricing, "reasons_down"].str.contains("pricing-page view").any()
+    competitor = rows["email_domain"].isin(["rivalscore.com", "leadmagic.io", "scorely.co"])
+    assert competitor.sum() > 200
+    assert reasons.loc[competitor, "reasons_down"].str.contains("competitor e-mail").mean() > 0.95
+    assert not reasons["reasons_up"].str.contains("competitor e-mail").any()
+    student = rows["email_domain"].str.contains(r"\.edu$|\.ac\.[a-z]{2}$", regex=True)
+    assert reasons.loc[student, "reasons_down"].str.contains("student").mean() > 0.9
+    assert not reasons["reasons_up"].str.contains("job title says student").any()
+
+
+def test_a_burst_of_pricing_views_becomes_a_reason_up(trained) -> None:
+    """The same leads with a pricing-page burst: pricing shows up among their top reasons."""
+    result, _, _ = trained
+    rows = result.data.rows["test"]
+    quiet = rows[(rows["n_page_pricing_90d"] == 0) & rows["email_domain"].str.endswith(".example")]
+    base = quiet.head(500)
+    burst = base.copy()
+    values = {
+        "n_page_pricing_7d": 6,
+        "n_page_pricing_30d": 10,
+        "n_page_pricing_90d": 12,
+        "days_since_page_pricing": 1.0,
+        "decayed_page_pricing": 9.0,
+    }
+    for column, value in values.items():
+        burst[column] = value
+    for column, extra in (("7d", 6), ("30d", 10), ("90d", 12)):
+        burst[f"n_page_view_{column}"] += extra
+        burst[f"n_all_{column}"] += extra
+    model = result.model
+    before = explain(base, model.contributions(base), model.features)
+    after = explain(burst, model.contributions(burst), model.features)
+    assert before["reasons_up"].str.contains("pricing-page view").mean() < 0.05
+    assert after["reasons_up"].str.contains("pricing-page view").mean() > 0.35
+    assert not after["reasons_down"].str.contains("pricing-page view").any()

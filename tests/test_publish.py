@@ -13,9 +13,12 @@ def _scores(as_of: str, n: int = 4, p: float = 0.2) -> pd.DataFrame:
             "as_of_date": pd.Timestamp(as_of),
             "conversion_probability": p,
             "percentile": 50.0,
+            "tier": "B",
             "rule_score": 10.0,
             "is_mql": False,
             "rules_fired": "pricing_page",
+            "reasons_up": "4 pricing-page views in the last 30 days",
+            "reasons_down": "free e-mail domain",
             "model_name": "m",
             "model_version": "1",
             "mlflow_run_id": "r",
@@ -70,3 +73,30 @@ def test_failure_mid_transaction_rolls_back(tmp_path) -> None:
 def test_publish_needs_a_database(tmp_path) -> None:
     with pytest.raises(DataError, match="not a database URL"):
         publish_scores(_scores("2026-03-01"), str(tmp_path))
+
+
+def test_an_older_table_gets_the_new_columns(tmp_path) -> None:
+    """A table published by a release without tiers and reasons is extended, not refused."""
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    old = _scores("2026-03-01").drop(columns=["tier", "reasons_up", "reasons_down"])
+    old["as_of_date"] = old["as_of_date"].dt.date
+    engine = sa.create_engine(uri)
+    with engine.begin() as conn:
+        old.to_sql("lead_scores", conn, index=False)
+    engine.dispose()
+    publish_scores(_scores("2026-03-02"), uri)
+    got = read_scores(uri)
+    assert len(got) == 8
+    new = got[pd.to_datetime(got["as_of_date"]) == "2026-03-02"]
+    assert (new["tier"] == "B").all()
+    assert (new["reasons_up"] == "4 pricing-page views in the last 30 days").all()
+    assert read_scores(uri, latest=True)["as_of_date"].nunique() == 1
+
+
+def test_tiers_outside_a_to_d_are_refused(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    bad = _scores("2026-03-01")
+    bad.loc[1, "tier"] = "E"
+    with pytest.raises(DataError, match="tiers"):
+        publish_scores(bad, uri)
+    assert read_scores(uri).empty

@@ -132,6 +132,18 @@ class LeadScoringModel:
         """Calibrated probability of converting within the horizon."""
         return self.calibrator_.predict(self.raw_probability(rows))
 
+    def contributions(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Per-feature contributions to the booster's log-odds (exact TreeSHAP), one column each.
+
+        They add up, with the expected value, to the raw score; the calibrator is monotone, so
+        a positive contribution raises the calibrated probability too.
+        """
+        x = self.features.transform(rows)
+        values = self.booster_.booster_.predict(
+            x, pred_contrib=True, num_iteration=self.best_iteration_
+        )
+        return pd.DataFrame(values[:, :-1], columns=self.features.feature_names_, index=rows.index)
+
     def feature_importance(self) -> pd.Series:
         """Total gain per feature, largest first."""
         booster = self.booster_.booster_

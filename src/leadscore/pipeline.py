@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
+from leadscore.comparison import assign_tiers
 from leadscore.config import ProjectConfig
 from leadscore.errors import ConfigError, DataError, ModelError
 from leadscore.evaluation import classification_metrics
@@ -22,11 +23,26 @@ from leadscore.features import (
     snapshot_rows,
 )
 from leadscore.model import LeadScoringModel
+from leadscore.reasons import explain
 from leadscore.rules import RuleSet, check_activities, evaluate_rules
 from leadscore.snapshots import SPLITS, SplitPlan, build_snapshots, plan_splits
 from leadscore.sources import CRMData
 
 Progress = Callable[[str, int, int], None]
+
+#: Columns of a scored frame (`score`), with the as-of date as published.
+SCORE_FRAME_COLUMNS = (
+    "lead_id",
+    "as_of_date",
+    "conversion_probability",
+    "percentile",
+    "tier",
+    "rule_score",
+    "is_mql",
+    "rules_fired",
+    "reasons_up",
+    "reasons_down",
+)
 
 #: Fewest conversions per split that give a usable fit and evaluation.
 MIN_CONVERSIONS = {"train": 50, "validation": 10, "calibration": 20, "test": 10}
@@ -218,8 +234,9 @@ def score(
     rules: RuleSet,
     config: ProjectConfig,
     as_of: pd.Timestamp,
+    progress: Progress = _noop,
 ) -> pd.DataFrame:
-    """Conversion probability, percentile and rule score for every open lead as of `as_of`.
+    """Probability, percentile, tier, reasons and rule score of every open lead as of `as_of`.
 
     `predict` is the packaged model's predict (raw snapshot rows → probability), so scoring
     goes through exactly what the registry serves; `model` supplies its behaviour spec.
@@ -252,14 +269,20 @@ def score(
         raise ModelError("the model returned probabilities outside [0, 1]; nothing was published")
     rules_out = rule_results(rules, rows, snap, activities, config)
     percentile = pd.Series(probability).rank(pct=True, method="average").to_numpy() * 100
+    progress("reasons", 0, 1)
+    reasons = explain(rows, model.contributions(rows), model.features, config.report.labels)
+    progress("reasons", 1, 1)
     return pd.DataFrame(
         {
             "lead_id": snap["lead_id"].to_numpy(),
             "as_of": snap["as_of"].to_numpy(),
             "conversion_probability": probability,
             "percentile": percentile,
+            "tier": assign_tiers(probability, snap["as_of"].to_numpy(), config.tiers),
             "rule_score": rules_out["rule_score"].to_numpy(),
             "is_mql": rules_out["is_mql"].to_numpy(),
             "rules_fired": rules_out["rules_fired"].to_numpy(),
+            "reasons_up": reasons["reasons_up"].to_numpy(),
+            "reasons_down": reasons["reasons_down"].to_numpy(),
         }
     )

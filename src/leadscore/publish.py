@@ -9,14 +9,21 @@ import sqlalchemy as sa
 from leadscore.errors import DataError
 from leadscore.sources import check_identifier, is_database_uri, is_transient, redact_uri
 
+#: Columns added after the first release; an older table gets them on the next publish.
+ADDED_COLUMNS = {"tier": "VARCHAR(1)", "reasons_up": "TEXT", "reasons_down": "TEXT"}
+TEXT_COLUMNS = ("rules_fired", "reasons_up", "reasons_down")
+
 SCORE_COLUMNS = (
     "lead_id",
     "as_of_date",
     "conversion_probability",
     "percentile",
+    "tier",
     "rule_score",
     "is_mql",
     "rules_fired",
+    "reasons_up",
+    "reasons_down",
     "model_name",
     "model_version",
     "mlflow_run_id",
@@ -32,9 +39,12 @@ def _score_table(name: str, metadata: sa.MetaData, integer_ids: bool) -> sa.Tabl
         sa.Column("as_of_date", sa.Date, nullable=False),
         sa.Column("conversion_probability", sa.Float, nullable=False),
         sa.Column("percentile", sa.Float, nullable=False),
+        sa.Column("tier", sa.String(1)),
         sa.Column("rule_score", sa.Float, nullable=False),
         sa.Column("is_mql", sa.Boolean, nullable=False),
         sa.Column("rules_fired", sa.Text, nullable=False),
+        sa.Column("reasons_up", sa.Text),
+        sa.Column("reasons_down", sa.Text),
         sa.Column("model_name", sa.String(255), nullable=False),
         sa.Column("model_version", sa.String(64), nullable=False),
         sa.Column("mlflow_run_id", sa.String(64), nullable=False),
@@ -61,7 +71,10 @@ def check_scores(scores: pd.DataFrame) -> None:
         raise DataError(
             f"{int(dupes.sum())} duplicate (lead_id, as_of_date) rows; nothing was published"
         )
-    if scores[list(SCORE_COLUMNS)].drop(columns=["rules_fired"]).isna().any().any():
+    tiers = scores["tier"].astype("str")
+    if not tiers.isin(["A", "B", "C", "D"]).all():
+        raise DataError("scores contain tiers other than A-D; nothing was published")
+    if scores[list(SCORE_COLUMNS)].drop(columns=list(TEXT_COLUMNS)).isna().any().any():
         raise DataError("scores contain empty values; nothing was published")
 
 
@@ -84,7 +97,8 @@ def publish_scores(scores: pd.DataFrame, uri: str, table: str = "lead_scores") -
     frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date
     frame["scored_at"] = pd.to_datetime(frame["scored_at"]).dt.to_pydatetime()
     frame["is_mql"] = frame["is_mql"].astype(bool)
-    frame["rules_fired"] = frame["rules_fired"].fillna("").astype(str)
+    for column in TEXT_COLUMNS:
+        frame[column] = frame[column].fillna("").astype(str)
     records = frame.astype(object).to_dict("records")
     engine = sa.create_engine(uri)
     try:
@@ -94,6 +108,10 @@ def publish_scores(scores: pd.DataFrame, uri: str, table: str = "lead_scores") -
             existing = sa.inspect(conn)
             if existing.has_table(table):
                 have = {c["name"] for c in existing.get_columns(table)}
+                for column, kind in ADDED_COLUMNS.items():
+                    if column not in have:
+                        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+                        have.add(column)
                 lacking = [c for c in SCORE_COLUMNS if c not in have]
                 if lacking:
                     raise DataError(
@@ -121,12 +139,23 @@ def publish_scores(scores: pd.DataFrame, uri: str, table: str = "lead_scores") -
     return len(records)
 
 
-def read_scores(uri: str, table: str = "lead_scores") -> pd.DataFrame:
-    """Read published scores back (for reports and tests)."""
+def read_scores(uri: str, table: str = "lead_scores", latest: bool = False) -> pd.DataFrame:
+    """Read published scores back (all, or only the latest as-of date); empty if none yet."""
     check_identifier(table, "publish table")
     engine = sa.create_engine(uri)
+    query = f"SELECT * FROM {table}"
+    if latest:
+        query += f" WHERE as_of_date = (SELECT max(as_of_date) FROM {table})"
     try:
         with engine.connect() as conn:
-            return pd.read_sql(sa.text(f"SELECT * FROM {table}"), conn)
+            if not sa.inspect(conn).has_table(table):
+                return pd.DataFrame(columns=list(SCORE_COLUMNS))
+            return pd.read_sql(sa.text(query), conn)
+    except sa.exc.SQLAlchemyError as exc:
+        raise DataError(
+            f"cannot read table '{table}' in {redact_uri(uri)}: {type(exc).__name__}",
+            "check publish.uri",
+            transient=is_transient(exc),
+        ) from None
     finally:
         engine.dispose()
