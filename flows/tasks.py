@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from leadscore import evidence as evidence_module
 from leadscore import pipeline, publish, registry, runs
+from leadscore import report as report_module
 from leadscore.config import ProjectConfig, load_config
-from leadscore.errors import LeadscoreError
+from leadscore.errors import DataError, LeadscoreError
 from leadscore.progress import reporter
 from leadscore.rules import RuleSet, load_rules
 from leadscore.sources import CRMData, load_crm, load_ground_truth
@@ -86,13 +90,108 @@ def prepare_tracking(config: ProjectConfig) -> str:
 
 
 @compute_task
-def register_model(result: pipeline.TrainingResult, config: ProjectConfig, oracle: float | None):
+def build_evidence(
+    result: pipeline.TrainingResult, rules: RuleSet, config: ProjectConfig
+) -> evidence_module.Evidence:
+    """Comparison with intervals, rule diagnostics and suggested rules."""
+    report = reporter()
+    report("comparing", 0, 1)
+    test, fit = evidence_module.cohort_frames(result)
+    out = evidence_module.build_evidence(test, fit, rules, config, seed=config.model.seed)
+    report("comparing", 1, 1)
+    return out
+
+
+@compute_task
+def build_report_evidence(
+    test: pd.DataFrame, fit: pd.DataFrame, rules: RuleSet, config: ProjectConfig
+) -> evidence_module.Evidence:
+    """Evidence again from a run's saved cohorts, with today's report settings."""
+    report = reporter()
+    report("comparing", 0, 1)
+    out = evidence_module.build_evidence(test, fit, rules, config, seed=config.model.seed)
+    report("comparing", 1, 1)
+    return out
+
+
+@compute_task
+def preview_open_leads(
+    crm: CRMData, result: pipeline.TrainingResult, rules: RuleSet, config: ProjectConfig
+) -> pd.DataFrame:
+    """Open leads at the end of the data, scored by the new model, for its report."""
+    as_of = crm.data_end.normalize()
+    model = result.model
+    try:
+        scores = pipeline.score(crm, model, model.predict_proba, rules, config, as_of, reporter())
+    except DataError:
+        # No open leads at the end of the data (e.g. an export of closed leads only): the
+        # report then has no open-lead lists, which is no reason to fail the training.
+        return pd.DataFrame(columns=list(pipeline.SCORE_FRAME_COLUMNS))
+    return scores.rename(columns={"as_of": "as_of_date"})
+
+
+@compute_task
+def register_model(
+    result: pipeline.TrainingResult,
+    evidence: evidence_module.Evidence,
+    files: dict[str, bytes],
+    config: ProjectConfig,
+    oracle: float | None,
+):
     """Log the run and register the model; not retried, so a retry never duplicates a version."""
     report = reporter()
     report("logging to MLflow", 0, 1)
-    entry = runs.log_and_register(result, config, oracle)
+    entry = runs.log_and_register(result, evidence, files, config, oracle)
     report("logging to MLflow", 1, 1)
     return entry
+
+
+@compute_task
+def render_report(inputs: report_module.ReportInputs, config: ProjectConfig) -> str:
+    progress = reporter()
+    progress("writing report", 0, 1)
+    html = report_module.render_report(inputs, config)
+    progress("writing report", 1, 1)
+    return html
+
+
+@io_task
+def log_report(run_id: str, html: str) -> None:
+    """Attach the report to the training run (idempotent: the same path is overwritten)."""
+    registry.log_run_text(run_id, html, "report/report.html")
+
+
+@io_task
+def champion_entry(config: ProjectConfig) -> registry.RegisteredModel:
+    """The champion's registry entry (the model itself is not loaded)."""
+    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
+    entry = registry.champion_version(config.mlflow.registered_model)
+    if entry is None:
+        registry.load_champion(config.mlflow.registered_model)  # raises the clear error
+    return entry
+
+
+@io_task
+def download_evaluation(entry: registry.RegisteredModel, destination: str) -> dict:
+    """The champion run's evaluation frames and rule file."""
+    folder = registry.download_run_artifacts(entry.run_id, "evaluation", destination)
+    return {
+        "test": pd.read_parquet(folder / "test_cohort.parquet"),
+        "fit": pd.read_parquet(folder / "fit_cohorts.parquet"),
+        "open_leads": pd.read_parquet(folder / "open_leads.parquet"),
+        "rules": load_rules(folder / "mql_rules.yaml"),
+    }
+
+
+@io_task
+def read_published(config: ProjectConfig) -> pd.DataFrame:
+    """The latest published scores (empty when nothing was published yet)."""
+    return publish.read_scores(config.publish_uri, config.publish.table, latest=True)
+
+
+@io_task
+def write_report(html: str, path: str) -> str:
+    return str(report_module.write_report(html, Path(path)))
 
 
 @io_task
@@ -111,7 +210,9 @@ def score_open_leads(
 ) -> pd.DataFrame:
     report = reporter()
     report("scoring", 0, 1)
-    scores = pipeline.score(crm, champion.model, champion.predict, rules, config, as_of)
+    scores = pipeline.score(
+        crm, champion.model, champion.predict, rules, config, as_of, progress=report
+    )
     report("scoring", 1, 1)
     return scores
 

@@ -1,4 +1,4 @@
-"""Training flow: source → point-in-time examples → calibrated model → MLflow registry."""
+"""Training flow: source → point-in-time examples → calibrated model → evidence → MLflow."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 from prefect import flow
 
-from leadscore import runs
+from leadscore import report, runs
+from leadscore.sources import redact_uri
 
 try:  # imported as the `leadscore_flows` package
     from leadscore_flows import tasks
@@ -16,17 +17,31 @@ except ImportError:  # loaded by path as a Prefect entrypoint (flows/train.py:tr
 
 @flow(name="train", log_prints=True)
 def train_flow(config_path: str | None = None) -> dict[str, Any]:
-    """Train, evaluate against the rules on the newest cohort, register; returns the summary."""
+    """Train, compare with the rules on the newest cohort, register, attach the report."""
     config = tasks.read_config(config_path)
     rules = tasks.read_rules(config)
     crm = tasks.load_source(config)
     data = tasks.build_training_set(crm, config, rules)
     result = tasks.fit_model(data, config)
+    evidence = tasks.build_evidence(result, rules, config)
+    open_leads = tasks.preview_open_leads(crm, result, rules, config)
     truth = tasks.load_truth(config)
     oracle = runs.oracle_auc(truth, result, config.horizon_days)
     tasks.prepare_tracking(config)
-    registered = tasks.register_model(result, config, oracle)
-    return runs.training_summary(result, registered, config, oracle)
+    files = runs.evaluation_files(result, evidence, open_leads, config.rules_path)
+    registered = tasks.register_model(result, evidence, files, config, oracle)
+    inputs = report.ReportInputs(
+        evidence=evidence,
+        open_leads=open_leads,
+        model_name=registered.name,
+        model_version=registered.version,
+        run_id=registered.run_id,
+        source=redact_uri(config.source_uri),
+        rules_file=config.rules_path.name,
+        oracle_auc=oracle,
+    )
+    tasks.log_report(registered.run_id, tasks.render_report(inputs, config))
+    return runs.training_summary(result, registered, config, oracle, evidence)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -87,3 +90,79 @@ def tiny_activities() -> pd.DataFrame:
     frame["activity_type"] = frame["activity_type"].astype("str")
     frame["detail"] = frame["detail"].astype("str")
     return frame
+
+
+class Browser:
+    """Debian's headless Chromium: screenshot a local page, collect its console, dump its DOM."""
+
+    FLAGS = (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--no-first-run",
+        "--disable-sync",
+        "--disable-background-networking",
+        "--disable-component-update",
+        # No network at all: a page that needed a CDN would render broken.
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+    )
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+
+    def _run(self, args: list[str], tmp: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [self.binary, *self.FLAGS, f"--user-data-dir={tmp}", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def open(self, page: Path, screenshot: Path, size: str = "1280,4000") -> tuple[str, list[str]]:
+        """Screenshot `page`; returns its DOM after scripts ran and its console messages."""
+        with tempfile.TemporaryDirectory() as tmp:
+            shot = self._run(
+                [f"--screenshot={screenshot}", f"--window-size={size}", page.as_uri()], tmp
+            )
+        with tempfile.TemporaryDirectory() as tmp:
+            dom = self._run(["--dump-dom", page.as_uri()], tmp)
+        console = [
+            line
+            for line in (shot.stderr + dom.stderr).splitlines()
+            if ":CONSOLE" in line or "Uncaught" in line
+        ]
+        assert screenshot.exists(), shot.stderr[-2000:]
+        return dom.stdout, console
+
+    @staticmethod
+    def ink(path: Path) -> tuple[int, float]:
+        """Distinct colours and the share of non-white pixels of a screenshot."""
+        return image_is_not_blank(path)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Browser:
+    """A real headless Chromium; in CI its absence is a failure, not a skip."""
+    binary = next(
+        (shutil.which(b) for b in ("chromium", "chromium-browser") if shutil.which(b)), None
+    )
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium")
+        pytest.skip("chromium is not installed (apt-get install chromium) - browser test skipped")
+    return Browser(binary)
+
+
+def image_is_not_blank(path: Path) -> tuple[int, float]:
+    """Distinct colours and the share of non-white pixels of a screenshot."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+        colours = rgb.getcolors(maxcolors=1 << 20) or []
+        white = sum(count for count, colour in colours if min(colour) >= 250)
+        return len(colours), 1 - white / (rgb.width * rgb.height)

@@ -69,6 +69,55 @@ def test_demo_publishes_scores_and_registers_a_champion(demo) -> None:
     assert {"plots/calibration.png", "plots/feature_importance.png"} <= artifacts
     params = client.get_run(summary["run_id"]).data.params
     assert not any("@" in v for v in params.values())
+    saved = {a.path for a in client.list_artifacts(summary["run_id"], "evaluation")}
+    assert "evaluation/test_cohort.parquet" in saved
+    assert "evaluation/suggested_mql_rules.yaml" in saved
+    logged = {a.path for a in client.list_artifacts(summary["run_id"], "report")}
+    assert logged == {"report/report.html"}
+
+
+def test_demo_publishes_tiers_and_reasons(demo) -> None:
+    workdir, summary = demo
+    scores = _count(workdir / "crm.db")
+    assert set(scores["tier"]) == {"A", "B", "C", "D"}
+    assert scores.groupby("tier")["conversion_probability"].mean().is_monotonic_decreasing
+    assert summary["tiers"] == scores["tier"].value_counts().to_dict()
+    # Nearly every lead has a reason each way; none carries an e-mail address or a name.
+    assert (scores["reasons_up"] != "").mean() > 0.9
+    assert (scores["reasons_down"] != "").mean() > 0.5
+    assert scores["reasons_up"].str.count("; ").max() == 2
+    text = " ".join(scores["reasons_up"]) + " ".join(scores["reasons_down"])
+    assert "@" not in text and "lead1" not in text
+
+
+def test_demo_writes_a_report_that_opens_offline(demo, browser, tmp_path) -> None:
+    workdir, summary = demo
+    report = Path(summary["report"])
+    assert report == workdir / "report.html"
+    html = report.read_text(encoding="utf-8")
+    assert summary["comparison"]["headline"] in html
+    for external in ("http://", "https://"):
+        for attribute in ("src=", "href="):
+            assert f'{attribute}"{external}' not in html
+    shot = tmp_path / "demo_report.png"
+    dom, console = browser.open(report, shot)
+    assert console == [], console
+    assert 'data-report-ready="yes"' in dom
+    colours, ink = browser.ink(shot)
+    assert colours > 200 and ink > 0.05, (colours, ink)
+
+
+def test_report_command_uses_the_published_scores(demo, env, tmp_path) -> None:
+    workdir, summary = demo
+    out = tmp_path / "again.html"
+    result = _run(["report", "-c", "leadscore.yaml", "--out", str(out), "--json"], env, workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["path"] == str(out) and out.stat().st_size > 50_000
+    assert report["open_leads"]["from"] == f"published scores as of {summary['as_of']}"
+    assert report["open_leads"]["rows"] == summary["rows"]["published"]
+    # Same cohort, same seed: the same intervals as the training run computed.
+    assert report["comparison"]["roc_auc"] == summary["comparison"]["roc_auc"]
 
 
 def test_rescoring_the_same_as_of_replaces_rows(demo, env) -> None:

@@ -3,41 +3,58 @@
 The public Python API; modules behind it are implementation details.
 """
 
+from leadscore.comparison import Comparison, assign_tiers, compare
 from leadscore.config import ProjectConfig, config_from_dict, load_config
 from leadscore.errors import ConfigError, DataError, LeadscoreError, ModelError
 from leadscore.evaluation import classification_metrics, expected_calibration_error
+from leadscore.evidence import Evidence, build_evidence, cohort_frames
 from leadscore.model import LeadScoringModel
 from leadscore.pipeline import TrainingResult, TrainingSet, build_training_set, score, train
+from leadscore.reasons import explain
+from leadscore.report import ReportInputs, render_report, write_report
 from leadscore.rules import RuleSet, evaluate_rules, load_rules
 from leadscore.snapshots import build_snapshots, plan_splits
 from leadscore.sources import CRMData, load_crm
 from leadscore.synthetic import SyntheticCRM, generate_crm, true_conversion_probability
+from leadscore.tuning import rule_diagnostics, suggest_rules
 
 __all__ = [
     "CRMData",
+    "Comparison",
     "ConfigError",
     "DataError",
+    "Evidence",
     "LeadScoringModel",
     "LeadscoreError",
     "ModelError",
     "ProjectConfig",
+    "ReportInputs",
     "RuleSet",
     "SyntheticCRM",
     "TrainingResult",
     "TrainingSet",
+    "assign_tiers",
+    "build_evidence",
     "build_snapshots",
     "build_training_set",
     "classification_metrics",
+    "cohort_frames",
+    "compare",
     "config_from_dict",
     "evaluate_rules",
     "expected_calibration_error",
+    "explain",
     "generate_crm",
     "load_config",
     "load_crm",
     "load_rules",
     "plan_splits",
+    "render_report",
+    "rule_diagnostics",
     "score",
+    "suggest_rules",
     "train",
     "true_conversion_probability",
+    "write_report",
 ]
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""The `leadscore` command: generate, train, score, demo. Presentation only."""
+"""The `leadscore` command: generate, train, score, report, demo. Presentation only."""
 
 from __future__ import annotations
 
@@ -103,11 +103,16 @@ def _run_flow(name: str, verbose: bool, **params: Any) -> dict[str, Any]:
 
         parse_as_of(params["as_of"])
     _prefect_environment(verbose)
+    import leadscore_flows.report as report_module
     import leadscore_flows.score as score_module
     import leadscore_flows.train as train_module
 
     _quiet_prefect_console(verbose)
-    flow = {"train": train_module.train_flow, "score": score_module.score_flow}[name]
+    flow = {
+        "train": train_module.train_flow,
+        "score": score_module.score_flow,
+        "report": report_module.report_flow,
+    }[name]
     return flow(**params)
 
 
@@ -196,11 +201,27 @@ def _print_training(summary: dict[str, Any]) -> None:
     if summary.get("oracle_auc") is not None:
         table.add_row("oracle ROC-AUC (true probabilities)", _fmt(summary["oracle_auc"]), "")
     err.print(table)
+    _print_comparison(summary["comparison"])
     aliases = f" ({', '.join(summary['aliases'])})" if summary["aliases"] else ""
     err.print(
         f"registered [bold]{summary['model_name']}[/] version {summary['model_version']}{aliases}; "
         f"test rows {summary['rows']['test_rows']:,}, calibration: {summary['calibration']}"
     )
+
+
+def _interval(block: dict[str, Any]) -> str:
+    if block.get("estimate") is None:
+        return "—"
+    return f"{block['estimate']:.3f} [{block['low']:.3f}, {block['high']:.3f}]"
+
+
+def _print_comparison(comparison: dict[str, Any]) -> None:
+    auc = comparison["roc_auc"]
+    err.print(
+        f"ROC-AUC with 95% intervals: model {_interval(auc['model'])}, rules "
+        f"{_interval(auc['rules'])}, difference {_interval(auc['difference'])}"
+    )
+    err.print(f"[bold]{comparison['headline']}[/]", highlight=False)
 
 
 @app.command()
@@ -245,6 +266,35 @@ def score(
 
 
 @app.command()
+def report(
+    config: ConfigOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="HTML file (default: report.path).")
+    ] = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Write the marketing report for the champion model (Prefect flow `report`)."""
+    try:
+        with _progress(not as_json):
+            summary = _run_flow(
+                "report",
+                verbose,
+                config_path=str(config) if config else None,
+                out=str(out.resolve()) if out else None,
+            )
+    except LeadscoreError as exc:
+        _fail(exc)
+    _emit(summary, as_json)
+    if not as_json:
+        _print_comparison(summary["comparison"])
+        err.print(
+            f"report for {summary['model_name']} v{summary['model_version']} written to "
+            f"[bold]{summary['path']}[/] (open leads from {summary['open_leads']['from']})"
+        )
+
+
+@app.command()
 def demo(
     leads: Annotated[
         int, typer.Option("--leads", "-n", min=500, help="Leads to generate.")
@@ -274,6 +324,7 @@ def demo(
                     "tracking_uri": "sqlite:///mlflow.db",
                     "artifact_location": "mlartifacts",
                 },
+                "report": {"path": "report.html", "sales_capacity_per_week": 150},
             },
             base_dir=workdir,
             environ={},
@@ -285,23 +336,27 @@ def demo(
             encoding="utf-8",
         )
         if not as_json:
-            err.print(f"[bold]1/3[/] generating {leads:,} leads into {workdir / 'crm.db'}")
+            err.print(f"[bold]1/4[/] generating {leads:,} leads into {workdir / 'crm.db'}")
         generated = _generate(
             f"sqlite:///{workdir / 'crm.db'}", leads, seed, None, "parquet", not as_json
         )
         if not as_json:
             err.print(
-                f"[bold]2/3[/] training (Prefect flow `train`, MLflow at {workdir / 'mlflow.db'})"
+                f"[bold]2/4[/] training (Prefect flow `train`, MLflow at {workdir / 'mlflow.db'})"
             )
         with _progress(not as_json):
             trained = _run_flow("train", verbose, config_path=str(config_path))
         if not as_json:
             _print_training(trained)
-            err.print("[bold]3/3[/] scoring open leads (Prefect flow `score`)")
+            err.print("[bold]3/4[/] scoring open leads (Prefect flow `score`)")
         with _progress(not as_json):
             scored = _run_flow(
                 "score", verbose, config_path=str(config_path), as_of=generated["end"]
             )
+        if not as_json:
+            err.print("[bold]4/4[/] writing the report for marketing (Prefect flow `report`)")
+        with _progress(not as_json):
+            reported = _run_flow("report", verbose, config_path=str(config_path))
     except LeadscoreError as exc:
         _fail(exc)
     summary = {
@@ -317,11 +372,14 @@ def demo(
             "published": scored["rows"]["published"],
             "scored_mql": scored["rows"]["mql"],
         },
+        "comparison": trained["comparison"],
+        "tiers": scored["tiers"],
         "model_name": trained["model_name"],
         "model_version": trained["model_version"],
         "run_id": trained["run_id"],
         "as_of": scored["as_of"],
         "config": str(config_path),
+        "report": reported["path"],
         "uris": {
             **trained["uris"],
             "publish": scored["uris"]["publish"],
@@ -352,6 +410,8 @@ def _print_demo(summary: dict[str, Any], workdir: Path) -> None:
         f"scores: table [bold]{summary['uris']['table']}[/] in {workdir / 'crm.db'} "
         f"({summary['rows']['published']:,} open leads as of {summary['as_of']})"
     )
+    out.print(f"[bold]{summary['comparison']['headline']}[/]", highlight=False)
+    out.print(f"report for marketing: [bold]{summary['report']}[/] (open it in a browser)")
     out.print(f"project file: {summary['config']}")
     tracking = summary["uris"]["tracking"]
     mlflow_cli = Path(sys.executable).with_name("mlflow")

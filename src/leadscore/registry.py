@@ -103,8 +103,12 @@ def log_training_run(
     tables: dict[str, pd.DataFrame],
     signature_rows: pd.DataFrame,
     tags: dict[str, str],
+    files: dict[str, bytes] | None = None,
 ) -> RegisteredModel:
-    """Log one training run, package and register the model; alias it champion if none."""
+    """Log one training run, package and register the model; alias it champion if none.
+
+    `files` maps artifact paths (e.g. ``evaluation/test_cohort.parquet``) to their bytes.
+    """
     mlflow = _mlflow()
     from mlflow.models import infer_signature
 
@@ -118,6 +122,13 @@ def log_training_run(
                 mlflow.log_figure(fig, f"plots/{name}.png")
             for name, frame in tables.items():
                 mlflow.log_table(frame, f"tables/{name}.json")
+            if files:
+                with tempfile.TemporaryDirectory() as tmp:
+                    for relative, content in files.items():
+                        target = Path(tmp) / relative
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        target.write_bytes(content)
+                    mlflow.log_artifacts(tmp)
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "lead_scoring_model.joblib"
                 joblib.dump(model, path)
@@ -180,3 +191,24 @@ def run_metrics(run_id: str) -> dict[str, float]:
         return dict(mlflow.MlflowClient().get_run(run_id).data.metrics)
     except mlflow.exceptions.MlflowException:
         return {}
+
+
+def log_run_text(run_id: str, text: str, path: str) -> None:
+    """Add a text artifact (e.g. the report) to an existing run."""
+    _mlflow().MlflowClient().log_text(run_id, text, path)
+
+
+def download_run_artifacts(run_id: str, path: str, destination: str) -> Path:
+    """Download a run's artifact folder; a clear error when the run never logged it."""
+    mlflow = _mlflow()
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=path, dst_path=destination
+        )
+    except Exception as exc:
+        raise ModelError(
+            f"run {run_id} has no '{path}' artifacts ({type(exc).__name__}); it was trained "
+            "by an older leadscore",
+            "retrain with `leadscore train` so the run carries its evaluation",
+        ) from None
+    return Path(local)

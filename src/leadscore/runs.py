@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 from leadscore import plots, registry
 from leadscore.config import ProjectConfig
 from leadscore.evaluation import METRIC_KEYS
+from leadscore.evidence import Evidence, cohort_frames, evidence_metrics
 from leadscore.pipeline import TrainingResult
 from leadscore.sources import redact_uri
 from leadscore.synthetic import true_conversion_probability
@@ -76,15 +79,43 @@ def training_metrics(result: TrainingResult, oracle: float | None) -> dict[str, 
     return out
 
 
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def evaluation_files(
+    result: TrainingResult, evidence: Evidence, open_leads: pd.DataFrame, rules_path: Path
+) -> dict[str, bytes]:
+    """What a report needs later without retraining: cohorts, rules and the open leads.
+
+    Only ids, dates, labels, scores, rule hits and reasons: no names or e-mail addresses.
+    """
+    test, fit = cohort_frames(result)
+    return {
+        "evaluation/test_cohort.parquet": _parquet(test),
+        "evaluation/fit_cohorts.parquet": _parquet(fit),
+        "evaluation/open_leads.parquet": _parquet(open_leads),
+        "evaluation/mql_rules.yaml": rules_path.read_bytes(),
+        "evaluation/suggested_mql_rules.yaml": evidence.suggested_rules_yaml.encode("utf-8"),
+    }
+
+
 def log_and_register(
-    result: TrainingResult, config: ProjectConfig, oracle: float | None
+    result: TrainingResult,
+    evidence: Evidence,
+    files: dict[str, bytes],
+    config: ProjectConfig,
+    oracle: float | None,
 ) -> registry.RegisteredModel:
-    """Log the run (params, metrics, plots, tables) and register the packaged model."""
+    """Log the run (params, metrics, plots, tables, evaluation) and register the model."""
     experiment_id = registry.configure(
         config.tracking_uri, config.mlflow.experiment, config.artifact_location
     )
     test = result.test_scores
     y = test["converted"].to_numpy(dtype=float)
+    c = evidence.comparison
     figures = {
         "calibration": plots.calibration_figure(
             y,
@@ -95,6 +126,8 @@ def log_and_register(
             "Calibration on the newest labelled cohort",
         ),
         "feature_importance": plots.importance_figure(result.model.feature_importance()),
+        "gains": plots.gains_figure(c.curves),
+        "lift": plots.lift_figure(c.gains),
     }
     importance = result.model.feature_importance()
     tables = {
@@ -102,22 +135,61 @@ def log_and_register(
             {"feature": importance.index, "gain": importance.to_numpy()}
         ),
         "metrics": pd.DataFrame(result.metrics).reset_index(names="metric"),
+        "rule_diagnostics": evidence.rules,
+        "suggested_rule_effect": evidence.suggestion.effect,
+        "gains_model": c.gains["model"],
+        "gains_rules": c.gains["rules"],
+        "rule_mql_x_model_hot": c.quadrants,
+        "tiers": c.tiers,
     }
+    metrics = training_metrics(result, oracle)
+    metrics.update(evidence_metrics(evidence))
     try:
         return registry.log_training_run(
             experiment_id,
             config.mlflow.registered_model,
             result.model,
             training_params(config, result),
-            training_metrics(result, oracle),
+            metrics,
             figures,
             tables,
             signature_rows=result.data.rows["test"],
             tags={"leadscore.kind": "training", "leadscore.horizon_days": str(config.horizon_days)},
+            files=files,
         )
     finally:
         for fig in figures.values():
             plots.close(fig)
+
+
+def comparison_summary(evidence: Evidence) -> dict[str, Any]:
+    """The comparison block of the JSON summaries (intervals, captured conversions)."""
+    c = evidence.comparison
+    effect = evidence.suggestion.effect.set_index("rules")
+
+    def interval(key: str) -> dict[str, float | None]:
+        return {k: _num(v) for k, v in c.intervals[key].as_dict().items()}
+
+    return {
+        "roc_auc": {who: interval(f"roc_auc_{who}") for who in ("model", "rules", "difference")},
+        "pr_auc": {who: interval(f"pr_auc_{who}") for who in ("model", "rules", "difference")},
+        "mql_volume": c.mql_volume,
+        "captured_at_mql_volume": {k: _num(v) for k, v in c.captured_at_mql_volume.items()},
+        "capacity_per_week": c.capacity_per_week,
+        "captured_at_capacity": (
+            {k: _num(v) for k, v in c.captured_at_capacity.items()}
+            if c.captured_at_capacity is not None
+            else None
+        ),
+        "suggested_rules": {
+            "mql_threshold": _num(evidence.suggestion.threshold),
+            "mql_conversion_rate": {
+                "current": _num(effect.loc["current rules", "mql_conversion_rate"]),
+                "suggested": _num(effect.loc["suggested rules", "mql_conversion_rate"]),
+            },
+        },
+        "headline": c.headline(),
+    }
 
 
 def _pick(metrics: dict[str, float]) -> dict[str, float]:
@@ -136,9 +208,11 @@ def training_summary(
     registered: registry.RegisteredModel,
     config: ProjectConfig,
     oracle: float | None,
+    evidence: Evidence,
 ) -> dict[str, Any]:
     """The JSON summary of a training run (stable keys)."""
     return {
+        "comparison": comparison_summary(evidence),
         "command": "train",
         "model": _pick(result.metrics["model"]),
         "rules": {
@@ -198,6 +272,7 @@ def scoring_summary(
             "published": int(published),
             "mql": int(scores["is_mql"].sum()),
         },
+        "tiers": {t: int((scores["tier"] == t).sum()) for t in ("A", "B", "C", "D")},
         "mean_probability": _num(scores["conversion_probability"].mean()),
         "model_name": entry.name,
         "model_version": entry.version,
