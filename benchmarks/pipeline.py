@@ -1,4 +1,4 @@
-"""Benchmark generate / train / score through the real CLI, with in-run references.
+"""Benchmark generate / train / score / report through the real CLI, with in-run references.
 
     python3 run.py bench                      # 100k leads, 3 repeats of generate and score
     python3 run.py bench --leads 20000 --repeat 5
@@ -8,7 +8,8 @@ resident memory (from the kernel's rusage of that process). References measured 
 run, on the same data and machine:
 
 - `raw_predict`: LightGBM `predict` alone on the precomputed scoring matrix of all open leads;
-- `features`: building that matrix (snapshot rows + feature transform) alone.
+- `features`: building that matrix (snapshot rows + feature transform) alone;
+- `pred_contrib`: LightGBM's exact TreeSHAP contributions on that matrix (what reasons need).
 
 Reports medians, and ratios of the scoring step to the references. Results are printed as
 a Markdown table and written as JSON to benchmarks/results/.
@@ -91,7 +92,20 @@ def _reference(config_path: str, as_of: str) -> None:
     start = time.perf_counter()
     booster.predict(matrix, num_iteration=model.best_iteration_)
     predict_s = time.perf_counter() - start
-    print(json.dumps({"features": features_s, "raw_predict": predict_s, "rows": len(matrix)}))
+    # The reasons' cost floor: exact TreeSHAP contributions for every open lead.
+    start = time.perf_counter()
+    booster.predict(matrix, num_iteration=model.best_iteration_, pred_contrib=True)
+    contrib_s = time.perf_counter() - start
+    print(
+        json.dumps(
+            {
+                "features": features_s,
+                "raw_predict": predict_s,
+                "pred_contrib": contrib_s,
+                "rows": len(matrix),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -121,7 +135,12 @@ def main() -> None:
     (workdir / "leadscore.yaml").write_text(
         "source: {uri: 'sqlite:///crm.db', ground_truth: {}}\npublish: {uri: 'sqlite:///crm.db'}\n"
     )
-    results: dict[str, list[tuple[float, float]]] = {"generate": [], "train": [], "score": []}
+    results: dict[str, list[tuple[float, float]]] = {
+        "generate": [],
+        "train": [],
+        "score": [],
+        "report": [],
+    }
     for _ in range(args.repeat):
         results["generate"].append(
             _timed_child(
@@ -156,6 +175,11 @@ def main() -> None:
         )
         results["score"].append((wall, peak))
         scored = json.loads(out)
+    for _ in range(args.repeat):
+        wall, peak, _ = _timed_child(
+            [*cli, "report", "-c", "leadscore.yaml", "--out", "report.html", "--json"], workdir, env
+        )
+        results["report"].append((wall, peak))
     refs = []
     for _ in range(args.repeat):
         _, _, out = _timed_child(
@@ -168,6 +192,7 @@ def main() -> None:
     }
     ref_features = statistics.median(r["features"] for r in refs)
     ref_predict = statistics.median(r["raw_predict"] for r in refs)
+    ref_contrib = statistics.median(r["pred_contrib"] for r in refs)
     rows = refs[0]["rows"]
     lines = [
         f"leadscore benchmark — {args.leads:,} leads, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -181,9 +206,11 @@ def main() -> None:
     lines += [
         f"| reference: features for {rows:,} open leads (in-process) | {ref_features:.2f} | | {len(refs)} |",
         f"| reference: raw LightGBM predict, {rows:,} rows | {ref_predict:.3f} | | {len(refs)} |",
+        f"| reference: LightGBM pred_contrib (TreeSHAP), {rows:,} rows | {ref_contrib:.2f} | | {len(refs)} |",
         "",
         f"score / raw predict: {med['score'][0] / ref_predict:.0f}x; "
-        f"score / (features + raw predict): {med['score'][0] / (ref_features + ref_predict):.1f}x",
+        f"score / (features + raw predict + pred_contrib): "
+        f"{med['score'][0] / (ref_features + ref_predict + ref_contrib):.1f}x",
         f"test AUC model {summary['model']['roc_auc']:.4f}, rules {summary['rules']['roc_auc']:.4f}, "
         f"oracle {summary['oracle_auc']:.4f}; {summary['rows']['train_rows']:,} training "
         f"examples; {scored['rows']['published']:,} scores published",
