@@ -37,10 +37,13 @@ def main() -> None:
     rules = load_rules(ROOT / "models" / "mql_rules.yaml")
     print(
         "| seed | model ROC-AUC | rules ROC-AUC | difference | model PR-AUC | rules PR-AUC "
-        "| MQL volume | found by model | found by rules | at capacity (model / rules) "
+        "| MQLs per snapshot | converting leads | found by model | found by rules "
+        "| at capacity (model / rules) "
         "| ECE model / rules | MQL→conv. now / suggested | seconds |"
     )
-    print("| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | --- | --- | ---: |")
+    print(
+        "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: |"
+    )
     for seed in args.seeds:
         start = time.perf_counter()
         crm = generate_crm(args.leads, seed=seed, end=args.end)
@@ -55,7 +58,7 @@ def main() -> None:
         print(
             f"| {seed} | {_iv(iv['roc_auc_model'])} | {_iv(iv['roc_auc_rules'])} "
             f"| {_iv(iv['roc_auc_difference'])} | {_iv(iv['pr_auc_model'])} "
-            f"| {_iv(iv['pr_auc_rules'])} | {c.mql_volume:,} "
+            f"| {_iv(iv['pr_auc_rules'])} | {c.mql_per_date:,.0f} | {c.converting_leads:,} "
             f"| {c.captured_at_mql_volume['model']:,.0f} | {c.captured_at_mql_volume['rules']:,.0f} "
             f"| {cap['model']:,.0f} / {cap['rules']:,.0f} "
             f"| {c.metrics['model']['ece']:.4f} / {c.metrics['rules']['ece']:.4f} "

@@ -12,7 +12,7 @@ from leadscore import evidence as evidence_module
 from leadscore import pipeline, publish, registry, runs
 from leadscore import report as report_module
 from leadscore.config import ProjectConfig, load_config
-from leadscore.errors import DataError, LeadscoreError
+from leadscore.errors import LeadscoreError, NoOpenLeadsError
 from leadscore.progress import reporter
 from leadscore.rules import RuleSet, load_rules
 from leadscore.sources import CRMData, load_crm, load_ground_truth
@@ -123,7 +123,7 @@ def preview_open_leads(
     model = result.model
     try:
         scores = pipeline.score(crm, model, model.predict_proba, rules, config, as_of, reporter())
-    except DataError:
+    except NoOpenLeadsError:
         # No open leads at the end of the data (e.g. an export of closed leads only): the
         # report then has no open-lead lists, which is no reason to fail the training.
         return pd.DataFrame(columns=list(pipeline.SCORE_FRAME_COLUMNS))

@@ -8,14 +8,16 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from leadscore.comparison import (
+    _weighted_ranking_metrics,
     assign_tiers,
     bootstrap_ranking,
-    captured_by_date,
     compare,
     expected_captured,
     gains_table,
+    leads_found,
     quadrants,
     ranking_metrics,
+    worked_probability,
 )
 from leadscore.config import ReportConfig, TierConfig
 
@@ -65,15 +67,37 @@ def test_gains_table_by_hand() -> None:
     np.testing.assert_allclose(table["cumulative_lift"].iloc[0], 1 / 0.3)
 
 
-def test_captured_by_date_works_each_snapshot_separately() -> None:
+def test_worked_probability_takes_each_snapshot_separately_and_splits_ties() -> None:
     as_of = pd.to_datetime(["2026-01-01"] * 3 + ["2026-02-01"] * 3).to_numpy()
-    y = np.array([0, 1, 0, 1, 0, 0])
-    s = np.array([0.9, 0.8, 0.1, 0.2, 0.7, 0.6])
-    # One lead per date: 0.9 on the first (no), 0.7 on the second (no).
-    assert captured_by_date(y, s, as_of, 1) == 0
-    assert captured_by_date(y, s, as_of, 2) == 1
-    volume = {pd.Timestamp("2026-01-01"): 0, pd.Timestamp("2026-02-01"): 3}
-    assert captured_by_date(y, s, as_of, volume) == 1
+    s = np.array([0.9, 0.8, 0.1, 0.2, 0.7, 0.7])
+    np.testing.assert_allclose(worked_probability(s, as_of, 1), [1, 0, 0, 0, 0.5, 0.5])
+    np.testing.assert_allclose(worked_probability(s, as_of, 2), [1, 1, 0, 0, 1, 1])
+    volume = {np.datetime64("2026-01-01"): 0, pd.Timestamp("2026-02-01"): 3}
+    np.testing.assert_allclose(worked_probability(s, as_of, volume), [0, 0, 0, 1, 1, 1])
+    with pytest.raises(KeyError, match="2026-02-01"):
+        worked_probability(s, as_of, {pd.Timestamp("2026-01-01"): 1})
+    assert worked_probability(s, as_of, np.int64(1)).sum() == 2
+
+
+def test_leads_found_counts_a_lead_once() -> None:
+    # Lead 7 converts once but sits in two snapshots; worked on both, it is one lead found.
+    y = np.array([1, 1, 1, 0])
+    lead = np.array([7, 7, 8, 9])
+    assert leads_found(y, lead, np.array([1.0, 1.0, 0.0, 1.0])) == 1
+    # Worked with chance 1/2 on each of its two dates: found with chance 3/4.
+    assert leads_found(y, lead, np.array([0.5, 0.5, 1.0, 0.0])) == pytest.approx(1.75)
+
+
+def test_weighted_metrics_match_scikit_learn_sample_weights() -> None:
+    """The bootstrap path: per-row weights (resample counts) instead of repeated rows."""
+    rng = np.random.default_rng(4)
+    y = (rng.random(2000) < 0.1).astype(float)
+    s = np.round(rng.normal(size=2000) + y, 1)
+    w = rng.multinomial(2000, np.full(2000, 1 / 2000), size=3).astype(float)
+    auc, ap = _weighted_ranking_metrics(y, s, w)
+    for i in range(3):
+        assert auc[i] == pytest.approx(roc_auc_score(y, s, sample_weight=w[i]), abs=1e-12)
+        assert ap[i] == pytest.approx(average_precision_score(y, s, sample_weight=w[i]), abs=1e-12)
 
 
 def test_bootstrap_interval_of_identical_scores_is_zero() -> None:
@@ -120,12 +144,16 @@ def test_tiers_by_count_and_by_probability() -> None:
     assert list(by_p) == ["A", "A", "B", "B", "C", "D"]
 
 
-def test_equal_probabilities_share_the_better_tier() -> None:
-    as_of = np.repeat(np.datetime64("2026-01-01"), 4)
-    tiers = assign_tiers(
-        np.array([0.3, 0.3, 0.1, 0.0]), as_of, TierConfig(by="count", cutoffs=[1, 2, 3])
-    )
-    assert list(tiers) == ["A", "A", "C", "D"]
+def test_tied_probabilities_keep_the_capacity_exactly() -> None:
+    """Isotonic calibration ties many leads; tier A still holds exactly the capacity."""
+    as_of = np.repeat(np.datetime64("2026-01-01"), 6)
+    p = np.array([0.3, 0.3, 0.3, 0.3, 0.1, 0.0])
+    lead = np.array([40, 10, 30, 20, 50, 60])
+    tiers = assign_tiers(p, as_of, TierConfig(by="count", cutoffs=[2, 3, 5]), lead)
+    # Equal probabilities are ordered by lead id: 10 and 20 make tier A.
+    assert list(tiers) == ["C", "A", "B", "A", "C", "D"]
+    by_share = assign_tiers(p, as_of, TierConfig(by="share", cutoffs=[0.5, 0.9, 0.95]), lead)
+    assert (by_share == "A").sum() == 3
 
 
 def test_tier_config_rejects_cutoffs_in_the_wrong_order() -> None:
@@ -148,7 +176,7 @@ def test_quadrants_by_hand() -> None:
     assert q.loc[(False, False), "leads"] == 2 and q.loc[(False, False), "conversions"] == 0
 
 
-def test_compare_finds_the_volume_of_todays_mqls_per_date() -> None:
+def test_compare_counts_converting_leads_at_mql_volume_and_capacity() -> None:
     frame = pd.DataFrame(
         {
             "lead_id": [1, 2, 3, 4, 1, 2, 3, 4],
@@ -162,13 +190,17 @@ def test_compare_finds_the_volume_of_todays_mqls_per_date() -> None:
     )
     c = compare(
         frame,
-        ReportConfig(bootstrap_samples=100, sales_capacity_per_week=7),
+        ReportConfig(bootstrap_samples=100, sales_capacity_per_week=1),
         TierConfig(by="count", cutoffs=[1, 2, 3]),
         snapshot_every_days=7,
     )
-    # Rules: 2 MQLs on the first date (1 converted), 1 on the second (converted).
-    assert c.mql_volume == 3
+    # Rules: MQLs are leads 1, 2 on the first date (1 converts) and lead 2 on the second.
+    assert c.mql_volume == 3 and c.converting_leads == 3
     assert c.captured_at_mql_volume == {"rules": 2.0, "model": 3.0}
-    # 7 a week, a snapshot a week: top 7 of 4 leads -> everything, both find all 3.
-    assert c.captured_at_capacity == {"model": 3.0, "rules": 3.0}
-    assert "the model finds 3 conversions where the rules find 2: +1 (+50%)" in c.headline()
+    # One lead a week, a snapshot a week: the model's top lead each date converts (1, then
+    # 2); the rules' top lead is 2 both times, which converts only in the second snapshot.
+    assert c.capacity_per_date == 1
+    assert c.captured_at_capacity == {"model": 2.0, "rules": 1.0}
+    assert "the model finds 3 of the 3 leads that converted and the rules find 2: +1 (+50%)" in (
+        c.headline()
+    )

@@ -100,3 +100,25 @@ def test_tiers_outside_a_to_d_are_refused(tmp_path) -> None:
     with pytest.raises(DataError, match="tiers"):
         publish_scores(bad, uri)
     assert read_scores(uri).empty
+
+
+def test_a_foreign_table_is_refused_untouched(tmp_path) -> None:
+    """The column check runs before any ALTER: SQLite commits DDL even on rollback."""
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    engine = sa.create_engine(uri)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE lead_scores (lead_id INTEGER, as_of_date DATE, x TEXT)"))
+    with pytest.raises(DataError, match="exists without column"):
+        publish_scores(_scores("2026-03-01"), uri)
+    with engine.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("lead_scores")}
+    engine.dispose()
+    assert columns == {"lead_id", "as_of_date", "x"}
+
+
+def test_reading_before_anything_was_published(tmp_path) -> None:
+    missing = tmp_path / "none.db"
+    assert read_scores(f"sqlite:///{missing}", latest=True).empty
+    assert not missing.exists()
+    with pytest.raises(DataError, match="not a database URL"):
+        read_scores(str(tmp_path))

@@ -134,3 +134,28 @@ def test_explain_gives_at_most_three_reasons_each_way(fitted) -> None:
     out = explain(rows, contrib, builder)
     assert (out["reasons_up"].str.count("; ") == 2).all()
     assert (out["reasons_down"] == "").all()
+
+
+def test_a_count_that_lowers_the_probability_reads_only(fitted) -> None:
+    rows, builder = fitted
+    contrib = pd.DataFrame(0.0, index=rows.index, columns=builder.feature_names_)
+    contrib.loc[0, "n_page_pricing_7d"] = -0.3  # 2 views, fewer than the model expected
+    out = explain(rows, contrib, builder)
+    assert out.loc[0, "reasons_down"] == "only 2 pricing-page views in the last 7 days"
+
+
+def test_a_value_the_model_never_learned_is_not_named(fitted) -> None:
+    """Rare or new values were "other" to the model; the raw value must not be published."""
+    rows, builder = fitted
+    rare = rows.assign(industry=pd.array(["Acme Holdings Ltd"] * 5, dtype="str"))
+    words = Phrases(builder, rare)
+    assert list(words.describe("industry", [0, 1])) == ["less common industry"] * 2
+
+
+def test_words_for_departments_and_plurals(fitted) -> None:
+    rows, builder = fitted
+    it = rows.assign(job_title=pd.array(["IT Manager"] * 5, dtype="str"))
+    assert Phrases(builder, it).describe("department", [0])[0] == "department: IT"
+    words = Phrases(builder, rows, {"page_pricing": "pricing activity", "email_open": "inbox"})
+    assert words.noun("page_pricing") == ("pricing activity", "pricing activities")
+    assert words.noun("email_open") == ("inbox", "inboxes")

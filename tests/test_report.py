@@ -177,3 +177,14 @@ def test_report_without_open_leads_still_renders(report_html) -> None:
         ReportInputs(evidence, empty, "m", "1", "r", "s", "mql_rules.yaml"), config
     )
     assert html.count('<p class="sub">None.</p>') == 2
+
+
+def test_report_with_an_empty_rule_file(tmp_path) -> None:
+    """A rule file with only a threshold is valid; the report says so instead of failing."""
+    config = config_from_dict({"report": {"bootstrap_samples": 100}}, environ={})
+    empty = RuleSet.model_validate({"mql_threshold": 50})
+    cohort = _cohort(1500, 5, ["2026-05-01"]).assign(rule_score=0.0, is_mql=False)
+    evidence = build_evidence(cohort, _cohort(3000, 6, ["2026-01-01"]), empty, config)
+    opened = pd.DataFrame(columns=["lead_id", "as_of_date", "conversion_probability", "is_mql"])
+    html = render_report(ReportInputs(evidence, opened, "m", "1", "r", "s", "x.yaml"), config)
+    assert "The MQL rules: what each is worth" in html

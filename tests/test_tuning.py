@@ -175,3 +175,29 @@ def test_suggested_points_have_the_sign_of_the_true_effect() -> None:
     assert {"competitor_domain", "student_domain", "pricing_page", "careers_page"} <= set(clear)
     wrong = {n: (e, points[n]) for n, e in clear.items() if np.sign(points[n]) != np.sign(e)}
     assert not wrong, wrong
+
+
+def test_a_rule_that_never_fired_keeps_its_points() -> None:
+    rows, y = _rows([1, 0, 1, 0] * 50, [0] * 200, [1, 0, 0, 0] * 50)
+    table = suggest_rules(_rules(), rows, y, rows, y).points.set_index("rule")
+    assert not table.loc["downloads", "usable"]
+    assert table.loc["downloads", "suggested_points"] == 30
+
+
+def test_a_zero_point_rule_loses_its_cap_when_it_gets_points() -> None:
+    """Its hits were counted uncapped, so the suggested file must not cap them either."""
+    zero = _rules().model_dump(by_alias=True, exclude_none=True)
+    zero["behaviour_rules"][0]["points"] = 0
+    zero["behaviour_rules"][0]["cap"] = 10
+    new = apply_points(RuleSet.model_validate(zero), {"senior": 20, "downloads": 5}, 30)
+    assert new.behaviour_rules[0].points == 5 and new.behaviour_rules[0].cap is None
+
+
+def test_no_rules_at_all_still_gives_a_comparison() -> None:
+    empty = RuleSet.model_validate({"mql_threshold": 50})
+    rows = pd.DataFrame({"rule_score": np.zeros(100)})
+    y = np.r_[np.ones(10), np.zeros(90)]
+    s = suggest_rules(empty, rows, y, rows, y)
+    assert s.points.empty
+    assert rule_diagnostics(empty, rows, y).empty
+    assert "mql_threshold" in suggested_rules_yaml(s, empty, "the test cohort")

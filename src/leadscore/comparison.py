@@ -8,6 +8,7 @@ counted per snapshot date, because each date's list is what sales would have bee
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
@@ -79,19 +80,52 @@ def gains_curve(y: np.ndarray, score: np.ndarray, points: int = 101) -> pd.DataF
     return pd.DataFrame({"leads_share": share, "captured_share": captured / max(total, 1e-12)})
 
 
-def captured_by_date(
-    y: np.ndarray, score: np.ndarray, as_of: np.ndarray, volume: dict | int
-) -> float:
-    """Conversions found when, on each snapshot date, the top `volume[date]` leads are worked."""
-    y = np.asarray(y, dtype=float)
+def worked_probability(score: np.ndarray, as_of: np.ndarray, volume: dict | Integral) -> np.ndarray:
+    """Per row: the chance it is among the top `volume[date]` of its snapshot date.
+
+    1 above the cut, 0 below; inside the tie group that straddles the cut, the share of
+    that group which fits (a random pick among equal scores).
+    """
     score = np.asarray(score, dtype=float)
-    dates = pd.to_datetime(pd.Series(as_of)).to_numpy()
-    total = 0.0
+    dates = pd.to_datetime(pd.Series(as_of)).dt.tz_localize(None).to_numpy()
+    keys = (
+        {}
+        if isinstance(volume, Integral)
+        else {pd.Timestamp(k).tz_localize(None): int(v) for k, v in volume.items()}
+    )
+    worked = np.zeros(len(score))
     for date in np.unique(dates):
-        rows = dates == date
-        k = volume if isinstance(volume, int) else volume.get(pd.Timestamp(date), 0)
-        total += float(expected_captured(y[rows], score[rows], np.array([k]))[0])
-    return total
+        rows = np.flatnonzero(dates == date)
+        if isinstance(volume, Integral):
+            k = int(volume)
+        elif pd.Timestamp(date) in keys:
+            k = keys[pd.Timestamp(date)]
+        else:
+            raise KeyError(f"no volume given for snapshot date {pd.Timestamp(date).date()}")
+        s = score[rows]
+        k = min(max(k, 0), len(s))
+        if k == 0:
+            continue
+        threshold = np.sort(s)[::-1][k - 1]
+        above = s > threshold
+        tied = s == threshold
+        worked[rows[above]] = 1.0
+        worked[rows[tied]] = (k - above.sum()) / tied.sum()
+    return worked
+
+
+def leads_found(y: np.ndarray, lead_id: np.ndarray, worked: np.ndarray) -> float:
+    """Expected converting leads that were worked on a date where their row is converted.
+
+    A lead can sit in several snapshots of one conversion; it is counted once.
+    """
+    converted = np.asarray(y, dtype=float) > 0
+    if not converted.any():
+        return 0.0
+    frame = pd.DataFrame(
+        {"lead": np.asarray(lead_id)[converted], "miss": 1.0 - np.asarray(worked)[converted]}
+    )
+    return float((1.0 - frame.groupby("lead", sort=False)["miss"].prod()).sum())
 
 
 # ------------------------------------------------------------------------------- bootstrap
@@ -150,7 +184,7 @@ def bootstrap_ranking(
     samples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
-    chunk: int = 50,
+    chunk: int | None = None,
 ) -> dict[str, Interval]:
     """ROC-AUC and PR-AUC of each score, and of the first minus the second, with intervals.
 
@@ -164,6 +198,8 @@ def bootstrap_ranking(
     n_groups = len(uniques)
     rng = np.random.default_rng(seed)
     draws: dict[str, list[np.ndarray]] = {f"{m}_{n}": [] for n in names for m in ("auc", "ap")}
+    # Replicates per batch: a few (replicates x rows) float arrays stay near 160 MB each.
+    chunk = chunk or int(min(50, max(1, 20_000_000 // max(len(y), 1))))
     done = 0
     while done < samples:
         size = min(chunk, samples - done)
@@ -197,21 +233,37 @@ def bootstrap_ranking(
 # ------------------------------------------------------------------------------ tiers, 2x2
 
 
-def assign_tiers(probability: np.ndarray, as_of: np.ndarray, config: TierConfig) -> np.ndarray:
-    """Tier A-D per lead; shares and counts are taken within each snapshot date (one run)."""
+def assign_tiers(
+    probability: np.ndarray,
+    as_of: np.ndarray,
+    config: TierConfig,
+    tiebreak: np.ndarray | None = None,
+) -> np.ndarray:
+    """Tier A-D per lead; shares and counts are taken within each snapshot date (one run).
+
+    Shares and counts are kept exactly, also when probabilities tie (isotonic calibration
+    gives long runs of equal values): equal probabilities are ordered by `tiebreak` (the
+    lead id), so a sales team's capacity is never exceeded and reruns agree.
+    """
     p = np.asarray(probability, dtype=float)
     cut = np.asarray(config.cutoffs, dtype=float)
     if config.by == "probability":
         level = np.searchsorted(-cut, -p, side="left")  # p >= cut[0] -> 0 (A), ...
+        return np.asarray(TIERS, dtype=object)[np.minimum(level, 3)]
+    days = pd.to_datetime(pd.Series(as_of)).to_numpy()
+    second = np.arange(len(p)) if tiebreak is None else np.asarray(tiebreak)
+    order = np.lexsort((second, -p, days))  # by date, then probability down, then id
+    sorted_days = days[order]
+    starts = np.flatnonzero(np.r_[True, sorted_days[1:] != sorted_days[:-1]])
+    sizes = np.diff(np.r_[starts, len(p)])
+    rank = np.empty(len(p))
+    rank[order] = np.arange(len(p)) - np.repeat(starts, sizes) + 1  # 1 = best of its run
+    if config.by == "share":
+        size = np.empty(len(p))
+        size[order] = np.repeat(sizes, sizes)
+        level = np.searchsorted(cut, rank / size - 1e-12, side="left")
     else:
-        frame = pd.DataFrame({"p": p, "d": pd.to_datetime(pd.Series(as_of)).to_numpy()})
-        # Rank 1 is the highest probability; equal probabilities share the better tier.
-        rank = frame.groupby("d")["p"].rank(ascending=False, method="min").to_numpy()
-        if config.by == "share":
-            size = frame.groupby("d")["p"].transform("size").to_numpy()
-            level = np.searchsorted(cut, rank / size, side="left")
-        else:
-            level = np.searchsorted(cut, rank, side="left")
+        level = np.searchsorted(cut, rank, side="left")
     return np.asarray(TIERS, dtype=object)[np.minimum(level, 3)]
 
 
@@ -267,7 +319,9 @@ class Comparison:
     gains: dict[str, pd.DataFrame]
     curves: dict[str, pd.DataFrame]
     calibration: dict[str, dict[str, np.ndarray]]
+    converting_leads: int
     mql_volume: int
+    mql_per_date: float
     captured_at_mql_volume: dict[str, float]
     capacity_per_week: int | None
     capacity_per_date: int | None
@@ -285,14 +339,16 @@ class Comparison:
         more = m - r
         pct = f" ({more / r:+.0%})" if r > 0 else ""
         return (
-            f"Working as many leads as the rules flag as MQLs ({self.mql_volume:,}), the model "
-            f"finds {m:,.0f} conversions where the rules find {r:,.0f}: {more:+,.0f}{pct}."
+            f"Working as many leads as the rules flag as MQLs ({self.mql_per_date:,.0f} per "
+            f"snapshot date), the model finds {m:,.0f} of the {self.converting_leads:,} leads "
+            f"that converted and the rules find {r:,.0f}: {more:+,.0f}{pct}."
         )
 
     def summary(self) -> dict[str, object]:
         """Flat numbers for the JSON summary and MLflow."""
         out: dict[str, object] = {k: v.as_dict() for k, v in self.intervals.items()}
         out["mql_volume"] = self.mql_volume
+        out["converting_leads"] = self.converting_leads
         out["captured_at_mql_volume"] = dict(self.captured_at_mql_volume)
         if self.captured_at_capacity is not None:
             out["capacity_per_week"] = self.capacity_per_week
@@ -329,13 +385,13 @@ def compare(
         "model": classification_metrics(y, p, p),
         "rules": classification_metrics(y, rule, rule_p),
     }
+    leads = scored["lead_id"].to_numpy()
     dates = sorted(pd.unique(pd.Series(as_of)))
-    mql_by_date = {
-        pd.Timestamp(d): int(mql[as_of == d].sum()) for d in dates
-    }  # sales' volume today
+    # Today's sales volume: as many leads on each date as the rules flagged that day.
+    mql_by_date = {pd.Timestamp(d): int(mql[as_of == d].sum()) for d in dates}
     at_mql = {
-        "model": captured_by_date(y, p, as_of, mql_by_date),
-        "rules": float(y[mql].sum()),
+        "model": leads_found(y, leads, worked_probability(p, as_of, mql_by_date)),
+        "rules": leads_found(y, leads, mql.astype(float)),
     }
     capacity_per_date = None
     at_capacity = None
@@ -343,10 +399,10 @@ def compare(
         # Each snapshot's list is worked until the next snapshot.
         capacity_per_date = max(1, round(report.sales_capacity_per_week * snapshot_every_days / 7))
         at_capacity = {
-            "model": captured_by_date(y, p, as_of, capacity_per_date),
-            "rules": captured_by_date(y, rule, as_of, capacity_per_date),
+            "model": leads_found(y, leads, worked_probability(p, as_of, capacity_per_date)),
+            "rules": leads_found(y, leads, worked_probability(rule, as_of, capacity_per_date)),
         }
-    tier = assign_tiers(p, as_of, tiers)
+    tier = assign_tiers(p, as_of, tiers, scored["lead_id"].to_numpy())
     hot = np.isin(tier, report.hot_tiers)
     return Comparison(
         rows=len(scored),
@@ -358,7 +414,9 @@ def compare(
         gains={"model": gains_table(y, p), "rules": gains_table(y, rule)},
         curves={"model": gains_curve(y, p), "rules": gains_curve(y, rule)},
         calibration={"model": calibration_table(y, p), "rules": calibration_table(y, rule_p)},
+        converting_leads=int(pd.Series(leads[y > 0]).nunique()),
         mql_volume=int(mql.sum()),
+        mql_per_date=float(mql.sum()) / max(len(dates), 1),
         captured_at_mql_volume=at_mql,
         capacity_per_week=report.sales_capacity_per_week,
         capacity_per_date=capacity_per_date,

@@ -27,3 +27,7 @@ class DataError(LeadscoreError):
 
 class ModelError(LeadscoreError):
     """Training cannot proceed or the registry lacks a model to score with."""
+
+
+class NoOpenLeadsError(DataError):
+    """No lead is open at the scoring date (none created and unconverted in the window)."""

@@ -105,6 +105,7 @@ def evidence_metrics(evidence: Evidence) -> dict[str, float]:
         out[f"test_{key}_high"] = interval.high
     c = evidence.comparison
     out["test_mql_volume"] = float(c.mql_volume)
+    out["test_converting_leads"] = float(c.converting_leads)
     for who, value in c.captured_at_mql_volume.items():
         out[f"test_{who}_captured_at_mql_volume"] = value
     if c.captured_at_capacity is not None:

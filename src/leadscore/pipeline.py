@@ -11,7 +11,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from leadscore.comparison import assign_tiers
 from leadscore.config import ProjectConfig
-from leadscore.errors import ConfigError, DataError, ModelError
+from leadscore.errors import ConfigError, DataError, ModelError, NoOpenLeadsError
 from leadscore.evaluation import classification_metrics
 from leadscore.features import (
     ActivityIndex,
@@ -243,7 +243,7 @@ def score(
     """
     snap = open_leads(crm, as_of, config)
     if snap.empty:
-        raise DataError(
+        raise NoOpenLeadsError(
             f"no open leads as of {as_of.date()}: none created in the "
             f"{config.snapshots.max_lead_age_days} days before it that had not converted",
             "pass --as-of with a date inside the data, or check the leads table",
@@ -278,7 +278,9 @@ def score(
             "as_of": snap["as_of"].to_numpy(),
             "conversion_probability": probability,
             "percentile": percentile,
-            "tier": assign_tiers(probability, snap["as_of"].to_numpy(), config.tiers),
+            "tier": assign_tiers(
+                probability, snap["as_of"].to_numpy(), config.tiers, snap["lead_id"].to_numpy()
+            ),
             "rule_score": rules_out["rule_score"].to_numpy(),
             "is_mql": rules_out["is_mql"].to_numpy(),
             "rules_fired": rules_out["rules_fired"].to_numpy(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
@@ -108,17 +110,18 @@ def publish_scores(scores: pd.DataFrame, uri: str, table: str = "lead_scores") -
             existing = sa.inspect(conn)
             if existing.has_table(table):
                 have = {c["name"] for c in existing.get_columns(table)}
-                for column, kind in ADDED_COLUMNS.items():
-                    if column not in have:
-                        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
-                        have.add(column)
-                lacking = [c for c in SCORE_COLUMNS if c not in have]
+                # Check before altering anything: some databases commit DDL at once, so a
+                # foreign table must be refused untouched.
+                lacking = [c for c in SCORE_COLUMNS if c not in have and c not in ADDED_COLUMNS]
                 if lacking:
                     raise DataError(
                         f"table '{table}' in {redact_uri(uri)} exists without column(s) "
                         f"{', '.join(lacking)}",
                         "rename the old table or set publish.table to a new name",
                     )
+                for column, kind in ADDED_COLUMNS.items():
+                    if column not in have:
+                        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
             else:
                 metadata.create_all(conn)
             dates = sorted(set(frame["as_of_date"]))
@@ -142,14 +145,23 @@ def publish_scores(scores: pd.DataFrame, uri: str, table: str = "lead_scores") -
 def read_scores(uri: str, table: str = "lead_scores", latest: bool = False) -> pd.DataFrame:
     """Read published scores back (all, or only the latest as-of date); empty if none yet."""
     check_identifier(table, "publish table")
-    engine = sa.create_engine(uri)
+    if not is_database_uri(uri):
+        raise DataError(
+            f"publish.uri {uri!r} is not a database URL",
+            "set publish.uri to e.g. sqlite:///scores.db or postgresql://host/db",
+        )
+    empty = pd.DataFrame(columns=list(SCORE_COLUMNS))
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).exists():
+        return empty  # nothing published yet; do not create an empty database file
     query = f"SELECT * FROM {table}"
     if latest:
         query += f" WHERE as_of_date = (SELECT max(as_of_date) FROM {table})"
+    engine = None
     try:
+        engine = sa.create_engine(uri)
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table(table):
-                return pd.DataFrame(columns=list(SCORE_COLUMNS))
+                return empty
             return pd.read_sql(sa.text(query), conn)
     except sa.exc.SQLAlchemyError as exc:
         raise DataError(
@@ -158,4 +170,5 @@ def read_scores(uri: str, table: str = "lead_scores", latest: bool = False) -> p
             transient=is_transient(exc),
         ) from None
     finally:
-        engine.dispose()
+        if engine is not None:
+            engine.dispose()

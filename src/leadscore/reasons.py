@@ -30,6 +30,8 @@ DEFAULT_NOUNS: dict[str, tuple[str, str]] = {
     "demo_request": ("demo request", "demo requests"),
     "contact_request": ("contact request", "contact requests"),
     "form_submit": ("form submission", "form submissions"),
+    "webinar_attendance": ("attended webinar", "attended webinars"),
+    "email_unsubscribe": ("e-mail unsubscribe", "e-mail unsubscribes"),
     "page_pricing": ("pricing-page view", "pricing-page views"),
     "page_careers": ("careers-page view", "careers-page views"),
     "page_case_studies": ("case-study view", "case-study views"),
@@ -54,6 +56,7 @@ SENIORITY_WORDS = {
     "intern": "intern",
     "student": "student",
 }
+DEPARTMENT_WORDS = {"it": "IT", "hr": "HR", "r_and_d": "R&D"}
 EMAIL_KIND_PHRASES = {
     "corporate": "corporate e-mail domain",
     "free_mail": "free e-mail domain",
@@ -119,7 +122,7 @@ class Phrases:
     def noun(self, key: str) -> tuple[str, str]:
         if key in self.labels:
             singular, _, plural = self.labels[key].partition("|")
-            return singular.strip(), (plural.strip() or singular.strip() + "s")
+            return singular.strip(), (plural.strip() or _plural(singular.strip()))
         if key in DEFAULT_NOUNS:
             return DEFAULT_NOUNS[key]
         if key.startswith("page_") and key[5:] in self.spec.page_categories:
@@ -137,10 +140,14 @@ class Phrases:
     def _int_text(values: np.ndarray) -> pd.Series:
         return pd.Series(np.round(values).astype(np.int64)).map("{:,}".format)
 
-    def _counted(self, key: str, counts: np.ndarray, window: int) -> np.ndarray:
+    def _counted(
+        self, key: str, counts: np.ndarray, window: int, lowering: bool = False
+    ) -> np.ndarray:
         singular, plural = self.noun(key)
         counts = np.nan_to_num(np.asarray(counts, dtype=float))
-        text = self._int_text(counts) + " " + np.where(np.round(counts) == 1, singular, plural)
+        # As a reason down, a count is "only" that many: fewer than leads like this one have.
+        text = ("only " if lowering else "") + self._int_text(counts)
+        text = text + " " + np.where(np.round(counts) == 1, singular, plural)
         said = (text + f" in the last {window} days").to_numpy(dtype=object)
         none = f"no {plural} in the last {window} days"
         return np.where(counts > 0, said, none)
@@ -152,20 +159,23 @@ class Phrases:
         text = text.where(d != 1, "1 day ago")
         return text.where(d >= 1, "less than a day ago")
 
-    def _recent_count(self, key: str, rows: pd.DataFrame) -> np.ndarray:
+    def _recent_count(self, key: str, rows: pd.DataFrame, lowering: bool) -> np.ndarray:
         """Count in the shortest window that has any activity; for decayed features."""
         windows = self.spec.windows_days
         chosen = np.full(len(rows), f"no {self.noun(key)[1]} in the last {max(windows)} days")
         chosen = chosen.astype(object)
         for w in sorted(windows, reverse=True):
             counts = rows[f"n_{key}_{w}d"].to_numpy(dtype=float)
-            chosen = np.where(counts > 0, self._counted(key, counts, w), chosen)
+            chosen = np.where(counts > 0, self._counted(key, counts, w, lowering), chosen)
         return chosen
 
     # -- one feature ----------------------------------------------------------------------
 
-    def describe(self, feature: str, positions: np.ndarray) -> np.ndarray:
-        """Plain-words phrase of `feature` for the rows at `positions`."""
+    def describe(self, feature: str, positions: np.ndarray, lowering: bool = False) -> np.ndarray:
+        """Plain-words phrase of `feature` for the rows at `positions`.
+
+        `lowering`: the phrase explains a lower probability (counts then read "only 1 …").
+        """
         spec = self.spec
         if feature in self.builder.categories_:
             return self._category(feature, positions)
@@ -179,7 +189,8 @@ class Phrases:
         match = re.fullmatch(r"n_(.+)_(\d+)d", feature)
         if match:
             key = match.group(1)
-            return self._counted(key, rows[feature].to_numpy(dtype=float), int(match.group(2)))
+            counts = rows[feature].to_numpy(dtype=float)
+            return self._counted(key, counts, int(match.group(2)), lowering)
         if feature.startswith("days_since_") and feature != "days_since_any":
             key = feature[len("days_since_") :]
             days = rows[feature].to_numpy(dtype=float)
@@ -189,11 +200,12 @@ class Phrases:
                 np.isnan(days), f"no {plural} in the last {spec.recency_cap_days} days", said
             )
         if feature.startswith("decayed_"):
-            return self._recent_count(feature[len("decayed_") :], rows)
+            return self._recent_count(feature[len("decayed_") :], rows, lowering)
         if feature.startswith("active_days_"):
             window = feature[len("active_days_") : -1]
             days = rows[feature].to_numpy(dtype=float)
-            text = "active on " + self._int_text(days) + np.where(days == 1, " day", " days")
+            text = ("active on only " if lowering else "active on ") + self._int_text(days)
+            text = text + np.where(days == 1, " day", " days")
             said = (text + f" in the last {window} days").to_numpy(dtype=object)
             return np.where(days > 0, said, f"no activity in the last {window} days")
         if feature == "days_since_any":
@@ -237,13 +249,28 @@ class Phrases:
             said = ("job title says " + words).to_numpy(dtype=object)
             return np.where(words.isna(), "no seniority in the job title", said)
         if feature == "department":
-            said = ("department: " + values.str.replace("_", " ")).to_numpy(dtype=object)
+            words = values.map(lambda v: DEPARTMENT_WORDS.get(v, v.replace("_", " ")))
+            said = ("department: " + words).to_numpy(dtype=object)
             return np.where(
                 values.isna() | values.eq("unknown"), "no department in the job title", said
             )
+        # Describe what the model saw: a value it did not learn (rare or new) was "other"
+        # to it, and a rare raw value (a company, a city) must not reach a published reason.
         label = self.field_label(feature)
+        known = values.isin(self.builder.categories_.get(feature, []))
+        missing = values.isna() | values.eq("")
         said = (label + ": " + values.str.replace("_", " ")).to_numpy(dtype=object)
-        return np.where(values.isna() | values.eq(""), f"{label} not given", said)
+        said = np.where(known, said, f"less common {label}")
+        return np.where(missing, f"{label} not given", said)
+
+
+def _plural(word: str) -> str:
+    """English plural of a label's last word: activity -> activities, box -> boxes."""
+    if re.search(r"[^aeiou]y$", word):
+        return word[:-1] + "ies"
+    if re.search(r"(s|x|z|ch|sh)$", word):
+        return word + "es"
+    return word + "s"
 
 
 def _top(values: np.ndarray, k: int, min_effect: float) -> tuple[np.ndarray, np.ndarray]:
@@ -292,7 +319,7 @@ def explain(
                 driver = np.argmax(sign * contrib[np.ix_(chosen, cols)], axis=1)
                 for f in np.unique(driver):
                     picked = chosen[driver == f]
-                    text[picked] = phrases.describe(group.features[f], picked)
+                    text[picked] = phrases.describe(group.features[f], picked, lowering=sign < 0)
             slots.append(text)
         joined = pd.Series(np.full(len(rows), "", dtype=object))
         for text in slots:

@@ -198,6 +198,16 @@ def log_run_text(run_id: str, text: str, path: str) -> None:
     _mlflow().MlflowClient().log_text(run_id, text, path)
 
 
+def _no_artifacts(run_id: str, path: str) -> ModelError:
+    return ModelError(
+        f"the champion's run {run_id} has no '{path}' artifacts: it was trained by an older "
+        "leadscore",
+        "retrain with `leadscore train`; if the champion alias stays on the old version, move "
+        "it to the new one (MLflow UI, or MlflowClient().set_registered_model_alias(name, "
+        "'champion', version))",
+    )
+
+
 def download_run_artifacts(run_id: str, path: str, destination: str) -> Path:
     """Download a run's artifact folder; a clear error when the run never logged it."""
     mlflow = _mlflow()
@@ -205,10 +215,17 @@ def download_run_artifacts(run_id: str, path: str, destination: str) -> Path:
         local = mlflow.artifacts.download_artifacts(
             run_id=run_id, artifact_path=path, dst_path=destination
         )
-    except Exception as exc:
+    except FileNotFoundError:
+        raise _no_artifacts(run_id, path) from None
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+            raise _no_artifacts(run_id, path) from None
         raise ModelError(
-            f"run {run_id} has no '{path}' artifacts ({type(exc).__name__}); it was trained "
-            "by an older leadscore",
-            "retrain with `leadscore train` so the run carries its evaluation",
+            f"cannot download the '{path}' artifacts of run {run_id}: {type(exc).__name__}",
+            "check that the MLflow tracking server and its artifact store are reachable",
+            transient=True,
         ) from None
-    return Path(local)
+    folder = Path(local)
+    if not folder.is_dir() or not any(folder.iterdir()):
+        raise _no_artifacts(run_id, path)
+    return folder

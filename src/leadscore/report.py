@@ -68,12 +68,18 @@ def _formatters() -> dict:
     }
 
 
+def _text(value) -> str:
+    """A text cell; SQL NULLs arrive as NaN (truthy), which must not print as "nan"."""
+    return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
 def _lead_records(frame: pd.DataFrame) -> list[dict]:
     out = []
     for record in frame.to_dict("records"):
-        record["up"] = [r for r in str(record.get("reasons_up") or "").split(SEPARATOR) if r]
-        record["down"] = [r for r in str(record.get("reasons_down") or "").split(SEPARATOR) if r]
-        record["rules_fired"] = str(record.get("rules_fired") or "")
+        record["up"] = [r for r in _text(record.get("reasons_up")).split(SEPARATOR) if r]
+        record["down"] = [r for r in _text(record.get("reasons_down")).split(SEPARATOR) if r]
+        record["rules_fired"] = _text(record.get("rules_fired"))
+        record["tier"] = _text(record.get("tier")) or "—"
         out.append(record)
     return out
 
@@ -183,6 +189,11 @@ def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
         tiers=c.tiers.to_dict("records"),
         tier_rule=_tier_rule(config),
         rules=evidence.rules.to_dict("records"),
+        points_scale=(
+            float(evidence.suggestion.points["points_per_log_odds"].iloc[0])
+            if len(evidence.suggestion.points)
+            else None
+        ),
         effect=evidence.suggestion.effect.to_dict("records"),
         thresholds=evidence.suggestion.thresholds.to_dict("records"),
         suggested_uri=urllib.parse.quote(evidence.suggested_rules_yaml),

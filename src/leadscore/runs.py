@@ -174,6 +174,8 @@ def comparison_summary(evidence: Evidence) -> dict[str, Any]:
         "roc_auc": {who: interval(f"roc_auc_{who}") for who in ("model", "rules", "difference")},
         "pr_auc": {who: interval(f"pr_auc_{who}") for who in ("model", "rules", "difference")},
         "mql_volume": c.mql_volume,
+        "mql_per_date": _num(c.mql_per_date),
+        "converting_leads": c.converting_leads,
         "captured_at_mql_volume": {k: _num(v) for k, v in c.captured_at_mql_volume.items()},
         "capacity_per_week": c.capacity_per_week,
         "captured_at_capacity": (

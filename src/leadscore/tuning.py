@@ -42,7 +42,18 @@ def rule_diagnostics(rules: RuleSet, rule_rows: pd.DataFrame, y: np.ndarray) -> 
                 "lift": rate_fired / base if base else float("nan"),
             }
         )
-    return pd.DataFrame(out)
+    columns = [
+        "rule",
+        "description",
+        "kind",
+        "points",
+        "fires",
+        "fire_rate",
+        "conversion_rate_fired",
+        "conversion_rate_not_fired",
+        "lift",
+    ]
+    return pd.DataFrame(out, columns=columns).astype({"rule": "str"})
 
 
 def _scale(points: np.ndarray, coef: np.ndarray) -> float:
@@ -79,15 +90,17 @@ def suggest_points(
     current = np.array(
         [r.points for r in [*rules.attribute_rules, *rules.behaviour_rules]], dtype=float
     )
-    scale = _scale(current, coef)
+    scale = _scale(current[usable], coef[usable])
     step = 5.0 if np.abs(current).max(initial=0) >= 20 else 1.0
+    # A rule that never fired in the fitting cohorts has no evidence either way: keep it.
+    suggested = np.where(usable, _round_points(coef * scale, step), current)
     return pd.DataFrame(
         {
-            "rule": names,
+            "rule": pd.array(names, dtype="str"),
             "points": current,
-            "coefficient": coef,
+            "coefficient": np.where(usable, coef, np.nan),
             "usable": usable,
-            "suggested_points": _round_points(coef * scale, step),
+            "suggested_points": suggested,
             "points_per_log_odds": scale,
         }
     )
@@ -210,8 +223,12 @@ def apply_points(rules: RuleSet, points: dict[str, float], threshold: float) -> 
         for rule, entry in zip(getattr(rules, kind), data[kind], strict=True):
             new = float(points[rule.name])
             entry["points"] = new
-            if kind == "behaviour_rules" and rule.cap is not None and rule.points != 0:
-                entry["cap"] = abs(new) * rule.cap / abs(rule.points) if new != 0 else rule.cap
+            if kind == "behaviour_rules" and rule.cap is not None:
+                if rule.points == 0:
+                    # A 0-point rule's cap limited nothing (its hits were counted uncapped).
+                    entry.pop("cap", None)
+                elif new != 0:
+                    entry["cap"] = abs(new) * rule.cap / abs(rule.points)
     return RuleSet.model_validate(data)
 
 
@@ -229,6 +246,8 @@ def _whole_numbers(value):
 def suggested_rules_yaml(suggestion: RuleSuggestion, current: RuleSet, cohort: str) -> str:
     """The suggested rule file, commented for review (old points beside the new)."""
     old = {r.name: r.points for r in [*current.attribute_rules, *current.behaviour_rules]}
+    table = suggestion.points
+    no_data = set(table.loc[~table["usable"].astype(bool), "rule"])
     data = _whole_numbers(suggestion.rules.model_dump(by_alias=True, exclude_none=True))
     text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     lines = []
@@ -239,7 +258,12 @@ def suggested_rules_yaml(suggestion: RuleSuggestion, current: RuleSet, cohort: s
             rule = stripped.split(":", 1)[1].strip()
         if stripped.startswith("points:") and rule in old:
             new = float(stripped.split(":", 1)[1])
-            note = f"  # was {old[rule]:g}" + ("; consider removing the rule" if new == 0 else "")
+            if rule in no_data:
+                note = f"  # was {old[rule]:g}; kept: it never fired in the fitting cohorts"
+            elif new == 0:
+                note = f"  # was {old[rule]:g}; consider removing the rule"
+            else:
+                note = f"  # was {old[rule]:g}"
             line = line + note
         if stripped.startswith("mql_threshold:"):
             line = line + f"  # was {current.mql_threshold:g}"
@@ -254,5 +278,8 @@ def suggested_rules_yaml(suggestion: RuleSuggestion, current: RuleSet, cohort: s
         f"({cur['mql_conversion_rate']:.1%})",
         f"#   suggested: {new['mqls']:,.0f} MQLs, {new['mql_conversions']:,.0f} converted "
         f"({new['mql_conversion_rate']:.1%})",
+        f"#   at the same volume ({cur['mqls']:,.0f} leads with the highest points): "
+        f"{cur['captured_at_current_volume']:,.0f} conversions now, "
+        f"{new['captured_at_current_volume']:,.0f} with the suggested points",
     ]
     return "\n".join(header + lines) + "\n"
