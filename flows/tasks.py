@@ -126,7 +126,7 @@ def preview_open_leads(
     except NoOpenLeadsError:
         # No open leads at the end of the data (e.g. an export of closed leads only): the
         # report then has no open-lead lists, which is no reason to fail the training.
-        return pd.DataFrame(columns=list(pipeline.SCORE_FRAME_COLUMNS))
+        return pd.DataFrame(columns=list(publish.SCORE_COLUMNS))
     return scores.rename(columns={"as_of": "as_of_date"})
 
 

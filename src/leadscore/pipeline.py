@@ -30,20 +30,6 @@ from leadscore.sources import CRMData
 
 Progress = Callable[[str, int, int], None]
 
-#: Columns of a scored frame (`score`), with the as-of date as published.
-SCORE_FRAME_COLUMNS = (
-    "lead_id",
-    "as_of_date",
-    "conversion_probability",
-    "percentile",
-    "tier",
-    "rule_score",
-    "is_mql",
-    "rules_fired",
-    "reasons_up",
-    "reasons_down",
-)
-
 #: Fewest conversions per split that give a usable fit and evaluation.
 MIN_CONVERSIONS = {"train": 50, "validation": 10, "calibration": 20, "test": 10}
 
