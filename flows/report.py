@@ -27,7 +27,7 @@ def report_flow(config_path: str | None = None, out: str | None = None) -> dict[
     open_leads, open_source = report.choose_open_leads(
         published, saved["open_leads"], entry.version
     )
-    proof = tasks.build_report_evidence(saved["test"], saved["fit"], saved["rules"], config)
+    proof = tasks.build_evidence(saved["test"], saved["fit"], saved["rules"], config)
     metrics = registry.run_metrics(entry.run_id)
     inputs = report.ReportInputs(
         evidence=proof,

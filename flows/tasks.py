@@ -91,22 +91,9 @@ def prepare_tracking(config: ProjectConfig) -> str:
 
 @compute_task
 def build_evidence(
-    result: pipeline.TrainingResult, rules: RuleSet, config: ProjectConfig
-) -> evidence_module.Evidence:
-    """Comparison with intervals, rule diagnostics and suggested rules."""
-    report = reporter()
-    report("comparing", 0, 1)
-    test, fit = evidence_module.cohort_frames(result)
-    out = evidence_module.build_evidence(test, fit, rules, config, seed=config.model.seed)
-    report("comparing", 1, 1)
-    return out
-
-
-@compute_task
-def build_report_evidence(
     test: pd.DataFrame, fit: pd.DataFrame, rules: RuleSet, config: ProjectConfig
 ) -> evidence_module.Evidence:
-    """Evidence again from a run's saved cohorts, with today's report settings."""
+    """Comparison with intervals, rule diagnostics and suggested rules, from the cohorts."""
     report = reporter()
     report("comparing", 0, 1)
     out = evidence_module.build_evidence(test, fit, rules, config, seed=config.model.seed)

@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow
 
 from leadscore import report, runs
+from leadscore.evidence import cohort_frames
 from leadscore.sources import redact_uri
 
 try:  # imported as the `leadscore_flows` package
@@ -23,12 +24,13 @@ def train_flow(config_path: str | None = None) -> dict[str, Any]:
     crm = tasks.load_source(config)
     data = tasks.build_training_set(crm, config, rules)
     result = tasks.fit_model(data, config)
-    evidence = tasks.build_evidence(result, rules, config)
+    test, fit = cohort_frames(result)
+    evidence = tasks.build_evidence(test, fit, rules, config)
     open_leads = tasks.preview_open_leads(crm, result, rules, config)
     truth = tasks.load_truth(config)
     oracle = runs.oracle_auc(truth, result, config.horizon_days)
     tasks.prepare_tracking(config)
-    files = runs.evaluation_files(result, evidence, open_leads, config.rules_path)
+    files = runs.evaluation_files(test, fit, evidence, open_leads, config.rules_path)
     registered = tasks.register_model(result, evidence, files, config, oracle)
     inputs = report.ReportInputs(
         evidence=evidence,

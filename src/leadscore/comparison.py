@@ -14,34 +14,12 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import ReportConfig, TierConfig
-from leadscore.evaluation import calibration_table, classification_metrics
+from leadscore.evaluation import calibration_table, classification_metrics, expected_captured
 
 TIERS = ("A", "B", "C", "D")
 
 
 # --------------------------------------------------------------------------- ranking metrics
-
-
-def expected_captured(y: np.ndarray, score: np.ndarray, ks: np.ndarray) -> np.ndarray:
-    """Expected conversions among the `k` highest scores, for each k, ties at random.
-
-    One sort for all `k`: within the tie group that straddles the boundary, each lead counts
-    at the group's conversion rate, which is what a random pick among equal scores gives.
-    """
-    y = np.asarray(y, dtype=float)
-    score = np.asarray(score, dtype=float)
-    ks = np.clip(np.asarray(ks, dtype=float), 0, len(y))
-    if len(y) == 0:
-        return np.zeros(len(ks))
-    order = np.argsort(-score, kind="stable")
-    s, yy = score[order], y[order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    sizes = np.diff(np.r_[starts, len(s)])
-    positives = np.add.reduceat(yy, starts)
-    before_n = np.r_[0, np.cumsum(sizes)[:-1]]
-    before_y = np.r_[0, np.cumsum(positives)[:-1]]
-    g = np.clip(np.searchsorted(np.cumsum(sizes), ks, side="left"), 0, len(starts) - 1)
-    return before_y[g] + (ks - before_n[g]) * positives[g] / sizes[g]
 
 
 def gains_table(y: np.ndarray, score: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
@@ -343,17 +321,6 @@ class Comparison:
             f"snapshot date), the model finds {m:,.0f} of the {self.converting_leads:,} leads "
             f"that converted and the rules find {r:,.0f}: {more:+,.0f}{pct}."
         )
-
-    def summary(self) -> dict[str, object]:
-        """Flat numbers for the JSON summary and MLflow."""
-        out: dict[str, object] = {k: v.as_dict() for k, v in self.intervals.items()}
-        out["mql_volume"] = self.mql_volume
-        out["converting_leads"] = self.converting_leads
-        out["captured_at_mql_volume"] = dict(self.captured_at_mql_volume)
-        if self.captured_at_capacity is not None:
-            out["capacity_per_week"] = self.capacity_per_week
-            out["captured_at_capacity"] = dict(self.captured_at_capacity)
-        return out
 
 
 def compare(

@@ -39,22 +39,35 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -
     return float(sum(len(b) / len(y) * abs(p[b].mean() - y[b].mean()) for b in bins))
 
 
+def expected_captured(y: np.ndarray, score: np.ndarray, ks: np.ndarray) -> np.ndarray:
+    """Expected conversions among the `k` highest scores, for each k, ties at random.
+
+    One sort for all `k`: within the tie group that straddles the boundary, each lead counts
+    at the group's conversion rate, which is what a random pick among equal scores gives.
+    """
+    y = np.asarray(y, dtype=float)
+    score = np.asarray(score, dtype=float)
+    ks = np.clip(np.asarray(ks, dtype=float), 0, len(y))
+    if len(y) == 0:
+        return np.zeros(len(ks))
+    order = np.argsort(-score, kind="stable")
+    s, yy = score[order], y[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    sizes = np.diff(np.r_[starts, len(s)])
+    positives = np.add.reduceat(yy, starts)
+    before_n = np.r_[0, np.cumsum(sizes)[:-1]]
+    before_y = np.r_[0, np.cumsum(positives)[:-1]]
+    g = np.clip(np.searchsorted(np.cumsum(sizes), ks, side="left"), 0, len(starts) - 1)
+    return before_y[g] + (ks - before_n[g]) * positives[g] / sizes[g]
+
+
 def captured_in_top(y: np.ndarray, score: np.ndarray, k: int) -> float:
     """Expected conversions among the `k` highest scores, with ties broken at random.
 
     Rule scores tie a lot; counting the boundary tie group at its average rate is what a
     random pick among equally scored leads would give.
     """
-    y = np.asarray(y, dtype=float)
-    score = np.asarray(score, dtype=float)
-    k = int(min(max(k, 0), len(y)))
-    if k == 0:
-        return 0.0
-    threshold = np.sort(score)[::-1][k - 1]
-    above = score > threshold
-    tied = score == threshold
-    n_above = int(above.sum())
-    return float(y[above].sum() + (k - n_above) * y[tied].mean())
+    return float(expected_captured(y, score, np.array([k]))[0])
 
 
 def classification_metrics(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from leadscore.features import DECAY_HALF_LIFE_DAYS, FeatureBuilder
+from leadscore.features import FeatureBuilder
 
 SEPARATOR = "; "
 
@@ -328,8 +328,3 @@ def explain(
             joined = joined + glue + text
         out[direction] = pd.array(joined.to_numpy(dtype=object), dtype="str")
     return pd.DataFrame(out, index=rows.index)
-
-
-def decay_note() -> str:
-    """How decayed counts weigh activity, for the report's method notes."""
-    return f"recent activity weighs more: each event counts half after {DECAY_HALF_LIFE_DAYS} days"

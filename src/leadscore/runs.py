@@ -13,7 +13,7 @@ from sklearn.metrics import roc_auc_score
 from leadscore import plots, registry
 from leadscore.config import ProjectConfig
 from leadscore.evaluation import METRIC_KEYS
-from leadscore.evidence import Evidence, cohort_frames, evidence_metrics
+from leadscore.evidence import Evidence, evidence_metrics
 from leadscore.pipeline import TrainingResult
 from leadscore.sources import redact_uri
 from leadscore.synthetic import true_conversion_probability
@@ -86,13 +86,17 @@ def _parquet(frame: pd.DataFrame) -> bytes:
 
 
 def evaluation_files(
-    result: TrainingResult, evidence: Evidence, open_leads: pd.DataFrame, rules_path: Path
+    test: pd.DataFrame,
+    fit: pd.DataFrame,
+    evidence: Evidence,
+    open_leads: pd.DataFrame,
+    rules_path: Path,
 ) -> dict[str, bytes]:
     """What a report needs later without retraining: cohorts, rules and the open leads.
 
-    Only ids, dates, labels, scores, rule hits and reasons: no names or e-mail addresses.
+    `test` and `fit` are the frames of `evidence.cohort_frames`. Only ids, dates, labels,
+    scores, rule hits and reasons: no names or e-mail addresses.
     """
-    test, fit = cohort_frames(result)
     return {
         "evaluation/test_cohort.parquet": _parquet(test),
         "evaluation/fit_cohorts.parquet": _parquet(fit),

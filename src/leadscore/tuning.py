@@ -15,7 +15,8 @@ import pandas as pd
 import yaml
 from sklearn.linear_model import LogisticRegression
 
-from leadscore.comparison import expected_captured, ranking_metrics
+from leadscore.comparison import ranking_metrics
+from leadscore.evaluation import expected_captured
 from leadscore.rules import RuleSet
 
 
