@@ -38,6 +38,7 @@ def report_flow(config_path: str | None = None, out: str | None = None) -> dict[
         source=redact_uri(config.source_uri),
         rules_file="mql_rules.yaml (as trained)",
         oracle_auc=metrics.get("test_oracle_roc_auc"),
+        checks=saved["checks"],
     )
     html = tasks.render_report(inputs, config)
     path = tasks.write_report(html, out or str(config.report_path))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from leadscore import evidence as evidence_module
@@ -63,6 +64,9 @@ def load_source(
     report("loading data", 0, 1)
     crm = load_crm(config, activities_since=activities_since, activities_until=activities_until)
     report("loading data", 1, 1)
+    logger = get_run_logger()
+    for line in crm.checks.summary():
+        logger.warning("%s", line)
     return crm
 
 
@@ -77,8 +81,10 @@ def build_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> p
 
 
 @compute_task
-def fit_model(data: pipeline.TrainingSet, config: ProjectConfig) -> pipeline.TrainingResult:
-    return pipeline.train(data, config, progress=reporter())
+def fit_model(
+    data: pipeline.TrainingSet, config: ProjectConfig, crm: CRMData | None = None
+) -> pipeline.TrainingResult:
+    return pipeline.train(data, config, progress=reporter(), crm=crm)
 
 
 @io_task
@@ -167,6 +173,12 @@ def download_evaluation(entry: registry.RegisteredModel, destination: str) -> di
         "fit": pd.read_parquet(folder / "fit_cohorts.parquet"),
         "open_leads": pd.read_parquet(folder / "open_leads.parquet"),
         "rules": load_rules(folder / "mql_rules.yaml"),
+        # Runs before the leakage guard existed have no checks file.
+        "checks": (
+            json.loads((folder / "checks.json").read_text(encoding="utf-8"))
+            if (folder / "checks.json").is_file()
+            else None
+        ),
     }
 
 

@@ -23,14 +23,15 @@ def train_flow(config_path: str | None = None) -> dict[str, Any]:
     rules = tasks.read_rules(config)
     crm = tasks.load_source(config)
     data = tasks.build_training_set(crm, config, rules)
-    result = tasks.fit_model(data, config)
+    result = tasks.fit_model(data, config, crm)
     test, fit = cohort_frames(result)
     evidence = tasks.build_evidence(test, fit, rules, config)
     open_leads = tasks.preview_open_leads(crm, result, rules, config)
     truth = tasks.load_truth(config)
     oracle = runs.oracle_auc(truth, result, config.horizon_days)
     tasks.prepare_tracking(config)
-    files = runs.evaluation_files(test, fit, evidence, open_leads, config.rules_path)
+    checks = runs.checks_payload(result, crm.checks.summary())
+    files = runs.evaluation_files(test, fit, evidence, open_leads, config.rules_path, checks)
     registered = tasks.register_model(result, evidence, files, config, oracle)
     inputs = report.ReportInputs(
         evidence=evidence,
@@ -41,9 +42,12 @@ def train_flow(config_path: str | None = None) -> dict[str, Any]:
         source=redact_uri(config.source_uri),
         rules_file=config.rules_path.name,
         oracle_auc=oracle,
+        checks=checks,
     )
     tasks.log_report(registered.run_id, tasks.render_report(inputs, config))
-    return runs.training_summary(result, registered, config, oracle, evidence)
+    summary = runs.training_summary(result, registered, config, oracle, evidence)
+    summary["warnings"] = checks["warnings"]
+    return summary
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def test_outcome_column_on_leads(tmp_path: Path, crm) -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda f: pd.concat([f, f.head(2)]), "duplicate id"),
+        (lambda f: pd.concat([f, f.head(2)]), "duplicate lead id"),
         (
             lambda f: f.assign(employees=f["employees"].astype(object).where(f.index > 3, "many")),
             "non-numeric",
@@ -67,9 +67,9 @@ def test_outcome_column_on_leads(tmp_path: Path, crm) -> None:
         ),
         (
             lambda f: f.assign(lead_id=f["lead_id"].astype(object).where(f.index > 0, None)),
-            "empty id",
+            "empty lead id",
         ),
-        (lambda f: f.drop(columns=["industry"]), "no column 'industry'"),
+        (lambda f: f.drop(columns=["industry"]), "missing column.*'industry'"),
         (lambda f: f.head(0), "is empty"),
     ],
 )

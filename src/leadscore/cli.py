@@ -183,23 +183,24 @@ def _generate(
 
 
 def _print_training(summary: dict[str, Any]) -> None:
-    table = Table(title="Newest labelled cohort (never used for any choice)")
+    _print_checks(summary)
+    table = Table(title=f"Test cohort: {summary['splits']['test']} (never used for any choice)")
     table.add_column("metric")
     table.add_column("model", justify="right")
+    table.add_column("baseline (logistic)", justify="right")
     table.add_column("rules", justify="right")
-    m, r = summary["model"], summary["rules"]
-    table.add_row("ROC-AUC", _fmt(m["roc_auc"]), _fmt(r["roc_auc"]))
-    table.add_row("PR-AUC", _fmt(m["pr_auc"]), _fmt(r["pr_auc"]))
-    table.add_row("Brier", _fmt(m["brier"], 4), _fmt(r["brier"], 4))
-    table.add_row("ECE", _fmt(m["ece"], 4), _fmt(r["ece"], 4))
-    table.add_row("top-decile lift", _fmt(m["top_decile_lift"], 2), _fmt(r["top_decile_lift"], 2))
-    table.add_row(
-        "conversions in top decile",
-        _fmt(m["top_decile_captured"], 0),
-        _fmt(r["top_decile_captured"], 0),
-    )
+    m, b, r = summary["model"], summary["baseline"], summary["rules"]
+    for label, key, digits in (
+        ("ROC-AUC", "roc_auc", 3),
+        ("PR-AUC", "pr_auc", 3),
+        ("Brier", "brier", 4),
+        ("ECE", "ece", 4),
+        ("top-decile lift", "top_decile_lift", 2),
+        ("conversions in top decile", "top_decile_captured", 0),
+    ):
+        table.add_row(label, _fmt(m[key], digits), _fmt(b[key], digits), _fmt(r[key], digits))
     if summary.get("oracle_auc") is not None:
-        table.add_row("oracle ROC-AUC (true probabilities)", _fmt(summary["oracle_auc"]), "")
+        table.add_row("oracle ROC-AUC (true probabilities)", _fmt(summary["oracle_auc"]), "", "")
     err.print(table)
     _print_comparison(summary["comparison"])
     aliases = f" ({', '.join(summary['aliases'])})" if summary["aliases"] else ""
@@ -207,6 +208,36 @@ def _print_training(summary: dict[str, Any]) -> None:
         f"registered [bold]{summary['model_name']}[/] version {summary['model_version']}{aliases}; "
         f"test rows {summary['rows']['test_rows']:,}, calibration: {summary['calibration']}"
     )
+
+
+def _print_checks(summary: dict[str, Any]) -> None:
+    """Split, leakage guard and shift check: what the user must know before the numbers."""
+    method = summary["split_method"]
+    words = {
+        "time": "by time (snapshots)",
+        "order": "by arrival order (oldest train, newest test)",
+        "random": "at random (seeded): the test AUC cannot show drift over time",
+    }
+    for warning in summary.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    err.print(f"split {words.get(method, method)}", highlight=False)
+    leakage = summary["leakage"]
+    for finding in leakage["findings"]:
+        verdict = "[bold red]excluded[/]" if finding["excluded"] else "[yellow]kept[/]"
+        err.print(
+            f"leakage guard: {verdict} '{finding['column']}': {finding['evidence']}",
+            highlight=False,
+        )
+    if not leakage["findings"]:
+        err.print("leakage guard: no column looks filled in after the outcome")
+    shift = summary["shift"]
+    if shift["auc"] is not None:
+        lean = ", ".join(f"{t['feature']} ({t['share']:.0%})" for t in shift["top"])
+        err.print(
+            f"shift check: training vs test cohort told apart at ROC-AUC {shift['auc']:.3f}"
+            + (f"; by {lean}" if lean else ""),
+            highlight=False,
+        )
 
 
 def _interval(block: dict[str, Any]) -> str:

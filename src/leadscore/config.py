@@ -65,13 +65,44 @@ class TableNames(_Section):
 
 class ColumnNames(_Section):
     lead_id: str = "lead_id"
-    created_at: str = "created_at"
+    #: When the lead was created; None for flat exports without timestamps.
+    created_at: str | None = "created_at"
     activity_lead_id: str = "lead_id"
     occurred_at: str = "occurred_at"
     activity_type: str = "activity_type"
     detail: str | None = "detail"
     outcome_lead_id: str = "lead_id"
-    converted_at: str = "converted_at"
+    converted_at: str | None = "converted_at"
+
+
+DEFAULT_POSITIVE = ("1", "1.0", "true", "yes", "y", "converted", "won")
+DEFAULT_NEGATIVE = ("0", "0.0", "false", "no", "n", "not converted", "lost")
+
+
+class LabelConfig(_Section):
+    """A flat export's outcome: one column of the leads table saying converted or not.
+
+    Values compare as lower-case text. An empty value marks an open lead: it is scored, never
+    trained on. Any other value is an error (or quarantined, see `validation.quarantine`).
+    """
+
+    column: str
+    positive: list[str] = Field(default_factory=lambda: list(DEFAULT_POSITIVE))
+    negative: list[str] = Field(default_factory=lambda: list(DEFAULT_NEGATIVE))
+
+    @field_validator("positive", "negative", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v).strip().lower() for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> LabelConfig:
+        both = sorted(set(self.positive) & set(self.negative))
+        if both:
+            raise ValueError(f"value(s) {both} are listed as both positive and negative")
+        return self
 
 
 class AttributeColumns(_Section):
@@ -91,6 +122,11 @@ class SourceConfig(_Section):
     tables: TableNames = TableNames()
     columns: ColumnNames = ColumnNames()
     attributes: AttributeColumns = AttributeColumns()
+    #: Flat exports: the label column (then no outcomes table and no conversion timestamps).
+    label: LabelConfig | None = None
+    #: Placeholder values that mean "missing" in any text column (e.g. "Select", "unknown");
+    #: empty and blank strings always do.
+    missing_values: list[str] = Field(default_factory=list)
     #: Tables of a generated source's hidden truth; used only to report the oracle AUC.
     ground_truth: GroundTruth | None = None
 
@@ -123,10 +159,86 @@ class SnapshotConfig(_Section):
 
 
 class SplitConfig(_Section):
+    """How examples are split into train / validation / calibration / test.
+
+    `time` (snapshots by date, the `*_days` keys) needs timestamps and is what `auto` picks
+    when there are any. Flat exports split by `order_column` (oldest first, the newest
+    `test_share` are the test cohort) when one is given, else by a seeded random split.
+    """
+
+    method: Literal["auto", "time", "order", "random"] = "auto"
     test_days: int = Field(60, ge=1)
     calibration_days: int = Field(90, ge=1)
     validation_days: int = Field(60, ge=1)
     gap_days: int | None = Field(None, ge=0, description="default: the label horizon")
+    #: Flat exports: a column that orders leads by arrival (a sequential number or a date).
+    order_column: str | None = None
+    seed: int = 0
+    test_share: float = Field(0.2, gt=0, lt=0.5)
+    calibration_share: float = Field(0.1, gt=0, lt=0.5)
+    validation_share: float = Field(0.1, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _shares_leave_training(self) -> SplitConfig:
+        if self.test_share + self.calibration_share + self.validation_share > 0.7:
+            raise ValueError("test_share + calibration_share + validation_share must be <= 0.7")
+        return self
+
+
+#: Words that, in a column name of a flat export, say the column holds the lead's latest state
+#: (as of the export, so after the outcome): "Last Activity", "Lead Quality", "Tags", ...
+DEFAULT_STATE_WORDS = (
+    "last",
+    "latest",
+    "status",
+    "stage",
+    "tag",
+    "tags",
+    "quality",
+    "score",
+    "index",
+    "rating",
+    "grade",
+    "profile",
+    "owner",
+    "disposition",
+    "outcome",
+    "result",
+    "closed",
+    "won",
+    "lost",
+)
+
+
+class LeakageConfig(_Section):
+    """The leakage guard: columns excluded before training unless listed under `keep`."""
+
+    enabled: bool = True
+    #: A column whose values alone rank validation leads this well is not a signal, it is
+    #: the answer (sales tags). ROC-AUC of the column alone, fitted on train.
+    max_single_auc: float = Field(0.9, gt=0.5, le=1)
+    #: Share of training conversions carried by values that convert at >= 95 %.
+    max_certain_share: float = Field(0.25, gt=0, le=1)
+    #: Filled for converted leads at least this many times as often as for the others, and
+    #: for fewer than half of the others: typically entered by sales after contact.
+    max_fill_ratio: float = Field(2.0, gt=1)
+    #: Share of converted leads whose timestamp column lies after their conversion.
+    max_after_conversion: float = Field(0.5, gt=0, le=1)
+    #: Flat exports have no time to prove a column was known before the outcome; columns
+    #: whose names contain these words hold the lead's latest state. Empty list: off.
+    state_words: list[str] = Field(default_factory=lambda: list(DEFAULT_STATE_WORDS))
+    #: Columns kept even if flagged (you know they are known at scoring time).
+    keep: list[str] = Field(default_factory=list)
+    #: Columns always excluded.
+    exclude: list[str] = Field(default_factory=list)
+
+
+class ValidationConfig(_Section):
+    """What happens to bad rows."""
+
+    #: A CSV file: rows that fail a row check go there (with the reason) and the run goes
+    #: on without them. None: any bad row stops the run.
+    quarantine: str | None = None
 
 
 class ModelConfig(_Section):
@@ -228,6 +340,8 @@ class ProjectConfig(_Section):
     publish: PublishConfig = PublishConfig()
     tiers: TierConfig = TierConfig()
     report: ReportConfig = ReportConfig()
+    leakage: LeakageConfig = LeakageConfig()
+    validation: ValidationConfig = ValidationConfig()
     #: Directory that relative paths resolve against (the project file's folder).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -240,6 +354,61 @@ class ProjectConfig(_Section):
                 f"({self.horizon_days}), or outcomes after the test snapshot leak into fitting"
             )
         return self
+
+    @model_validator(mode="after")
+    def _flat_or_timed(self) -> ProjectConfig:
+        src, split = self.source, self.split
+        if src.label is not None:
+            if src.tables.outcomes is not None:
+                raise ValueError(
+                    "source.label (a label column) and source.tables.outcomes (conversion "
+                    "timestamps) exclude each other: set tables.outcomes to null, or drop label"
+                )
+            if src.tables.activities is not None:
+                raise ValueError(
+                    "source.label (a flat export) cannot use an activities table: without "
+                    "conversion times, activities after the outcome would leak into features. "
+                    "Set source.tables.activities to null, or give conversion timestamps"
+                )
+            if split.method == "time":
+                raise ValueError(
+                    "split.method 'time' needs conversion timestamps; a label column splits by "
+                    "'order' (split.order_column) or 'random'"
+                )
+        else:
+            missing = [k for k in ("created_at", "converted_at") if getattr(src.columns, k) is None]
+            if missing:
+                raise ValueError(
+                    f"source.columns.{missing[0]} is null: without timestamps, give a label "
+                    "column under source.label (a flat export)"
+                )
+            if split.method in ("order", "random"):
+                raise ValueError(
+                    f"split.method '{split.method}' is for flat exports (source.label); "
+                    "timestamped data splits by time"
+                )
+        if split.method == "order" and split.order_column is None:
+            raise ValueError("split.method 'order' needs split.order_column")
+        return self
+
+    @property
+    def flat(self) -> bool:
+        """A flat export: one example per lead, a label column, no snapshots."""
+        return self.source.label is not None
+
+    @property
+    def split_method(self) -> str:
+        """The split actually used: time, order or random."""
+        if self.split.method != "auto":
+            return self.split.method
+        if not self.flat:
+            return "time"
+        return "order" if self.split.order_column else "random"
+
+    @property
+    def quarantine_path(self) -> Path | None:
+        q = self.validation.quarantine
+        return None if q is None else self.resolve_path(q)
 
     @property
     def gap_days(self) -> int:

@@ -43,19 +43,32 @@ class BehaviourSpec:
     page_activity_type: str
     windows_days: tuple[int, ...]
     recency_cap_days: int
+    #: False for flat exports: no activities, so no behaviour columns at all.
+    enabled: bool = True
+
+    @classmethod
+    def none(cls) -> BehaviourSpec:
+        """No behaviour features (a flat export without activities)."""
+        return cls((), {}, "", (), 0, enabled=False)
 
     @property
     def lookback_days(self) -> int:
+        if not self.enabled:
+            return 0
         return max(
             max(self.windows_days), self.recency_cap_days, TREND_RECENT_DAYS + TREND_PREVIOUS_DAYS
         )
 
     def keys(self) -> list[str]:
         """Behaviour keys: one per activity type, then one per page category."""
+        if not self.enabled:
+            return []
         return [*self.activity_types, *(f"page_{c}" for c in self.page_categories)]
 
     def columns(self) -> list[str]:
         """Names of the behaviour columns, in a stable order."""
+        if not self.enabled:
+            return []
         cols = []
         for key in self.keys():
             cols += [f"n_{key}_{w}d" for w in self.windows_days]
@@ -170,6 +183,8 @@ def behaviour_features(
     spec: BehaviourSpec,
 ) -> pd.DataFrame:
     """Behaviour columns for each snapshot row, from activities strictly before its `as_of`."""
+    if not spec.enabled:
+        return pd.DataFrame(index=snapshots.index)
     n = len(snapshots)
     keys = spec.keys()
     k = len(keys)
@@ -337,6 +352,10 @@ class FeatureBuilder:
     behaviour: BehaviourSpec
     max_categories: int = 50
     min_category_count: int = 20
+    #: Derive seniority/department (from the title) and the e-mail domain kind; off when the
+    #: source has no such column, so no constant feature is made up.
+    derive_title: bool = True
+    derive_email: bool = True
     categories_: dict[str, list[str]] = field(default_factory=dict)
     feature_names_: list[str] = field(default_factory=list)
 
@@ -351,9 +370,19 @@ class FeatureBuilder:
                 else pd.Series(pd.NA, index=rows.index, dtype="str")
             )
         derived = derive_attributes(rows, self.title_column, self.feature_config)
-        for col in self.DERIVED:
+        for col in self.derived:
             frame[col] = derived[col]
         return frame
+
+    @property
+    def derived(self) -> list[str]:
+        """The derived columns this builder makes."""
+        return [
+            c
+            for c in self.DERIVED
+            if (c == "email_domain_kind" and self.derive_email)
+            or (c != "email_domain_kind" and self.derive_title)
+        ]
 
     def fit(self, rows: pd.DataFrame) -> FeatureBuilder:
         """Fix the categories of every categorical column from the training rows."""

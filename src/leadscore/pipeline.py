@@ -11,6 +11,7 @@ from sklearn.isotonic import IsotonicRegression
 
 from leadscore.comparison import assign_tiers
 from leadscore.config import ProjectConfig
+from leadscore.diagnostics import Baseline, Shift, fit_baseline, shift_check
 from leadscore.errors import ConfigError, DataError, ModelError, NoOpenLeadsError
 from leadscore.evaluation import classification_metrics
 from leadscore.features import (
@@ -22,6 +23,7 @@ from leadscore.features import (
     index_activities,
     snapshot_rows,
 )
+from leadscore.leakage import Finding, excluded, guard
 from leadscore.model import LeadScoringModel
 from leadscore.reasons import explain
 from leadscore.rules import RuleSet, check_activities, evaluate_rules
@@ -65,6 +67,10 @@ class TrainingResult:
     metrics: dict[str, dict[str, float]]
     test_scores: pd.DataFrame
     rule_probability: IsotonicRegression
+    #: Columns the leakage guard flagged (excluded unless kept by config).
+    leakage: list[Finding]
+    baseline: Baseline
+    shift: Shift
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -88,10 +94,103 @@ def rule_results(
     return evaluate_rules(rules, attribute_fields(rows, config), snapshots, activities)
 
 
+def _enough(split: str, snap: pd.DataFrame, where: str) -> None:
+    need = MIN_CONVERSIONS[split]
+    have = int(snap["converted"].sum())
+    if have < need:
+        total = sum(MIN_CONVERSIONS.values())
+        raise ModelError(
+            f"too few conversions to train: the {split} cohort ({where}) has {len(snap):,} "
+            f"examples and {have} conversion(s); it needs at least {need} (about {total} over "
+            "train, validation, calibration and test)",
+            "provide more history or leads (or widen the split), or until then score with the "
+            "rules alone: `leadscore score --rules-only`",
+        )
+
+
+def _attribute_columns(config: ProjectConfig) -> list[str]:
+    attrs = config.source.attributes
+    return [*attrs.categorical, *attrs.numeric, *([attrs.job_title] if attrs.job_title else [])]
+
+
+def flat_split(crm: CRMData, config: ProjectConfig) -> dict[str, pd.DataFrame]:
+    """Labelled leads of a flat export per split: by arrival order, or seeded at random.
+
+    Order: the oldest leads train, the newest `test_share` are the test cohort, with
+    validation and calibration in between (so evaluation is out of time, as far as the export
+    allows). Random: a seeded permutation; the run says so, as it cannot show drift.
+    """
+    labelled = crm.leads[crm.leads["converted"].notna()]
+    if config.split_method == "order":
+        order = np.lexsort((labelled["lead_id"].astype("str").to_numpy(), labelled["_order"]))
+    else:
+        order = np.random.default_rng(config.split.seed).permutation(len(labelled))
+    ranked = labelled.iloc[order]
+    n = len(ranked)
+    sp = config.split
+    train_share = 1 - sp.validation_share - sp.calibration_share - sp.test_share
+    bounds = np.cumsum([0, train_share, sp.validation_share, sp.calibration_share, sp.test_share])
+    cuts = np.round(bounds * n).astype(int)
+    return {name: ranked.iloc[cuts[i] : cuts[i + 1]] for i, name in enumerate(SPLITS)}
+
+
+def _describe_flat(part: pd.DataFrame, config: ProjectConfig) -> str:
+    if config.split_method == "order" and len(part):
+        col = config.split.order_column
+        lo, hi = part["_order"].min(), part["_order"].max()
+        return f"{col} {lo:,.0f}..{hi:,.0f} ({len(part):,} leads)"
+    return f"random, seed {config.split.seed} ({len(part):,} leads)"
+
+
+def build_flat_training_set(
+    crm: CRMData, config: ProjectConfig, rules: RuleSet, progress: Progress = _noop
+) -> TrainingSet:
+    """A flat export: one example per labelled lead, as of the export, split by order/random."""
+    as_of = crm.data_end.normalize()
+    parts = flat_split(crm, config)
+    plan = SplitPlan(
+        {name: [as_of] for name in SPLITS},
+        as_of,
+        as_of,
+        method=config.split_method,
+        descriptions={name: _describe_flat(part, config) for name, part in parts.items()},
+    )
+    spec = BehaviourSpec.none()
+    if rules.behaviour_rules:
+        names = ", ".join(r.name for r in rules.behaviour_rules)
+        raise ConfigError(
+            f"rule(s) {names} count activities, but a flat export has none",
+            "use attribute rules (equals, in, contains, range) on the export's columns",
+        )
+    activities = index_activities(crm.activities, {}, "")
+    attrs = config.source.attributes
+    snapshots, rows, rule_out = {}, {}, {}
+    for i, split in enumerate(SPLITS):
+        progress("features", i, len(SPLITS))
+        part = parts[split]
+        snap = pd.DataFrame(
+            {
+                "lead_id": part["lead_id"].to_numpy(),
+                "as_of": pd.Series(as_of, index=range(len(part))).astype("datetime64[us]"),
+                "converted": part["converted"].to_numpy(dtype=np.int8),
+            }
+        )
+        _enough(split, snap, plan.describe()[split])
+        snapshots[split] = snap
+        rows[split] = snapshot_rows(
+            snap, crm.leads, activities, spec, _attribute_columns(config), attrs.email
+        )
+        rule_out[split] = rule_results(rules, rows[split], snap, activities, config)
+    progress("features", len(SPLITS), len(SPLITS))
+    return TrainingSet(plan, spec, snapshots, rows, rule_out)
+
+
 def build_training_set(
     crm: CRMData, config: ProjectConfig, rules: RuleSet, progress: Progress = _noop
 ) -> TrainingSet:
-    """Plan the time split and build snapshot rows and rule results for each split."""
+    """Plan the split and build snapshot rows and rule results for each split."""
+    if crm.flat:
+        return build_flat_training_set(crm, config, rules, progress)
     data_start = crm.leads["created_at"].min()
     plan = plan_splits(
         data_start,
@@ -121,34 +220,56 @@ def build_training_set(
             config.snapshots.max_lead_age_days,
             config.horizon_days,
         )
-        need = MIN_CONVERSIONS[split]
-        if int(snap["converted"].sum()) < need:
-            raise ModelError(
-                f"the {split} cohort ({plan.describe()[split]}) has {len(snap)} examples and "
-                f"{int(snap['converted'].sum())} conversions; at least {need} are needed",
-                "provide more history or leads, or widen split.*_days / snapshots.every_days",
-            )
+        _enough(split, snap, plan.describe()[split])
         snapshots[split] = snap
-        columns = [
-            *attrs.categorical,
-            *attrs.numeric,
-            *([attrs.job_title] if attrs.job_title else []),
-        ]
+        columns = _attribute_columns(config)
         rows[split] = snapshot_rows(snap, crm.leads, activities, spec, columns, attrs.email)
         rule_out[split] = rule_results(rules, rows[split], snap, activities, config)
     progress("features", len(SPLITS), len(SPLITS))
     return TrainingSet(plan, spec, snapshots, rows, rule_out)
 
 
-def train(data: TrainingSet, config: ProjectConfig, progress: Progress = _noop) -> TrainingResult:
-    """Fit the calibrated model and evaluate it and the rules on the test cohort."""
+def leakage_findings(
+    data: TrainingSet, config: ProjectConfig, crm: CRMData | None = None
+) -> list[Finding]:
+    """Run the leakage guard on the attribute columns, on train and validation only."""
     attrs = config.source.attributes
+    columns = {c: False for c in attrs.categorical} | {c: True for c in attrs.numeric}
+    return guard(
+        columns,
+        data.rows["train"],
+        data.labels("train"),
+        data.rows["validation"],
+        data.labels("validation"),
+        config.leakage,
+        flat=config.flat,
+        leads=None if crm is None else crm.leads,
+        outcomes=None if crm is None else crm.outcomes,
+    )
+
+
+def train(
+    data: TrainingSet,
+    config: ProjectConfig,
+    progress: Progress = _noop,
+    crm: CRMData | None = None,
+) -> TrainingResult:
+    """Fit the calibrated model and evaluate it, the baseline and the rules on the test cohort.
+
+    The leakage guard runs first; the columns it excludes never reach the model or the
+    baseline. `crm` lets the guard compare timestamp columns with conversions.
+    """
+    attrs = config.source.attributes
+    findings = leakage_findings(data, config, crm)
+    dropped = excluded(findings)
     builder = FeatureBuilder(
-        categorical=list(attrs.categorical),
-        numeric=list(attrs.numeric),
+        categorical=[c for c in attrs.categorical if c not in dropped],
+        numeric=[c for c in attrs.numeric if c not in dropped],
         title_column=attrs.job_title,
         feature_config=config.features,
         behaviour=data.spec,
+        derive_title=attrs.job_title is not None,
+        derive_email=attrs.email is not None,
     )
     model = LeadScoringModel(builder, config.model).fit(
         data.rows["train"],
@@ -184,7 +305,28 @@ def train(data: TrainingSet, config: ProjectConfig, progress: Progress = _noop) 
         rule_probability=rule_p,
         is_mql=mql,
     )
-    return TrainingResult(model, data, metrics, test_scores, rule_probability)
+    progress("baseline", 0, 1)
+    baseline = fit_baseline(
+        model.features,
+        data.rows["train"],
+        data.labels("train"),
+        data.rows["validation"],
+        data.labels("validation"),
+        data.rows["test"],
+        y_test,
+    )
+    metrics["baseline"] = baseline.metrics
+    shift = shift_check(
+        model.features,
+        data.rows["train"],
+        data.rows["test"],
+        seed=config.model.seed,
+        num_threads=config.model.num_threads,
+    )
+    progress("baseline", 1, 1)
+    return TrainingResult(
+        model, data, metrics, test_scores, rule_probability, findings, baseline, shift
+    )
 
 
 def parse_as_of(value: str | None) -> pd.Timestamp:
@@ -209,7 +351,18 @@ def lookback_days(model: LeadScoringModel, rules: RuleSet) -> int:
 
 
 def open_leads(crm: CRMData, as_of: pd.Timestamp, config: ProjectConfig) -> pd.DataFrame:
-    """Snapshots of every open lead as of `as_of` (no label)."""
+    """Snapshots of every open lead as of `as_of` (no label).
+
+    In a flat export the open leads are the rows with an empty label.
+    """
+    if crm.flat:
+        open_ = crm.leads[crm.leads["converted"].isna()]
+        return pd.DataFrame(
+            {
+                "lead_id": open_["lead_id"].to_numpy(),
+                "as_of": pd.Series(as_of, index=range(len(open_))).astype("datetime64[us]"),
+            }
+        )
     return build_snapshots(crm.leads, crm.outcomes, [as_of], config.snapshots.max_lead_age_days)
 
 
@@ -228,6 +381,11 @@ def score(
     goes through exactly what the registry serves; `model` supplies its behaviour spec.
     """
     snap = open_leads(crm, as_of, config)
+    if snap.empty and crm.flat:
+        raise NoOpenLeadsError(
+            f"no open leads: every row of '{config.source.tables.leads}' has a label",
+            f"leave {config.source.label.column} empty for the leads to score",
+        )
     if snap.empty:
         raise NoOpenLeadsError(
             f"no open leads as of {as_of.date()}: none created in the "

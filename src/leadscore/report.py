@@ -29,6 +29,8 @@ class ReportInputs:
     source: str
     rules_file: str
     oracle_auc: float | None = None
+    #: The run's leakage findings, baseline, shift check and split (runs.checks_payload).
+    checks: dict | None = None
 
 
 def _ok(value) -> bool:
@@ -169,6 +171,10 @@ def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
     )
     env.globals.update(_formatters())
     as_of = pd.to_datetime(open_leads["as_of_date"]) if len(open_leads) else pd.Series([])
+    checks = inputs.checks or {}
+    split = checks.get("split", {})
+    flat = split.get("method") in ("order", "random")
+    label = config.source.label.column if config.source.label is not None else None
     return env.get_template("report.html.j2").render(
         title=config.report.title,
         version=importlib.metadata.version("leadscore"),
@@ -201,7 +207,19 @@ def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
         cold=_lead_records(cold),
         every_days=config.snapshots.every_days,
         horizon=config.horizon_days,
-        conversion_definition=f"becoming an opportunity within {config.horizon_days} days",
+        conversion_definition=(
+            f"a positive value in the export's column '{label}'"
+            if flat and label
+            else f"becoming an opportunity within {config.horizon_days} days"
+        ),
+        test_period=(split.get("cohorts", {}).get("test") if flat else None)
+        or evidence.test_period,
+        flat=flat,
+        split_method=split.get("method", "time"),
+        leakage=checks.get("leakage"),
+        baseline=checks.get("baseline"),
+        shift=checks.get("shift"),
+        data_warnings=checks.get("warnings", []),
         samples=config.report.bootstrap_samples,
         rules_file=inputs.rules_file,
         source=inputs.source,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,10 @@ def training_params(config: ProjectConfig, result: TrainingResult) -> dict[str, 
         "num_threads": config.model.num_threads,
         "source": redact_uri(config.source_uri),
         "rules_file": config.rules_path.name,
+        "split_method": plan.method,
+        "leakage_excluded": ",".join(f.column for f in result.leakage if f.excluded)[:500],
+        "leakage_kept": ",".join(f.column for f in result.leakage if not f.excluded)[:500],
+        "baseline_c": result.baseline.c,
     }
     params.update({f"lgbm_{k}": v for k, v in config.model.params.items()})
     return params
@@ -76,7 +81,34 @@ def training_metrics(result: TrainingResult, oracle: float | None) -> dict[str, 
         out[f"calibration_cv_brier_{name}"] = brier
     if oracle is not None:
         out["test_oracle_roc_auc"] = oracle
+    out["shift_auc"] = result.shift.auc
+    out["leakage_excluded_columns"] = float(sum(f.excluded for f in result.leakage))
     return out
+
+
+def checks_payload(result: TrainingResult, warnings: list[str] | None = None) -> dict[str, Any]:
+    """The run's guard findings, baseline, shift check, split and data warnings (JSON-able).
+
+    Stored with the run (evaluation/checks.json) so a later report shows them without
+    retraining. Column names and numbers only: no values from the data.
+    """
+    plan = result.data.plan
+    return {
+        "split": {"method": plan.method, "cohorts": plan.describe()},
+        "leakage": [f.as_dict() for f in result.leakage],
+        "baseline": {
+            "c": result.baseline.c,
+            "metrics": {k: _num(v) for k, v in result.baseline.metrics.items()},
+            "validation_auc": {str(k): _num(v) for k, v in result.baseline.validation_auc.items()},
+        },
+        "shift": {
+            "auc": _num(result.shift.auc),
+            "shifted": bool(result.shift.shifted),
+            "rows": int(result.shift.rows),
+            "top": [{"feature": f, "share": _num(v)} for f, v in result.shift.top()],
+        },
+        "warnings": list(warnings or []),
+    }
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:
@@ -91,6 +123,7 @@ def evaluation_files(
     evidence: Evidence,
     open_leads: pd.DataFrame,
     rules_path: Path,
+    checks: dict[str, Any] | None = None,
 ) -> dict[str, bytes]:
     """What a report needs later without retraining: cohorts, rules and the open leads.
 
@@ -103,6 +136,7 @@ def evaluation_files(
         "evaluation/open_leads.parquet": _parquet(open_leads),
         "evaluation/mql_rules.yaml": rules_path.read_bytes(),
         "evaluation/suggested_mql_rules.yaml": evidence.suggested_rules_yaml.encode("utf-8"),
+        "evaluation/checks.json": json.dumps(checks or {}, indent=2).encode("utf-8"),
     }
 
 
@@ -145,6 +179,13 @@ def log_and_register(
         "gains_rules": c.gains["rules"],
         "rule_mql_x_model_hot": c.quadrants,
         "tiers": c.tiers,
+        "leakage_guard": pd.DataFrame(
+            [f.as_dict() for f in result.leakage],
+            columns=["column", "check", "evidence", "excluded"],
+        ),
+        "shift_importance": pd.DataFrame(
+            {"feature": result.shift.importance.index, "share": result.shift.importance.to_numpy()}
+        ),
     }
     metrics = training_metrics(result, oracle)
     metrics.update(evidence_metrics(evidence))
@@ -225,6 +266,17 @@ def training_summary(
             **_pick(result.metrics["rules"]),
             "mql_rate": _num(result.metrics["rules"]["mql_rate"]),
         },
+        "baseline": {**_pick(result.metrics["baseline"]), "c": result.baseline.c},
+        "leakage": {
+            "excluded": [f.column for f in result.leakage if f.excluded],
+            "kept": [f.column for f in result.leakage if not f.excluded],
+            "findings": [f.as_dict() for f in result.leakage],
+        },
+        "shift": {
+            "auc": _num(result.shift.auc),
+            "top": [{"feature": f, "share": _num(v)} for f, v in result.shift.top()],
+        },
+        "split_method": result.data.plan.method,
         "oracle_auc": _num(oracle),
         "rows": result.data.counts(),
         "splits": result.data.plan.describe(),

@@ -24,9 +24,15 @@ class SplitPlan:
     dates: dict[str, list[pd.Timestamp]]
     label_end: pd.Timestamp
     data_end: pd.Timestamp
+    #: time, order or random (the last two for flat exports).
+    method: str = "time"
+    #: Flat exports: what each split holds, in words.
+    descriptions: dict[str, str] | None = None
 
     def describe(self) -> dict[str, str]:
-        """First and last date per split, for logs and MLflow params."""
+        """First and last date per split (or what a flat split holds), for logs and MLflow."""
+        if self.descriptions is not None:
+            return dict(self.descriptions)
         return {
             name: f"{d[0].date()}..{d[-1].date()} ({len(d)} snapshots)"
             for name, d in self.dates.items()

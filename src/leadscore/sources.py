@@ -7,17 +7,19 @@ their own names. Problems raise :class:`DataError` naming the table, column and 
 
 from __future__ import annotations
 
+import difflib
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from leadscore.config import ProjectConfig, SourceConfig
+from leadscore.config import LabelConfig, ProjectConfig, SourceConfig
 from leadscore.errors import DataError
+from leadscore.validation import Checks, row_numbers
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -30,15 +32,27 @@ class CRMData:
     activities: pd.DataFrame
     outcomes: pd.DataFrame
     source: str
+    #: Warnings (and quarantined rows) found while loading.
+    checks: Checks = field(default_factory=Checks)
+
+    @property
+    def flat(self) -> bool:
+        """One row per lead with a label column (`converted`), no conversion timestamps."""
+        return "converted" in self.leads
 
     @property
     def data_end(self) -> pd.Timestamp:
-        """The latest moment seen in any table: the end of the observed history."""
+        """The latest moment seen in any table: the end of the observed history.
+
+        A flat export without timestamps ends now (it is as of its export).
+        """
         stamps = [self.leads["created_at"].max()]
         if len(self.activities):
             stamps.append(self.activities["occurred_at"].max())
-        stamps.append(self.outcomes["converted_at"].max())
-        return max(s for s in stamps if pd.notna(s))
+        if len(self.outcomes):
+            stamps.append(self.outcomes["converted_at"].max())
+        known = [s for s in stamps if pd.notna(s)]
+        return max(known) if known else pd.Timestamp.now(tz="UTC").tz_localize(None)
 
 
 def is_database_uri(uri: str) -> bool:
@@ -199,35 +213,70 @@ def _schema(table: str) -> str | None:
     return table.split(".")[0] if "." in table else None
 
 
-def _require(frame: pd.DataFrame, table: str, columns: dict[str, str]) -> None:
-    """Raise if a mapped column is missing; `columns` maps config key -> column name."""
-    for key, name in columns.items():
+def _missing_columns(frame: pd.DataFrame, wanted: dict[str, str]) -> list[str]:
+    """Sentences for mapped columns (config key -> name) that the table lacks."""
+    out = []
+    for key, name in wanted.items():
         if name not in frame.columns:
-            close = [c for c in frame.columns if c.lower() == name.lower()]
-            hint = f" (a column '{close[0]}' exists)" if close else ""
-            raise DataError(
-                f"table '{table}' has no column '{name}'{hint}; columns there: "
-                f"{', '.join(map(str, frame.columns))}",
-                f"map the right column in source.{key} of the project file",
-            )
+            close = [c for c in frame.columns if str(c).lower() == str(name).lower()]
+            close += difflib.get_close_matches(str(name), [str(c) for c in frame.columns], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            out.append(f"'{name}' (source.{key}){hint}")
+    return out
 
 
-def _timestamps(values: pd.Series, table: str, column: str, allow_null: bool) -> pd.Series:
-    """Parse to naive UTC; raise naming rows that are not timestamps."""
+def _require(frame: pd.DataFrame, table: str, columns: dict[str, str], checks: Checks) -> bool:
+    """Record a table problem for mapped columns the table lacks; True when all are there."""
+    missing = _missing_columns(frame, columns)
+    if missing:
+        shown = ", ".join(map(str, frame.columns[:30])) + (", …" if frame.shape[1] > 30 else "")
+        checks.error(
+            table,
+            None,
+            f"missing column(s) {', '.join(missing)}; columns there: {shown}",
+            "map the right columns in the project file (the keys named in brackets)",
+        )
+    return not missing
+
+
+_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+
+
+def _timestamps(
+    values: pd.Series, table: str, column: str, allow_null: bool, checks: Checks
+) -> pd.Series:
+    """Parse to naive UTC, recording rows that are not timestamps, lie in the future or are
+    empty (when not allowed); a column that mixes time zones with naive times is refused."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         parsed = values.dt.tz_convert("UTC").dt.tz_localize(None)
     elif pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
     elif pd.api.types.is_numeric_dtype(values) and values.notna().any():
         # Epoch numbers are ambiguous (seconds? milliseconds?): refuse rather than guess.
-        raise DataError(
-            f"table '{table}', column '{column}' holds numbers, not timestamps",
+        checks.error(
+            table,
+            column,
+            "holds numbers, not timestamps",
             "export it as ISO 8601 text (2026-03-01 14:05:00) or a timestamp column",
         )
+        return pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
     else:
-        text = values.astype("str")
+        text = values.astype("str").str.strip()
+        filled = text.notna() & text.ne("")
+        has_offset = text.str.contains(_OFFSET, regex=True).fillna(False).astype(bool)
+        naive = filled & ~has_offset
+        if has_offset.any() and naive.any():
+            checks.error(
+                table,
+                column,
+                f"mixes time zones: {int(has_offset.sum()):,} value(s) carry a UTC offset and "
+                f"{int(naive.sum()):,} do not (e.g. {row_numbers(naive, 3)}), so the naive ones "
+                "cannot be placed in time",
+                "export every timestamp in UTC, or every one with its offset",
+            )
+            return pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
         parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        if (parsed.isna() & values.notna()).any():
+        if (parsed.isna() & filled).any():
             # Not ISO 8601: one format inferred from the data for the whole column, never a
             # per-value guess (which reads 03/04 and 13/04 with different day orders).
             with warnings.catch_warnings():
@@ -236,42 +285,128 @@ def _timestamps(values: pd.Series, table: str, column: str, allow_null: bool) ->
             if inferred.isna().sum() < parsed.isna().sum():
                 parsed = inferred
         parsed = parsed.dt.tz_localize(None)
+        values = values.where(filled)
     bad = parsed.isna() & values.notna()
-    if bad.any():
-        raise DataError(
-            f"table '{table}', column '{column}': {int(bad.sum())} value(s) are not timestamps "
-            f"({_rows(bad)})",
-            "fix or remove those rows, or map source.columns to the right column",
-        )
+    checks.error(
+        table,
+        column,
+        "not timestamps",
+        "fix or remove those rows, or map the right column",
+        bad,
+    )
     future = parsed > pd.Timestamp.now(tz="UTC").tz_localize(None) + pd.Timedelta(days=1)
-    if future.any():
-        raise DataError(
-            f"table '{table}', column '{column}': {int(future.sum())} timestamp(s) lie in the "
-            f"future ({_rows(future)}); they would move every snapshot date",
-            "fix the clock or time zone of the export, or remove those rows",
+    checks.error(
+        table,
+        column,
+        "timestamps in the future; they would move every snapshot date",
+        "fix the clock or time zone of the export, or remove those rows",
+        future,
+    )
+    if not allow_null:
+        checks.error(
+            table,
+            column,
+            "empty timestamp",
+            "every row needs one; fill or drop them",
+            parsed.isna() & values.isna(),
         )
-    if not allow_null and parsed.isna().any():
-        n = int(parsed.isna().sum())
-        raise DataError(
-            f"table '{table}', column '{column}': {n} row(s) are empty",
-            "every row needs a timestamp; fill or drop them",
+    return parsed.where(~future).astype("datetime64[us]")
+
+
+#: Values that often mean "not filled in"; warned about when not listed in missing_values.
+PLACEHOLDER_HINTS = ("select", "unknown", "n/a", "na", "null", "none", "-", "--", "?", "not set")
+
+
+def _blank_placeholders(frame: pd.DataFrame, columns: list[str], missing: list[str]) -> None:
+    """Blank and whitespace strings, and the configured placeholders, become missing."""
+    placeholders = set(missing)
+    for col in columns:
+        values = frame[col]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+            continue
+        text = values.astype("str")
+        empty = text.str.strip().eq("").fillna(False).astype(bool)
+        empty |= text.isin(placeholders).fillna(False).astype(bool)
+        if empty.any():
+            frame[col] = values.where(~empty)
+
+
+def _attribute_warnings(
+    leads: pd.DataFrame, table: str, columns: list[str], missing: list[str], checks: Checks
+) -> None:
+    """Constant, nearly empty and placeholder-holding attribute columns: kept, but said."""
+    listed = {m.lower() for m in missing}
+    for col in columns:
+        values = leads[col]
+        distinct = values.nunique(dropna=True)
+        if distinct <= 1:
+            checks.warn(
+                table,
+                col,
+                "is constant (one value or empty): it cannot inform a score",
+                "remove it from source.attributes",
+            )
+            continue
+        if values.isna().mean() > 0.95:
+            checks.warn(
+                table,
+                col,
+                f"is {values.isna().mean():.0%} empty",
+                "check the export, or remove it from source.attributes",
+            )
+        if pd.api.types.is_numeric_dtype(values):
+            continue
+        counts = values.astype("str").str.strip().str.lower().value_counts()
+        seen = [v for v in PLACEHOLDER_HINTS if v in counts.index and v not in listed]
+        if seen:
+            checks.warn(
+                table,
+                col,
+                "holds value(s) that usually mean 'not filled in': "
+                + ", ".join(f"'{v}' ({int(counts[v]):,})" for v in seen),
+                "list them under source.missing_values if they mean missing",
+            )
+
+
+def _label(values: pd.Series, label: LabelConfig, table: str, checks: Checks) -> pd.Series:
+    """0/1 per lead, <NA> for open leads (empty label); other values are recorded."""
+    text = values.astype("str").str.strip().str.lower()
+    # 1.0 from a float column reads "1.0", which the defaults list; "True" reads "true".
+    pos = text.isin(label.positive).fillna(False).astype(bool)
+    neg = text.isin(label.negative).fillna(False).astype(bool)
+    empty = values.isna() | text.eq("").fillna(True).astype(bool)
+    other = ~(pos | neg | empty)
+    if other.any():
+        odd = text[other].str.slice(0, 20).value_counts().head(5)
+        seen = ", ".join(f"'{v}' ({n:,})" for v, n in odd.items())
+        checks.error(
+            table,
+            label.column,
+            f"label values that are neither positive nor negative: {seen}",
+            f"positive: {label.positive}, negative: {label.negative}; add the value to "
+            "source.label.positive / negative, or fix the rows",
+            other,
         )
-    return parsed.astype("datetime64[us]")
+    out = pd.Series(pd.NA, index=values.index, dtype="Int8")
+    out[pos] = 1
+    out[neg] = 0
+    return out
 
 
-def _rows(mask: pd.Series) -> str:
-    """Row numbers (1 = first data row) of a mask, never the values: they may be personal."""
-    rows = np.flatnonzero(mask.to_numpy()) + 1
-    shown = ", ".join(str(r) for r in rows[:5])
-    return f"rows {shown}{', …' if len(rows) > 5 else ''}"
-
-
-def _not_empty(frame: pd.DataFrame, table: str) -> None:
-    if frame.empty:
-        raise DataError(
-            f"table '{table}' is empty",
-            "point source.uri/source.tables at the table that holds your data",
+def _order(values: pd.Series, table: str, column: str, checks: Checks) -> pd.Series:
+    """An arrival order: numbers as they are, or timestamps (as nanoseconds)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().sum() >= 0.9 * values.notna().sum() and numbers.notna().any():
+        checks.error(
+            table,
+            column,
+            "empty or non-numeric arrival order (split.order_column)",
+            "fill those rows, or use split.method: random",
+            numbers.isna(),
         )
+        return numbers.astype("float64")
+    stamps = _timestamps(values, table, column, False, checks)
+    return stamps.astype("int64").astype("float64").where(stamps.notna())
 
 
 def load_crm(
@@ -280,142 +415,238 @@ def load_crm(
     activities_since: pd.Timestamp | None = None,
     activities_until: pd.Timestamp | None = None,
 ) -> CRMData:
-    """Read and normalise the configured source tables.
+    """Read, check and normalise the configured source tables.
 
-    `activities_since`/`activities_until` keep only activities in that window (scoring needs
-    only the model's lookback); a database source filters them before they are transferred.
+    Every problem is collected before anything stops, so one run lists them all (see
+    :mod:`leadscore.validation`). `activities_since`/`activities_until` keep only activities
+    in that window (scoring needs only the model's lookback); a database source filters them
+    before they are transferred.
     """
-    source = config.source if isinstance(config, ProjectConfig) else config
-    uri = uri or (config.source_uri if isinstance(config, ProjectConfig) else source.uri)
-    cols = source.columns
-    tables = source.tables
+    project = config if isinstance(config, ProjectConfig) else None
+    source = config.source if project is not None else config
+    uri = uri or (project.source_uri if project is not None else source.uri)
+    quarantine = project.quarantine_path if project is not None else None
+    order_column = (
+        project.split.order_column
+        if project is not None and project.flat and project.split_method == "order"
+        else None
+    )
+    cols, tables, attrs, label = source.columns, source.tables, source.attributes, source.label
+    checks = Checks()
 
     leads_raw = _read_table(uri, tables.leads)
-    _not_empty(leads_raw, tables.leads)
-    attrs = source.attributes
-    _require(
-        leads_raw,
-        tables.leads,
-        {"columns.lead_id": cols.lead_id, "columns.created_at": cols.created_at},
-    )
+    if leads_raw.empty:
+        checks.error(
+            tables.leads,
+            None,
+            "is empty (no rows)",
+            "point source.uri / source.tables.leads at the table that holds your leads",
+        )
+        checks.stop_on_table_errors()
+    wanted = {"columns.lead_id": cols.lead_id}
+    if cols.created_at is not None:
+        wanted["columns.created_at"] = cols.created_at
+    if label is not None:
+        wanted["label.column"] = label.column
+    elif tables.outcomes is None and cols.converted_at is not None:
+        wanted["columns.converted_at"] = cols.converted_at
+    if order_column is not None:
+        wanted["split.order_column"] = order_column
     for name in [*attrs.categorical, *attrs.numeric]:
-        _require(leads_raw, tables.leads, {"attributes": name})
+        wanted[f"attributes ({name})"] = name
     for key, name in (("attributes.job_title", attrs.job_title), ("attributes.email", attrs.email)):
         if name is not None:
-            _require(leads_raw, tables.leads, {key: name})
-    if leads_raw[cols.lead_id].isna().any():
-        empty = leads_raw[cols.lead_id].isna()
-        raise DataError(
-            f"table '{tables.leads}', column '{cols.lead_id}': {int(empty.sum())} empty id(s) "
-            f"({_rows(empty)})",
-            "every lead needs an id",
-        )
-    dup = leads_raw[cols.lead_id].duplicated()
-    if dup.any():
-        raise DataError(
-            f"table '{tables.leads}', column '{cols.lead_id}': {int(dup.sum())} duplicate id(s) "
-            f"({_rows(dup)})",
-            "keep one row per lead",
-        )
-    keep = [cols.lead_id, cols.created_at, *attrs.categorical, *attrs.numeric]
-    keep += [c for c in (attrs.job_title, attrs.email) if c is not None]
-    leads = leads_raw[list(dict.fromkeys(keep))].rename(
-        columns={cols.lead_id: "lead_id", cols.created_at: "created_at"}
-    )
-    leads["created_at"] = _timestamps(leads["created_at"], tables.leads, cols.created_at, False)
-    for name in attrs.numeric:
-        converted = pd.to_numeric(leads[name], errors="coerce")
-        bad = converted.isna() & leads[name].notna()
-        if bad.any():
-            raise DataError(
-                f"table '{tables.leads}', column '{name}': {int(bad.sum())} non-numeric "
-                f"value(s) ({_rows(bad)})",
-                "clean the column or list it under source.attributes.categorical",
-            )
-        leads[name] = converted.astype("float64")
-    for name in attrs.categorical + [c for c in (attrs.job_title, attrs.email) if c]:
-        leads[name] = leads[name].astype("str").where(leads[name].notna())
+            wanted[key] = name
+    _require(leads_raw, tables.leads, {k: v for k, v in wanted.items()}, checks)
+    checks.stop_on_table_errors()
 
-    if tables.activities is not None:
-        wanted = [cols.activity_lead_id, cols.occurred_at, cols.activity_type]
-        wanted += [cols.detail] if cols.detail else []
-        window = (cols.occurred_at, activities_since, activities_until)
-        act_raw = _read_table(uri, tables.activities, wanted, window)
-        act_cols = {
-            "columns.activity_lead_id": cols.activity_lead_id,
-            "columns.occurred_at": cols.occurred_at,
-            "columns.activity_type": cols.activity_type,
-        }
-        if cols.detail is not None:
-            act_cols["columns.detail"] = cols.detail
-        _require(act_raw, tables.activities, act_cols)
-        activities = act_raw[list(act_cols.values())].rename(
-            columns={
-                cols.activity_lead_id: "lead_id",
-                cols.occurred_at: "occurred_at",
-                cols.activity_type: "activity_type",
-                **({cols.detail: "detail"} if cols.detail else {}),
-            }
+    text_columns = [*attrs.categorical, *[c for c in (attrs.job_title, attrs.email) if c]]
+    used = list(dict.fromkeys([cols.lead_id, *wanted.values()]))
+    leads_work = leads_raw[used].copy()
+    _blank_placeholders(leads_work, [c for c in used if c != cols.lead_id], source.missing_values)
+    ids = leads_work[cols.lead_id]
+    blank_id = ids.isna() | ids.astype("str").str.strip().eq("").fillna(True).astype(bool)
+    checks.error(tables.leads, cols.lead_id, "empty lead id", "every lead needs an id", blank_id)
+    checks.error(
+        tables.leads,
+        cols.lead_id,
+        "duplicate lead id (the first row of each id is kept in quarantine mode)",
+        "keep one row per lead",
+        ids.duplicated() & ~blank_id,
+    )
+    out = pd.DataFrame({"lead_id": ids})
+    if cols.created_at is not None:
+        out["created_at"] = _timestamps(
+            leads_work[cols.created_at], tables.leads, cols.created_at, label is not None, checks
         )
-        if "detail" not in activities:
-            activities["detail"] = pd.Series(pd.NA, index=activities.index, dtype="str")
-        activities["occurred_at"] = _timestamps(
-            activities["occurred_at"], tables.activities, cols.occurred_at, False
-        )
-        keep = pd.Series(True, index=activities.index)
-        if activities_since is not None:
-            keep &= activities["occurred_at"] >= activities_since
-        if activities_until is not None:
-            keep &= activities["occurred_at"] < activities_until
-        if not keep.all():
-            activities = activities[keep].reset_index(drop=True)
-        activities["activity_type"] = activities["activity_type"].astype("str")
-        activities["detail"] = activities["detail"].astype("str")
     else:
-        activities = pd.DataFrame(
+        out["created_at"] = pd.Series(pd.NaT, index=ids.index, dtype="datetime64[us]")
+    for name in attrs.numeric:
+        converted = pd.to_numeric(leads_work[name], errors="coerce")
+        checks.error(
+            tables.leads,
+            name,
+            "non-numeric value in a numeric attribute",
+            "clean the column, list its placeholder under source.missing_values, or list it "
+            "under source.attributes.categorical",
+            converted.isna() & leads_work[name].notna(),
+        )
+        out[name] = converted.astype("float64")
+    for name in text_columns:
+        out[name] = leads_work[name].astype("str").where(leads_work[name].notna())
+    if label is not None:
+        out["converted"] = _label(leads_work[label.column], label, tables.leads, checks)
+        if order_column is not None:
+            out["_order"] = _order(leads_work[order_column], tables.leads, order_column, checks)
+    elif tables.outcomes is None:
+        out["_converted_at"] = _timestamps(
+            leads_work[cols.converted_at], tables.leads, cols.converted_at, True, checks
+        )
+    _attribute_warnings(
+        out, tables.leads, [*attrs.categorical, *attrs.numeric], source.missing_values, checks
+    )
+    leads = checks.settle(tables.leads, out, quarantine)
+    if quarantine is not None:
+        leads = leads.drop_duplicates("lead_id", keep="first").reset_index(drop=True)
+    if label is not None and leads["converted"].notna().sum() == 0:
+        checks.error(
+            tables.leads,
+            label.column,
+            "no row has a label: nothing to learn from",
+            "export leads whose outcome is known, with 1/0 (or yes/no) in the label column",
+        )
+        checks.stop_on_table_errors()
+
+    activities = _load_activities(
+        uri, source, checks, quarantine, activities_since, activities_until
+    )
+    outcomes = _load_outcomes(uri, source, leads, checks, quarantine)
+    leads = leads.drop(columns=["_converted_at"], errors="ignore")
+    activities, outcomes = _align_ids(leads, activities, outcomes, tables, checks, quarantine)
+    return CRMData(
+        leads=leads,
+        activities=activities,
+        outcomes=outcomes,
+        source=redact_uri(uri),
+        checks=checks,
+    )
+
+
+def _load_activities(
+    uri: str,
+    source: SourceConfig,
+    checks: Checks,
+    quarantine: Path | None,
+    since: pd.Timestamp | None,
+    until: pd.Timestamp | None,
+) -> pd.DataFrame:
+    cols, table = source.columns, source.tables.activities
+    if table is None:
+        return pd.DataFrame(
             {
-                "lead_id": pd.Series(dtype=leads["lead_id"].dtype),
+                "lead_id": pd.Series(dtype="str"),
                 "occurred_at": pd.Series(dtype="datetime64[us]"),
                 "activity_type": pd.Series(dtype="str"),
                 "detail": pd.Series(dtype="str"),
             }
         )
+    wanted = [cols.activity_lead_id, cols.occurred_at, cols.activity_type]
+    wanted += [cols.detail] if cols.detail else []
+    raw = _read_table(uri, table, wanted, (cols.occurred_at, since, until))
+    mapping = {
+        "columns.activity_lead_id": cols.activity_lead_id,
+        "columns.occurred_at": cols.occurred_at,
+        "columns.activity_type": cols.activity_type,
+    }
+    if cols.detail is not None:
+        mapping["columns.detail"] = cols.detail
+    _require(raw, table, mapping, checks)
+    checks.stop_on_table_errors()
+    acts = raw[list(mapping.values())].rename(
+        columns={
+            cols.activity_lead_id: "lead_id",
+            cols.occurred_at: "occurred_at",
+            cols.activity_type: "activity_type",
+            **({cols.detail: "detail"} if cols.detail else {}),
+        }
+    )
+    if "detail" not in acts:
+        acts["detail"] = pd.Series(pd.NA, index=acts.index, dtype="str")
+    _blank_placeholders(acts, ["lead_id", "activity_type"], [])
+    checks.error(
+        table, cols.activity_lead_id, "empty lead id", "fill or drop them", acts["lead_id"].isna()
+    )
+    checks.error(
+        table,
+        cols.activity_type,
+        "empty activity type",
+        "fill or drop them",
+        acts["activity_type"].isna(),
+    )
+    acts["occurred_at"] = _timestamps(acts["occurred_at"], table, cols.occurred_at, False, checks)
+    acts = checks.settle(table, acts, quarantine)
+    keep = pd.Series(True, index=acts.index)
+    if since is not None:
+        keep &= acts["occurred_at"] >= since
+    if until is not None:
+        keep &= acts["occurred_at"] < until
+    if not keep.all():
+        acts = acts[keep].reset_index(drop=True)
+    acts["activity_type"] = acts["activity_type"].astype("str")
+    acts["detail"] = acts["detail"].astype("str")
+    return acts
 
-    if tables.outcomes is not None:
-        out_raw = _read_table(uri, tables.outcomes)
+
+def _load_outcomes(
+    uri: str, source: SourceConfig, leads: pd.DataFrame, checks: Checks, quarantine: Path | None
+) -> pd.DataFrame:
+    cols, table = source.columns, source.tables.outcomes
+    if source.label is not None:
+        return pd.DataFrame(
+            {
+                "lead_id": leads["lead_id"].iloc[:0],
+                "converted_at": pd.Series(dtype="datetime64[us]"),
+            }
+        )
+    if table is not None:
+        raw = _read_table(uri, table)
         _require(
-            out_raw,
-            tables.outcomes,
+            raw,
+            table,
             {
                 "columns.outcome_lead_id": cols.outcome_lead_id,
                 "columns.converted_at": cols.converted_at,
             },
+            checks,
         )
-        outcomes = out_raw[[cols.outcome_lead_id, cols.converted_at]].rename(
+        checks.stop_on_table_errors()
+        out = raw[[cols.outcome_lead_id, cols.converted_at]].rename(
             columns={cols.outcome_lead_id: "lead_id", cols.converted_at: "converted_at"}
         )
-        where = tables.outcomes
-    else:
-        _require(leads_raw, tables.leads, {"columns.converted_at": cols.converted_at})
-        outcomes = leads_raw[[cols.lead_id, cols.converted_at]].rename(
-            columns={cols.lead_id: "lead_id", cols.converted_at: "converted_at"}
+        checks.error(
+            table, cols.outcome_lead_id, "empty lead id", "fill or drop them", out["lead_id"].isna()
         )
-        where = tables.leads
-    outcomes["converted_at"] = _timestamps(outcomes["converted_at"], where, cols.converted_at, True)
+        out["converted_at"] = _timestamps(
+            out["converted_at"], table, cols.converted_at, True, checks
+        )
+        out = checks.settle(table, out, quarantine)
+    else:  # a conversion column on the leads table, checked with the leads
+        out = leads[["lead_id", "_converted_at"]].rename(columns={"_converted_at": "converted_at"})
     # A lead converts once: keep its first conversion.
-    outcomes = (
-        outcomes.dropna(subset=["converted_at"])
-        .groupby("lead_id", as_index=False)["converted_at"]
-        .min()
+    return (
+        out.dropna(subset=["converted_at"]).groupby("lead_id", as_index=False)["converted_at"].min()
     )
-    activities, outcomes = _align_ids(leads, activities, outcomes, tables)
-    return CRMData(leads=leads, activities=activities, outcomes=outcomes, source=redact_uri(uri))
 
 
 def _align_ids(
-    leads: pd.DataFrame, activities: pd.DataFrame, outcomes: pd.DataFrame, tables
+    leads: pd.DataFrame,
+    activities: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    tables,
+    checks: Checks,
+    quarantine: Path | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Give every table the leads' id type, and refuse tables whose ids match no lead.
+    """Give every table the leads' id type; refuse rows whose lead id matches no lead.
 
     Exports often mix 42 and "42"; left alone, joins would silently match nothing.
     """
@@ -433,14 +664,42 @@ def _align_ids(
 
     out = []
     known = set(target.astype("str")) if as_text else set(target)
+    created = leads.set_index("lead_id")["created_at"]
     for frame, table in ((activities, tables.activities), (outcomes, tables.outcomes)):
-        frame = frame.assign(lead_id=convert(frame["lead_id"])) if len(frame) else frame
-        if len(frame) and not frame["lead_id"].isin(known).any():
-            raise DataError(
-                f"table '{table or tables.leads}': none of its {len(frame):,} lead ids matches an "
-                f"id in table '{tables.leads}'",
+        if not len(frame):
+            out.append(frame)
+            continue
+        frame = frame.assign(lead_id=convert(frame["lead_id"])).reset_index(drop=True)
+        name = table or tables.leads
+        unknown = ~frame["lead_id"].isin(known).to_numpy()
+        if unknown.all():
+            checks.error(
+                name,
+                None,
+                f"none of its {len(frame):,} lead ids matches an id in table '{tables.leads}'",
                 "map source.columns to the lead id columns of both tables",
             )
+            checks.stop_on_table_errors()
+        checks.error(
+            name,
+            "lead id",
+            f"lead id matches no lead in table '{tables.leads}'",
+            f"export the missing leads, or drop these rows from '{name}'",
+            unknown,
+        )
+        if "converted_at" in frame:
+            c = frame["lead_id"].map(created)
+            checks.error(
+                name,
+                "converted_at",
+                "conversion before the lead was created",
+                "fix the timestamps (time zone?) or the lead ids",
+                (frame["converted_at"] < c).fillna(False).to_numpy(dtype=bool),
+            )
+        if table is not None:
+            frame = checks.settle(name, frame, quarantine)
+        elif checks.errors:
+            raise checks._error(checks.errors)
         out.append(frame)
     return out[0], out[1]
 
