@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -166,3 +167,79 @@ def image_is_not_blank(path: Path) -> tuple[int, float]:
         colours = rgb.getcolors(maxcolors=1 << 20) or []
         white = sum(count for count, colour in colours if min(colour) >= 250)
         return len(colours), 1 - white / (rgb.width * rgb.height)
+
+
+def write_flat_export(folder: Path, leads: int = 3000, seed: int = 1) -> Path:
+    """A user's flat CRM export as CSV: one row per lead, a Yes/No label, no timestamps.
+
+    Built from generated leads: the label is "converted at all", 5 % of rows are open
+    (empty label), "Sales Status" is filled in by sales after the outcome (a leak the guard
+    must find), and "Select" is a web form's placeholder.
+    """
+    from leadscore.synthetic import generate_crm
+
+    crm = generate_crm(leads, seed=seed, end="2026-03-31")
+    rng = np.random.default_rng(seed)
+    base = crm.leads.merge(crm.outcomes, on="lead_id", how="left")
+    converted = base["converted_at"].notna().to_numpy()
+    label = np.where(converted, "Yes", "No").astype(object)
+    label[rng.random(len(base)) < 0.05] = None
+    status = np.where(
+        converted,
+        rng.choice(["Closed - Won", "Contract sent"], len(base), p=[0.8, 0.2]),
+        rng.choice(["Nurture", "Lost", None], len(base), p=[0.3, 0.2, 0.5]),
+    )
+    source = base["lead_source"].astype(object).where(rng.random(len(base)) > 0.1, "Select")
+    frame = pd.DataFrame(
+        {
+            "Lead Id": [f"L-{i:06d}" for i in base["lead_id"]],
+            "Lead Number": 100_000 + base["lead_id"].to_numpy(),
+            "Email": base["email"],
+            "Job Title": base["job_title"],
+            "Industry": base["industry"],
+            "Employees": base["employees"],
+            "Country": base["country"],
+            "Lead Source": source,
+            "Sales Status": status,
+            "Converted": label,
+        }
+    ).sample(frac=1.0, random_state=seed)  # exports are rarely in arrival order
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "export.csv", index=False)
+    return folder / "export.csv"
+
+
+FLAT_CONFIG = {
+    "source": {
+        "uri": "data",
+        "tables": {"leads": "export", "activities": None, "outcomes": None},
+        "columns": {"lead_id": "Lead Id", "created_at": None, "converted_at": None},
+        "label": {"column": "Converted"},
+        "missing_values": ["Select"],
+        "attributes": {
+            "categorical": ["Industry", "Country", "Lead Source", "Sales Status"],
+            "numeric": ["Employees"],
+            "job_title": "Job Title",
+            "email": "Email",
+        },
+    },
+    "split": {"method": "order", "order_column": "Lead Number"},
+    "rules": "rules.yaml",
+}
+
+FLAT_RULES = """\
+mql_threshold: 30
+attribute_rules:
+  - name: director_or_above
+    field: seniority
+    in: [director, vp, c_level]
+    points: 20
+  - name: referral
+    field: Lead Source
+    equals: referral
+    points: 30
+  - name: big_company
+    field: Employees
+    range: [500, null]
+    points: 10
+"""

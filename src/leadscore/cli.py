@@ -1,4 +1,4 @@
-"""The `leadscore` command: generate, train, score, report, demo. Presentation only."""
+"""The `leadscore` command: init, generate, train, score, report, demo. Presentation only."""
 
 from __future__ import annotations
 
@@ -253,6 +253,78 @@ def _print_comparison(comparison: dict[str, Any]) -> None:
         f"{_interval(auc['rules'])}, difference {_interval(auc['difference'])}"
     )
     err.print(f"[bold]{comparison['headline']}[/]", highlight=False)
+
+
+FLAT_RULES_TEMPLATE = """\
+# Your MQL agreement as leadscore evaluates it: points per lead, an MQL at mql_threshold.
+# A flat export has no activity history, so only attribute rules apply: test a column of
+# the export with equals, in, contains or range. Until you add rules, the comparison shows
+# the model against a rule score of 0 for every lead.
+mql_threshold: 50
+attribute_rules: []
+#  - name: working_professional
+#    field: What is your current occupation
+#    equals: Working Professional
+#    points: 30
+#  - name: long_visit
+#    field: Total Time Spent on Website
+#    range: [600, null]
+#    points: 20
+"""
+
+
+@app.command()
+def init(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Your export: a folder of .csv/.parquet files, one such file, or a database "
+            "URL (sqlite:///crm.db, postgresql://host/db)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Project file to write.")] = Path(
+        "leadscore.yaml"
+    ),
+    table: Annotated[
+        list[str] | None,
+        typer.Option("--table", "-t", help="Profile only this table (repeatable)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Profile an export and write a starting project file with comments (no training)."""
+    from leadscore.config import load_config
+    from leadscore.profiling import init_project, summary_lines
+
+    try:
+        path, profiles = init_project(source, out, table or None, force=force)
+        config = load_config(path)
+        rules = config.rules_path
+        wrote_rules = not rules.exists()
+        if wrote_rules:
+            rules.write_text(
+                FLAT_RULES_TEMPLATE if config.flat else _default_rules_text(), encoding="utf-8"
+            )
+    except LeadscoreError as exc:
+        _fail(exc)
+    todos = [u for p in profiles.values() for u in p.undecided]
+    summary = {
+        "command": "init",
+        "config": str(path),
+        "rules": str(rules) if wrote_rules else None,
+        "flat": config.flat,
+        "split_method": config.split_method,
+        "tables": {name: p.rows for name, p in profiles.items()},
+        "undecided": todos,
+    }
+    _emit(summary, as_json)
+    if not as_json:
+        for line in summary_lines(profiles):
+            err.print(line, highlight=False)
+        err.print(f"wrote [bold]{path}[/]" + (f" and {rules.name}" if wrote_rules else ""))
+        for item in todos:
+            err.print(f"[yellow]TODO:[/] {item}", highlight=False)
+        err.print(f"next: review it, then `leadscore train --config {path}`", highlight=False)
 
 
 @app.command()

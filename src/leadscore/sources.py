@@ -112,8 +112,9 @@ def _read_table(
     `time_window` = (column, since, until) lets a database skip rows outside a window,
     padded by a day: callers filter exactly after parsing timestamps.
     """
-    check_identifier(table, "table name")
     if is_database_uri(uri):
+        check_identifier(table, "table name")
+        _sqlite_file_exists(uri)
         try:
             engine = sa.create_engine(uri)
         except Exception as exc:
@@ -170,6 +171,11 @@ def _read_table(
             ) from None
         finally:
             engine.dispose()
+    if "/" in table or "\\" in table or table.startswith("."):
+        raise DataError(
+            f"table name {table!r} is not a plain file name",
+            "name the file in the source folder without a path, e.g. leads",
+        )
     folder = Path(uri)
     if not folder.is_dir():
         raise DataError(
@@ -182,9 +188,7 @@ def _read_table(
             try:
                 if suffix == ".parquet":
                     return pd.read_parquet(path, columns=columns)
-                return pd.read_csv(path, usecols=columns)
-            except ValueError as exc:
-                raise DataError(f"cannot read {path}: {exc}", "check the file's columns") from None
+                return _read_csv(path, columns)
             except Exception as exc:
                 raise DataError(
                     f"cannot read {path}: {type(exc).__name__}: {exc}",
@@ -194,6 +198,40 @@ def _read_table(
         f"table '{table}' not found: neither {table}.parquet nor {table}.csv in {folder}",
         "export the table there or map source.tables to the right file name",
     )
+
+
+#: Encodings tried in turn for CSV files; Latin-1 last, as it reads any bytes.
+CSV_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+
+
+def _read_csv(path: Path, columns: list[str] | None) -> pd.DataFrame:
+    """A CSV export: UTF-8 (with or without BOM), else Windows-1252, which CRMs often write."""
+    wanted = set(columns or [])
+    usecols = (lambda c: c in wanted) if columns else None
+    for encoding in CSV_ENCODINGS[:-1]:
+        try:
+            return pd.read_csv(path, usecols=usecols, encoding=encoding)
+        except UnicodeDecodeError:
+            continue
+    return pd.read_csv(path, usecols=usecols, encoding=CSV_ENCODINGS[-1])
+
+
+def _sqlite_file_exists(uri: str) -> None:
+    """SQLite would create a missing file silently and then find no tables in it."""
+    try:
+        url = sa.engine.make_url(uri)
+    except Exception:
+        return
+    db = url.database
+    if (
+        url.get_backend_name() == "sqlite"
+        and db not in (None, "", ":memory:")
+        and not Path(db).is_file()
+    ):
+        raise DataError(
+            f"SQLite database file {url.database} does not exist",
+            "check source.uri (relative paths resolve against the project file's folder)",
+        )
 
 
 def _comparable_time(dialect: str, column_type: object) -> bool:

@@ -1,0 +1,430 @@
+"""`leadscore init`'s library: profiling real and generated exports into a project file."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from leadscore.config import load_config
+from leadscore.errors import ConfigError, DataError
+from leadscore.profiling import (
+    SAMPLE_ROWS,
+    init_project,
+    profile_frame,
+    profile_source,
+    render_config,
+    summary_lines,
+)
+from leadscore.sources import load_crm, write_tables
+
+X_EDUCATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "x_education"
+
+
+@pytest.fixture(scope="module")
+def leads_csv() -> Path:
+    """The real X Education export; absent in a fresh clone (skip), never absent in CI."""
+    path = X_EDUCATION / "Leads.csv"
+    if not path.is_file():
+        reason = f"{path} is absent: the real-data tests need ../shared/data (see its README)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+def _commented_out(text: str) -> set[str]:
+    """Names of attribute lines written as comments (`# - name  # reason`)."""
+    names = set()
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("# - "):
+            entry = stripped[len("# - ") :].split("  #")[0].split(" # ")[0].strip()
+            names.add(yaml.safe_load(entry))
+    return names
+
+
+# --------------------------------------------------------------------------------------
+# The real export
+
+
+def test_x_education_guesses_and_writes_a_loadable_flat_config(
+    leads_csv: Path, tmp_path: Path
+) -> None:
+    frame = pd.read_csv(leads_csv)
+    started = time.perf_counter()
+    out, profiles = init_project(str(leads_csv.parent), tmp_path / "leadscore.yaml")
+    elapsed = time.perf_counter() - started
+    assert elapsed < 2.0, f"profiling Leads.csv took {elapsed:.2f}s"
+
+    leads = profiles["Leads"]
+    assert leads.rows == len(frame) and len(leads.columns) == len(frame.columns)
+    assert leads.lead_id == "Prospect ID"
+    assert leads.label == "Converted"
+    assert leads.order_column == "Lead Number"
+    assert leads.undecided == []
+    assert "Select" in leads.placeholders
+    selects = int(frame.apply(lambda c: (c == "Select").sum()).sum())
+    assert leads.placeholders["Select"] == selects
+
+    config = load_config(out)
+    assert config.flat is True
+    assert config.split_method == "order"
+    assert config.split.order_column == "Lead Number"
+    assert config.source.label is not None and config.source.label.column == "Converted"
+    assert config.source.columns.lead_id == "Prospect ID"
+    assert config.source.tables.activities is None and config.source.tables.outcomes is None
+    assert "Select" in config.source.missing_values
+
+    # Constant columns (one value in every row) are commented out, never attributes.
+    constant = {c for c in frame.columns if frame[c].nunique(dropna=True) == 1}
+    assert {"Magazine", "I agree to pay the amount through cheque"} <= constant
+    text = out.read_text(encoding="utf-8")
+    attributes = set(config.source.attributes.numeric) | set(config.source.attributes.categorical)
+    assert not constant & attributes
+    assert constant <= _commented_out(text)
+    # Every other column is mapped somewhere: an attribute or a key.
+    mapped = {"Prospect ID", "Converted", "Lead Number"}
+    assert set(frame.columns) == attributes | constant | mapped
+    assert "What is your current occupation" in config.source.attributes.categorical
+    assert "TotalVisits" in config.source.attributes.numeric
+
+    # Ids are not written: not one Prospect ID or Lead Number value appears.
+    for value in frame["Prospect ID"].head(50):
+        assert value not in text
+    assert str(frame["Lead Number"].iloc[0]) not in text
+
+
+def test_x_education_summary_lines_say_what_was_guessed(leads_csv: Path) -> None:
+    profiles = profile_source(str(leads_csv))  # a single file stands for its folder
+    lines = summary_lines(profiles)
+    joined = "\n".join(lines)
+    assert "Prospect ID" in joined and "Converted" in joined and "Lead Number" in joined
+    assert '"Select"' in joined
+    assert "could not decide" not in joined
+    assert "constant" in joined
+
+
+# --------------------------------------------------------------------------------------
+# A generated timestamped export
+
+
+def _timestamped_tables(n: int = 80, seed: int = 3) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    created = pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 300, n), unit="D")
+    leads = pd.DataFrame(
+        {
+            "lead_id": np.arange(1, n + 1),
+            "created_at": created.strftime("%Y-%m-%d %H:%M:%S"),
+            "email": [f"person{i}@firm{i % 7}.example" for i in range(n)],
+            "job_title": rng.choice(["VP Marketing", "Engineer", "Student", "unknown"], n),
+            "industry": rng.choice(["software", "retail", "education", "Select"], n),
+            "employees": rng.integers(1, 5000, n),
+        }
+    )
+    m = 6 * n
+    who = rng.integers(1, n + 1, m)
+    activities = pd.DataFrame(
+        {
+            "lead_id": who,
+            "occurred_at": (
+                created[who - 1] + pd.to_timedelta(rng.integers(0, 40 * 24, m), unit="h")
+            ).strftime("%Y-%m-%d %H:%M:%S"),
+            "activity_type": rng.choice(["page_view", "email_open", "content_download"], m),
+            "detail": rng.choice(["/pricing", "/blog/a", "/docs", "newsletter"], m),
+        }
+    )
+    won = np.arange(1, n + 1, 4)
+    outcomes = pd.DataFrame(
+        {
+            "lead_id": won,
+            "converted_at": (created[won - 1] + pd.Timedelta(days=20)).strftime(
+                "%Y-%m-%d %H:%M:%S"
+            ),
+        }
+    )
+    return {"leads": leads, "activities": activities, "outcomes": outcomes}
+
+
+def test_timestamped_folder_maps_three_tables_and_hides_emails(tmp_path: Path) -> None:
+    tables = _timestamped_tables()
+    data = tmp_path / "export"
+    write_tables(tables, str(data), "csv")
+    out, profiles = init_project(str(data), tmp_path / "project" / "leadscore.yaml")
+
+    assert profiles["activities"].role == "activities"
+    assert profiles["outcomes"].role == "outcomes"
+    config = load_config(out)
+    assert config.flat is False and config.split_method == "time"
+    src = config.source
+    assert (src.tables.leads, src.tables.activities, src.tables.outcomes) == (
+        "leads",
+        "activities",
+        "outcomes",
+    )
+    cols = src.columns
+    assert (cols.lead_id, cols.created_at, cols.converted_at) == (
+        "lead_id",
+        "created_at",
+        "converted_at",
+    )
+    assert (cols.activity_lead_id, cols.occurred_at, cols.activity_type, cols.detail) == (
+        "lead_id",
+        "occurred_at",
+        "activity_type",
+        "detail",
+    )
+    assert cols.outcome_lead_id == "lead_id"
+    assert src.attributes.email == "email" and src.attributes.job_title == "job_title"
+    assert src.attributes.categorical == ["industry"]
+    assert src.attributes.numeric == ["employees"]
+    assert sorted(src.missing_values) == ["Select", "unknown"]  # "unknown": a job title
+    assert config.source_uri == str(data.resolve())
+
+    text = out.read_text(encoding="utf-8")
+    summary = "\n".join(summary_lines(profiles))
+    for address in tables["leads"]["email"]:
+        assert address not in text and address not in summary
+        assert address.split("@")[0] not in text
+    for title in ("VP Marketing", "Engineer", "Student"):
+        assert title not in text
+
+    loaded = load_crm(config)  # the guesses are right enough for the real loader
+    assert len(loaded.leads) == len(tables["leads"])
+    assert len(loaded.activities) == len(tables["activities"])
+    assert len(loaded.outcomes) == len(tables["outcomes"])
+
+
+def test_sqlite_url_with_several_tables(tmp_path: Path) -> None:
+    tables = _timestamped_tables(n=60, seed=5)
+    tables["campaign_costs"] = pd.DataFrame({"month": ["2025-01", "2025-02"], "cost": [10, 12]})
+    db = tmp_path / "crm.db"
+    uri = f"sqlite:///{db}"
+    write_tables(tables, uri)
+
+    profiles = profile_source(uri)
+    assert set(profiles) == set(tables)
+    out, _ = init_project(uri, tmp_path / "leadscore.yaml")
+    text = out.read_text(encoding="utf-8")
+    assert "campaign_costs" in text and "not used" in text
+    config = load_config(out)
+    assert config.source.uri == "sqlite:///crm.db"  # relative to the project file
+    assert config.source_uri == f"sqlite:///{db.resolve()}"
+    assert config.source.tables.outcomes == "outcomes"
+    assert config.source.columns.converted_at == "converted_at"
+    assert len(load_crm(config).leads) == 60
+
+    # Only some tables: the leads alone, a flat export without a label.
+    only, _ = init_project(uri, tmp_path / "only.yaml", tables=["leads"])
+    config = load_config(only)
+    assert config.flat and config.source.label.column == "TODO"
+    assert config.split.order_column == "created_at"
+
+
+def test_sqlite_flat_table_with_a_label(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        {
+            "account_key": [f"A-{i:05d}" for i in range(300)],
+            "Won?": rng.choice(["Yes", "No"], 300),
+            "Lead Source": rng.choice(["web", "event", "unknown", "N/A"], 300),
+            "Score Points": rng.normal(50, 10, 300),
+        }
+    )
+    uri = f"sqlite:///{tmp_path / 'flat.db'}"
+    write_tables({"export_2025": frame}, uri)
+    out, profiles = init_project(uri, tmp_path / "leadscore.yaml")
+    table = profiles["export_2025"]
+    assert table.lead_id == "account_key" and table.label == "Won?"
+    assert table.column("Lead Source").placeholders == {
+        "unknown": int((frame["Lead Source"] == "unknown").sum()),
+        "N/A": int((frame["Lead Source"] == "N/A").sum()),
+    }
+    config = load_config(out)
+    assert config.flat and config.split_method == "random"
+    assert sorted(config.source.missing_values) == ["N/A", "unknown"]
+    assert config.source.attributes.numeric == ["Score Points"]
+    text = out.read_text(encoding="utf-8")
+    assert "A-00001" not in text
+    assert "# TODO:" in text and "split.order_column" in text  # nothing orders the leads
+
+
+def test_missing_sqlite_file_is_an_error_and_not_created(tmp_path: Path) -> None:
+    db = tmp_path / "typo.db"
+    with pytest.raises(DataError, match="does not exist"):
+        profile_source(f"sqlite:///{db}")
+    assert not db.exists()
+
+
+# --------------------------------------------------------------------------------------
+# What it cannot decide
+
+
+def test_ambiguous_label_is_undecided_and_a_todo(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(
+        {
+            "lead_id": [f"L{i}" for i in range(100)],
+            "flag_a": rng.choice(["yes", "no"], 100),
+            "flag_b": rng.integers(0, 2, 100),
+            "segment": rng.choice(["smb", "mid", "enterprise"], 100),
+        }
+    )
+    profile = profile_frame(frame, "leads")
+    assert profile.label is None
+    assert profile.label_candidates == ["flag_a", "flag_b"]
+    assert any("flag_a" in s and "flag_b" in s for s in profile.undecided)
+
+    frame.to_csv(tmp_path / "leads.csv", index=False)
+    out, _ = init_project(str(tmp_path), tmp_path / "leadscore.yaml")
+    lines = out.read_text(encoding="utf-8").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("column:"))
+    assert lines[at - 1].strip().startswith("# TODO:") and "flag_a" in lines[at - 1]
+    assert any(line.startswith("# Could not decide:") for line in lines)
+    config = load_config(out)
+    assert config.source.label.column == "TODO"
+    assert {"flag_a", "segment"} <= set(config.source.attributes.categorical)
+
+
+def test_a_named_label_wins_over_other_yes_no_columns() -> None:
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(
+        {
+            "id": range(50),
+            "opted_out": rng.choice(["Yes", "No"], 50),
+            "is_customer": rng.choice([True, False], 50),
+        }
+    )
+    profile = profile_frame(frame, "contacts")
+    assert profile.label == "is_customer"
+    assert profile.column("is_customer").kind == "label"
+
+
+def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    write_tables(_timestamped_tables(n=30), str(tmp_path / "data"), "csv")
+    out = tmp_path / "leadscore.yaml"
+    out.write_text("# my edited project\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        init_project(str(tmp_path / "data"), out)
+    assert "already exists" in info.value.problem and "--force" in (info.value.fix or "")
+    assert out.read_text(encoding="utf-8") == "# my edited project\n"
+    init_project(str(tmp_path / "data"), out, force=True)
+    assert load_config(out).source.tables.leads == "leads"
+
+
+# --------------------------------------------------------------------------------------
+# Awkward inputs
+
+
+def test_awkward_column_names_are_quoted_correctly(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    names = ["yes", "null", "Amount: USD", "# of visits", "- dash", "Ünïcödé ñame", 'Say "hi"']
+    frame = pd.DataFrame({"Lead ID": range(200), "Converted": rng.integers(0, 2, 200)})
+    for i, name in enumerate(names):
+        frame[name] = rng.choice(["a", "b", "c"], 200) if i % 2 else rng.normal(size=200)
+    frame.to_csv(tmp_path / "leads.csv", index=False)
+    out, _ = init_project(str(tmp_path), tmp_path / "leadscore.yaml")
+    attrs = load_config(out).source.attributes
+    assert set(attrs.numeric) | set(attrs.categorical) == set(names)
+
+
+def test_windows_encoded_csv_is_read_like_the_loader_does(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "Kunden-Nr": range(1000, 1040),
+            "Stadt": ["München", "Köln", "Düsseldorf", "Zürich"] * 10,
+            "converted": ["yes", "no"] * 20,
+        }
+    )
+    frame.to_csv(tmp_path / "kunden.csv", index=False, encoding="latin-1")
+    profiles = profile_source(str(tmp_path))
+    table = profiles["kunden"]
+    assert table.column("Stadt").n_distinct == 4
+    assert table.lead_id == "Kunden-Nr" and table.label == "converted"
+    # The loader reads the same file the same way, so there is nothing to fix.
+    config = tmp_path / "leadscore.yaml"
+    init_project(str(tmp_path), config)
+    crm = load_crm(load_config(config))
+    assert set(crm.leads["Stadt"]) == {"München", "Köln", "Düsseldorf", "Zürich"}
+
+
+def test_empty_tables_still_give_a_loadable_config(tmp_path: Path) -> None:
+    (tmp_path / "headers").mkdir()
+    pd.DataFrame({"lead_id": [], "converted": []}).to_csv(
+        tmp_path / "headers" / "leads.csv", index=False
+    )
+    (tmp_path / "nothing").mkdir()
+    (tmp_path / "nothing" / "leads.csv").write_text("", encoding="utf-8")
+    for folder in ("headers", "nothing"):
+        out, profiles = init_project(str(tmp_path / folder), tmp_path / f"{folder}.yaml")
+        assert profiles["leads"].rows == 0
+        assert any("empty" in s for s in profiles["leads"].undecided)
+        config = load_config(out)
+        assert config.flat and config.source.columns.lead_id == "TODO"
+        assert "# TODO: table 'leads' is empty" in out.read_text(encoding="utf-8")
+
+
+def test_one_column_table(tmp_path: Path) -> None:
+    pd.DataFrame({"customer_id": [f"c{i}" for i in range(25)]}).to_parquet(
+        tmp_path / "customers.parquet"
+    )
+    out, profiles = init_project(str(tmp_path), tmp_path / "leadscore.yaml")
+    assert profiles["customers"].lead_id == "customer_id"
+    config = load_config(out)
+    assert config.source.attributes.numeric == [] and config.source.attributes.categorical == []
+
+
+def test_parquet_with_typed_columns(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    pd.DataFrame(
+        {
+            "uuid": [f"{i:08x}-0000-4000-8000-{i:012x}" for i in range(120)],
+            "signup_date": pd.date_range("2025-01-01", periods=120, freq="D"),
+            "won": rng.choice([True, False], 120),
+            "seats": rng.integers(1, 50, 120),
+            "Phone": [f"+1 555 01{i:02d}" for i in range(120)],
+            "First Name": [f"Name{i}" for i in range(120)],
+            "Notes": [f"free text number {i}" for i in range(120)],
+        }
+    ).to_parquet(tmp_path / "leads.parquet")
+    out, profiles = init_project(str(tmp_path), tmp_path / "leadscore.yaml")
+    table = profiles["leads"]
+    assert (table.lead_id, table.created_at, table.label) == ("uuid", "signup_date", "won")
+    assert set(table.personal) == {"Phone", "First Name"}
+    config = load_config(out)
+    assert config.split.order_column == "signup_date" and config.split_method == "order"
+    assert config.source.attributes.numeric == ["seats"]
+    text = out.read_text(encoding="utf-8")
+    assert "personal data, left out" in text
+    assert "Name1" not in text and "555" not in text
+    assert "Notes" in _commented_out(text) and "high cardinality" in text
+
+
+def test_big_tables_are_sampled_and_say_so(tmp_path: Path) -> None:
+    n = SAMPLE_ROWS + 5_000
+    rng = np.random.default_rng(8)
+    pd.DataFrame(
+        {"lead_id": np.arange(n), "converted": rng.integers(0, 2, n), "size": rng.random(n)}
+    ).to_csv(tmp_path / "leads.csv", index=False)
+    profiles = profile_source(str(tmp_path))
+    table = profiles["leads"]
+    assert table.rows == n and table.sampled == SAMPLE_ROWS
+    assert table.label == "converted" and table.order_column == "lead_id"
+    text = render_config(profiles, str(tmp_path))
+    assert f"sampled: types guessed from the first {SAMPLE_ROWS:,} rows" in text
+    assert f"{n:,} rows" in text
+
+
+def test_flat_export_cannot_use_an_activities_table(tmp_path: Path) -> None:
+    tables = _timestamped_tables(n=40)
+    leads = tables["leads"].assign(converted=np.arange(40) % 2)
+    write_tables({"leads": leads, "activities": tables["activities"]}, str(tmp_path), "csv")
+    out, _ = init_project(str(tmp_path), tmp_path / "leadscore.yaml")
+    config = load_config(out)
+    assert config.flat and config.source.tables.activities is None
+    assert "looks like activities but is not used" in out.read_text(encoding="utf-8")
