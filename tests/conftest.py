@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -29,6 +30,22 @@ def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> str:
     home = tmp_path_factory.mktemp("prefect_home")
     yield str(home)
     shutil.rmtree(home, ignore_errors=True)
+
+
+#: The installed console script, exactly as a user runs it.
+CLI = [str(Path(sys.executable).with_name("leadscore"))]
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run `leadscore ARGS` in a subprocess, as a user would."""
+    return subprocess.run(
+        [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=900
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_env(prefect_home: str) -> dict[str, str]:
+    return {**os.environ, "PREFECT_HOME": prefect_home, "OMP_NUM_THREADS": "1"}
 
 
 def ts(value: str) -> pd.Timestamp:

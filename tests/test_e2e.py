@@ -3,37 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
+from conftest import run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-# The installed console script, exactly as a user runs it.
-CLI = [str(Path(sys.executable).with_name("leadscore"))]
-
-
-def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=900
-    )
-
 
 @pytest.fixture(scope="module")
-def env(prefect_home: str) -> dict[str, str]:
-    return {**os.environ, "PREFECT_HOME": prefect_home, "OMP_NUM_THREADS": "1"}
+def env(cli_env: dict[str, str]) -> dict[str, str]:
+    return cli_env
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> tuple[Path, dict]:
     workdir = tmp_path_factory.mktemp("demo")
-    result = _run(["demo", "--leads", "4000", "--workdir", str(workdir), "--json"], env, workdir)
+    result = run_cli(["demo", "--leads", "4000", "--workdir", str(workdir), "--json"], env, workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir, json.loads(result.stdout)
 
@@ -108,7 +97,7 @@ def test_demo_writes_a_report_that_opens_offline(demo, browser, tmp_path) -> Non
 def test_report_command_uses_the_published_scores(demo, env, tmp_path) -> None:
     workdir, summary = demo
     out = tmp_path / "again.html"
-    result = _run(["report", "-c", "leadscore.yaml", "--out", str(out), "--json"], env, workdir)
+    result = run_cli(["report", "-c", "leadscore.yaml", "--out", str(out), "--json"], env, workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert report["path"] == str(out) and out.stat().st_size > 50_000
@@ -121,7 +110,7 @@ def test_report_command_uses_the_published_scores(demo, env, tmp_path) -> None:
 def test_rescoring_the_same_as_of_replaces_rows(demo, env) -> None:
     workdir, summary = demo
     before = _count(workdir / "crm.db")
-    result = _run(
+    result = run_cli(
         ["score", "-c", "leadscore.yaml", "--as-of", summary["as_of"], "--json"], env, workdir
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -162,7 +151,7 @@ def _bad_inputs(workdir: Path) -> dict[str, tuple[Path, str]]:
     return {
         "missing required column": (
             _bad_project(workdir, "missing", {"uri": str(folder / "missing_column")}),
-            "has no column 'created_at'",
+            "missing column(s) 'created_at'",
         ),
         "unreadable source": (
             _bad_project(workdir, "unreadable", {"uri": f"sqlite:///{garbage}"}),
@@ -197,7 +186,7 @@ def test_bad_input_fails_cleanly_and_publishes_nothing(demo, env, case) -> None:
     workdir, summary = demo
     project, expected = _bad_inputs(workdir)[case]
     before = _count(workdir / "crm.db")
-    result = _run(["score", "-c", str(project), "--as-of", summary["as_of"]], env, workdir)
+    result = run_cli(["score", "-c", str(project), "--as-of", summary["as_of"]], env, workdir)
     assert result.returncode == 2, result.stderr[-2000:]
     assert expected in result.stderr
     assert "fix:" in result.stderr
@@ -207,7 +196,7 @@ def test_bad_input_fails_cleanly_and_publishes_nothing(demo, env, case) -> None:
 
 def test_score_without_champion_names_the_fix(tmp_path, env) -> None:
     cfg = {"source": {"uri": "sqlite:///crm.db"}, "mlflow": {"tracking_uri": "sqlite:///empty.db"}}
-    result = _run(
+    result = run_cli(
         ["generate", "--leads", "600", "--out", "sqlite:///crm.db", "--json"], env, tmp_path
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -218,7 +207,7 @@ def test_score_without_champion_names_the_fix(tmp_path, env) -> None:
         Path(__file__).resolve().parents[1] / "models" / "mql_rules.yaml",
         tmp_path / "mql_rules.yaml",
     )
-    result = _run(["score", "-c", "p.yaml"], env, tmp_path)
+    result = run_cli(["score", "-c", "p.yaml"], env, tmp_path)
     assert result.returncode == 2
     assert "leadscore train" in result.stderr
     assert "Traceback" not in result.stderr
@@ -226,6 +215,6 @@ def test_score_without_champion_names_the_fix(tmp_path, env) -> None:
 
 def test_bad_as_of_is_refused_before_anything_runs(demo, env) -> None:
     workdir, _ = demo
-    result = _run(["score", "-c", "leadscore.yaml", "--as-of", "next tuesday"], env, workdir)
+    result = run_cli(["score", "-c", "leadscore.yaml", "--as-of", "next tuesday"], env, workdir)
     assert result.returncode == 2
     assert "is not a date" in result.stderr and "Traceback" not in result.stderr

@@ -103,8 +103,8 @@ def _enough(split: str, snap: pd.DataFrame, where: str) -> None:
             f"too few conversions to train: the {split} cohort ({where}) has {len(snap):,} "
             f"examples and {have} conversion(s); it needs at least {need} (about {total} over "
             "train, validation, calibration and test)",
-            "provide more history or leads (or widen the split), or until then score with the "
-            "rules alone: `leadscore score --rules-only`",
+            "provide more history or leads (or widen the split); until then a model cannot "
+            "be trained honestly, so keep working leads by your MQL rules",
         )
 
 

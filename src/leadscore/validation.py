@@ -55,24 +55,12 @@ class Checks:
     problems: list[Problem] = field(default_factory=list)
     quarantined: dict[str, int] = field(default_factory=dict)
 
-    def error(
-        self,
-        table: str,
-        column: str | None,
-        message: str,
-        fix: str,
-        mask: np.ndarray | pd.Series | None = None,
-    ) -> None:
+    def error(self, table: str, column: str | None, message: str, fix: str, mask=None) -> None:
+        """An error: a row problem when `mask` marks rows, else a table problem."""
         self._add("error", table, column, message, fix, mask)
 
-    def warn(
-        self,
-        table: str,
-        column: str | None,
-        message: str,
-        fix: str,
-        mask: np.ndarray | pd.Series | None = None,
-    ) -> None:
+    def warn(self, table: str, column: str | None, message: str, fix: str, mask=None) -> None:
+        """A warning: said in the run, the log and the report; the run goes on."""
         self._add("warning", table, column, message, fix, mask)
 
     def _add(self, level, table, column, message, fix, mask) -> None:
