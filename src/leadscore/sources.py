@@ -543,9 +543,8 @@ def load_crm(
     _attribute_warnings(
         out, tables.leads, [*attrs.categorical, *attrs.numeric], source.missing_values, checks
     )
+    # Quarantine sets aside every duplicate but the first row of each id.
     leads = checks.settle(tables.leads, out, quarantine)
-    if quarantine is not None:
-        leads = leads.drop_duplicates("lead_id", keep="first").reset_index(drop=True)
     if label is not None and leads["converted"].notna().sum() == 0:
         checks.error(
             tables.leads,
@@ -736,8 +735,8 @@ def _align_ids(
             )
         if table is not None:
             frame = checks.settle(name, frame, quarantine)
-        elif checks.errors:
-            raise checks._error(checks.errors)
+        else:
+            checks.raise_if_errors()
         out.append(frame)
     return out[0], out[1]
 

@@ -84,6 +84,11 @@ class Checks:
         if fatal:
             raise self._error(fatal)
 
+    def raise_if_errors(self) -> None:
+        """Raise for every error recorded so far (rows that no quarantine can set aside)."""
+        if self.errors:
+            raise self._error(self.errors)
+
     def settle(self, table: str, frame: pd.DataFrame, quarantine: Path | None) -> pd.DataFrame:
         """Apply this table's row errors: raise, or move the rows to quarantine.
 
