@@ -26,6 +26,7 @@ import pandas as pd
 import sqlalchemy as sa
 import yaml
 
+from leadscore import db
 from leadscore.config import (
     DEFAULT_NEGATIVE,
     DEFAULT_POSITIVE,
@@ -722,7 +723,7 @@ def _engine(uri: str) -> sa.Engine:
                 f"database file {url.database} does not exist",
                 "check the path in the URL (sqlite:///relative.db, sqlite:////abs/path.db)",
             )
-        return sa.create_engine(uri)
+        return db.create_engine(uri)
     except DataError:
         raise
     except Exception as exc:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from leadscore import db
 from leadscore.errors import DataError
 from leadscore.sources import check_identifier, is_database_uri, is_transient, redact_uri
 
@@ -102,7 +103,7 @@ def publish_scores(scores: pd.DataFrame, uri: str, table: str = "lead_scores") -
     for column in TEXT_COLUMNS:
         frame[column] = frame[column].fillna("").astype(str)
     records = frame.astype(object).to_dict("records")
-    engine = sa.create_engine(uri)
+    engine = db.create_engine(uri)
     try:
         metadata = sa.MetaData()
         target = _score_table(table, metadata, integer_ids)
@@ -158,7 +159,7 @@ def read_scores(uri: str, table: str = "lead_scores", latest: bool = False) -> p
         query += f" WHERE as_of_date = (SELECT max(as_of_date) FROM {table})"
     engine = None
     try:
-        engine = sa.create_engine(uri)
+        engine = db.create_engine(uri)
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table(table):
                 return empty

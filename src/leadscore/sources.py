@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from leadscore import db
 from leadscore.config import LabelConfig, ProjectConfig, SourceConfig
 from leadscore.errors import DataError
 from leadscore.validation import Checks, row_numbers
@@ -116,7 +117,7 @@ def _read_table(
         check_identifier(table, "table name")
         _sqlite_file_exists(uri)
         try:
-            engine = sa.create_engine(uri)
+            engine = db.create_engine(uri)
         except Exception as exc:
             raise DataError(
                 f"cannot open source {redact_uri(uri)}: {exc}",
@@ -755,7 +756,7 @@ def load_ground_truth(config: ProjectConfig) -> tuple[pd.DataFrame, pd.DataFrame
 def write_tables(tables: dict[str, pd.DataFrame], uri: str, file_format: str = "sqlite") -> None:
     """Write generated tables to a database URL or to Parquet files in a folder."""
     if is_database_uri(uri):
-        engine = sa.create_engine(uri)
+        engine = db.create_engine(uri)
         try:
             with engine.begin() as conn:
                 for name, frame in tables.items():
