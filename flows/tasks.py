@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from leadscore import evidence as evidence_module
-from leadscore import pipeline, publish, registry, runs
+from leadscore import locking, pipeline, promotion, publish, registry, runs
 from leadscore import report as report_module
 from leadscore.config import ProjectConfig, load_config
 from leadscore.errors import LeadscoreError, NoOpenLeadsError
@@ -140,6 +140,35 @@ def register_model(
 
 
 @compute_task
+def judge_challenger(
+    result: pipeline.TrainingResult,
+    crm: CRMData,
+    config: ProjectConfig,
+    challenger: registry.RegisteredModel,
+) -> tuple[promotion.Verdict, registry.RegisteredModel | None]:
+    """The gate: challenger vs champion on this training's newest labelled cohort."""
+    report = reporter()
+    report("promotion gate", 0, 1)
+    champion = registry.champion_version(config.mlflow.registered_model)
+    verdict = runs.judge_challenger(result, crm, config, champion)
+    report("promotion gate", 1, 1)
+    get_run_logger().info("promotion gate: %s (%s)", verdict.action, verdict.reason)
+    return verdict, champion
+
+
+@io_task
+def apply_verdict(
+    verdict: promotion.Verdict,
+    challenger: registry.RegisteredModel,
+    champion: registry.RegisteredModel | None,
+    config: ProjectConfig,
+    decided_at: pd.Timestamp,
+) -> None:
+    """Move the champion alias if the gate says so; tag both; record the decision (idempotent)."""
+    runs.apply_verdict(verdict, challenger, champion, config, decided_at)
+
+
+@compute_task
 def render_report(inputs: report_module.ReportInputs, config: ProjectConfig) -> str:
     progress = reporter()
     progress("writing report", 0, 1)
@@ -206,20 +235,66 @@ def score_open_leads(
     rules: RuleSet,
     config: ProjectConfig,
     as_of: pd.Timestamp,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Scores of every open lead, and the rows scored (for monitoring)."""
     report = reporter()
     report("scoring", 0, 1)
-    scores = pipeline.score(
+    out = pipeline.score_with_rows(
         crm, champion.model, champion.predict, rules, config, as_of, progress=report
     )
     report("scoring", 1, 1)
-    return scores
+    return out
+
+
+@compute_task
+def monitor(
+    scores: pd.DataFrame,
+    rows: pd.DataFrame,
+    champion: registry.Champion,
+    crm: CRMData,
+    config: ProjectConfig,
+    as_of: pd.Timestamp,
+):
+    """Row counts, score distribution, input drift and realised quality of this run."""
+    report = reporter()
+    report("monitoring", 0, 1)
+    result = runs.monitor_scoring(scores, rows, champion.model, crm, config, as_of)
+    report("monitoring", 1, 1)
+    logger = get_run_logger()
+    for message in result.messages():
+        logger.warning("%s", message)
+    return result
+
+
+@io_task
+def record_monitoring(result, entry: registry.RegisteredModel, config: ProjectConfig, as_of):
+    """The checks to their table and an MLflow run (idempotent per as-of, so retried)."""
+    return runs.record_monitoring(result, entry, config, as_of)
+
+
+def job_lock(config: ProjectConfig, job: str):
+    """One `score` per publish table and one `train` per registered model at a time."""
+    target = config.publish.table if job == "score" else config.mlflow.registered_model
+    return locking.run_lock(
+        config.publish_uri, f"{job}-{target}", config.publish.lock_wait_seconds, config.base_dir
+    )
+
+
+def skipped(job: str, exc: locking.RunLockedError) -> dict:
+    """The summary of a run that found another one running."""
+    get_run_logger().warning("%s skipped: %s", job, exc.problem)
+    return {"command": job, "skipped": exc.problem, "fix": exc.fix}
+
+
+def score_tables(config: ProjectConfig) -> publish.ScoreTables:
+    p = config.publish
+    return publish.ScoreTables(latest=p.table, history=p.history_table, runs=p.runs_table)
 
 
 @io_task
 def publish_scores(frame: pd.DataFrame, config: ProjectConfig) -> int:
     report = reporter()
     report("publishing", 0, 1)
-    n = publish.publish_scores(frame, config.publish_uri, config.publish.table)
+    n = publish.publish_scores(frame, config.publish_uri, score_tables(config))
     report("publishing", 1, 1)
     return n

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 from prefect import flow
 
-from leadscore import report, runs
+from leadscore import locking, report, runs
+from leadscore.config import ProjectConfig
 from leadscore.evidence import cohort_frames
 from leadscore.sources import redact_uri
 
@@ -18,8 +20,16 @@ except ImportError:  # loaded by path as a Prefect entrypoint (flows/train.py:tr
 
 @flow(name="train", log_prints=True)
 def train_flow(config_path: str | None = None) -> dict[str, Any]:
-    """Train, compare with the rules on the newest cohort, register, attach the report."""
+    """Train, compare with the rules, register, judge against the champion, attach the report."""
     config = tasks.read_config(config_path)
+    try:
+        with tasks.job_lock(config, "train"):
+            return _train(config)
+    except locking.RunLockedError as exc:
+        return tasks.skipped("train", exc)
+
+
+def _train(config: ProjectConfig) -> dict[str, Any]:
     rules = tasks.read_rules(config)
     crm = tasks.load_source(config)
     data = tasks.build_training_set(crm, config, rules)
@@ -33,6 +43,9 @@ def train_flow(config_path: str | None = None) -> dict[str, Any]:
     checks = runs.checks_payload(result, crm.checks.summary())
     files = runs.evaluation_files(test, fit, evidence, open_leads, config.rules_path, checks)
     registered = tasks.register_model(result, evidence, files, config, oracle)
+    verdict, champion = tasks.judge_challenger(result, crm, config, registered)
+    decided_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    tasks.apply_verdict(verdict, registered, champion, config, decided_at)
     inputs = report.ReportInputs(
         evidence=evidence,
         open_leads=open_leads,
@@ -47,6 +60,8 @@ def train_flow(config_path: str | None = None) -> dict[str, Any]:
     tasks.log_report(registered.run_id, tasks.render_report(inputs, config))
     summary = runs.training_summary(result, registered, config, oracle, evidence)
     summary["warnings"] = checks["warnings"]
+    summary["promotion"] = runs.verdict_summary(verdict, registered, champion)
+    summary["aliases"] = ["champion", "challenger"] if verdict.promote else ["challenger"]
     return summary
 
 

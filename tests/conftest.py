@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +45,63 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
     )
 
 
+@pytest.fixture(scope="session")
+def prefect_api(prefect_home: str) -> str:
+    """One real Prefect server for the session's CLI runs, as in production.
+
+    Each CLI process would otherwise start Prefect's temporary server (7-11 s apiece).
+    """
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PREFECT_HOME": prefect_home, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    log = open(Path(prefect_home) / "server.log", "w")  # noqa: SIM115 - closed at teardown
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    process = subprocess.Popen(
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                written = (Path(prefect_home) / "server.log").read_text()
+                pytest.fail(f"prefect server exited: {written[-3000:]}")
+            try:
+                if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("prefect server did not become healthy in 120 s")
+            time.sleep(0.5)
+        yield api
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
 @pytest.fixture(scope="module")
-def cli_env(prefect_home: str) -> dict[str, str]:
-    return {**os.environ, "PREFECT_HOME": prefect_home, "OMP_NUM_THREADS": "1"}
+def cli_env(prefect_home: str, prefect_api: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PREFECT_HOME": prefect_home,
+        "PREFECT_API_URL": prefect_api,
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def ts(value: str) -> pd.Timestamp:

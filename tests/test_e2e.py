@@ -218,3 +218,44 @@ def test_bad_as_of_is_refused_before_anything_runs(demo, env) -> None:
     result = run_cli(["score", "-c", "leadscore.yaml", "--as-of", "next tuesday"], env, workdir)
     assert result.returncode == 2
     assert "is not a date" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_personal_data_in_mlflow_scores_or_logs(demo, env) -> None:
+    """No e-mail address of any lead in params, tags, artifacts (model included) or scores."""
+    workdir, _ = demo
+    engine = sa.create_engine(f"sqlite:///{workdir / 'crm.db'}")
+    with engine.connect() as conn:
+        emails = set(pd.read_sql(sa.text("SELECT email FROM leads"), conn)["email"].dropna())
+    engine.dispose()
+    mailboxes = {e.split("@")[0] for e in emails if len(e.split("@")[0]) >= 6}
+    assert len(emails) > 1000
+
+    def leaks(text: str) -> bool:
+        return "@" in text and any(e in text for e in emails)
+
+    found: list[str] = []
+    for path in (workdir / "mlartifacts").rglob("*"):
+        if not path.is_file() or path.suffix == ".png":
+            continue
+        if path.suffix == ".parquet":
+            frame = pd.read_parquet(path)
+            text = frame.astype(str).to_csv()
+        else:
+            text = path.read_bytes().decode("utf-8", errors="ignore")
+        if leaks(text) or any(f"'{m}'" in text or f'"{m}"' in text for m in mailboxes):
+            found.append(str(path.relative_to(workdir)))
+    engine = sa.create_engine(f"sqlite:///{workdir / 'mlflow.db'}")
+    with engine.connect() as conn:
+        for table in ("params", "tags", "model_version_tags", "registered_model_tags"):
+            values = pd.read_sql(sa.text(f"SELECT * FROM {table}"), conn).astype(str).to_csv()
+            if leaks(values):
+                found.append(f"mlflow.db:{table}")
+    engine.dispose()
+    scores = _count(workdir / "crm.db", "lead_score_history").astype(str).to_csv()
+    if leaks(scores):
+        found.append("lead_score_history")
+    verbose = run_cli(["score", "--config", str(workdir / "leadscore.yaml"), "-v"], env, workdir)
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    if leaks(verbose.stdout + verbose.stderr):
+        found.append("score -v output")
+    assert not found, found

@@ -27,15 +27,38 @@ def _scores(as_of: str, n: int = 4, p: float = 0.2) -> pd.DataFrame:
     )
 
 
+def _day(frame: pd.DataFrame, day: str) -> pd.DataFrame:
+    return frame[frame["as_of_date"] == pd.Timestamp(day)]
+
+
 def test_rerun_replaces_rows_of_the_same_as_of(tmp_path) -> None:
     uri = f"sqlite:///{tmp_path / 's.db'}"
     publish_scores(_scores("2026-03-01"), uri)
     publish_scores(_scores("2026-03-02", n=2), uri)
     publish_scores(_scores("2026-03-01", n=3, p=0.3), uri)
-    got = read_scores(uri)
-    assert len(got) == 5
-    day1 = got[pd.to_datetime(got["as_of_date"]) == "2026-03-01"]
+    history = read_scores(uri, "lead_score_history")
+    assert len(history) == 5
+    day1 = _day(history, "2026-03-01")
     assert len(day1) == 3 and (day1["conversion_probability"] == 0.3).all()
+    runs = read_scores(uri, "lead_score_runs")
+    assert sorted(zip(runs["as_of_date"].dt.day, runs["leads"], strict=True)) == [(1, 3), (2, 2)]
+
+
+def test_latest_table_holds_each_leads_newest_score(tmp_path) -> None:
+    """Leads 1-2 were scored on the 2nd; lead 3 only on the 1st; a backfill changes neither."""
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    publish_scores(_scores("2026-03-01", n=3, p=0.1), uri)
+    publish_scores(_scores("2026-03-02", n=2, p=0.2), uri)
+    latest = read_scores(uri).set_index("lead_id").sort_index()
+    assert latest["conversion_probability"].tolist() == [0.2, 0.2, 0.1]
+    assert latest["as_of_date"].dt.day.tolist() == [2, 2, 1]
+    publish_scores(_scores("2026-03-01", n=3, p=0.05), uri)  # a rerun of the older date
+    latest = read_scores(uri).set_index("lead_id").sort_index()
+    assert latest["conversion_probability"].tolist() == [0.2, 0.2, 0.05]
+    assert len(read_scores(uri, "lead_score_history")) == 5
+    assert read_scores(uri, latest=True)["lead_id"].tolist() == [1, 2]
+    until = read_scores(uri, "lead_score_history", latest=True, until=pd.Timestamp("2026-03-01"))
+    assert sorted(until["lead_id"]) == [1, 2, 3]
 
 
 def test_bad_scores_never_replace_good_ones(tmp_path) -> None:
@@ -85,12 +108,13 @@ def test_an_older_table_gets_the_new_columns(tmp_path) -> None:
         old.to_sql("lead_scores", conn, index=False)
     engine.dispose()
     publish_scores(_scores("2026-03-02"), uri)
+    history = read_scores(uri, "lead_score_history")
+    assert len(history) == 8  # the old table's rows became history
+    assert len(_day(history, "2026-03-01")) == 4
     got = read_scores(uri)
-    assert len(got) == 8
-    new = got[pd.to_datetime(got["as_of_date"]) == "2026-03-02"]
-    assert (new["tier"] == "B").all()
-    assert (new["reasons_up"] == "4 pricing-page views in the last 30 days").all()
-    assert read_scores(uri, latest=True)["as_of_date"].nunique() == 1
+    assert len(got) == 4 and (got["as_of_date"] == pd.Timestamp("2026-03-02")).all()
+    assert (got["tier"] == "B").all()
+    assert (got["reasons_up"] == "4 pricing-page views in the last 30 days").all()
 
 
 def test_tiers_outside_a_to_d_are_refused(tmp_path) -> None:

@@ -85,11 +85,20 @@ def _progress(enabled: bool):
         yield
 
 
-def _fail(exc: LeadscoreError) -> None:
-    err.print(f"[bold red]error:[/] {exc.problem}", highlight=False)
+#: Exit codes: 2 = nothing was done (bad input, setup); 3 = scores were published but a
+#: monitoring check failed.
+EXIT_USER_ERROR, EXIT_MONITORING = 2, 3
+
+
+def _fail(exc: LeadscoreError, as_json: bool = False) -> None:
+    summary = getattr(exc, "summary", None)
+    if summary is not None and as_json:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    label = "monitoring failed" if summary is not None else "error"
+    err.print(f"[bold red]{label}:[/] {exc.problem}", highlight=False)
     if exc.fix:
         err.print(f"[bold]fix:[/] {exc.fix}", highlight=False)
-    raise typer.Exit(2)
+    raise typer.Exit(EXIT_MONITORING if summary is not None else EXIT_USER_ERROR)
 
 
 def _run_flow(name: str, verbose: bool, **params: Any) -> dict[str, Any]:
@@ -119,6 +128,12 @@ def _run_flow(name: str, verbose: bool, **params: Any) -> dict[str, Any]:
 def _emit(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    if summary.get("skipped"):
+        # Another run holds the lock: nothing was done, which is not a failure.
+        err.print(f"[bold yellow]skipped:[/] {summary['skipped']}", highlight=False)
+        if summary.get("fix"):
+            err.print(f"[bold]fix:[/] {summary['fix']}", highlight=False)
+        raise typer.Exit(0)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -203,11 +218,20 @@ def _print_training(summary: dict[str, Any]) -> None:
         table.add_row("oracle ROC-AUC (true probabilities)", _fmt(summary["oracle_auc"]), "", "")
     err.print(table)
     _print_comparison(summary["comparison"])
-    aliases = f" ({', '.join(summary['aliases'])})" if summary["aliases"] else ""
     err.print(
-        f"registered [bold]{summary['model_name']}[/] version {summary['model_version']}{aliases}; "
+        f"registered [bold]{summary['model_name']}[/] version {summary['model_version']}; "
         f"test rows {summary['rows']['test_rows']:,}, calibration: {summary['calibration']}"
     )
+    gate = summary.get("promotion")
+    if gate:
+        verdict = (
+            "[bold green]promoted to champion[/]"
+            if gate["promoted"]
+            else (
+                f"[bold yellow]not promoted[/]: champion stays version {gate['champion_version']}"
+            )
+        )
+        err.print(f"promotion gate: {verdict} ({gate['reason']})", highlight=False)
 
 
 def _print_checks(summary: dict[str, Any]) -> None:
@@ -346,19 +370,37 @@ def train(
 def score(
     config: ConfigOption = None,
     as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Score as of this date (default: today).")
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Score as of this date (default: today); with --lead-id a date or a time "
+            "(default: now, UTC).",
+        ),
+    ] = None,
+    lead_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lead-id",
+            help="Score only this lead, on demand, and publish nothing (repeatable).",
+        ),
     ] = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Score every open lead with the champion model and publish (Prefect flow `score`)."""
+    """Score every open lead with the champion model and publish (Prefect flow `score`).
+
+    With --lead-id: score just those leads now, the same way, without Prefect or publishing.
+    """
+    if lead_id:
+        _score_on_demand(config, lead_id, as_of, as_json)
+        return
     try:
         with _progress(not as_json):
             summary = _run_flow(
                 "score", verbose, config_path=str(config) if config else None, as_of=as_of
             )
     except LeadscoreError as exc:
-        _fail(exc)
+        _fail(exc, as_json)
     _emit(summary, as_json)
     if not as_json:
         err.print(
@@ -366,6 +408,10 @@ def score(
             f"({summary['rows']['mql']:,} rule MQLs) to table {summary['uris']['table']} in "
             f"{summary['uris']['publish']} with {summary['model_name']} v{summary['model_version']}"
         )
+        checks = summary["monitoring"]
+        err.print(f"monitoring: {checks['status']}", highlight=False)
+        for message in checks["messages"]:
+            err.print(f"  {message}", highlight=False)
 
 
 @app.command()
@@ -395,6 +441,82 @@ def report(
             f"report for {summary['model_name']} v{summary['model_version']} written to "
             f"[bold]{summary['path']}[/] (open leads from {summary['open_leads']['from']})"
         )
+
+
+ReasonOption = Annotated[
+    str, typer.Option("--reason", "-r", help="Why (recorded in the registry and the history).")
+]
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Registered model version to make champion.")],
+    reason: ReasonOption,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make VERSION the champion by hand, bypassing the gate, with a recorded reason."""
+    _move_champion(config, as_json, version=version, reason=reason)
+
+
+@app.command()
+def rollback(
+    reason: ReasonOption, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """Make the previous champion champion again, with a recorded reason."""
+    _move_champion(config, as_json, version=None, reason=reason)
+
+
+def _move_champion(config: Path | None, as_json: bool, version: str | None, reason: str) -> None:
+    from leadscore import runs
+    from leadscore.config import load_config
+
+    _prefect_environment(verbose=False)
+    try:
+        project = load_config(config)
+        if version is None:
+            summary = runs.rollback(project, reason)
+        else:
+            summary = runs.move_champion(project, version, reason)
+    except LeadscoreError as exc:
+        _fail(exc)
+    _emit(summary, as_json)
+    if not as_json:
+        err.print(
+            f"{summary['model_name']}: champion is now version {summary['champion_version']} "
+            f"(was {summary['previous_champion'] or 'none'}); reason recorded",
+            highlight=False,
+        )
+
+
+@app.command()
+def promotions(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """The promotion history: every gate decision, manual promotion and rollback."""
+    from leadscore import promotion
+    from leadscore.config import load_config
+
+    try:
+        project = load_config(config)
+        history = promotion.read_history(
+            project.publish_uri, project.promotion.table, project.mlflow.registered_model
+        )
+    except LeadscoreError as exc:
+        _fail(exc)
+    if as_json:
+        _emit({"command": "promotions", "history": history.to_dict("records")}, True)
+        return
+    table = Table(title=f"Promotion history of {project.mlflow.registered_model}")
+    for column in ("decided_at", "version", "action", "champion_after", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in history.itertuples():
+        table.add_row(
+            str(row.decided_at)[:19],
+            str(row.version),
+            str(row.action),
+            str(row.champion_after),
+            str(row.reason),
+        )
+    out.print(table)
 
 
 @app.command()
@@ -492,6 +614,97 @@ def demo(
     _emit(summary, as_json)
     if not as_json:
         _print_demo(summary, workdir)
+
+
+def _score_on_demand(
+    config: Path | None, lead_ids: list[str], as_of: str | None, as_json: bool
+) -> None:
+    """`score --lead-id`: the leads read by id, scored like the batch, ranked in the latest run."""
+    from leadscore import ondemand, registry
+    from leadscore.config import load_config
+    from leadscore.rules import load_rules
+
+    _prefect_environment(verbose=False)
+    try:
+        project = load_config(config)
+        moment = ondemand.parse_moment(as_of)
+        ondemand.check_lead_ids(lead_ids)
+        rules = load_rules(project.rules_path)
+        registry.configure(
+            project.tracking_uri, project.mlflow.experiment, project.artifact_location
+        )
+        champion = registry.load_champion(project.mlflow.registered_model)
+        crm = ondemand.read_leads(project, lead_ids, moment, champion, rules)
+        population = ondemand.load_population(project, champion)
+        scores = ondemand.score_leads(crm, lead_ids, champion, rules, project, moment, population)
+    except LeadscoreError as exc:
+        _fail(exc)
+    summary = {
+        "command": "score",
+        "as_of": moment.isoformat() + "Z",
+        "model_name": champion.entry.name,
+        "model_version": champion.entry.version,
+        "reference": population.describe() if population is not None else None,
+        "leads": ondemand.as_records(scores),
+    }
+    _emit(summary, as_json)
+    if not as_json:
+        _print_on_demand(summary)
+
+
+def _print_on_demand(summary: dict[str, Any]) -> None:
+    ref = summary["reference"]
+    among = (
+        "no reference population: nothing published and no test cohort with the model"
+        if ref is None
+        else f"percentile among {ref['leads']:,} leads of "
+        + (
+            f"the run published for {ref['as_of_date']}"
+            if ref["source"] == "published"
+            else "the model's test cohort"
+        )
+    )
+    for lead in summary["leads"]:
+        percentile = "—" if lead["percentile"] is None else f"{lead['percentile']:.1f}"
+        out.print(
+            f"[bold]lead {lead['lead_id']}[/]: probability {lead['conversion_probability']:.3f}, "
+            f"percentile {percentile}, tier {lead['tier'] or '—'}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        fired = ", ".join(lead["rules_fired"]) or "none"
+        mql = "MQL" if lead["is_mql"] else "not an MQL"
+        rules = f"  rules: score {lead['rule_score']:g}, {mql} (fired: {fired})"
+        out.print(rules, markup=False, soft_wrap=True)
+        for label, reasons in (("up:  ", lead["reasons_up"]), ("down:", lead["reasons_down"])):
+            out.print(f"  {label} {'; '.join(reasons) or '—'}", markup=False, soft_wrap=True)
+    err.print(
+        f"as of {summary['as_of']} with {summary['model_name']} v{summary['model_version']}; "
+        f"{among}; nothing published",
+        highlight=False,
+    )
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="critical, error, warning, info or debug.")
+    ] = "info",
+) -> None:
+    """Serve on-demand scores over HTTP: GET /leads/{id}/score, POST /score, GET /health."""
+    from leadscore import service
+    from leadscore.config import load_config
+
+    _prefect_environment(verbose=False)
+    try:
+        project = load_config(config)
+        service.check_champion(project)
+    except LeadscoreError as exc:
+        _fail(exc)
+    service.serve(project, host, port, log_level.lower())
 
 
 def _print_demo(summary: dict[str, Any], workdir: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -264,16 +265,48 @@ class ModelConfig(_Section):
 
 class MlflowConfig(_Section):
     tracking_uri: str = "sqlite:///mlflow.db"
+    #: Where a new experiment's artifacts go. A relative folder resolves against the project
+    #: file; with a tracking server (http[s]://) a relative folder is ignored and the
+    #: server's own artifact store is used (`mlflow server --artifacts-destination`).
     artifact_location: str = "mlartifacts"
     experiment: str = "leadscore"
     registered_model: str = "leadscore-conversion"
 
 
-class PublishConfig(_Section):
-    uri: str = "sqlite:///crm.db"
-    table: str = "lead_scores"
+class PromotionConfig(_Section):
+    """The gate a retrained model passes to become the champion.
+
+    Both models are judged on the newest labelled cohort of the retraining (its test
+    cohort): the challenger must beat the champion's ROC-AUC by `min_auc_gain` and its
+    expected calibration error may not exceed the champion's by more than
+    `max_ece_increase` (differences below ~0.005 are noise at a few thousand leads).
+    """
+
+    enabled: bool = True
+    min_auc_gain: float = Field(0.005, ge=0, le=0.5)
+    max_ece_increase: float = Field(0.005, ge=0, le=0.5)
+    #: The promotion history, in the publish database.
+    table: str = "model_promotions"
 
     @field_validator("table")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not value.replace("_", "").isalnum() or value[0].isdigit():
+            raise ValueError("table must be a plain identifier (letters, digits, underscore)")
+        return value
+
+
+class PublishConfig(_Section):
+    """Where scores go (a database): latest per lead, every run, one row per run."""
+
+    uri: str = "sqlite:///crm.db"
+    table: str = "lead_scores"
+    history_table: str = "lead_score_history"
+    runs_table: str = "lead_score_runs"
+    #: Another run of the same project holding the lock: wait this long, then exit cleanly.
+    lock_wait_seconds: float = Field(0, ge=0)
+
+    @field_validator("table", "history_table", "runs_table")
     @classmethod
     def _identifier(cls, value: str) -> str:
         if not value.replace("_", "").isalnum() or value[0].isdigit():
@@ -326,6 +359,52 @@ class ReportConfig(_Section):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+class MonitoringConfig(_Section):
+    """Checks on every scoring run: volume, score distribution, input drift, realised quality.
+
+    Each check is ok, warn, fail or skip (could not be judged: no previous run, a model
+    trained before references were kept, or no scored run whose outcome window has closed).
+    """
+
+    enabled: bool = True
+    #: Quantile bins per numeric input (fewer when values tie); also the number of top
+    #: categories kept per categorical input (the rest is "other"; missing is its own bin).
+    psi_bins: int = Field(10, ge=2, le=50)
+    #: Population stability index of an input against the training rows: the usual reading
+    #: is < 0.1 stable, 0.1-0.25 worth a look, > 0.25 a real shift.
+    psi_warn: float = Field(0.1, gt=0)
+    psi_fail: float = Field(0.25, gt=0)
+    #: Inputs allowed above psi_fail (they warn) before the run fails. 0: any input shifted
+    #: that far fails: the model was fitted on a clearly different population of it.
+    max_drifted_features: int = Field(0, ge=0)
+    #: Fail when a run scores fewer open leads than this share of the previous run (a broken
+    #: extract); warn when it scores more than the inverse (duplicates, a bulk import).
+    min_row_ratio: float = Field(0.5, gt=0, lt=1)
+    #: Realised quality of the newest published run whose outcome window has closed.
+    min_realised_auc: float = Field(0.6, gt=0.5, le=1)
+    max_realised_ece: float = Field(0.05, gt=0, lt=1)
+    #: Judge realised quality only on at least this many leads and conversions: with 200
+    #: leads a perfectly calibrated model shows an ECE above 0.05 in up to a third of runs
+    #: (10 % base rate), with 1,000 in none of 300 simulated runs.
+    min_realised_leads: int = Field(1000, ge=1)
+    min_realised_conversions: int = Field(30, ge=1)
+    #: Database table (next to publish.table) that keeps one row per check and run.
+    table: str = "score_monitoring"
+
+    @field_validator("table")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not value.replace("_", "").isalnum() or value[0].isdigit():
+            raise ValueError("table must be a plain identifier (letters, digits, underscore)")
+        return value
+
+    @model_validator(mode="after")
+    def _warn_below_fail(self) -> MonitoringConfig:
+        if self.psi_warn >= self.psi_fail:
+            raise ValueError(f"psi_warn ({self.psi_warn}) must be below psi_fail ({self.psi_fail})")
+        return self
+
+
 class ProjectConfig(_Section):
     """A validated leadscore project."""
 
@@ -337,11 +416,13 @@ class ProjectConfig(_Section):
     rules: str = "mql_rules.yaml"
     model: ModelConfig = ModelConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    promotion: PromotionConfig = PromotionConfig()
     publish: PublishConfig = PublishConfig()
     tiers: TierConfig = TierConfig()
     report: ReportConfig = ReportConfig()
     leakage: LeakageConfig = LeakageConfig()
     validation: ValidationConfig = ValidationConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     #: Directory that relative paths resolve against (the project file's folder).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -437,10 +518,12 @@ class ProjectConfig(_Section):
         return self.resolve_uri(self.mlflow.tracking_uri)
 
     @property
-    def artifact_location(self) -> str:
+    def artifact_location(self) -> str | None:
         loc = self.mlflow.artifact_location
         if "://" in loc:
             return loc
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return None  # the tracking server proxies artifacts to its own store
         return self.resolve_path(loc).as_uri()
 
     @property
@@ -496,6 +579,67 @@ def _describe(error: dict, source: str) -> str:
     return f"{source}: '{key}' is invalid{shown}: {error['msg']}. Fix the value."
 
 
+#: Secrets (database passwords) never go into the project file: they come from the
+#: environment or from this file (KEY=VALUE lines, readable by its owner only).
+SECRETS_FILE_VAR = "LEADSCORE_SECRETS_FILE"
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _refuse_literal_password(uri: str, key: str, source: str, override: str) -> None:
+    """A password written into the project file would end up in git and in logs."""
+    match = re.match(r"^[a-z0-9+.-]+://[^/@:]*:([^@/]*)@", uri, re.IGNORECASE)
+    if match and match.group(1) and not _PLACEHOLDER.fullmatch(match.group(1)):
+        raise ConfigError(
+            f"{source}: '{key}' contains a password; secrets must not be in the project file",
+            f"write it as ${{NAME}} (e.g. postgresql://user:${{LEADSCORE_DB_PASSWORD}}@host/db) "
+            f"and set NAME in the environment or in the file named by {SECRETS_FILE_VAR}, "
+            f"or set the whole URI in {override}",
+        )
+
+
+def read_secrets(environ: dict[str, str] | os._Environ) -> dict[str, str]:
+    """KEY=VALUE pairs from the secrets file named by LEADSCORE_SECRETS_FILE (if set)."""
+    name = environ.get(SECRETS_FILE_VAR)
+    if not name:
+        return {}
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"{SECRETS_FILE_VAR} names {path}, which does not exist",
+            "create it (KEY=VALUE lines, chmod 600) or unset the variable",
+        )
+    if path.stat().st_mode & 0o077:
+        raise ConfigError(
+            f"secrets file {path} is readable by other users",
+            f"restrict it: chmod 600 {path}",
+        )
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        out[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return out
+
+
+def interpolate(value: str, environ, secrets: dict[str, str], source: str) -> str:
+    """Replace ${NAME} with the environment's value, else the secrets file's."""
+
+    def lookup(match: re.Match) -> str:
+        name = match.group(1)
+        if name in environ:
+            return environ[name]
+        if name in secrets:
+            return secrets[name]
+        raise ConfigError(
+            f"{source}: ${{{name}}} is used but not set",
+            f"export {name}=... or add it to the file named by {SECRETS_FILE_VAR}",
+        )
+
+    return _PLACEHOLDER.sub(lookup, value)
+
+
 def config_from_dict(
     data: dict[str, Any] | None,
     base_dir: Path | None = None,
@@ -505,6 +649,16 @@ def config_from_dict(
     """Validate a mapping as a project config, applying environment URI overrides."""
     data = dict(data or {})
     env = os.environ if environ is None else environ
+    secrets: dict[str, str] | None = None
+    for var, (section, key) in ENV_OVERRIDES.items():
+        block = data.get(section)
+        if not isinstance(block, dict) or not isinstance(block.get(key), str):
+            continue
+        _refuse_literal_password(block[key], f"{section}.{key}", source, var)
+        if "${" in block[key]:
+            if secrets is None:
+                secrets = read_secrets(env)
+            data[section] = {**block, key: interpolate(block[key], env, secrets, source)}
     for var, (section, key) in ENV_OVERRIDES.items():
         if env.get(var):
             block = dict(data.get(section) or {})

@@ -25,6 +25,7 @@ from leadscore.features import (
 )
 from leadscore.leakage import Finding, excluded, guard
 from leadscore.model import LeadScoringModel
+from leadscore.monitoring import drift_reference
 from leadscore.reasons import explain
 from leadscore.rules import RuleSet, check_activities, evaluate_rules
 from leadscore.snapshots import SPLITS, SplitPlan, build_snapshots, plan_splits
@@ -288,6 +289,15 @@ def train(
     )
     y_test = data.labels("test")
     model_p = model.predict_proba(data.rows["test"])
+    # What each scoring run is compared with (monitoring); older models lack both attributes.
+    # Inputs: every row the model was fitted, stopped and calibrated on. The train cohort
+    # alone starts soon after the data does, so its leads are young (lead_age_days PSI ~0.25
+    # against every scoring run on generated data); the later cohorts are not.
+    fitting_rows = pd.concat([data.rows[s] for s in ("train", "validation", "calibration")])
+    model.drift_reference_ = drift_reference(
+        fitting_rows, model.features, config.monitoring.psi_bins
+    )
+    model.reference_probabilities_ = np.sort(np.asarray(model_p, dtype=np.float64))
     rules_test = data.rules["test"]
     rule_p = rule_probability.predict(rules_test["rule_score"].to_numpy())
     metrics = {
@@ -366,6 +376,36 @@ def open_leads(crm: CRMData, as_of: pd.Timestamp, config: ProjectConfig) -> pd.D
     return build_snapshots(crm.leads, crm.outcomes, [as_of], config.snapshots.max_lead_age_days)
 
 
+def model_rows(
+    crm: CRMData, model: LeadScoringModel, snap: pd.DataFrame, config: ProjectConfig
+) -> tuple[pd.DataFrame, ActivityIndex]:
+    """The raw rows `model` scores for snapshots `snap`, built with the model's own spec.
+
+    A model is scored on its own inputs, not today's config: a column it was trained on
+    must be in the source. Returns the rows and the indexed activities (for the rules).
+    """
+    spec = model.features.behaviour
+    columns = [*model.features.categorical, *model.features.numeric]
+    columns += [model.features.title_column] if model.features.title_column else []
+    missing = [c for c in columns if c not in crm.leads.columns]
+    if missing:
+        raise DataError(
+            f"the model was trained with lead column(s) {', '.join(missing)}, which the source "
+            "no longer provides",
+            "map them again under source.attributes, or retrain with `leadscore train`",
+        )
+    activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
+    rows = snapshot_rows(
+        snap,
+        crm.leads,
+        activities,
+        spec,
+        list(dict.fromkeys(columns)),
+        config.source.attributes.email,
+    )
+    return rows, activities
+
+
 def score(
     crm: CRMData,
     model: LeadScoringModel,
@@ -375,7 +415,20 @@ def score(
     as_of: pd.Timestamp,
     progress: Progress = _noop,
 ) -> pd.DataFrame:
-    """Probability, percentile, tier, reasons and rule score of every open lead as of `as_of`.
+    """Probability, percentile, tier, reasons and rule score of every open lead as of `as_of`."""
+    return score_with_rows(crm, model, predict, rules, config, as_of, progress)[0]
+
+
+def score_with_rows(
+    crm: CRMData,
+    model: LeadScoringModel,
+    predict: Callable[[pd.DataFrame], np.ndarray],
+    rules: RuleSet,
+    config: ProjectConfig,
+    as_of: pd.Timestamp,
+    progress: Progress = _noop,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`score`, plus the raw rows that were scored (what monitoring compares with training).
 
     `predict` is the packaged model's predict (raw snapshot rows → probability), so scoring
     goes through exactly what the registry serves; `model` supplies its behaviour spec.
@@ -392,22 +445,7 @@ def score(
             f"{config.snapshots.max_lead_age_days} days before it that had not converted",
             "pass --as-of with a date inside the data, or check the leads table",
         )
-    attrs = config.source.attributes
-    spec = model.features.behaviour
-    # The model's own inputs, not today's config: a column it was trained on must be there.
-    columns = [*model.features.categorical, *model.features.numeric]
-    columns += [model.features.title_column] if model.features.title_column else []
-    missing = [c for c in columns if c not in crm.leads.columns]
-    if missing:
-        raise DataError(
-            f"the model was trained with lead column(s) {', '.join(missing)}, which the source "
-            "no longer provides",
-            "map them again under source.attributes, or retrain with `leadscore train`",
-        )
-    activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
-    rows = snapshot_rows(
-        snap, crm.leads, activities, spec, list(dict.fromkeys(columns)), attrs.email
-    )
+    rows, activities = model_rows(crm, model, snap, config)
     probability = np.asarray(predict(rows), dtype=float)
     if not np.all(np.isfinite(probability)) or probability.min() < 0 or probability.max() > 1:
         raise ModelError("the model returned probabilities outside [0, 1]; nothing was published")
@@ -416,7 +454,7 @@ def score(
     progress("reasons", 0, 1)
     reasons = explain(rows, model.contributions(rows), model.features, config.report.labels)
     progress("reasons", 1, 1)
-    return pd.DataFrame(
+    scores = pd.DataFrame(
         {
             "lead_id": snap["lead_id"].to_numpy(),
             "as_of": snap["as_of"].to_numpy(),
@@ -432,3 +470,23 @@ def score(
             "reasons_down": reasons["reasons_down"].to_numpy(),
         }
     )
+    return scores, rows
+
+
+def cohort_probabilities(
+    model: LeadScoringModel, data: TrainingSet, crm: CRMData, config: ProjectConfig, split: str
+) -> np.ndarray:
+    """Calibrated probabilities of `model` (e.g. the champion) for a split of `data`.
+
+    The split's rows are reused when they hold what the model reads; otherwise they are
+    rebuilt from the source with the model's own behaviour spec, so a model trained with
+    other settings is judged on exactly the same leads and snapshot dates.
+    """
+    rows = data.rows[split]
+    spec = model.features.behaviour
+    needed = [*model.features.categorical, *model.features.numeric]
+    needed += [model.features.title_column] if model.features.title_column else []
+    needed += spec.columns()
+    if spec != data.spec or any(c not in rows.columns for c in needed):
+        rows, _ = model_rows(crm, model, data.snapshots[split][["lead_id", "as_of"]], config)
+    return np.asarray(model.predict_proba(rows), dtype=float)

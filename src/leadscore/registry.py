@@ -19,6 +19,9 @@ from leadscore.model import LeadScoringModel
 from leadscore.sources import redact_uri
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
+#: Registry error codes that mean "no such model or alias" rather than "cannot reach it".
+_MISSING = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 #: Packages the served model needs; pinned to what trained it (skips MLflow's slow inference).
 _MODEL_REQUIREMENTS = (
     "lightgbm",
@@ -31,8 +34,22 @@ _MODEL_REQUIREMENTS = (
 )
 
 
+_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    # With a tracking server MLflow prints "View run … at: <url>" to stdout, which would
+    # corrupt `--json` output; the CLI prints the run id itself.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+
+
 def _mlflow():  # imported lazily: mlflow is slow to import and has import-time settings
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow's own HTTP retries default to 7 with doubling backoff (minutes against a dead
+    # server); the flows retry whole tasks with backoff, so keep each attempt short.
+    for var, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(var, value)
     import mlflow
 
     return mlflow
@@ -62,7 +79,7 @@ class Champion:
         return np.asarray(out["conversion_probability"], dtype=float)
 
 
-def configure(tracking_uri: str, experiment: str, artifact_location: str) -> str:
+def configure(tracking_uri: str, experiment: str, artifact_location: str | None) -> str:
     """Point MLflow at the tracking store and ensure the experiment; returns its id."""
     mlflow = _mlflow()
     if tracking_uri.startswith("sqlite:///"):
@@ -105,7 +122,7 @@ def log_training_run(
     tags: dict[str, str],
     files: dict[str, bytes] | None = None,
 ) -> RegisteredModel:
-    """Log one training run, package and register the model; alias it champion if none.
+    """Log one training run, package and register the model as the challenger.
 
     `files` maps artifact paths (e.g. ``evaluation/test_cohort.parquet``) to their bytes.
     """
@@ -146,26 +163,70 @@ def log_training_run(
                     pip_requirements=_requirements(),
                 )
             version = mlflow.register_model(info.model_uri, registered_model)
-    client = mlflow.MlflowClient()
-    aliases: tuple[str, ...] = ()
-    if champion_version(registered_model) is None:
-        client.set_registered_model_alias(registered_model, CHAMPION, version.version)
-        client.set_model_version_tag(
-            registered_model, version.version, "promoted_because", "first model"
-        )
-        aliases = (CHAMPION,)
-    return RegisteredModel(registered_model, str(version.version), run.info.run_id, aliases)
+    # Every new version is the challenger until the promotion gate has judged it.
+    mlflow.MlflowClient().set_registered_model_alias(registered_model, CHALLENGER, version.version)
+    return RegisteredModel(registered_model, str(version.version), run.info.run_id, (CHALLENGER,))
 
 
 def champion_version(name: str) -> RegisteredModel | None:
     """The version behind the champion alias, or None when there is none yet."""
+    return alias_version(name, CHAMPION)
+
+
+def alias_version(name: str, alias: str) -> RegisteredModel | None:
+    """The version behind `alias`, or None when the alias (or the model) does not exist."""
     mlflow = _mlflow()
     client = mlflow.MlflowClient()
     try:
-        mv = client.get_model_version_by_alias(name, CHAMPION)
-    except mlflow.exceptions.MlflowException:
-        return None
+        mv = client.get_model_version_by_alias(name, alias)
+    except Exception as exc:
+        if getattr(exc, "error_code", None) in _MISSING:
+            return None
+        raise ModelError(
+            f"cannot read alias '{alias}' of model '{name}' from the registry at "
+            f"{redact_uri(mlflow.get_tracking_uri())}: {type(exc).__name__}",
+            "check that the MLflow tracking server is reachable",
+            transient=True,
+        ) from None
     return RegisteredModel(name, str(mv.version), mv.run_id, tuple(mv.aliases))
+
+
+def model_version(name: str, version: str) -> RegisteredModel:
+    """A registered version; a clear error when it does not exist."""
+    mlflow = _mlflow()
+    try:
+        mv = mlflow.MlflowClient().get_model_version(name, str(version))
+    except mlflow.exceptions.MlflowException:
+        raise ModelError(
+            f"model '{name}' has no version {version!r} in the registry at "
+            f"{redact_uri(mlflow.get_tracking_uri())}",
+            "list the versions with `leadscore promotions` or in the MLflow UI",
+        ) from None
+    return RegisteredModel(name, str(mv.version), mv.run_id, tuple(mv.aliases))
+
+
+def set_alias(entry: RegisteredModel, alias: str, tags: dict[str, str]) -> None:
+    """Point `alias` at `entry` and tag the version with why (the registry's own record)."""
+    client = _mlflow().MlflowClient()
+    client.set_registered_model_alias(entry.name, alias, entry.version)
+    for key, value in tags.items():
+        client.set_model_version_tag(entry.name, entry.version, key, str(value)[:5000])
+
+
+def tag_version(entry: RegisteredModel, tags: dict[str, str]) -> None:
+    """Tag a model version (e.g. with the promotion gate's verdict)."""
+    client = _mlflow().MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(entry.name, entry.version, key, str(value)[:5000])
+
+
+def load_version(entry: RegisteredModel) -> Champion:
+    """Load a specific registered version (e.g. to judge it on a cohort)."""
+    mlflow = _mlflow()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{entry.name}/{entry.version}")
+    return Champion(entry, pyfunc, pyfunc.unwrap_python_model().model)
 
 
 def load_champion(name: str) -> Champion:
@@ -191,6 +252,32 @@ def run_metrics(run_id: str) -> dict[str, float]:
         return dict(mlflow.MlflowClient().get_run(run_id).data.metrics)
     except mlflow.exceptions.MlflowException:
         return {}
+
+
+def log_scoring_run(
+    experiment_id: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tables: dict[str, pd.DataFrame],
+    tags: dict[str, str],
+) -> str:
+    """One tracking run per scoring run: its monitoring numbers and checks; returns its id."""
+    mlflow = _mlflow()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+            mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+            for name, frame in tables.items():
+                mlflow.log_table(frame, f"monitoring/{name}.json")
+    return run.info.run_id
+
+
+def tag_run(run_id: str, tags: dict[str, str]) -> None:
+    """Tag a tracking run (e.g. with the promotion gate's verdict, shown in the run list)."""
+    client = _mlflow().MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, str(value)[:5000])
 
 
 def log_run_text(run_id: str, text: str, path: str) -> None:

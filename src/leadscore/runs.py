@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from leadscore import plots, registry
+from leadscore import monitoring, pipeline, plots, promotion, publish, registry
 from leadscore.config import ProjectConfig
+from leadscore.errors import ConfigError, LeadscoreError, ModelError
 from leadscore.evaluation import METRIC_KEYS
 from leadscore.evidence import Evidence, evidence_metrics
 from leadscore.pipeline import TrainingResult
-from leadscore.sources import redact_uri
+from leadscore.sources import CRMData, redact_uri
 from leadscore.synthetic import true_conversion_probability
 
 #: Metrics in the JSON summary, under `model` and `rules`.
@@ -335,11 +336,228 @@ def scoring_summary(
         "model_name": entry.name,
         "model_version": entry.version,
         "run_id": entry.run_id,
+        "monitoring_table": config.monitoring.table,
         "uris": {
             "source": redact_uri(config.source_uri),
             "tracking": redact_uri(config.tracking_uri),
             "publish": redact_uri(config.publish_uri),
             "table": config.publish.table,
+            "history_table": config.publish.history_table,
             "model": f"models:/{entry.name}@{registry.CHAMPION}",
         },
     }
+
+
+def judge_challenger(
+    result: TrainingResult,
+    crm: CRMData,
+    config: ProjectConfig,
+    champion: registry.RegisteredModel | None,
+) -> promotion.Verdict:
+    """The gate's verdict on a freshly trained model against the current champion."""
+    y = result.data.labels("test")
+    challenger_p = result.test_scores["conversion_probability"].to_numpy(dtype=float)
+    if champion is None:
+        return promotion.judge(y, challenger_p, None, config.promotion)
+    try:
+        loaded = registry.load_version(champion)
+        champion_p = pipeline.cohort_probabilities(loaded.model, result.data, crm, config, "test")
+    except Exception as exc:  # the champion cannot read this data: never promote blindly
+        problem = exc.problem if isinstance(exc, LeadscoreError) else type(exc).__name__
+        return promotion.Verdict(
+            False,
+            "kept",
+            f"champion v{champion.version} cannot score this cohort ({problem}); compare "
+            "by hand and promote with `leadscore promote VERSION --reason ...` if intended",
+        )
+    return promotion.judge(y, challenger_p, champion_p, config.promotion, champion.version)
+
+
+def apply_verdict(
+    verdict: promotion.Verdict,
+    challenger: registry.RegisteredModel,
+    champion: registry.RegisteredModel | None,
+    config: ProjectConfig,
+    decided_at: pd.Timestamp,
+) -> None:
+    """Move the alias (if promoted), tag the version and the run, record the decision."""
+    tags = verdict.tags()
+    if verdict.promote:
+        registry.set_alias(challenger, registry.CHAMPION, tags)
+    else:
+        registry.tag_version(challenger, tags)
+    registry.tag_run(challenger.run_id, tags)
+    previous = champion.version if champion else None
+    after = challenger.version if verdict.promote else previous
+    row = promotion.history_row(
+        verdict, challenger.name, challenger.version, previous, after, decided_at
+    )
+    promotion.record(config.publish_uri, config.promotion.table, row)
+
+
+def verdict_summary(
+    verdict: promotion.Verdict,
+    challenger: registry.RegisteredModel,
+    champion: registry.RegisteredModel | None,
+) -> dict[str, Any]:
+    """The gate's decision in the training summary."""
+    return {
+        "decision": verdict.action,
+        "promoted": verdict.promote,
+        "reason": verdict.reason,
+        "challenger_version": challenger.version,
+        "champion_version": challenger.version
+        if verdict.promote
+        else (champion.version if champion else None),
+        "previous_champion": champion.version if champion else None,
+        "challenger": {
+            "roc_auc": _num(verdict.challenger_auc),
+            "ece": _num(verdict.challenger_ece),
+        },
+        "champion": {"roc_auc": _num(verdict.champion_auc), "ece": _num(verdict.champion_ece)},
+    }
+
+
+def move_champion(
+    config: ProjectConfig, version: str, reason: str, action: str = "manual"
+) -> dict[str, Any]:
+    """`leadscore promote` / `rollback`: point champion at `version`, with a recorded reason."""
+    if not reason.strip():
+        raise ConfigError("a promotion needs a reason", 'pass --reason "why"')
+    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
+    name = config.mlflow.registered_model
+    target = registry.model_version(name, version)
+    current = registry.champion_version(name)
+    if current is not None and current.version == target.version:
+        raise ConfigError(
+            f"version {target.version} of '{name}' is already the champion", "nothing to do"
+        )
+    decided_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    registry.set_alias(
+        target,
+        registry.CHAMPION,
+        {"promotion.action": action, "promotion.reason": reason, "promotion.at": str(decided_at)},
+    )
+    previous = current.version if current else None
+    row = promotion.history_row(
+        None, name, target.version, previous, target.version, decided_at, action, reason
+    )
+    promotion.record(config.publish_uri, config.promotion.table, row)
+    return {
+        "command": action if action == "rollback" else "promote",
+        "model_name": name,
+        "champion_version": target.version,
+        "previous_champion": previous,
+        "reason": reason,
+    }
+
+
+def rollback(config: ProjectConfig, reason: str) -> dict[str, Any]:
+    """Make the champion before the current one champion again."""
+    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
+    name = config.mlflow.registered_model
+    current = registry.champion_version(name)
+    if current is None:
+        raise ModelError(
+            f"model '{name}' has no champion to roll back", "train one: `leadscore train`"
+        )
+    history = promotion.read_history(config.publish_uri, config.promotion.table, name)
+    target = promotion.rollback_target(history, current.version)
+    return move_champion(config, target, reason, action="rollback")
+
+
+class MonitoringFailed(LeadscoreError):
+    """A scoring run published its scores, but a monitoring check failed."""
+
+    def __init__(self, problem: str, fix: str, summary: dict[str, Any]) -> None:
+        super().__init__(problem, fix)
+        self.summary = summary
+
+
+def monitor_scoring(
+    scores: pd.DataFrame,
+    rows: pd.DataFrame,
+    model: Any,
+    crm: CRMData,
+    config: ProjectConfig,
+    as_of: pd.Timestamp,
+) -> monitoring.MonitoringResult:
+    """The monitoring checks of a scoring run, against training and the published history."""
+    uri, p = config.publish_uri, config.publish
+    previous = publish.read_scores(
+        uri, p.runs_table, latest=True, until=as_of - pd.Timedelta(1, "D")
+    )
+    judged = None
+    if not crm.flat:  # realised quality needs conversion times
+        cutoff = as_of - pd.Timedelta(days=config.horizon_days)
+        judged = publish.read_scores(uri, p.history_table, latest=True, until=cutoff)
+    return monitoring.run_checks(
+        scores["conversion_probability"].to_numpy(dtype=float),
+        scores["tier"].to_numpy(),
+        config.monitoring,
+        rows=rows,
+        reference=getattr(model, "drift_reference_", None),
+        reference_probabilities=getattr(model, "reference_probabilities_", None),
+        previous_count=int(previous["leads"].iloc[0]) if len(previous) else None,
+        history=judged,
+        outcomes=None if crm.flat else crm.outcomes,
+        as_of=as_of,
+        horizon_days=config.horizon_days,
+    )
+
+
+def record_monitoring(
+    result: monitoring.MonitoringResult,
+    entry: registry.RegisteredModel,
+    config: ProjectConfig,
+    as_of: pd.Timestamp,
+) -> str:
+    """Checks to the monitoring table and a tracking run; returns the run id."""
+    checked_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    table = result.checks.assign(
+        as_of_date=as_of, model_version=entry.version, checked_at=checked_at
+    )
+    publish.publish_checks(table, config.publish_uri, config.monitoring.table)
+    experiment_id = registry.configure(
+        config.tracking_uri, config.mlflow.experiment, config.artifact_location
+    )
+    tables = {"checks": result.checks}
+    if len(result.drift):
+        tables["input_psi"] = result.drift
+    return registry.log_scoring_run(
+        experiment_id,
+        {"as_of": str(as_of.date()), "model_version": entry.version, "status": result.status},
+        {**result.metrics(), "leads_scored": float(result.distribution.get("count", 0))},
+        tables,
+        {
+            "leadscore.kind": "scoring",
+            "leadscore.status": result.status,
+            "leadscore.model_version": entry.version,
+        },
+    )
+
+
+def monitoring_summary(result: monitoring.MonitoringResult, run_id: str | None) -> dict[str, Any]:
+    """The checks in the scoring summary."""
+    return {
+        "status": result.status,
+        "failed": result.failed,
+        "messages": result.messages(),
+        "realised": result.realised,
+        "run_id": run_id,
+    }
+
+
+def raise_if_monitoring_failed(result: monitoring.MonitoringResult, summary: dict) -> None:
+    """After publishing: a failed check fails the run (Prefect state, exit code)."""
+    if result.failed:
+        failures = result.messages(("fail",))
+        raise MonitoringFailed(
+            f"monitoring failed for the run as of {summary['as_of']}: "
+            + "; ".join(failures)
+            + f". The {summary['rows']['published']:,} scores were published.",
+            "look at the checks (table "
+            f"'{summary['monitoring_table']}', MLflow run {summary['monitoring']['run_id']}); "
+            "retrain if the inputs moved, or adjust the monitoring thresholds in the project file",
+            summary,
+        )
