@@ -11,10 +11,18 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from leadscore.errors import ConfigError
 
@@ -52,6 +60,16 @@ DEFAULT_FREE_MAIL = (
     "protonmail.com",
 )
 DEFAULT_STUDENT_PATTERNS = (r"\.edu$", r"\.edu\.[a-z]{2}$", r"\.ac\.[a-z]{2}$")
+
+
+def _plain_identifier(value: str) -> str:
+    if not value.replace("_", "").isalnum() or value[0].isdigit():
+        raise ValueError("must be a plain identifier (letters, digits, underscore)")
+    return value
+
+
+#: A table name written into SQL: letters, digits and underscores only (no injection).
+Identifier = Annotated[str, AfterValidator(_plain_identifier)]
 
 
 class _Section(BaseModel):
@@ -286,32 +304,18 @@ class PromotionConfig(_Section):
     min_auc_gain: float = Field(0.005, ge=0, le=0.5)
     max_ece_increase: float = Field(0.005, ge=0, le=0.5)
     #: The promotion history, in the publish database.
-    table: str = "model_promotions"
-
-    @field_validator("table")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not value.replace("_", "").isalnum() or value[0].isdigit():
-            raise ValueError("table must be a plain identifier (letters, digits, underscore)")
-        return value
+    table: Identifier = "model_promotions"
 
 
 class PublishConfig(_Section):
     """Where scores go (a database): latest per lead, every run, one row per run."""
 
     uri: str = "sqlite:///crm.db"
-    table: str = "lead_scores"
-    history_table: str = "lead_score_history"
-    runs_table: str = "lead_score_runs"
+    table: Identifier = "lead_scores"
+    history_table: Identifier = "lead_score_history"
+    runs_table: Identifier = "lead_score_runs"
     #: Another run of the same project holding the lock: wait this long, then exit cleanly.
     lock_wait_seconds: float = Field(0, ge=0)
-
-    @field_validator("table", "history_table", "runs_table")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not value.replace("_", "").isalnum() or value[0].isdigit():
-            raise ValueError("table must be a plain identifier (letters, digits, underscore)")
-        return value
 
 
 class TierConfig(_Section):
@@ -389,14 +393,7 @@ class MonitoringConfig(_Section):
     min_realised_leads: int = Field(1000, ge=1)
     min_realised_conversions: int = Field(30, ge=1)
     #: Database table (next to publish.table) that keeps one row per check and run.
-    table: str = "score_monitoring"
-
-    @field_validator("table")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not value.replace("_", "").isalnum() or value[0].isdigit():
-            raise ValueError("table must be a plain identifier (letters, digits, underscore)")
-        return value
+    table: Identifier = "score_monitoring"
 
     @model_validator(mode="after")
     def _warn_below_fail(self) -> MonitoringConfig:
