@@ -26,9 +26,9 @@ from leadscore.errors import ConfigError, DataError, LeadscoreError
 from leadscore.registry import Champion
 from leadscore.rules import RuleSet
 
-# `_blank_placeholders` is the source's own cleaning of text fields (blank strings and the
+# `blank_placeholders` is the source's own cleaning of text fields (blank strings and the
 # configured placeholders become missing): a posted lead must be cleaned the same way.
-from leadscore.sources import CRMData, _blank_placeholders, lead_id_text, load_crm, redact_uri
+from leadscore.sources import CRMData, blank_placeholders, lead_id_text, load_crm, redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +372,7 @@ def crm_from_payload(
         value = attributes.get(name)
         leads[name] = pd.Series([value], dtype="float64" if kind == "number" else "str")
     text = [name for name, kind in fields.items() if kind == "text"]
-    _blank_placeholders(leads, text, config.source.missing_values)
+    blank_placeholders(leads, text, config.source.missing_values)
     if config.flat:
         leads["converted"] = np.nan  # an empty label: an open lead
     acts = pd.DataFrame(

@@ -401,7 +401,7 @@ def _timestamps(
 PLACEHOLDER_HINTS = ("select", "unknown", "n/a", "na", "null", "none", "-", "--", "?", "not set")
 
 
-def _blank_placeholders(frame: pd.DataFrame, columns: list[str], missing: list[str]) -> None:
+def blank_placeholders(frame: pd.DataFrame, columns: list[str], missing: list[str]) -> None:
     """Blank and whitespace strings, and the configured placeholders, become missing."""
     placeholders = set(missing)
     for col in columns:
@@ -553,7 +553,7 @@ def load_crm(
     text_columns = [*attrs.categorical, *[c for c in (attrs.job_title, attrs.email) if c]]
     used = list(dict.fromkeys([cols.lead_id, *wanted.values()]))
     leads_work = leads_raw[used].copy()
-    _blank_placeholders(leads_work, [c for c in used if c != cols.lead_id], source.missing_values)
+    blank_placeholders(leads_work, [c for c in used if c != cols.lead_id], source.missing_values)
     ids = leads_work[cols.lead_id]
     blank_id = ids.isna() | ids.astype("str").str.strip().eq("").fillna(True).astype(bool)
     checks.error(tables.leads, cols.lead_id, "empty lead id", "every lead needs an id", blank_id)
@@ -669,7 +669,7 @@ def _load_activities(
     )
     if "detail" not in acts:
         acts["detail"] = pd.Series(pd.NA, index=acts.index, dtype="str")
-    _blank_placeholders(acts, ["lead_id", "activity_type"], [])
+    blank_placeholders(acts, ["lead_id", "activity_type"], [])
     checks.error(
         table, cols.activity_lead_id, "empty lead id", "fill or drop them", acts["lead_id"].isna()
     )
