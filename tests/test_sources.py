@@ -138,3 +138,62 @@ def test_ids_of_other_types_are_aligned_or_refused(tmp_path: Path, crm) -> None:
     )
     with pytest.raises(DataError, match="none of its"):
         load_crm(_config(str(tmp_path / "b")))
+
+
+def test_parquet_window_is_skipped_while_reading_and_types_stay_coded(
+    tmp_path: Path, crm
+) -> None:
+    """A Parquet activities file: rows outside the window are not read (row groups pruned,
+    then filtered), type and detail arrive as categoricals, and the features built from it
+    equal those built from the same rows read from SQLite as text."""
+    from leadscore.features import index_activities
+    from leadscore.sources import _read_table
+
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    crm.activities.to_parquet(folder / "activities.parquet", row_group_size=2_000)
+    for name in ("leads", "outcomes"):
+        getattr(crm, name).to_parquet(folder / f"{name}.parquet")
+    since, until = pd.Timestamp("2026-02-01"), pd.Timestamp("2026-03-01")
+    raw = _read_table(
+        str(folder),
+        "activities",
+        ["lead_id", "occurred_at", "activity_type"],
+        ("occurred_at", since, until),
+        dictionary=["activity_type"],
+    )
+    times = crm.activities["occurred_at"]
+    assert len(raw) < 0.5 * len(crm.activities)
+    assert raw["occurred_at"].min() >= since - pd.Timedelta(days=1)
+    assert len(raw) >= int(((times >= since) & (times < until)).sum())
+    assert isinstance(raw["activity_type"].dtype, pd.CategoricalDtype)
+
+    uri = f"sqlite:///{tmp_path / 'crm.db'}"
+    write_tables(crm.tables(), uri)
+    from_parquet = load_crm(_config(str(folder)), activities_since=since, activities_until=until)
+    from_sqlite = load_crm(_config(uri), activities_since=since, activities_until=until)
+    assert isinstance(from_parquet.activities["activity_type"].dtype, pd.CategoricalDtype)
+    pd.testing.assert_frame_equal(
+        from_parquet.activities.astype({"activity_type": "str", "detail": "str"}),
+        from_sqlite.activities,
+        check_dtype=False,
+    )
+    categories = {"pricing": "/pricing", "blog": "/blog"}
+    a = index_activities(from_parquet.activities, categories, "page_view")
+    b = index_activities(from_sqlite.activities, categories, "page_view")
+    assert a.type_names == b.type_names
+    for field in ("times", "lead_id", "type_code", "category_code"):
+        assert (getattr(a, field) == getattr(b, field)).all(), field
+
+
+def test_blank_activity_types_in_parquet_are_refused_as_empty(tmp_path: Path, crm) -> None:
+    """Blank types arrive as a category of a dictionary column; they are still empty types."""
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    acts = crm.activities.copy()
+    acts.loc[[3, 10], "activity_type"] = "  "
+    acts.to_parquet(folder / "activities.parquet")
+    for name in ("leads", "outcomes"):
+        getattr(crm, name).to_parquet(folder / f"{name}.parquet")
+    with pytest.raises(DataError, match=r"2 row\(s\): empty activity type \(rows 4, 11\)"):
+        load_crm(_config(str(folder)))

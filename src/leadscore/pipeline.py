@@ -208,7 +208,7 @@ def build_training_set(
     # cohort ended, not on the later cohorts.
     known = crm.activities[crm.activities["occurred_at"] < max(plan.dates["train"])]
     spec = behaviour_spec(known, config.features)
-    check_activities(rules, sorted(set(crm.activities["activity_type"].astype("str"))))
+    check_activities(rules, sorted({str(t) for t in crm.activities["activity_type"].unique()}))
     activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
     attrs = config.source.attributes
     snapshots, rows, rule_out = {}, {}, {}

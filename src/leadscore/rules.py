@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from leadscore.errors import ConfigError
-from leadscore.features import ActivityIndex
+from leadscore.features import ActivityIndex, window_events
 
 
 class _Rule(BaseModel):
@@ -156,33 +156,25 @@ def behaviour_counts(
                 f"configured (known: {', '.join(activities.category_names)})",
                 "add the category under features.page_categories or fix the rule",
             )
-    as_of_all = snapshots["as_of"].to_numpy(dtype="datetime64[us]")
-    lead_ids = snapshots["lead_id"].to_numpy()
     longest = max(r.within_days for r in rules)
-    rule_types = [
-        activities.type_names.index(r.activity) if r.activity in activities.type_names else -2
-        for r in rules
-    ]
-    rule_cats = [
-        activities.category_names.index(r.page_category) if r.page_category is not None else None
-        for r in rules
-    ]
+    filters = []
+    for i, rule in enumerate(rules):
+        if rule.activity not in activities.type_names:
+            continue  # never happened: zero occurrences
+        where = f"ty = {activities.type_names.index(rule.activity)} AND age <= {rule.within_days}"
+        if rule.page_category is not None:
+            where += f" AND ca = {activities.category_names.index(rule.page_category)}"
+        filters.append((i, f"count(*) FILTER ({where}) AS r{i}"))
     counts = {r.name: np.zeros(len(snapshots)) for r in rules}
-    day = np.timedelta64(1, "D")
-    for as_of in np.unique(as_of_all):
-        rows = np.flatnonzero(as_of_all == as_of)
-        window = activities.window(as_of, longest)
-        if window.stop <= window.start:
-            continue
-        pos = pd.Index(lead_ids[rows]).get_indexer(activities.lead_id[window])
-        age = (as_of - activities.times[window]) / day
-        types = activities.type_code[window]
-        cats = activities.category_code[window]
-        for rule, t_code, c_code in zip(rules, rule_types, rule_cats, strict=True):
-            hit = (pos >= 0) & (types == t_code) & (age <= rule.within_days)
-            if c_code is not None:
-                hit &= cats == c_code
-            counts[rule.name][rows] = np.bincount(pos[hit], minlength=len(rows))
+    if filters:
+        with window_events(
+            snapshots, activities, longest, activities.type_code, activities.category_code
+        ) as con:
+            got = con.execute(
+                f"SELECT row, {', '.join(f for _, f in filters)} FROM events GROUP BY row"
+            ).fetchnumpy()
+        for i, _ in filters:
+            counts[rules[i].name][got["row"]] = got[f"r{i}"]
     for name, values in counts.items():
         out[name] = values
     return out

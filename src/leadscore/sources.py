@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from leadscore import db
@@ -108,6 +110,7 @@ def _read_table(
     columns: list[str] | None = None,
     time_window: tuple[str, pd.Timestamp | None, pd.Timestamp | None] | None = None,
     lead_filter: tuple[str, Sequence[str]] | None = None,
+    dictionary: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Read one table from a database or from `<folder>/<table>.parquet|.csv`.
 
@@ -115,7 +118,9 @@ def _read_table(
     `time_window` = (column, since, until) lets a database skip rows outside a window,
     padded by a day: callers filter exactly after parsing timestamps. `lead_filter` =
     (column, lead ids) keeps only those leads' rows: a database filters them in the query,
-    a folder after reading.
+    a folder after reading. A Parquet file also skips rows outside the window as it is read,
+    and gives the text columns in `dictionary` as categoricals (few distinct values over
+    many rows, e.g. activity types: tens of millions of strings are never built).
     """
     if is_database_uri(uri):
         check_identifier(table, "table name")
@@ -196,7 +201,8 @@ def _read_table(
         if path.is_file():
             try:
                 if suffix == ".parquet":
-                    return _only_leads(pd.read_parquet(path, columns=columns), lead_filter)
+                    frame = _read_parquet(path, columns, time_window, dictionary)
+                    return _only_leads(frame, lead_filter)
                 return _only_leads(_read_csv(path, columns), lead_filter)
             except Exception as exc:
                 raise DataError(
@@ -207,6 +213,42 @@ def _read_table(
         f"table '{table}' not found: neither {table}.parquet nor {table}.csv in {folder}",
         "export the table there or map source.tables to the right file name",
     )
+
+
+def _read_parquet(
+    path: Path,
+    columns: list[str] | None,
+    time_window: tuple[str, pd.Timestamp | None, pd.Timestamp | None] | None,
+    dictionary: Sequence[str],
+) -> pd.DataFrame:
+    schema = pq.read_schema(path)
+    present = [c for c in (columns or schema.names) if c in schema.names] or schema.names
+    text = [
+        c
+        for c in dictionary
+        if c in present
+        and (
+            pa.types.is_string(schema.field(c).type)
+            or pa.types.is_large_string(schema.field(c).type)
+        )
+    ]
+    filters = []
+    if time_window is not None and time_window[0] in schema.names:
+        column, since, until = time_window
+        kind = schema.field(column).type
+        if pa.types.is_timestamp(kind):
+            for bound, op, pad in ((since, ">=", -1), (until, "<", 1)):
+                if bound is None:
+                    continue
+                # Padded by a day, like a database read; the caller filters exactly.
+                value = pd.Timestamp(bound) + pd.Timedelta(days=pad)
+                if kind.tz is not None:
+                    value = value.tz_localize("UTC") if value.tzinfo is None else value
+                filters.append((column, op, value.to_pydatetime()))
+    table = pq.read_table(
+        path, columns=present, filters=filters or None, read_dictionary=text or None
+    )
+    return table.to_pandas()
 
 
 _WHOLE_NUMBER = re.compile(r"^-?[0-9]{1,18}$")
@@ -407,6 +449,12 @@ def blank_placeholders(frame: pd.DataFrame, columns: list[str], missing: list[st
     for col in columns:
         values = frame[col]
         if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+            continue
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            names = pd.Series(values.cat.categories.astype("str"), dtype="str")
+            blank = names.str.strip().eq("").fillna(False) | names.isin(placeholders)
+            if blank.any():
+                frame[col] = values.cat.remove_categories(values.cat.categories[blank.to_numpy()])
             continue
         text = values.astype("str")
         empty = text.str.strip().eq("").fillna(False).astype(bool)
@@ -649,6 +697,7 @@ def _load_activities(
         wanted,
         (cols.occurred_at, since, until),
         None if lead_ids is None else (cols.activity_lead_id, lead_ids),
+        dictionary=[cols.activity_type, *([cols.detail] if cols.detail else [])],
     )
     mapping = {
         "columns.activity_lead_id": cols.activity_lead_id,
@@ -689,8 +738,10 @@ def _load_activities(
         keep &= acts["occurred_at"] < until
     if not keep.all():
         acts = acts[keep].reset_index(drop=True)
-    acts["activity_type"] = acts["activity_type"].astype("str")
-    acts["detail"] = acts["detail"].astype("str")
+    for column in ("activity_type", "detail"):
+        # Categoricals stay categoricals: tens of millions of rows, a few distinct values.
+        if not isinstance(acts[column].dtype, pd.CategoricalDtype):
+            acts[column] = acts[column].astype("str")
     return acts
 
 
