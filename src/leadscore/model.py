@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -12,6 +13,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
+from leadscore.attributions import PathAttributions
 from leadscore.config import ModelConfig
 from leadscore.features import FeatureBuilder
 
@@ -132,17 +134,53 @@ class LeadScoringModel:
         """Calibrated probability of converting within the horizon."""
         return self.calibrator_.predict(self.raw_probability(rows))
 
-    def contributions(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """Per-feature contributions to the booster's log-odds (exact TreeSHAP), one column each.
+    def contributions(
+        self, rows: pd.DataFrame, method: Literal["path", "shap"] = "path"
+    ) -> pd.DataFrame:
+        """Per-feature contributions to the booster's log-odds, one column per feature.
 
-        They add up, with the expected value, to the raw score; the calibrator is monotone, so
-        a positive contribution raises the calibrated probability too.
+        `method="path"` (the default): path (Saabas) attributions, from LightGBM's leaf
+        indices and a per-leaf table built once per model (`path_attributions`; see
+        `leadscore.attributions`), in about 1.3-1.7 times the time of a raw predict.
+        `method="shap"`: exact TreeSHAP (`pred_contrib`), about ten times slower still.
+        Either way the contributions add up, with the bias (the expected value, the same
+        for both), to the booster's raw log-odds exactly, up to rounding; the calibrator is
+        monotone, so a positive contribution raises the calibrated probability too.
         """
         x = self.features.transform(rows)
-        values = self.booster_.booster_.predict(
-            x, pred_contrib=True, num_iteration=self.best_iteration_
+        if method == "path":
+            values = self.path_attributions().contributions(x)
+        elif method == "shap":
+            values = self.booster_.booster_.predict(
+                x, pred_contrib=True, num_iteration=self.best_iteration_
+            )[:, :-1]
+        else:
+            raise ValueError(f"unknown contributions method {method!r}; use 'path' or 'shap'")
+        return pd.DataFrame(
+            values, columns=self.features.feature_names_, index=rows.index, copy=False
         )
-        return pd.DataFrame(values[:, :-1], columns=self.features.feature_names_, index=rows.index)
+
+    def path_attributions(self) -> PathAttributions:
+        """The per-leaf path-attribution table of this model, built on first use and cached.
+
+        The cache is not pickled (`__getstate__`), and a model pickled before it existed
+        simply builds it on first use.
+        """
+        booster = self.booster_.booster_
+        cached = getattr(self, "_path_attributions", None)
+        if (
+            cached is None
+            or cached.booster is not booster
+            or cached.num_iteration != self.best_iteration_
+        ):
+            cached = PathAttributions.from_booster(booster, self.best_iteration_)
+            self._path_attributions = cached
+        return cached
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_path_attributions", None)  # a cache, rebuilt in well under a second
+        return state
 
     def feature_importance(self) -> pd.Series:
         """Total gain per feature, largest first."""
