@@ -191,8 +191,9 @@ def test_behaviour_features_match_the_definitions(seed: int, categorical: bool) 
     acts = pd.DataFrame(
         {
             "lead_id": rng.choice(ids[:10], n),  # two leads never act
-            "occurred_at": (start + rng.integers(0, 120 * 86_400, n).astype("timedelta64[s]"))
-            .astype("datetime64[us]"),
+            "occurred_at": (
+                start + rng.integers(0, 120 * 86_400, n).astype("timedelta64[s]")
+            ).astype("datetime64[us]"),
             "activity_type": rng.choice(
                 ["page_view", "page_view", "email_open", "demo_request", "webinar"], n
             ),

@@ -140,9 +140,7 @@ def test_ids_of_other_types_are_aligned_or_refused(tmp_path: Path, crm) -> None:
         load_crm(_config(str(tmp_path / "b")))
 
 
-def test_parquet_window_is_skipped_while_reading_and_types_stay_coded(
-    tmp_path: Path, crm
-) -> None:
+def test_parquet_window_is_skipped_while_reading_and_types_stay_coded(tmp_path: Path, crm) -> None:
     """A Parquet activities file: rows outside the window are not read (row groups pruned,
     then filtered), type and detail arrive as categoricals, and the features built from it
     equal those built from the same rows read from SQLite as text."""
