@@ -215,6 +215,13 @@ def index_activities(
 _DAY_US = 86_400_000_000
 
 
+def snapshot_dates(snapshots: pd.DataFrame) -> list[np.ndarray]:
+    """Positions of the snapshot rows of each distinct as-of date, oldest first."""
+    codes, _ = pd.factorize(snapshots["as_of"].to_numpy(dtype="datetime64[us]"), sort=True)
+    order = np.argsort(codes, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(codes[order])) + 1) if len(order) else []
+
+
 def window_events(
     snapshots: pd.DataFrame,
     activities: ActivityIndex,
@@ -303,40 +310,43 @@ def behaviour_features(
     in_windows = ", ".join(
         f"count(*) FILTER (age <= {int(w)}) AS n{i}" for i, w in enumerate(windows)
     )
-    with window_events(
-        snapshots, activities, spec.lookback_days, type_code, cat_code, threads
-    ) as con:
-        for column in ("ty", "ca"):
+    widest = int(max(windows))
+    # One snapshot date at a time: the join holds each event once per snapshot it precedes,
+    # so all of a training history's dates at once would multiply it by their number.
+    for part in snapshot_dates(snapshots):
+        with window_events(
+            snapshots.iloc[part], activities, spec.lookback_days, type_code, cat_code, threads
+        ) as con:
+            for column in ("ty", "ca"):
+                got = con.execute(
+                    f"SELECT row, {column} AS key, {in_windows}, "
+                    f"coalesce(min(age) FILTER (age <= {cap}), 'inf'::DOUBLE) AS recency, "
+                    f"sum({decay}) AS decayed "
+                    f"FROM events WHERE {column} >= 0 GROUP BY ALL"
+                ).fetchnumpy()
+                row, key = part[got["row"]], got["key"].astype(np.int64)
+                for i in range(len(windows)):
+                    counts[i, row, key] = got[f"n{i}"]
+                recency[row, key] = got["recency"]
+                decayed[row, key] = got["decayed"]
             got = con.execute(
-                f"SELECT row, {column} AS key, {in_windows}, "
+                f"SELECT row, {in_windows}, "
                 f"coalesce(min(age) FILTER (age <= {cap}), 'inf'::DOUBLE) AS recency, "
-                f"sum({decay}) AS decayed "
-                f"FROM events WHERE {column} >= 0 GROUP BY ALL"
+                f"sum({decay}) AS decayed, "
+                f"count(DISTINCT day) FILTER (age <= {widest}) AS active_days, "
+                f"count(*) FILTER (age <= {TREND_RECENT_DAYS}) AS recent, "
+                f"count(*) FILTER (age > {TREND_RECENT_DAYS} "
+                f"AND age <= {TREND_RECENT_DAYS + TREND_PREVIOUS_DAYS}) AS previous "
+                "FROM events GROUP BY row"
             ).fetchnumpy()
-            row, key = got["row"], got["key"].astype(np.int64)
-            for i in range(len(windows)):
-                counts[i, row, key] = got[f"n{i}"]
-            recency[row, key] = got["recency"]
-            decayed[row, key] = got["decayed"]
-        widest = int(max(windows))
-        got = con.execute(
-            f"SELECT row, {in_windows}, "
-            f"coalesce(min(age) FILTER (age <= {cap}), 'inf'::DOUBLE) AS recency, "
-            f"sum({decay}) AS decayed, "
-            f"count(DISTINCT day) FILTER (age <= {widest}) AS active_days, "
-            f"count(*) FILTER (age <= {TREND_RECENT_DAYS}) AS recent, "
-            f"count(*) FILTER (age > {TREND_RECENT_DAYS} "
-            f"AND age <= {TREND_RECENT_DAYS + TREND_PREVIOUS_DAYS}) AS previous "
-            "FROM events GROUP BY row"
-        ).fetchnumpy()
-    row = got["row"]
-    for i in range(len(windows)):
-        totals[i, row] = got[f"n{i}"]
-    recency_any[row] = got["recency"]
-    decayed_all[row] = got["decayed"]
-    active_days[row] = got["active_days"]
-    recent[row] = got["recent"]
-    previous[row] = got["previous"]
+        row = part[got["row"]]
+        for i in range(len(windows)):
+            totals[i, row] = got[f"n{i}"]
+        recency_any[row] = got["recency"]
+        decayed_all[row] = got["decayed"]
+        active_days[row] = got["active_days"]
+        recent[row] = got["recent"]
+        previous[row] = got["previous"]
 
     data: dict[str, np.ndarray] = {}
     for ki, key in enumerate(keys):

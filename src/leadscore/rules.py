@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from leadscore.errors import ConfigError
-from leadscore.features import ActivityIndex, window_events
+from leadscore.features import ActivityIndex, snapshot_dates, window_events
 
 
 class _Rule(BaseModel):
@@ -167,14 +167,19 @@ def behaviour_counts(
         filters.append((i, f"count(*) FILTER ({where}) AS r{i}"))
     counts = {r.name: np.zeros(len(snapshots)) for r in rules}
     if filters:
-        with window_events(
-            snapshots, activities, longest, activities.type_code, activities.category_code
-        ) as con:
-            got = con.execute(
-                f"SELECT row, {', '.join(f for _, f in filters)} FROM events GROUP BY row"
-            ).fetchnumpy()
-        for i, _ in filters:
-            counts[rules[i].name][got["row"]] = got[f"r{i}"]
+        for part in snapshot_dates(snapshots):  # one date at a time bounds the join
+            with window_events(
+                snapshots.iloc[part],
+                activities,
+                longest,
+                activities.type_code,
+                activities.category_code,
+            ) as con:
+                got = con.execute(
+                    f"SELECT row, {', '.join(f for _, f in filters)} FROM events GROUP BY row"
+                ).fetchnumpy()
+            for i, _ in filters:
+                counts[rules[i].name][part[got["row"]]] = got[f"r{i}"]
     for name, values in counts.items():
         out[name] = values
     return out
