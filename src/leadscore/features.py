@@ -147,10 +147,6 @@ class ActivityIndex:
             object.__setattr__(self, "lead_code", codes.astype(np.int64))
             object.__setattr__(self, "lead_keys", pd.Index(keys))
 
-    def window(self, as_of: np.datetime64, days: int) -> slice:
-        """Events in [as_of - days, as_of): strictly before the snapshot."""
-        return self.between(as_of - np.timedelta64(days, "D"), as_of)
-
     def between(self, start: np.datetime64, stop: np.datetime64) -> slice:
         """Events in [start, stop)."""
         lo, hi = np.searchsorted(self.times, [start, stop], side="left")
