@@ -434,35 +434,54 @@ def score_with_rows(
     goes through exactly what the registry serves; `model` supplies its behaviour spec.
     """
     snap = open_leads(crm, as_of, config)
-    if snap.empty and crm.flat:
-        raise NoOpenLeadsError(
+    if snap.empty:
+        raise no_open_leads(crm.flat, config, as_of)
+    partial, rows = score_partial(crm, model, predict, rules, config, snap, progress)
+    return finish_scores(partial, config), rows
+
+
+def no_open_leads(flat: bool, config: ProjectConfig, as_of: pd.Timestamp) -> NoOpenLeadsError:
+    """The error of a scoring run that found no lead to score."""
+    if flat:
+        return NoOpenLeadsError(
             f"no open leads: every row of '{config.source.tables.leads}' has a label",
             f"leave {config.source.label.column} empty for the leads to score",
         )
-    if snap.empty:
-        raise NoOpenLeadsError(
-            f"no open leads as of {as_of.date()}: none created in the "
-            f"{config.snapshots.max_lead_age_days} days before it that had not converted",
-            "pass --as-of with a date inside the data, or check the leads table",
-        )
+    return NoOpenLeadsError(
+        f"no open leads as of {as_of.date()}: none created in the "
+        f"{config.snapshots.max_lead_age_days} days before it that had not converted",
+        "pass --as-of with a date inside the data, or check the leads table",
+    )
+
+
+def score_partial(
+    crm: CRMData,
+    model: LeadScoringModel,
+    predict: Callable[[pd.DataFrame], np.ndarray],
+    rules: RuleSet,
+    config: ProjectConfig,
+    snap: pd.DataFrame,
+    progress: Progress = _noop,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Probability, rule score and reasons of the snapshots `snap` (one lead each).
+
+    Everything here is per lead, so a lead partition gets the same values alone as in the
+    whole population; percentile and tier, which rank leads against each other, are added
+    by `finish_scores` once all partitions are in.
+    """
     rows, activities = model_rows(crm, model, snap, config)
     probability = np.asarray(predict(rows), dtype=float)
     if not np.all(np.isfinite(probability)) or probability.min() < 0 or probability.max() > 1:
         raise ModelError("the model returned probabilities outside [0, 1]; nothing was published")
     rules_out = rule_results(rules, rows, snap, activities, config)
-    percentile = pd.Series(probability).rank(pct=True, method="average").to_numpy() * 100
     progress("reasons", 0, 1)
     reasons = explain(rows, model.contributions(rows), model.features, config.report.labels)
     progress("reasons", 1, 1)
-    scores = pd.DataFrame(
+    partial = pd.DataFrame(
         {
             "lead_id": snap["lead_id"].to_numpy(),
             "as_of": snap["as_of"].to_numpy(),
             "conversion_probability": probability,
-            "percentile": percentile,
-            "tier": assign_tiers(
-                probability, snap["as_of"].to_numpy(), config.tiers, snap["lead_id"].to_numpy()
-            ),
             "rule_score": rules_out["rule_score"].to_numpy(),
             "is_mql": rules_out["is_mql"].to_numpy(),
             "rules_fired": rules_out["rules_fired"].to_numpy(),
@@ -470,7 +489,20 @@ def score_with_rows(
             "reasons_down": reasons["reasons_down"].to_numpy(),
         }
     )
-    return scores, rows
+    return partial, rows
+
+
+def finish_scores(partial: pd.DataFrame, config: ProjectConfig) -> pd.DataFrame:
+    """Percentile and tier of every lead, ranked against all the leads in `partial`."""
+    probability = partial["conversion_probability"].to_numpy(dtype=float)
+    percentile = pd.Series(probability).rank(pct=True, method="average").to_numpy() * 100
+    tier = assign_tiers(
+        probability, partial["as_of"].to_numpy(), config.tiers, partial["lead_id"].to_numpy()
+    )
+    out = partial.reset_index(drop=True)
+    out.insert(3, "percentile", percentile)
+    out.insert(4, "tier", tier)
+    return out
 
 
 def cohort_probabilities(
