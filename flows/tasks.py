@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from leadscore import evidence as evidence_module
-from leadscore import locking, pipeline, promotion, publish, registry, runs
+from leadscore import locking, partitions, pipeline, promotion, publish, registry, runs
 from leadscore import report as report_module
 from leadscore.config import ProjectConfig, load_config
 from leadscore.errors import LeadscoreError, NoOpenLeadsError
@@ -244,6 +244,37 @@ def score_open_leads(
     )
     report("scoring", 1, 1)
     return out
+
+
+@io_task
+def stage_partitions(
+    config: ProjectConfig, since: pd.Timestamp, as_of: pd.Timestamp
+) -> list[partitions.Partition]:
+    """Split the source folder by lead into `scale.partitions` folders (read once)."""
+    folder = partitions.staging_folder(config, as_of)
+    return partitions.stage(config, since, as_of, folder, progress=reporter())
+
+
+@compute_task
+def score_partition(
+    part: partitions.Partition,
+    config: ProjectConfig,
+    champion: registry.Champion,
+    rules: RuleSet,
+    since: pd.Timestamp,
+    as_of: pd.Timestamp,
+) -> partitions.PartitionResult:
+    """Read, check and score one lead partition (on this machine or a Dask worker)."""
+    result = partitions.score_partition(
+        part, config, champion.model, champion.predict, rules, since, as_of
+    )
+    logger = get_run_logger()
+    for line in result.warnings:
+        logger.warning("partition %d: %s", part.index + 1, line)
+    logger.info(
+        "partition %d of %d: %s open leads scored", part.index + 1, part.count, len(result.scores)
+    )
+    return result
 
 
 @compute_task

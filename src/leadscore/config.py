@@ -402,6 +402,31 @@ class MonitoringConfig(_Section):
         return self
 
 
+class ScaleConfig(_Section):
+    """Scoring in lead partitions: bounded memory on one machine, or spread over Dask.
+
+    With more than one partition the source folder is staged once, split by lead, and each
+    partition is read, checked and scored on its own; percentiles and tiers are ranked over
+    all leads afterwards, so the published scores equal an unpartitioned run's.
+    """
+
+    partitions: int = Field(
+        1, ge=1, le=4096, description="lead partitions for scoring (1 = read the source whole)"
+    )
+    dask: str | None = Field(
+        None,
+        description='run the partitions on Dask: "local" (a LocalCluster) or a scheduler '
+        "address such as tcp://10.0.0.5:8786",
+    )
+    staging_dir: str = Field(
+        ".leadscore-partitions",
+        description="where partitions are staged; Dask workers must see the same path",
+    )
+    monitoring_rows: int = Field(
+        200_000, ge=1000, description="rows sampled across partitions for the drift checks"
+    )
+
+
 class ProjectConfig(_Section):
     """A validated leadscore project."""
 
@@ -420,6 +445,7 @@ class ProjectConfig(_Section):
     leakage: LeakageConfig = LeakageConfig()
     validation: ValidationConfig = ValidationConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    scale: ScaleConfig = ScaleConfig()
     #: Directory that relative paths resolve against (the project file's folder).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

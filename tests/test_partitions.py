@@ -1,0 +1,245 @@
+"""Lead partitions and Dask: the same scores as reading the source whole, with less memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+import yaml
+from conftest import run_cli
+
+from leadscore import partitions, pipeline
+from leadscore.config import config_from_dict
+from leadscore.errors import ConfigError, DataError
+from leadscore.rules import load_rules
+from leadscore.sources import load_crm, write_tables
+from leadscore.synthetic import generate_crm
+
+REPO = Path(__file__).resolve().parents[1]
+AS_OF = pd.Timestamp("2026-06-30")
+
+
+def test_a_lead_has_one_partition_whatever_the_type_of_its_id() -> None:
+    same = [
+        partitions.partition_of(pd.Series([42, 7, 123456789012]), 16),
+        partitions.partition_of(pd.Series([42.0, 7.0, 123456789012.0]), 16),
+        partitions.partition_of(pd.Series(["42", " 7", "123456789012 "]), 16),
+        partitions.partition_of(pd.Series(["42", "7", "123456789012"], dtype="category"), 16),
+    ]
+    for other in same[1:]:
+        np.testing.assert_array_equal(same[0], other)
+    text = partitions.partition_of(pd.Series(["L-1", " L-1", "L-2"]), 16)
+    assert text[0] == text[1]
+
+
+def test_partitions_are_balanced_and_stable() -> None:
+    ids = pd.Series([f"lead-{i}" for i in range(20_000)])
+    part = partitions.partition_of(ids, 8)
+    counts = np.bincount(part, minlength=8)
+    assert counts.min() > 0.9 * 2_500 and counts.max() < 1.1 * 2_500
+    # A fixed function of the id (not of the process: Dask workers must agree).
+    np.testing.assert_array_equal(part, partitions.partition_of(ids.iloc[::-1], 8)[::-1])
+    assert partitions.partition_of(pd.Series(["lead-0", "lead-1", "lead-2"]), 8).tolist() == (
+        part[:3].tolist()
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """A model trained on a generated CRM, written as a Parquet folder and a CSV folder."""
+    generated = generate_crm(4_000, seed=11, end=str(AS_OF.date()))
+    root = tmp_path_factory.mktemp("partitions")
+    tables = {k: generated.tables()[k] for k in ("leads", "activities", "outcomes")}
+    tables["outcomes"] = tables["outcomes"].dropna()
+    for kind in ("parquet", "csv"):
+        write_tables(tables, str(root / kind), kind)
+    config = config_from_dict({"source": {"uri": str(root / "parquet")}}, root, "test", {})
+    rules = load_rules(REPO / "models" / "mql_rules.yaml")
+    crm = load_crm(config)
+    result = pipeline.train(pipeline.build_training_set(crm, config, rules), config)
+    return root, config, rules, result.model
+
+
+def _with(config, **scale):
+    return config.model_copy(update={"scale": config.scale.model_copy(update=scale)})
+
+
+def _by_lead(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.assign(lead_id=frame["lead_id"].astype(str))
+    return out.sort_values("lead_id").reset_index(drop=True)
+
+
+def _in_partitions(config, rules, model, since, count: int, folder: Path):
+    config = _with(config, partitions=count)
+    parts = partitions.stage(config, since, AS_OF, folder)
+    assert len(parts) == count
+    results = [
+        partitions.score_partition(p, config, model, model.predict_proba, rules, since, AS_OF)
+        for p in parts
+    ]
+    return parts, results, partitions.combine(results, config, AS_OF, "test")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_partitioned_scores_equal_the_whole_source(trained, tmp_path, kind, monkeypatch) -> None:
+    root, config, rules, model = trained
+    config = config.model_copy(
+        update={"source": config.source.model_copy(update={"uri": str(root / kind)})}
+    )
+    since = AS_OF - pd.Timedelta(days=pipeline.lookback_days(model, rules))
+    whole = pipeline.score(
+        load_crm(config, activities_since=since, activities_until=AS_OF),
+        model,
+        model.predict_proba,
+        rules,
+        config,
+        AS_OF,
+    )
+    # Small chunks, so staging streams the tables in many pieces as it would a huge file.
+    monkeypatch.setattr(partitions, "CHUNK_ROWS", 5_000)
+    parts, results, (scores, rows, crm) = _in_partitions(
+        config, rules, model, since, 5, tmp_path / "staged"
+    )
+    assert sorted(r.index for r in results) == list(range(5))
+    assert all(len(r.scores) > 0 for r in results)
+    pd.testing.assert_frame_equal(
+        _by_lead(scores), _by_lead(whole), check_dtype=False, rtol=1e-12, atol=0
+    )
+    # Every lead's activities went to its own partition and nowhere else.
+    staged = [pq.read_table if kind == "parquet" else pd.read_csv for _ in parts]
+    seen = set()
+    for part, read in zip(parts, staged, strict=True):
+        acts = read(Path(part.folder) / f"activities.{kind}")
+        acts = acts.to_pandas() if kind == "parquet" else acts
+        ids = set(acts["lead_id"].astype(str))
+        assert not ids & seen
+        seen |= ids
+        assert set(partitions.partition_of(acts["lead_id"], 5)) <= {part.index}
+    # Monitoring gets every partition's outcomes and a row sample of the scored leads.
+    assert len(crm.outcomes) == len(load_crm(config).outcomes)
+    assert len(rows) == len(scores)
+
+
+@pytest.mark.slow
+def test_a_bad_row_names_its_partition_and_staged_file(trained, tmp_path) -> None:
+    root, config, rules, model = trained
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    acts = pd.read_parquet(root / "parquet" / "activities.parquet")
+    acts.loc[acts.index[-1], "activity_type"] = None
+    acts.to_parquet(bad / "activities.parquet")
+    for table in ("leads", "outcomes"):
+        (bad / f"{table}.parquet").write_bytes((root / "parquet" / f"{table}.parquet").read_bytes())
+    config = config.model_copy(
+        update={"source": config.source.model_copy(update={"uri": str(bad)})}
+    )
+    with pytest.raises(DataError) as caught:
+        _in_partitions(config, rules, model, None, 3, tmp_path / "staged")
+    problem = str(caught.value.problem)
+    assert "lead partition" in problem and "of 3" in problem
+    assert "empty activity type" in problem and str(tmp_path / "staged") in problem
+
+
+def test_a_database_source_is_refused_with_the_fix(tmp_path) -> None:
+    config = config_from_dict(
+        {"source": {"uri": "sqlite:///crm.db"}, "scale": {"partitions": 4}}, tmp_path, "t", {}
+    )
+    with pytest.raises(ConfigError, match="Parquet"):
+        partitions.stage(config, None, AS_OF, tmp_path / "staged")
+
+
+# -- the real CLI: partitions on one machine and on a Dask LocalCluster ---------------------
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory, cli_env: dict[str, str]) -> Path:
+    """A project on a Parquet folder with a champion trained through the CLI."""
+    root = tmp_path_factory.mktemp("dask")
+    made = run_cli(
+        ["generate", "--out", str(root / "crm"), "--leads", "3000", "--seed", "5",
+         "--end", str(AS_OF.date())],
+        cli_env,
+        root,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr[-3000:]
+    (root / "leadscore.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "source": {"uri": "crm"},
+                "rules": str(REPO / "models" / "mql_rules.yaml"),
+                "mlflow": {"tracking_uri": "sqlite:///mlflow.db"},
+                "publish": {"uri": "sqlite:///scores.db"},
+                "report": {"bootstrap_samples": 100},
+            }
+        )
+    )
+    trained = run_cli(["train", "--config", "leadscore.yaml", "--json"], cli_env, root)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    return root
+
+
+def _score(project: Path, env: dict[str, str], scale: dict, publish: str) -> pd.DataFrame:
+    config = yaml.safe_load((project / "leadscore.yaml").read_text())
+    config["scale"] = scale
+    config["publish"]["uri"] = f"sqlite:///{publish}"
+    path = project / f"{publish}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = run_cli(
+        ["score", "--config", path.name, "--as-of", str(AS_OF.date()), "--json"], env, project
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    assert summary["rows"]["published"] == summary["rows"]["scored"] > 0
+    engine = sa.create_engine(f"sqlite:///{project / publish}")
+    try:
+        with engine.connect() as conn:
+            frame = pd.read_sql(sa.text("SELECT * FROM lead_scores"), conn)
+    finally:
+        engine.dispose()
+    assert not (project / ".leadscore-partitions" / f"as-of-{AS_OF.date()}").exists()
+    return frame.drop(columns=["scored_at"])
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_dask_local_cluster_publishes_the_single_machine_scores(project, cli_env) -> None:
+    whole = _score(project, cli_env, {}, "whole.db")
+    env = {**cli_env, "DASK_LOGGING__DISTRIBUTED": "warning"}
+    on_dask = _score(project, env, {"partitions": 3, "dask": "local"}, "dask.db")
+    local = _score(project, cli_env, {"partitions": 3}, "local.db")
+    assert len(whole) > 100
+    for other in (on_dask, local):
+        pd.testing.assert_frame_equal(
+            _by_lead(other), _by_lead(whole), check_dtype=False, rtol=1e-12, atol=0
+        )
+
+
+@pytest.mark.slow
+def test_quarantine_mode_sets_bad_rows_aside_per_partition(trained, tmp_path) -> None:
+    root, config, rules, model = trained
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    acts = pd.read_parquet(root / "parquet" / "activities.parquet")
+    acts.loc[acts.index[-3:], "activity_type"] = None
+    acts.to_parquet(bad / "activities.parquet")
+    for table in ("leads", "outcomes"):
+        (bad / f"{table}.parquet").write_bytes((root / "parquet" / f"{table}.parquet").read_bytes())
+    config = config.model_copy(
+        update={
+            "source": config.source.model_copy(update={"uri": str(bad)}),
+            "validation": config.validation.model_copy(
+                update={"quarantine": str(tmp_path / "bad_rows.csv")}
+            ),
+        }
+    )
+    _, _, (scores, _, _) = _in_partitions(config, rules, model, None, 3, tmp_path / "st")
+    set_aside = sorted(tmp_path.glob("bad_rows.part-*.activities.csv"))
+    assert set_aside, list(tmp_path.iterdir())
+    assert sum(len(pd.read_csv(f)) for f in set_aside) == 3
+    assert len(scores) > 0
