@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from pydantic import BaseModel, Field
 
-from leadscore.config import load_config
+from leadscore import profiling
+from leadscore.config import ProjectConfig, load_config
 from leadscore.errors import ConfigError, DataError
 from leadscore.profiling import (
     SAMPLE_ROWS,
@@ -428,3 +430,129 @@ def test_flat_export_cannot_use_an_activities_table(tmp_path: Path) -> None:
     config = load_config(out)
     assert config.flat and config.source.tables.activities is None
     assert "looks like activities but is not used" in out.read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------
+# Every key of the project file, at its default
+
+
+def _two_exports(tmp_path: Path) -> dict[str, Path]:
+    """A timestamped export (three tables) and a flat one (a label column)."""
+    tables = _timestamped_tables(n=60)
+    write_tables(tables, str(tmp_path / "timestamped"), "csv")
+    flat = tables["leads"].assign(converted=np.arange(60) % 2)
+    write_tables({"leads": flat}, str(tmp_path / "flat"), "csv")
+    return {"timestamped": tmp_path / "timestamped", "flat": tmp_path / "flat"}
+
+
+def _section_type(annotation: object) -> type[BaseModel] | None:
+    for arg in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _leaf_paths(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key a project file can hold, walked from the model (so new keys are included)."""
+    paths = []
+    for name, info in model.model_fields.items():
+        if info.exclude:
+            continue
+        section = _section_type(info.annotation)
+        if section is None:
+            paths.append((*prefix, name))
+        else:
+            paths.extend(_leaf_paths(section, (*prefix, name)))
+    return paths
+
+
+def _commented_section(text: str, path: tuple[str, ...]) -> dict:
+    """A section that is off (`name: null`) is shown commented out below: read it back."""
+    indent = " " * (2 * (len(path) - 1))
+    lines = text.splitlines()
+    start = lines.index(f"{indent}# {path[-1]}:")
+    block = [lines[start]]
+    for line in lines[start + 1 :]:
+        if not line.startswith(f"{indent}#   "):
+            break
+        block.append(line)
+    return yaml.safe_load("\n".join(line[len(indent) + 2 :] for line in block))[path[-1]]
+
+
+@pytest.mark.parametrize("kind", ["timestamped", "flat"])
+def test_init_writes_every_section_and_key(tmp_path: Path, kind: str) -> None:
+    source = _two_exports(tmp_path)[kind]
+    out, _ = init_project(str(source), tmp_path / "project" / "leadscore.yaml")
+    text = out.read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    sections = [n for n, f in ProjectConfig.model_fields.items() if not f.exclude]
+    assert set(data) == set(sections)
+    for path in _leaf_paths(ProjectConfig):
+        node = data
+        for depth, key in enumerate(path, 1):
+            dotted = ".".join(path[:depth])
+            assert isinstance(node, dict) and key in node, f"{dotted} is not in the file"
+            node = node[key]
+            if node is None and depth < len(path):  # a section that is off: commented out
+                example = _commented_section(text, path[:depth])
+                rest = path[depth:]
+                assert rest[0] in example, f"{'.'.join(path)} is not shown under {dotted}"
+                break
+    assert "publish:" in text and "lock_wait_seconds: 0" in text and "monitoring:" in text
+    # Field descriptions and the `#:` documentation in config.py come along as comments.
+    assert "# days between snapshot dates" in text
+    assert "# Another run of the same project holding the lock" in text
+
+
+@pytest.mark.parametrize("kind", ["timestamped", "flat"])
+def test_every_key_written_loads_as_the_same_config(tmp_path: Path, kind: str) -> None:
+    source = _two_exports(tmp_path)[kind]
+    profiles = profile_source(str(source))
+    full = tmp_path / "full.yaml"
+    full.write_text(render_config(profiles, str(source)), encoding="utf-8")
+    decided = tmp_path / "decided.yaml"  # only what init decides, as before every key was written
+    decided.write_text(render_config(profiles, str(source), every_key=False), encoding="utf-8")
+
+    with_defaults, without = load_config(full), load_config(decided)
+    assert with_defaults == without
+    assert with_defaults.model_dump(mode="json") == without.model_dump(mode="json")
+    assert with_defaults.flat is (kind == "flat")
+
+    # Each key written beyond init's decisions holds exactly the default that applies without it.
+    defaults = without.model_dump(mode="json")
+    chosen = yaml.safe_load(decided.read_text(encoding="utf-8"))
+    extra = 0
+
+    def check(written: dict, decided_part: dict | None, default: dict, where: str) -> None:
+        nonlocal extra
+        for key, value in written.items():
+            if decided_part is not None and isinstance(decided_part.get(key), dict):
+                check(value, decided_part[key], default[key], f"{where}{key}.")
+            elif decided_part is None or key not in decided_part:
+                extra += 1
+                assert value == default[key], f"{where}{key}: {value!r} != {default[key]!r}"
+            else:
+                assert value == decided_part[key], f"{where}{key} changed"
+
+    check(yaml.safe_load(full.read_text(encoding="utf-8")), chosen, defaults, "")
+    assert extra > 20
+
+
+def test_a_section_added_to_the_config_is_written_without_touching_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Alerts(BaseModel):
+        """Where alerts go."""
+
+        channel: str | None = Field(None, description="a chat channel")
+        retries: int = 3
+
+    class Extended(ProjectConfig):
+        alerts: Alerts = Alerts()
+
+    monkeypatch.setattr(profiling, "ProjectConfig", Extended)
+    source = _two_exports(tmp_path)["flat"]
+    text = render_config(profile_source(str(source)), str(source))
+    data = yaml.safe_load(text)
+    assert data["alerts"] == {"channel": None, "retries": 3}
+    assert "# Where alerts go." in text and "# a chat channel" in text

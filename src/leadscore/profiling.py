@@ -12,25 +12,33 @@ placeholder values ("Select"), label values and constant yes/no values are writt
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import re
+import types
+import typing
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 import yaml
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from leadscore import db
 from leadscore.config import (
     DEFAULT_NEGATIVE,
     DEFAULT_POSITIVE,
     DEFAULT_STATE_WORDS,
+    ProjectConfig,
     config_from_dict,
 )
 from leadscore.errors import ConfigError, DataError
@@ -1174,13 +1182,19 @@ def _label_comment(table: TableProfile, name: str) -> str:
 
 
 def render_config(
-    profiles: dict[str, TableProfile], uri: str, *, source_label: str | None = None
+    profiles: dict[str, TableProfile],
+    uri: str,
+    *,
+    source_label: str | None = None,
+    every_key: bool = True,
 ) -> str:
     """The project file as YAML text, with the evidence for each guess as comments.
 
     `uri` is written as the source (with any password masked); `source_label` names the
     source in the header when `uri` is relative to the file. The text always validates as a
     project file; keys that could not be guessed hold a placeholder and a `# TODO:`.
+    `every_key` also writes every key init does not decide, at its default (see
+    `_render_defaults`); without it those keys are left out and their defaults apply.
     """
     plan = _plan(profiles)
     out = _Writer()
@@ -1209,6 +1223,9 @@ def render_config(
     if not plan.flat:
         out.line(0, "horizon_days: 90", "a conversion within this many days counts")
     _render_split(out, plan)
+    if every_key:
+        _render_defaults(out)
+        return out.text()
     out.lines.append("")
     out.comment(
         "Other sections (model, mlflow, publish, tiers, report, leakage, validation) keep "
@@ -1416,6 +1433,210 @@ def _render_split(out: _Writer, plan: _Plan) -> None:
         out.line(2, f"order_column: {_scalar(order)}", _column_comment(leads, order))
     else:
         out.line(2, "method: random", "seeded random split: nothing orders the leads by arrival")
+
+
+# --------------------------------------------------------------------------------------
+# Every key init does not decide, at its default
+#
+# Generated from ProjectConfig, so a section or key added there appears here by itself.
+
+#: A mapping key as init writes it: `key:` or `key: value`, never commented out.
+_KEY_LINE = re.compile(r"( *)([A-Za-z_][A-Za-z0-9_]*):(?: |$)")
+#: A flow list (`[a, b]`) no longer than this; longer lists are written one item a line.
+_FLOW_WIDTH = 96
+
+
+def _section_of(annotation: Any) -> type[BaseModel] | None:
+    """The section model of a field typed `Section` or `Section | None`, else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                return arg
+    return None
+
+
+def _fields(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """The keys a project file may hold in this section (`base_dir` is not one)."""
+    return {name: f for name, f in model.model_fields.items() if not f.exclude}
+
+
+@functools.cache
+def _field_notes(model: type[BaseModel]) -> dict[str, list[str]]:
+    """The `#:` comment lines written above each field in the section's source: its docs."""
+    try:
+        source = inspect.getsource(model)
+    except (OSError, TypeError):  # no source (a frozen install): descriptions only
+        return {}
+    notes: dict[str, list[str]] = {}
+    pending: list[str] = []
+    for line in source.splitlines()[1:]:
+        body = line.strip()
+        if line[:4] != "    " or line[4:5] == " ":
+            continue  # not a line of the class body (a continuation, a nested block)
+        if body.startswith("#:"):
+            pending.append(body[2:].strip())
+            continue
+        match = _KEY_LINE.match(body)
+        if match and pending and match.group(2) in model.model_fields:
+            notes[match.group(2)] = pending
+        pending = []
+    return notes
+
+
+def _section_doc(model: type[BaseModel]) -> list[str]:
+    doc = model.__dict__.get("__doc__")
+    return inspect.cleandoc(doc).splitlines() if doc else []
+
+
+def _yaml_scalar(value: Any) -> str:
+    """One YAML scalar that reads back as `value` (a JSON-like value)."""
+    if isinstance(value, str):
+        return _scalar(value)
+    return yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip()
+
+
+def _reads_back(text: str, value: Any) -> bool:
+    try:
+        return yaml.safe_load(f"k: {text}") == {"k": value}
+    except yaml.YAMLError:
+        return False
+
+
+def _render_value(
+    out: _Writer, indent: int, name: str, value: Any, comment: str | None = None
+) -> None:
+    """`name: value` with a JSON-like value: scalars inline, short lists as `[a, b]`,
+    longer lists one item a line, mappings as a block."""
+    head = f"{_scalar(name)}:"
+    if isinstance(value, dict) and value:
+        out.line(indent, head, comment)
+        for key, item in value.items():
+            _render_value(out, indent + 2, str(key), item)
+        return
+    if isinstance(value, list) and value:
+        if all(not isinstance(v, dict | list) for v in value):
+            flow = "[" + ", ".join(_yaml_scalar(v) for v in value) + "]"
+            if indent + len(head) + len(flow) < _FLOW_WIDTH and _reads_back(flow, value):
+                out.line(indent, f"{head} {flow}", comment)
+                return
+            out.line(indent, head, comment)
+            for item in value:
+                out.line(indent + 2, f"- {_yaml_scalar(item)}")
+            return
+        text = json.dumps(value, ensure_ascii=False)  # nested lists: JSON is YAML
+    elif isinstance(value, dict | list):
+        text = "{}" if isinstance(value, dict) else "[]"
+    else:
+        text = _yaml_scalar(value)
+    out.line(indent, f"{head} {text}", comment)
+
+
+def _render_key(
+    out: _Writer, model: type[BaseModel], name: str, value: Any, indent: int, *, top: bool = False
+) -> None:
+    """One key of `model` at `value` (its default), its documentation as comments."""
+    info = model.model_fields[name]
+    section = _section_of(info.annotation)
+    if top:
+        out.lines.append("")
+    for note in _field_notes(model).get(name, []):
+        out.comment(note, indent)
+    if section is not None and isinstance(value, BaseModel):
+        for line in _section_doc(section):
+            out.comment(line, indent)
+        out.line(indent, f"{name}:", info.description)
+        for key in _fields(section):
+            _render_key(out, section, key, getattr(value, key), indent + 2)
+        return
+    if section is not None and value is None:
+        # Any value here, even the section's own defaults, would switch the section on:
+        # show its keys commented out.
+        if name not in _field_notes(model):
+            for line in _section_doc(section):
+                out.comment(line, indent)
+        out.line(indent, f"{name}: null", info.description or "off; to use it, write it as below")
+        example = _Writer()
+        example.line(indent, f"{name}:")
+        for key, sub in _fields(section).items():
+            default = sub.get_default(call_default_factory=True)
+            if default is PydanticUndefined:
+                example.line(indent + 2, f"{key}:", "required")
+            else:
+                _render_value(example, indent + 2, key, to_jsonable_python(default))
+        out.lines.extend(" " * indent + "# " + line[indent:] for line in example.lines)
+        return
+    if value is PydanticUndefined:  # a required key init did not write: show, do not guess
+        out.comment(f"{name}:", indent)
+        return
+    _render_value(out, indent, name, to_jsonable_python(value), info.description)
+
+
+def _block_ends(lines: list[str]) -> dict[tuple[str, ...], int]:
+    """For each mapping key init wrote (its path), the index of its block's last line."""
+    ends: dict[tuple[str, ...], int] = {}
+    stack: list[tuple[int, str]] = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        match = None if line.lstrip().startswith("#") else _KEY_LINE.match(line)
+        if match:
+            stack.append((indent, match.group(2)))
+        for depth in range(1, len(stack) + 1):
+            ends[tuple(key for _, key in stack[:depth])] = i
+    return ends
+
+
+def _render_defaults(out: _Writer) -> None:
+    """Complete init's text with every key of ProjectConfig it did not write, at its default.
+
+    Keys missing from a section init wrote go at the end of that section; whole sections at
+    the end of the file. Each key carries its documentation (the field's description, the
+    `#:` comments above it in config.py). The values are the defaults, so the file loads as
+    the same config as without them; a section that is off (None) is shown commented out.
+    """
+    given = yaml.safe_load(out.text()) or {}
+    ends = _block_ends(out.lines)
+    after: dict[int, list[str]] = {}
+
+    def complete(model: type[BaseModel], default: BaseModel | None, written: dict, path) -> None:
+        for name, info in _fields(model).items():
+            section = _section_of(info.annotation)
+            if section is not None and isinstance(written.get(name), dict):
+                value = getattr(default, name) if default is not None else None
+                complete(section, value, written[name], (*path, name))
+        missing = [name for name in _fields(model) if name not in written]
+        if not missing:
+            return
+        block = _Writer()
+        for name in missing:
+            if default is not None:
+                value = getattr(default, name)
+            else:
+                value = model.model_fields[name].get_default(call_default_factory=True)
+            _render_key(block, model, name, value, 2 * len(path), top=not path)
+        if path:
+            after.setdefault(ends[path], []).extend(block.lines)
+        else:
+            after.setdefault(len(out.lines) - 1, []).extend(
+                [
+                    "",
+                    "# Every other key, at its default (with its documentation). Change what you",
+                    "# need; the README section 'The project file' explains each key.",
+                    *block.lines,
+                ]
+            )
+
+    complete(ProjectConfig, ProjectConfig.model_construct(), given, ())
+    lines = []
+    for i, line in enumerate(out.lines):
+        lines.append(line)
+        lines.extend(after.get(i, []))
+    out.lines = lines
 
 
 # --------------------------------------------------------------------------------------
