@@ -58,13 +58,25 @@ def load_source(
     config: ProjectConfig,
     activities_since: pd.Timestamp | None = None,
     activities_until: pd.Timestamp | None = None,
+    sample: int | None = None,
 ) -> CRMData:
-    """Read leads, activities and outcomes from the configured source."""
+    """Read leads, activities and outcomes from the configured source (or a lead sample)."""
     report = reporter()
     report("loading data", 0, 1)
-    crm = load_crm(config, activities_since=activities_since, activities_until=activities_until)
+    crm = load_crm(
+        config,
+        activities_since=activities_since,
+        activities_until=activities_until,
+        sample=sample,
+    )
     report("loading data", 1, 1)
     logger = get_run_logger()
+    if crm.sampled_from is not None:
+        logger.info(
+            "training on a sample of %s of the source's %s leads (snapshots.sample_leads)",
+            f"{len(crm.leads):,}",
+            f"{crm.sampled_from:,}",
+        )
     for line in crm.checks.summary():
         logger.warning("%s", line)
     return crm

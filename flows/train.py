@@ -31,7 +31,7 @@ def train_flow(config_path: str | None = None) -> dict[str, Any]:
 
 def _train(config: ProjectConfig) -> dict[str, Any]:
     rules = tasks.read_rules(config)
-    crm = tasks.load_source(config)
+    crm = tasks.load_source(config, sample=config.snapshots.sample_leads)
     data = tasks.build_training_set(crm, config, rules)
     result = tasks.fit_model(data, config, crm)
     test, fit = cohort_frames(result)

@@ -195,3 +195,43 @@ def test_blank_activity_types_in_parquet_are_refused_as_empty(tmp_path: Path, cr
         getattr(crm, name).to_parquet(folder / f"{name}.parquet")
     with pytest.raises(DataError, match=r"2 row\(s\): empty activity type \(rows 4, 11\)"):
         load_crm(_config(str(folder)))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "parquet", "text-ids"])
+def test_a_training_sample_reads_only_its_leads_with_all_their_rows(
+    tmp_path: Path, crm, kind, monkeypatch
+) -> None:
+    """`sample`: n leads by a hash of their id; every activity and outcome of those leads
+    and none of the others; the same leads whatever the storage or the row order."""
+    import leadscore.sources as sources
+
+    monkeypatch.setattr(sources, "LEAD_BATCH", 97)  # a database reads the ids in batches
+    tables = {k: crm.tables()[k] for k in ("leads", "activities", "outcomes")}
+    if kind == "text-ids":
+        tables = {k: t.assign(lead_id="L-" + t["lead_id"].astype(str)) for k, t in tables.items()}
+    if kind == "sqlite":
+        uri = f"sqlite:///{tmp_path / 'crm.db'}"
+        write_tables(tables, uri)
+    else:
+        uri = str(tmp_path / "pq")
+        tables["leads"] = tables["leads"].sample(frac=1.0, random_state=3)  # another order
+        write_tables(tables, uri, "parquet")
+    whole = load_crm(_config(uri))
+    part = load_crm(_config(uri), sample=300)
+    assert len(part.leads) == 300 and part.sampled_from == len(whole.leads)
+    chosen = set(part.leads["lead_id"])
+    acts = whole.activities[whole.activities["lead_id"].isin(chosen)]
+    assert len(part.activities) == len(acts) > 0
+    assert set(part.activities["lead_id"]) == set(acts["lead_id"])
+    outcomes = whole.outcomes[whole.outcomes["lead_id"].isin(chosen)]
+    assert len(part.outcomes) == len(outcomes) > 0
+    # The same leads as a sample of the ids alone: storage and row order do not matter.
+    ids = whole.leads["lead_id"]
+    assert chosen == set(ids[sources.sample_rows(ids, 300)])
+    assert load_crm(_config(uri), sample=10_000).sampled_from is None  # fewer leads: all
+    if kind != "sqlite":  # Parquet filters while reading: other leads' rows never load
+        wanted = [str(i) for i in list(chosen)[:5]]
+        raw = sources._read_parquet(
+            Path(uri) / "activities.parquet", None, None, (), ("lead_id", wanted)
+        )
+        assert set(raw["lead_id"].astype(str)) == set(wanted)

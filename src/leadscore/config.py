@@ -175,6 +175,13 @@ class SnapshotConfig(_Section):
     every_days: int = Field(30, ge=1, description="days between snapshot dates")
     max_lead_age_days: int = Field(365, ge=1, description="older open leads are not scored")
     min_history_days: int = Field(30, ge=0, description="first snapshot this long after data start")
+    sample_leads: int | None = Field(
+        None,
+        ge=1000,
+        description="train on a seeded random sample of this many leads, with all their "
+        "activities and outcomes (bounds training time and memory on a big history); "
+        "scoring always reads every lead",
+    )
 
 
 class SplitConfig(_Section):

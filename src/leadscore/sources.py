@@ -38,6 +38,8 @@ class CRMData:
     source: str
     #: Warnings (and quarantined rows) found while loading.
     checks: Checks = field(default_factory=Checks)
+    #: Leads in the source when `leads` is a sample of them (training on a sample).
+    sampled_from: int | None = None
 
     @property
     def flat(self) -> bool:
@@ -166,14 +168,23 @@ def _read_table(
                         )
                         params[name] = value
                         clauses.append(f"{quote(column)} {op} :{name}")
-                if lead_filter is not None and lead_filter[0] in existing:
-                    column, ids = lead_filter
-                    clause, bound = _lead_id_clause(quote(column), types[column], ids)
-                    clauses.append(clause)
-                    params.update(bound)
-                if clauses:
-                    sql += " WHERE " + " AND ".join(clauses)
-                return _fetch_frame(conn, sa.text(sql).bindparams(**params))
+                if lead_filter is None or lead_filter[0] not in existing:
+                    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+                    return _fetch_frame(conn, sa.text(sql + where).bindparams(**params))
+                # A long id list (a training sample) goes in batches: databases cap the
+                # number of bound parameters of one statement (SQLite 32,766).
+                column, ids = lead_filter
+                ids = list(ids)
+                frames = []
+                for start in range(0, max(1, len(ids)), LEAD_BATCH):
+                    clause, bound = _lead_id_clause(
+                        quote(column), types[column], ids[start : start + LEAD_BATCH]
+                    )
+                    where = " WHERE " + " AND ".join([*clauses, clause])
+                    stmt = sa.text(sql + where).bindparams(**params, **bound)
+                    frames.append(_fetch_frame(conn, stmt))
+                filled = [f for f in frames if len(f)] or frames[:1]  # empty ones lose types
+                return filled[0] if len(filled) == 1 else pd.concat(filled, ignore_index=True)
         except DataError:
             raise
         except Exception as exc:
@@ -201,7 +212,7 @@ def _read_table(
         if path.is_file():
             try:
                 if suffix == ".parquet":
-                    frame = _read_parquet(path, columns, time_window, dictionary)
+                    frame = _read_parquet(path, columns, time_window, dictionary, lead_filter)
                     return _only_leads(frame, lead_filter)
                 return _only_leads(_read_csv(path, columns), lead_filter)
             except Exception as exc:
@@ -220,6 +231,7 @@ def _read_parquet(
     columns: list[str] | None,
     time_window: tuple[str, pd.Timestamp | None, pd.Timestamp | None] | None,
     dictionary: Sequence[str],
+    lead_filter: tuple[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
     schema = pq.read_schema(path)
     present = [c for c in (columns or schema.names) if c in schema.names] or schema.names
@@ -245,11 +257,29 @@ def _read_parquet(
                 if kind.tz is not None:
                     value = value.tz_localize("UTC") if value.tzinfo is None else value
                 filters.append((column, op, value.to_pydatetime()))
+    if lead_filter is not None and lead_filter[0] in schema.names:
+        # Only the rows of these leads are ever materialised (a sample of a big history);
+        # the caller still matches ids exactly, as text.
+        column, ids = lead_filter
+        kind = schema.field(column).type
+        if pa.types.is_integer(kind):
+            values: list = [int(i) for i in map(str, ids) if _WHOLE_NUMBER.match(i.strip())]
+        elif pa.types.is_floating(kind):
+            values = [float(i) for i in map(str, ids) if _WHOLE_NUMBER.match(i.strip())]
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            values = [str(i) for i in ids]
+        else:
+            values = None
+        if values is not None:
+            filters.append((column, "in", values))
     table = pq.read_table(
         path, columns=present, filters=filters or None, read_dictionary=text or None
     )
     return table.to_pandas()
 
+
+#: Lead ids bound per statement when a database read is limited to given leads.
+LEAD_BATCH = 10_000
 
 _WHOLE_NUMBER = re.compile(r"^-?[0-9]{1,18}$")
 
@@ -547,6 +577,7 @@ def load_crm(
     activities_since: pd.Timestamp | None = None,
     activities_until: pd.Timestamp | None = None,
     lead_ids: Sequence[str] | None = None,
+    sample: int | None = None,
 ) -> CRMData:
     """Read, check and normalise the configured source tables.
 
@@ -556,7 +587,9 @@ def load_crm(
     before they are transferred. `lead_ids` reads only those leads and their activities and
     outcomes (on-demand scoring): a database filters them in the query; none found gives an
     empty `leads` table, not an error; bad rows stop the read even in quarantine mode, so
-    the batch's quarantine files are never overwritten.
+    the batch's quarantine files are never overwritten. `sample` keeps a seeded random
+    sample of that many leads (by a hash of the id, so it does not depend on row order),
+    and reads only their activities and outcomes; checks are those of a whole read.
     """
     project = config if isinstance(config, ProjectConfig) else None
     source = config.source if project is not None else config
@@ -573,6 +606,14 @@ def load_crm(
     leads_raw = _read_table(
         uri, tables.leads, lead_filter=None if lead_ids is None else (cols.lead_id, lead_ids)
     )
+    sampled_from, sample_ids = None, None
+    if sample is not None and lead_ids is None and cols.lead_id in leads_raw:
+        seed = project.model.seed if project is not None else 0
+        keep = sample_rows(leads_raw[cols.lead_id], sample, seed)
+        if not keep.all():
+            sampled_from = int(leads_raw[cols.lead_id].nunique())
+            leads_raw = leads_raw[keep].reset_index(drop=True)
+            sample_ids = lead_id_text(leads_raw[cols.lead_id].dropna()).unique().tolist()
     if leads_raw.empty and lead_ids is None:
         checks.error(
             tables.leads,
@@ -655,10 +696,11 @@ def load_crm(
         )
         checks.stop_on_table_errors()
 
+    only = lead_ids if sample_ids is None else sample_ids
     activities = _load_activities(
-        uri, source, checks, quarantine, activities_since, activities_until, lead_ids
+        uri, source, checks, quarantine, activities_since, activities_until, only
     )
-    outcomes = _load_outcomes(uri, source, leads, checks, quarantine, lead_ids)
+    outcomes = _load_outcomes(uri, source, leads, checks, quarantine, only)
     leads = leads.drop(columns=["_converted_at"], errors="ignore")
     activities, outcomes = _align_ids(leads, activities, outcomes, tables, checks, quarantine)
     return CRMData(
@@ -667,7 +709,23 @@ def load_crm(
         outcomes=outcomes,
         source=redact_uri(uri),
         checks=checks,
+        sampled_from=sampled_from,
     )
+
+
+def sample_rows(ids: pd.Series, n: int, seed: int = 0) -> np.ndarray:
+    """Rows of a seeded random sample of `n` distinct lead ids (all rows of each id kept).
+
+    A lead is in the sample when the hash of its id is among the `n` smallest, so the
+    sample does not depend on the order of the rows, and a lead sampled from a history
+    mostly stays sampled as the history grows.
+    """
+    text = lead_id_text(ids).str.strip().to_numpy(dtype=object)
+    hashed = pd.util.hash_array(text, hash_key=f"leadscore{seed:07d}"[:16])
+    distinct = np.unique(hashed)
+    if len(distinct) <= n:
+        return np.ones(len(ids), dtype=bool)
+    return hashed <= np.partition(distinct, n - 1)[n - 1]
 
 
 def _load_activities(
