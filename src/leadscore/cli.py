@@ -46,6 +46,61 @@ def _prefect_environment(verbose: bool) -> None:
         logging.getLogger("mlflow").setLevel(logging.ERROR)
 
 
+def _check_prefect_api() -> None:
+    """Fail fast, with the fix, when the flows would have no Prefect API to talk to.
+
+    With `PREFECT_API_URL` set (environment or active Prefect profile) the flows use that
+    server; without it Prefect starts a temporary local server in every process (seconds
+    per command). A configured server that does not answer would otherwise surface as a
+    long traceback from inside the flow engine. Same check as Prefect's own at flow start.
+    """
+    from prefect.client.base import ServerType
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        if PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+            return  # Prefect starts its temporary local server
+        raise LeadscoreError(
+            "no Prefect API: PREFECT_API_URL is not set and Prefect's temporary server is "
+            "disabled (PREFECT_SERVER_EPHEMERAL_ENABLED=false)",
+            "set PREFECT_API_URL to a running Prefect server (`prefect server start`), or "
+            "allow the temporary server with PREFECT_SERVER_EPHEMERAL_ENABLED=true",
+        )
+    with get_client(sync_client=True) as client:
+        if client.server_type == ServerType.CLOUD:
+            return  # Prefect Cloud: Prefect itself skips this check
+        problem = client.api_healthcheck()
+    if problem is None:
+        return
+    response = getattr(problem, "response", None)
+    text = str(problem).splitlines()[0] if str(problem) else ""
+    reason = (
+        f"HTTP {response.status_code}"
+        if response is not None
+        else f"{type(problem).__name__}" + (f": {text}" if text else "")
+    )
+    raise LeadscoreError(
+        f"the Prefect API at PREFECT_API_URL={_without_password(url)} does not answer ({reason})",
+        "start that server (`prefect server start`) or correct PREFECT_API_URL; unset it "
+        "to let Prefect start a temporary local server for each command instead (slower)",
+        transient=True,
+    )
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # IPv6
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
 def _quiet_prefect_console(verbose: bool) -> None:
     """Keep Prefect's console handler from printing tracebacks of user errors."""
     if verbose:
@@ -112,6 +167,7 @@ def _run_flow(name: str, verbose: bool, **params: Any) -> dict[str, Any]:
 
         parse_as_of(params["as_of"])
     _prefect_environment(verbose)
+    _check_prefect_api()
     import leadscore_flows.report as report_module
     import leadscore_flows.score as score_module
     import leadscore_flows.train as train_module

@@ -1,0 +1,118 @@
+"""Fixed cost of the CLI: what a command imports, and how it fails without a Prefect API."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import run_cli
+
+#: Imported only by the commands that run flows or touch the registry (seconds apiece).
+HEAVY = ("prefect", "mlflow", "leadscore_flows")
+
+PROBE = """
+import json, sys
+import typer
+from typer.testing import CliRunner
+from leadscore.cli import app
+
+runner = CliRunner()
+commands = sorted(typer.main.get_command(app).commands)
+calls = [["--help"], *[[name, "--help"] for name in commands]]
+calls.append(["generate", "--leads", "500", "--out", sys.argv[1], "--json"])
+codes = {" ".join(args): runner.invoke(app, args).exit_code for args in calls}
+print(json.dumps({"codes": codes, "loaded": [m for m in sys.argv[2:] if m in sys.modules]}))
+"""
+
+
+@pytest.fixture
+def cli_home(prefect_home: str) -> dict[str, str]:
+    """The user's environment without a Prefect API configured."""
+    env = {**os.environ, "PREFECT_HOME": prefect_home}
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+def test_help_and_generate_import_neither_prefect_nor_mlflow(tmp_path, cli_home) -> None:
+    uri = f"sqlite:///{tmp_path / 'crm.db'}"
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, uri, *HEAVY],
+        env=cli_home,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"--help", "score --help", "train --help", "generate --help"} <= set(probe["codes"])
+    assert set(probe["codes"].values()) == {0}, probe["codes"]
+    assert probe["loaded"] == [], f"imported by --help/generate: {probe['loaded']}"
+    assert (tmp_path / "crm.db").exists()
+
+
+def _project(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"source": {"uri": "sqlite:///crm.db"}}))
+    shutil.copy(
+        Path(__file__).resolve().parents[1] / "models" / "mql_rules.yaml",
+        tmp_path / "mql_rules.yaml",
+    )
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_prefect_api_fails_with_the_fix(tmp_path, cli_home) -> None:
+    _project(tmp_path)
+    url = f"http://user:secret@127.0.0.1:{_closed_port()}/api"
+    result = run_cli(["score", "-c", "p.yaml"], {**cli_home, "PREFECT_API_URL": url}, tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "does not answer" in result.stderr and "PREFECT_API_URL" in result.stderr
+    assert "fix:" in result.stderr and "prefect server start" in result.stderr
+    assert "secret" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "crm.db").exists()
+
+
+def test_no_api_and_no_temporary_server_names_the_fix(tmp_path, cli_home) -> None:
+    _project(tmp_path)
+    env = {**cli_home, "PREFECT_SERVER_EPHEMERAL_ENABLED": "false"}
+    result = run_cli(["score", "-c", "p.yaml"], env, tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "PREFECT_SERVER_EPHEMERAL_ENABLED" in result.stderr and "fix:" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_cli_never_overrides_where_prefect_runs(monkeypatch) -> None:
+    """A running server via PREFECT_API_URL is the documented fix for the startup cost."""
+    import logging
+
+    from leadscore import cli
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    environ["PREFECT_API_URL"] = "http://127.0.0.1:4200/api"
+    monkeypatch.setattr(os, "environ", environ)
+    mlflow_logger = logging.getLogger("mlflow")
+    monkeypatch.setattr(mlflow_logger, "level", mlflow_logger.level)
+    cli._prefect_environment(verbose=False)
+    assert environ["PREFECT_API_URL"] == "http://127.0.0.1:4200/api"
+    assert "PREFECT_HOME" not in environ
+    assert "PREFECT_SERVER_EPHEMERAL_ENABLED" not in environ
+
+
+def test_password_is_masked_in_the_api_url() -> None:
+    from leadscore.cli import _without_password
+
+    assert _without_password("http://u:pw@h:4200/api") == "http://u:***@h:4200/api"
+    assert _without_password("http://127.0.0.1:4200/api") == "http://127.0.0.1:4200/api"
+    assert _without_password("http://u:pw@[::1]:4200/api") == "http://u:***@[::1]:4200/api"
