@@ -79,6 +79,12 @@ def _child(cmd: list[str]) -> None:
     print(json.dumps({"wall": wall, "peak_mib": peak_kib / 1024, "stdout": proc.stdout}))
 
 
+def summary(out: str) -> dict:
+    """The JSON summary a command printed last on stdout (libraries may print before it)."""
+    start = 0 if out.startswith("{") else out.rfind("\n{") + 1
+    return json.loads(out[start:])
+
+
 def task_seconds(log: str) -> dict[str, float]:
     """Seconds per Prefect task, from the gaps between `Finished` lines of a -v run."""
     out: dict[str, float] = {}
@@ -312,6 +318,9 @@ def main() -> None:
     parser.add_argument("--contrib-rows", type=int, default=20_000)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep-data", action="store_true", help="reuse/keep generated data")
+    parser.add_argument(
+        "--no-train", action="store_true", help="score with the champion already in --workdir"
+    )
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="leadscore-scale-"))
@@ -354,9 +363,12 @@ def main() -> None:
             _measured(cmd, workdir, env)
     sample = args.sample_leads or None
     train_config = _project(workdir, "train", train_source, 1, args.threads, None, sample)
-    wall, peak, out, _ = _measured([*cli, "train", "-c", train_config.name, "--json"], workdir, env)
-    record("train", wall, peak)
-    trained = json.loads(out)
+    trained: dict = {}
+    if not args.no_train:
+        cmd = [*cli, "train", "-c", train_config.name, "--json"]
+        wall, peak, out, _ = _measured(cmd, workdir, env)
+        record("train", wall, peak)
+        trained = summary(out)
 
     scored: dict[str, dict] = {}
     tasks: dict[str, list[dict[str, float]]] = {}
@@ -370,7 +382,7 @@ def main() -> None:
             cmd = [*cli, "score", "-c", config.name, "--as-of", END, "--json", "-v"]
             wall, peak, out, err = _measured(cmd, workdir, env)
             record(name, wall, peak)
-            scored[name] = json.loads(out)
+            scored[name] = summary(out)
             tasks.setdefault(name, []).append(task_seconds(err))
     refs = []
     ref_config = _project(workdir, "reference", crm, 1, args.threads, None)
@@ -416,10 +428,11 @@ def main() -> None:
             f"{name}: {med[name][0] / ref['raw_predict']:.0f}x raw predict; tasks (median s): "
             + ", ".join(f"{k} {v:.1f}" for k, v in per_task.items() if v >= 0.5)
         )
-    lines.append(
-        f"train: {trained['rows']['train_rows']:,} training examples; test AUC model "
-        f"{trained['model']['roc_auc']:.4f}, rules {trained['rules']['roc_auc']:.4f}"
-    )
+    if trained:
+        lines.append(
+            f"train: {trained['rows']['train_rows']:,} training examples; test AUC model "
+            f"{trained['model']['roc_auc']:.4f}, rules {trained['rules']['roc_auc']:.4f}"
+        )
     text = "\n".join(lines)
     print(text)
     out_dir = ROOT / "benchmarks" / "results"

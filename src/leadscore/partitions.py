@@ -176,7 +176,10 @@ def _stage_parquet(
                 expression = term if expression is None else expression & term
     writers = [pq.ParquetWriter(p / f"{table}.parquet", schema) for p in parts]
     try:
-        for batch in dataset.to_batches(filter=expression, batch_size=CHUNK_ROWS):
+        batches = dataset.to_batches(
+            filter=expression, batch_size=CHUNK_ROWS, batch_readahead=2, fragment_readahead=1
+        )  # a little read-ahead, not the default 16 batches: memory stays at a few chunks
+        for batch in batches:
             if batch.num_rows == 0:
                 continue
             ids = batch.column(schema.get_field_index(id_column)).to_pandas()
