@@ -243,3 +243,19 @@ def test_quarantine_mode_sets_bad_rows_aside_per_partition(trained, tmp_path) ->
     assert set_aside, list(tmp_path.iterdir())
     assert sum(len(pd.read_csv(f)) for f in set_aside) == 3
     assert len(scores) > 0
+
+
+def test_a_table_name_with_a_path_is_refused_before_staging(tmp_path) -> None:
+    (tmp_path / "src").mkdir()
+    config = config_from_dict(
+        {
+            "source": {"uri": str(tmp_path / "src"), "tables": {"activities": "../secret"}},
+            "scale": {"partitions": 2},
+        },
+        tmp_path,
+        "t",
+        {},
+    )
+    with pytest.raises(DataError, match="not a plain file name"):
+        partitions.stage(config, None, AS_OF, tmp_path / "staged")
+    assert not (tmp_path / "staged").exists()

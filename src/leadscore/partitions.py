@@ -29,7 +29,14 @@ from leadscore import pipeline
 from leadscore.config import ProjectConfig
 from leadscore.errors import ConfigError, DataError
 from leadscore.rules import RuleSet
-from leadscore.sources import CSV_ENCODINGS, CRMData, is_database_uri, load_crm, redact_uri
+from leadscore.sources import (
+    CSV_ENCODINGS,
+    CRMData,
+    check_file_table,
+    is_database_uri,
+    load_crm,
+    redact_uri,
+)
 
 #: Rows read from the source per chunk while staging (bounds the staging memory).
 CHUNK_ROWS = 1_000_000
@@ -111,13 +118,13 @@ def stage(
             f"source folder {source} does not exist",
             "set source.uri to a folder of .parquet/.csv files",
         )
+    tables = {check_file_table(t): column for t, column in _tables(config).items()}
     count = config.scale.partitions
     if folder.exists():
         shutil.rmtree(folder)
     parts = [folder / f"part-{k:04d}" for k in range(count)]
     for part in parts:
         part.mkdir(parents=True)
-    tables = _tables(config)
     window_column = config.source.columns.occurred_at
     for step, (table, id_column) in enumerate(tables.items()):
         progress("staging partitions", step, len(tables))

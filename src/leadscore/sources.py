@@ -196,11 +196,7 @@ def _read_table(
             ) from None
         finally:
             engine.dispose()
-    if "/" in table or "\\" in table or table.startswith("."):
-        raise DataError(
-            f"table name {table!r} is not a plain file name",
-            "name the file in the source folder without a path, e.g. leads",
-        )
+    check_file_table(table)
     folder = Path(uri)
     if not folder.is_dir():
         raise DataError(
@@ -224,6 +220,16 @@ def _read_table(
         f"table '{table}' not found: neither {table}.parquet nor {table}.csv in {folder}",
         "export the table there or map source.tables to the right file name",
     )
+
+
+def check_file_table(table: str) -> str:
+    """A table of a source folder names a file there, never a path elsewhere."""
+    if "/" in table or "\\" in table or table.startswith("."):
+        raise DataError(
+            f"table name {table!r} is not a plain file name",
+            "name the file in the source folder without a path, e.g. leads",
+        )
+    return table
 
 
 def _read_parquet(
