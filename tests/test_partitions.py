@@ -259,3 +259,13 @@ def test_a_table_name_with_a_path_is_refused_before_staging(tmp_path) -> None:
     with pytest.raises(DataError, match="not a plain file name"):
         partitions.stage(config, None, AS_OF, tmp_path / "staged")
     assert not (tmp_path / "staged").exists()
+
+
+@pytest.mark.slow
+def test_monitoring_gets_a_bounded_sample_from_every_partition(trained, tmp_path) -> None:
+    _, config, rules, model = trained
+    config = _with(config, monitoring_rows=1000)
+    _, results, (scores, rows, _) = _in_partitions(config, rules, model, None, 4, tmp_path / "s")
+    assert len(scores) > 1000  # more open leads than the sample
+    assert 0 < len(rows) <= 1000
+    assert all(0 < len(r.rows) <= 250 for r in results)

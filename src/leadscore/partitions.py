@@ -287,10 +287,10 @@ def score_partition(
         rows = pd.DataFrame()
     else:
         scores, rows = pipeline.score_partial(crm, model, predict, rules, config, snap)
-        share = config.scale.monitoring_rows / max(1, part.count)
+        share = max(1, -(-config.scale.monitoring_rows // part.count))  # at least one row
         if len(rows) > share:
             keep = np.sort(
-                np.random.default_rng(part.index).choice(len(rows), int(share), replace=False)
+                np.random.default_rng(part.index).choice(len(rows), share, replace=False)
             )
             rows = rows.iloc[keep].reset_index(drop=True)
     return PartitionResult(
@@ -327,7 +327,8 @@ def combine(
         raise pipeline.no_open_leads(flat, config, as_of)
     partial = pd.concat(filled, ignore_index=True)
     scores = pipeline.finish_scores(partial, config)
-    rows = pd.concat([r.rows for r in results if len(r.rows)], ignore_index=True)
+    rows = pd.concat([r.rows for r in results if len(r.rows)] or [pd.DataFrame()])
+    rows = rows.reset_index(drop=True)
     outcomes = pd.concat([r.outcomes for r in results], ignore_index=True)
     leads = pd.DataFrame({"lead_id": scores["lead_id"]})
     if flat:
