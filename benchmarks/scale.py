@@ -187,6 +187,11 @@ def _reference(config_path: str, as_of: str, contrib_rows: int) -> None:
     difference = float(
         np.nanmax(np.abs(mine[common].fillna(0) - ours[common].fillna(0)).to_numpy())
     )
+    if difference > 1e-6 or len(common) < len(ours.columns) - 2:  # all but trend, lead age
+        raise SystemExit(
+            f"the same-features SQL differs from leadscore's features by {difference} "
+            f"({len(common)} of {len(ours.columns)} columns): it is no reference"
+        )
 
     matrix = model.features.transform(rows)
     booster = model.booster_.booster_

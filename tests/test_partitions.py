@@ -86,7 +86,7 @@ def _in_partitions(config, rules, model, since, count: int, folder: Path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["parquet", "csv"])
+@pytest.mark.parametrize("kind", ["parquet"])
 def test_partitioned_scores_equal_the_whole_source(trained, tmp_path, kind, monkeypatch) -> None:
     root, config, rules, model = trained
     config = config.model_copy(
@@ -112,11 +112,9 @@ def test_partitioned_scores_equal_the_whole_source(trained, tmp_path, kind, monk
         _by_lead(scores), _by_lead(whole), check_dtype=False, rtol=1e-12, atol=0
     )
     # Every lead's activities went to its own partition and nowhere else.
-    staged = [pq.read_table if kind == "parquet" else pd.read_csv for _ in parts]
     seen = set()
-    for part, read in zip(parts, staged, strict=True):
-        acts = read(Path(part.folder) / f"activities.{kind}")
-        acts = acts.to_pandas() if kind == "parquet" else acts
+    for part in parts:
+        acts = pq.read_table(Path(part.folder) / f"activities.{kind}").to_pandas()
         ids = set(acts["lead_id"].astype(str))
         assert not ids & seen
         seen |= ids
@@ -269,3 +267,47 @@ def test_monitoring_gets_a_bounded_sample_from_every_partition(trained, tmp_path
     assert len(scores) > 1000  # more open leads than the sample
     assert 0 < len(rows) <= 1000
     assert all(0 < len(r.rows) <= 250 for r in results)
+
+
+def test_a_csv_source_is_refused_with_the_conversion(trained, tmp_path) -> None:
+    root, config, _, _ = trained
+    config = _with(
+        config.model_copy(
+            update={"source": config.source.model_copy(update={"uri": str(root / "csv")})}
+        ),
+        partitions=3,
+    )
+    with pytest.raises(DataError, match="need Parquet") as caught:
+        partitions.stage(config, None, AS_OF, tmp_path / "staged")
+    assert "COPY" in caught.value.fix
+    assert not (tmp_path / "staged").exists()
+
+
+@pytest.mark.slow
+def test_more_partitions_than_leads_score_like_the_whole_source(trained, tmp_path) -> None:
+    root, config, rules, model = trained
+    small = tmp_path / "small"
+    small.mkdir()
+    leads = pd.read_parquet(root / "parquet" / "leads.parquet")
+    for table in ("leads", "activities", "outcomes"):
+        frame = pd.read_parquet(root / "parquet" / f"{table}.parquet")
+        frame[frame["lead_id"].isin(leads["lead_id"].tail(40))].to_parquet(
+            small / f"{table}.parquet"
+        )
+    config = config.model_copy(
+        update={"source": config.source.model_copy(update={"uri": str(small)})}
+    )
+    whole = pipeline.score(load_crm(config), model, model.predict_proba, rules, config, AS_OF)
+    parts, _, (scores, _, _) = _in_partitions(config, rules, model, None, 64, tmp_path / "s")
+    assert sum(p.leads == 0 for p in parts) >= 64 - 40  # empty ones are skipped, not errors
+    assert sum(p.leads for p in parts) == 40 and len(whole) > 0
+    pd.testing.assert_frame_equal(
+        _by_lead(scores), _by_lead(whole), check_dtype=False, rtol=1e-12, atol=0
+    )
+
+
+def test_ids_hash_exactly_whatever_their_length() -> None:
+    big = 1234567890123456789  # above 2**53: a float would round it
+    as_int = partitions.partition_of(pd.Series([big, big + 1]), 997)
+    as_text = partitions.partition_of(pd.Series([str(big), f" {big + 1}", ""]), 997)
+    np.testing.assert_array_equal(as_int, as_text[:2])

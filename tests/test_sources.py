@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -205,7 +206,7 @@ def test_a_training_sample_reads_only_its_leads_with_all_their_rows(
     and none of the others; the same leads whatever the storage or the row order."""
     import leadscore.sources as sources
 
-    monkeypatch.setattr(sources, "LEAD_BATCH", 97)  # a database reads the ids in batches
+    monkeypatch.setattr(sources, "LEAD_BATCH", 97)  # a database: read whole, then sampled
     tables = {k: crm.tables()[k] for k in ("leads", "activities", "outcomes")}
     if kind == "text-ids":
         tables = {k: t.assign(lead_id="L-" + t["lead_id"].astype(str)) for k, t in tables.items()}
@@ -230,8 +231,24 @@ def test_a_training_sample_reads_only_its_leads_with_all_their_rows(
     assert chosen == set(ids[sources.sample_rows(ids, 300)])
     assert load_crm(_config(uri), sample=10_000).sampled_from is None  # fewer leads: all
     if kind != "sqlite":  # Parquet filters while reading: other leads' rows never load
-        wanted = [str(i) for i in list(chosen)[:5]]
+        wanted = np.array(sorted(chosen)[:5])  # the leads' own id type
         raw = sources._read_parquet(
             Path(uri) / "activities.parquet", None, None, (), ("lead_id", wanted)
         )
-        assert set(raw["lead_id"].astype(str)) == set(wanted)
+        assert set(raw["lead_id"]) == set(wanted)
+
+
+def test_a_sample_keeps_activities_whose_ids_are_written_differently(tmp_path: Path, crm) -> None:
+    """Integer lead ids, activity ids as text (" 42", "42.0"): a whole read matches them,
+    so the sample keeps them too (no exact pushdown is possible on text)."""
+    tables = {k: crm.tables()[k] for k in ("leads", "activities", "outcomes")}
+    acts = tables["activities"]
+    text = acts["lead_id"].astype(str)
+    text = text.where(acts.index % 2 == 0, " " + text).where(acts.index % 3 != 0, text + ".0")
+    tables["activities"] = acts.assign(lead_id=text)
+    uri = str(tmp_path / "pq")
+    write_tables(tables, uri, "parquet")
+    whole = load_crm(_config(uri))
+    part = load_crm(_config(uri), sample=300)
+    chosen = set(part.leads["lead_id"])
+    assert len(part.activities) == whole.activities["lead_id"].isin(chosen).sum() > 0

@@ -30,7 +30,6 @@ from leadscore.config import ProjectConfig
 from leadscore.errors import ConfigError, DataError
 from leadscore.rules import RuleSet
 from leadscore.sources import (
-    CSV_ENCODINGS,
     CRMData,
     check_file_table,
     is_database_uri,
@@ -48,22 +47,35 @@ def _noop(stage: str, done: int, total: int) -> None:
     return None
 
 
+_INTEGER_TEXT = r"^(-?)0*(\d+?)(?:\.0*)?$"
+
+
 def partition_of(ids: pd.Series | np.ndarray, count: int) -> np.ndarray:
     """The partition (0 … count-1) of each lead id, stable across processes and machines.
 
-    Ids the source treats as the same lead get the same partition whatever their type:
-    42, 42.0, "42" and " 42 " all hash as the integer 42, other text as its stripped text.
+    Ids the source may treat as the same lead get the same partition whatever their type:
+    42, 42.0, "42", " 42 " and "042" all hash as the integer 42 (exactly: no float on the
+    way, whatever the number of digits), other text as its stripped text.
     """
     ids = pd.Series(ids)
     if pd.api.types.is_integer_dtype(ids):
-        hashed = pd.util.hash_array(ids.to_numpy(dtype=np.int64))
-    else:
-        text = ids.astype("str").str.strip()
-        number = pd.to_numeric(text, errors="coerce")
-        whole = (number.notna() & (number % 1 == 0) & (number.abs() < 2**63)).to_numpy()
-        hashed = pd.util.hash_array(text.to_numpy(dtype=object))
-        if whole.any():
-            hashed[whole] = pd.util.hash_array(number[whole].to_numpy().astype(np.int64))
+        values = ids.to_numpy(dtype=np.int64)
+        hashed = pd.util.hash_array(values)
+        big = np.abs(values) >= 10**18  # hashed as their digits, like such long text ids
+        if big.any():
+            hashed[big] = pd.util.hash_array(values[big].astype(str).astype(object))
+        return (hashed % np.uint64(count)).astype(np.int32)
+    if pd.api.types.is_float_dtype(ids):
+        whole = ids.notna() & (ids % 1 == 0)
+        ids = ids.astype(object).where(~whole, ids[whole].map(lambda v: str(int(v))))
+    text = ids.astype("str").str.strip()
+    parts = text.str.extract(_INTEGER_TEXT)
+    digits = (parts[0].fillna("") + parts[1]).where(parts[1].notna())
+    number = digits.notna() & (digits.str.len() <= 18)
+    hashed = pd.util.hash_array(digits.where(digits.notna(), text).to_numpy(dtype=object))
+    if number.any():
+        exact = digits[number].astype(np.int64).to_numpy()
+        hashed[number.to_numpy()] = pd.util.hash_array(exact)
     return (hashed % np.uint64(count)).astype(np.int32)
 
 
@@ -74,6 +86,8 @@ class Partition:
     index: int
     count: int
     folder: str
+    #: Rows of the leads table staged here (0: nothing to read or score).
+    leads: int = 0
 
 
 def _tables(config: ProjectConfig) -> dict[str, str]:
@@ -88,7 +102,9 @@ def _tables(config: ProjectConfig) -> dict[str, str]:
 
 
 def staging_folder(config: ProjectConfig, as_of: pd.Timestamp) -> Path:
-    return config.resolve_path(config.scale.staging_dir) / f"as-of-{as_of.date()}"
+    """One folder per publish table and as-of date (a run of it holds the publish lock)."""
+    name = f"{config.publish.table}-as-of-{as_of.date()}"
+    return config.resolve_path(config.scale.staging_dir) / name
 
 
 def stage(
@@ -98,7 +114,7 @@ def stage(
     folder: Path,
     progress: Progress = _noop,
 ) -> list[Partition]:
-    """Split the source folder into `scale.partitions` folders of the same format.
+    """Split the source folder into `scale.partitions` folders of Parquet files.
 
     Only activities in [since - 1 day, until + 1 day) are kept when the source stores
     their time as a timestamp (the exact window is applied when a partition is read).
@@ -107,18 +123,37 @@ def stage(
     uri = config.source_uri
     if is_database_uri(uri):
         raise ConfigError(
-            f"scale.partitions / scale.dask need a source folder of Parquet or CSV files; "
+            f"scale.partitions / scale.dask need a source folder of Parquet files; "
             f"the source is the database {redact_uri(uri)}",
             "export the tables to Parquet (one file per table) and point source.uri at the "
             "folder, or set scale.partitions: 1 and scale.dask: null",
+        )
+    if config.flat:
+        raise ConfigError(
+            "scale.partitions / scale.dask are for sources with an activities table; a flat "
+            "export (source.label) is one table, read whole",
+            "set scale.partitions: 1 and scale.dask: null",
         )
     source = Path(uri)
     if not source.is_dir():
         raise DataError(
             f"source folder {source} does not exist",
-            "set source.uri to a folder of .parquet/.csv files",
+            "set source.uri to a folder of .parquet files (one per table)",
         )
     tables = {check_file_table(t): column for t, column in _tables(config).items()}
+    for table in tables:
+        if (source / f"{table}.parquet").is_file():
+            continue
+        csv = source / f"{table}.csv"
+        raise DataError(
+            # A CSV has no types: read per partition, a column's type (text or number, a
+            # date format) could be guessed differently than for the whole file.
+            f"scale.partitions / scale.dask need Parquet files; {csv.name} is a CSV"
+            if csv.is_file()
+            else f"table '{table}' not found: no {table}.parquet in {source}",
+            f"convert the table to Parquet once (with DuckDB: COPY (SELECT * FROM "
+            f"'{table}.csv') TO '{table}.parquet'), or set scale.partitions: 1",
+        )
     count = config.scale.partitions
     if folder.exists():
         shutil.rmtree(folder)
@@ -126,21 +161,18 @@ def stage(
     for part in parts:
         part.mkdir(parents=True)
     window_column = config.source.columns.occurred_at
+    leads = np.zeros(count, dtype=np.int64)
     for step, (table, id_column) in enumerate(tables.items()):
         progress("staging partitions", step, len(tables))
         window = (window_column, since, until) if table == config.source.tables.activities else None
-        parquet, csv = source / f"{table}.parquet", source / f"{table}.csv"
-        if parquet.is_file():
-            _stage_parquet(parquet, table, id_column, window, parts)
-        elif csv.is_file():
-            _stage_csv(csv, table, id_column, parts)
-        else:
-            raise DataError(
-                f"table '{table}' not found: neither {table}.parquet nor {table}.csv in {source}",
-                "export the table there or map source.tables to the right file name",
-            )
+        rows = _stage_parquet(source / f"{table}.parquet", table, id_column, window, parts)
+        if table == config.source.tables.leads:
+            leads = rows
     progress("staging partitions", len(tables), len(tables))
-    return [Partition(k, count, str(p)) for k, p in enumerate(parts)]
+    return [
+        Partition(k, count, str(p), int(n))
+        for k, (p, n) in enumerate(zip(parts, leads, strict=True))
+    ]
 
 
 def _missing_id(table: str, column: str, found: list[str]) -> DataError:
@@ -156,7 +188,9 @@ def _stage_parquet(
     id_column: str,
     window: tuple[str, pd.Timestamp | None, pd.Timestamp | None] | None,
     parts: list[Path],
-) -> None:
+) -> np.ndarray:
+    """Stream one Parquet table into the partitions; returns the rows each received."""
+    written = np.zeros(len(parts), dtype=np.int64)
     try:
         dataset = pads.dataset(path, format="parquet")
     except Exception as exc:
@@ -192,9 +226,11 @@ def _stage_parquet(
             ids = batch.column(schema.get_field_index(id_column)).to_pandas()
             for k, rows in _split(partition_of(ids, len(parts))):
                 writers[k].write_table(pa.Table.from_batches([batch]).take(rows))
+                written[k] += len(rows)
     finally:
         for writer in writers:
             writer.close()
+    return written
 
 
 def _split(partition: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -205,38 +241,6 @@ def _split(partition: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
     ends = np.r_[starts[1:], len(keys)]
     for start, end in zip(starts, ends, strict=True):
         yield int(keys[start]), order[start:end]
-
-
-def _stage_csv(path: Path, table: str, id_column: str, parts: list[Path]) -> None:
-    """Copy the CSV's rows, as text, to each partition's CSV (re-read like the original)."""
-    targets = [p / f"{table}.csv" for p in parts]
-    for encoding in CSV_ENCODINGS:
-        try:
-            _copy_csv(path, table, id_column, targets, encoding)
-            return
-        except UnicodeDecodeError:
-            continue
-
-
-def _copy_csv(path: Path, table: str, id_column: str, targets: list[Path], encoding: str) -> None:
-    reader = pd.read_csv(
-        path, dtype=str, keep_default_na=False, chunksize=CHUNK_ROWS, encoding=encoding
-    )
-    first = True
-    for chunk in reader:
-        if first:
-            if id_column not in chunk.columns:
-                raise _missing_id(table, id_column, list(chunk.columns))
-            for target in targets:  # every partition gets the header, even with no rows
-                chunk.iloc[:0].to_csv(target, index=False, encoding="utf-8")
-            first = False
-        for k, rows in _split(partition_of(chunk[id_column], len(targets))):
-            chunk.iloc[rows].to_csv(
-                targets[k], index=False, header=False, mode="a", encoding="utf-8"
-            )
-    if first:  # an empty file: give every partition the same (empty) file
-        for target in targets:
-            shutil.copyfile(path, target)
 
 
 @dataclass
@@ -271,6 +275,14 @@ def score_partition(
     as_of: pd.Timestamp,
 ) -> PartitionResult:
     """Read, check and score one partition, exactly as a whole source would be."""
+    if part.leads == 0:  # more partitions than leads, or an unlucky hash: nothing here
+        return PartitionResult(
+            part.index,
+            pd.DataFrame(columns=SCORE_PARTIAL_COLUMNS),
+            pd.DataFrame(),
+            pd.DataFrame(),
+            config.flat,
+        )
     local = partition_config(config, part)
     try:
         crm = load_crm(local, activities_since=since, activities_until=as_of)
@@ -329,7 +341,8 @@ def combine(
     scores = pipeline.finish_scores(partial, config)
     rows = pd.concat([r.rows for r in results if len(r.rows)] or [pd.DataFrame()])
     rows = rows.reset_index(drop=True)
-    outcomes = pd.concat([r.outcomes for r in results], ignore_index=True)
+    outcomes = pd.concat([r.outcomes for r in results if len(r.outcomes.columns)])
+    outcomes = outcomes.reset_index(drop=True)
     leads = pd.DataFrame({"lead_id": scores["lead_id"]})
     if flat:
         leads["converted"] = np.nan

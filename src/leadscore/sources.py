@@ -113,6 +113,7 @@ def _read_table(
     time_window: tuple[str, pd.Timestamp | None, pd.Timestamp | None] | None = None,
     lead_filter: tuple[str, Sequence[str]] | None = None,
     dictionary: Sequence[str] = (),
+    sample: tuple[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Read one table from a database or from `<folder>/<table>.parquet|.csv`.
 
@@ -123,6 +124,9 @@ def _read_table(
     a folder after reading. A Parquet file also skips rows outside the window as it is read,
     and gives the text columns in `dictionary` as categoricals (few distinct values over
     many rows, e.g. activity types: tens of millions of strings are never built).
+    `sample` = (column, lead ids of the leads' own type) lets a Parquet file skip other
+    leads' rows while reading, where the column has that same type (exact); the caller
+    keeps the sampled leads' rows, matched as `_align_ids` matches them.
     """
     if is_database_uri(uri):
         check_identifier(table, "table name")
@@ -208,7 +212,7 @@ def _read_table(
         if path.is_file():
             try:
                 if suffix == ".parquet":
-                    frame = _read_parquet(path, columns, time_window, dictionary, lead_filter)
+                    frame = _read_parquet(path, columns, time_window, dictionary, sample)
                     return _only_leads(frame, lead_filter)
                 return _only_leads(_read_csv(path, columns), lead_filter)
             except Exception as exc:
@@ -237,7 +241,7 @@ def _read_parquet(
     columns: list[str] | None,
     time_window: tuple[str, pd.Timestamp | None, pd.Timestamp | None] | None,
     dictionary: Sequence[str],
-    lead_filter: tuple[str, Sequence[str]] | None = None,
+    sample: tuple[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     schema = pq.read_schema(path)
     present = [c for c in (columns or schema.names) if c in schema.names] or schema.names
@@ -263,21 +267,16 @@ def _read_parquet(
                 if kind.tz is not None:
                     value = value.tz_localize("UTC") if value.tzinfo is None else value
                 filters.append((column, op, value.to_pydatetime()))
-    if lead_filter is not None and lead_filter[0] in schema.names:
-        # Only the rows of these leads are ever materialised (a sample of a big history);
-        # the caller still matches ids exactly, as text.
-        column, ids = lead_filter
+    if sample is not None and sample[0] in schema.names:
+        # Only the sampled leads' rows are materialised, where that is exact: integer ids
+        # in an integer column, text ids in a text column. Other pairings are read whole.
+        column, ids = sample[0], np.asarray(sample[1])
         kind = schema.field(column).type
-        if pa.types.is_integer(kind):
-            values: list = [int(i) for i in map(str, ids) if _WHOLE_NUMBER.match(i.strip())]
-        elif pa.types.is_floating(kind):
-            values = [float(i) for i in map(str, ids) if _WHOLE_NUMBER.match(i.strip())]
-        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            values = [str(i) for i in ids]
-        else:
-            values = None
-        if values is not None:
-            filters.append((column, "in", values))
+        integer_ids = pd.api.types.is_integer_dtype(ids)
+        if (integer_ids and pa.types.is_integer(kind)) or (
+            not integer_ids and (pa.types.is_string(kind) or pa.types.is_large_string(kind))
+        ):
+            filters.append((column, "in", ids.tolist()))
     table = pq.read_table(
         path, columns=present, filters=filters or None, read_dictionary=text or None
     )
@@ -287,7 +286,7 @@ def _read_parquet(
 #: Lead ids bound per statement when a database read is limited to given leads.
 LEAD_BATCH = 10_000
 
-_WHOLE_NUMBER = re.compile(r"^-?[0-9]{1,18}$")
+_WHOLE_NUMBER = re.compile(r"^-?[0-9]{1,19}$")
 
 
 def lead_id_text(ids: pd.Series) -> pd.Series:
@@ -306,7 +305,9 @@ def _lead_id_clause(
     out rather than sent to a database that would reject the whole query.
     """
     if isinstance(column_type, sa.types.Integer):
-        values: list[object] = [int(i) for i in lead_ids if _WHOLE_NUMBER.match(str(i))]
+        values: list[object] = [
+            int(i) for i in lead_ids if _WHOLE_NUMBER.match(str(i)) and -(2**63) <= int(i) < 2**63
+        ]
     else:
         values = [str(i) for i in lead_ids]
     if not values:
@@ -595,7 +596,9 @@ def load_crm(
     empty `leads` table, not an error; bad rows stop the read even in quarantine mode, so
     the batch's quarantine files are never overwritten. `sample` keeps a seeded random
     sample of that many leads (by a hash of the id, so it does not depend on row order),
-    and reads only their activities and outcomes; checks are those of a whole read.
+    and only their activities and outcomes are kept (a Parquet file of the same id type
+    skips the others while reading). Rows of other leads are not checked: their problems,
+    and activities of no lead at all, surface in scoring, which reads every lead.
     """
     project = config if isinstance(config, ProjectConfig) else None
     source = config.source if project is not None else config
@@ -619,7 +622,7 @@ def load_crm(
         if not keep.all():
             sampled_from = int(leads_raw[cols.lead_id].nunique())
             leads_raw = leads_raw[keep].reset_index(drop=True)
-            sample_ids = lead_id_text(leads_raw[cols.lead_id].dropna()).unique().tolist()
+            sample_ids = leads_raw[cols.lead_id].dropna().unique()
     if leads_raw.empty and lead_ids is None:
         checks.error(
             tables.leads,
@@ -702,11 +705,13 @@ def load_crm(
         )
         checks.stop_on_table_errors()
 
-    only = lead_ids if sample_ids is None else sample_ids
     activities = _load_activities(
-        uri, source, checks, quarantine, activities_since, activities_until, only
+        uri, source, checks, quarantine, activities_since, activities_until, lead_ids, sample_ids
     )
-    outcomes = _load_outcomes(uri, source, leads, checks, quarantine, only)
+    outcomes = _load_outcomes(uri, source, leads, checks, quarantine, lead_ids, sample_ids)
+    if sample_ids is not None:  # the sampled leads' rows, matched as _align_ids matches
+        activities = _of_leads(activities, leads["lead_id"])
+        outcomes = _of_leads(outcomes, leads["lead_id"])
     leads = leads.drop(columns=["_converted_at"], errors="ignore")
     activities, outcomes = _align_ids(leads, activities, outcomes, tables, checks, quarantine)
     return CRMData(
@@ -742,6 +747,7 @@ def _load_activities(
     since: pd.Timestamp | None,
     until: pd.Timestamp | None,
     lead_ids: Sequence[str] | None = None,
+    sample: np.ndarray | None = None,
 ) -> pd.DataFrame:
     cols, table = source.columns, source.tables.activities
     if table is None:
@@ -762,6 +768,7 @@ def _load_activities(
         (cols.occurred_at, since, until),
         None if lead_ids is None else (cols.activity_lead_id, lead_ids),
         dictionary=[cols.activity_type, *([cols.detail] if cols.detail else [])],
+        sample=None if sample is None else (cols.activity_lead_id, sample),
     )
     mapping = {
         "columns.activity_lead_id": cols.activity_lead_id,
@@ -816,6 +823,7 @@ def _load_outcomes(
     checks: Checks,
     quarantine: Path | None,
     lead_ids: Sequence[str] | None = None,
+    sample: np.ndarray | None = None,
 ) -> pd.DataFrame:
     cols, table = source.columns, source.tables.outcomes
     if source.label is not None:
@@ -827,7 +835,10 @@ def _load_outcomes(
         )
     if table is not None:
         raw = _read_table(
-            uri, table, lead_filter=None if lead_ids is None else (cols.outcome_lead_id, lead_ids)
+            uri,
+            table,
+            lead_filter=None if lead_ids is None else (cols.outcome_lead_id, lead_ids),
+            sample=None if sample is None else (cols.outcome_lead_id, sample),
         )
         _require(
             raw,
@@ -857,6 +868,27 @@ def _load_outcomes(
     )
 
 
+def _as_lead_ids(ids: pd.Series, as_text: bool) -> pd.Series:
+    """Ids of another table in the leads' id type (text, or integers when they all are)."""
+    if as_text:
+        numeric = pd.api.types.is_float_dtype(ids)
+        return (ids.astype("Int64") if numeric else ids).astype("str")
+    converted = pd.to_numeric(ids, errors="coerce")
+    if converted.isna().any() or (converted % 1 != 0).any():
+        return ids.astype("str")  # cannot be matched to integer ids: reported by the caller
+    return converted.astype("int64")
+
+
+def _of_leads(frame: pd.DataFrame, lead_ids: pd.Series) -> pd.DataFrame:
+    """The rows of `frame` whose lead id is one of `lead_ids`, matched as `_align_ids` does."""
+    if not len(frame):
+        return frame
+    as_text = not pd.api.types.is_integer_dtype(lead_ids)
+    known = lead_ids.astype("str") if as_text else lead_ids
+    keep = _as_lead_ids(frame["lead_id"], as_text).isin(known).to_numpy(dtype=bool)
+    return frame[keep].reset_index(drop=True)
+
+
 def _align_ids(
     leads: pd.DataFrame,
     activities: pd.DataFrame,
@@ -873,13 +905,7 @@ def _align_ids(
     as_text = not pd.api.types.is_integer_dtype(target)
 
     def convert(ids: pd.Series) -> pd.Series:
-        if as_text:
-            numeric = pd.api.types.is_float_dtype(ids)
-            return (ids.astype("Int64") if numeric else ids).astype("str")
-        converted = pd.to_numeric(ids, errors="coerce")
-        if converted.isna().any() or (converted % 1 != 0).any():
-            return ids.astype("str")  # cannot be matched to integer ids: reported below
-        return converted.astype("int64")
+        return _as_lead_ids(ids, as_text)
 
     out = []
     known = set(target.astype("str")) if as_text else set(target)
