@@ -74,6 +74,17 @@ def _by_lead(frame: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("lead_id").reset_index(drop=True)
 
 
+def _with_blank_types(source: Path, folder: Path, rows: int) -> Path:
+    """A copy of the Parquet source whose last `rows` activities have no type."""
+    folder.mkdir()
+    acts = pd.read_parquet(source / "activities.parquet")
+    acts.loc[acts.index[-rows:], "activity_type"] = None
+    acts.to_parquet(folder / "activities.parquet")
+    for table in ("leads", "outcomes"):
+        (folder / f"{table}.parquet").write_bytes((source / f"{table}.parquet").read_bytes())
+    return folder
+
+
 def _in_partitions(config, rules, model, since, count: int, folder: Path):
     config = _with(config, partitions=count)
     parts = partitions.stage(config, since, AS_OF, folder)
@@ -127,13 +138,7 @@ def test_partitioned_scores_equal_the_whole_source(trained, tmp_path, kind, monk
 @pytest.mark.slow
 def test_a_bad_row_names_its_partition_and_staged_file(trained, tmp_path) -> None:
     root, config, rules, model = trained
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    acts = pd.read_parquet(root / "parquet" / "activities.parquet")
-    acts.loc[acts.index[-1], "activity_type"] = None
-    acts.to_parquet(bad / "activities.parquet")
-    for table in ("leads", "outcomes"):
-        (bad / f"{table}.parquet").write_bytes((root / "parquet" / f"{table}.parquet").read_bytes())
+    bad = _with_blank_types(root / "parquet", tmp_path / "bad", 1)
     config = config.model_copy(
         update={"source": config.source.model_copy(update={"uri": str(bad)})}
     )
@@ -221,13 +226,7 @@ def test_dask_local_cluster_publishes_the_single_machine_scores(project, cli_env
 @pytest.mark.slow
 def test_quarantine_mode_sets_bad_rows_aside_per_partition(trained, tmp_path) -> None:
     root, config, rules, model = trained
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    acts = pd.read_parquet(root / "parquet" / "activities.parquet")
-    acts.loc[acts.index[-3:], "activity_type"] = None
-    acts.to_parquet(bad / "activities.parquet")
-    for table in ("leads", "outcomes"):
-        (bad / f"{table}.parquet").write_bytes((root / "parquet" / f"{table}.parquet").read_bytes())
+    bad = _with_blank_types(root / "parquet", tmp_path / "bad", 3)
     config = config.model_copy(
         update={
             "source": config.source.model_copy(update={"uri": str(bad)}),

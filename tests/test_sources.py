@@ -200,13 +200,12 @@ def test_blank_activity_types_in_parquet_are_refused_as_empty(tmp_path: Path, cr
 
 @pytest.mark.parametrize("kind", ["sqlite", "parquet", "text-ids"])
 def test_a_training_sample_reads_only_its_leads_with_all_their_rows(
-    tmp_path: Path, crm, kind, monkeypatch
+    tmp_path: Path, crm, kind
 ) -> None:
     """`sample`: n leads by a hash of their id; every activity and outcome of those leads
     and none of the others; the same leads whatever the storage or the row order."""
     import leadscore.sources as sources
 
-    monkeypatch.setattr(sources, "LEAD_BATCH", 97)  # a database: read whole, then sampled
     tables = {k: crm.tables()[k] for k in ("leads", "activities", "outcomes")}
     if kind == "text-ids":
         tables = {k: t.assign(lead_id="L-" + t["lead_id"].astype(str)) for k, t in tables.items()}
@@ -252,3 +251,19 @@ def test_a_sample_keeps_activities_whose_ids_are_written_differently(tmp_path: P
     part = load_crm(_config(uri), sample=300)
     chosen = set(part.leads["lead_id"])
     assert len(part.activities) == whole.activities["lead_id"].isin(chosen).sum() > 0
+
+
+def test_a_long_id_list_is_read_from_a_database_in_batches(
+    tmp_path: Path, crm, monkeypatch
+) -> None:
+    """More ids than one statement may bind: read in batches, each row once."""
+    import leadscore.sources as sources
+
+    monkeypatch.setattr(sources, "LEAD_BATCH", 97)
+    uri = f"sqlite:///{tmp_path / 'crm.db'}"
+    write_tables({"activities": crm.activities}, uri)
+    ids = [str(i) for i in crm.activities["lead_id"].drop_duplicates().head(250)]
+    got = sources._read_table(uri, "activities", lead_filter=("lead_id", ids))
+    wanted = crm.activities[crm.activities["lead_id"].astype(str).isin(ids)]
+    assert len(got) == len(wanted) > 0
+    assert set(got["lead_id"].astype(str)) == set(ids)
