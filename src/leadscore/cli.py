@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -796,9 +797,99 @@ def _default_rules_text() -> str:
     return files("leadscore").joinpath("defaults/mql_rules.yaml").read_text(encoding="utf-8")
 
 
+#: Exit code of an unexpected failure (a bug, or a fault leadscore does not know yet).
+EXIT_UNEXPECTED = 1
+#: Values that may be lead data inside an error message: quoted text, e-mail addresses,
+#: UUIDs and other long hex tokens, numbers of three digits or more.
+_DATA_LIKE = re.compile(
+    r"'[^']*'|\"[^\"]*\"|\S+@\S+|\b[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b"
+    r"|\b[0-9a-fA-F]*\d[0-9a-fA-F]{7,}\b|\b\d{3,}\b"
+)
+
+
+def crash_log_folder() -> Path:
+    """Where the full traceback of an unexpected failure is written (the user's own)."""
+    if os.environ.get("LEADSCORE_LOG_DIR"):
+        return Path(os.environ["LEADSCORE_LOG_DIR"])
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "leadscore"
+
+
+def _short_message(exc: BaseException) -> str:
+    """The first line of the message, with anything that may be lead data masked."""
+    lines = str(exc).strip().splitlines()
+    text = _DATA_LIKE.sub("…", lines[0] if lines else "")
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of leadscore's own code the error passed through."""
+    import traceback
+
+    own = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if "leadscore" in Path(frame.filename).parts
+        or "leadscore_flows" in Path(frame.filename).parts
+        or Path(frame.filename).parent.name == "flows"
+    ]
+    if not own:
+        return ""
+    frame = own[-1]
+    return f" in {Path(frame.filename).name}:{frame.lineno} ({frame.name})"
+
+
+def report_crash(exc: BaseException, command: str) -> Path | None:
+    """Write the full traceback to a private log file; print one line that holds no data.
+
+    A traceback can carry lead data (MLflow, for one, puts the whole input frame into its
+    message), so the terminal only gets the type, a masked first line and the file's path.
+    """
+    import traceback
+
+    path: Path | None = None
+    try:
+        folder = crash_log_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = folder / f"crash-{stamp}-{os.getpid()}.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as log:
+            log.write(f"leadscore {_version()} {command}\n")
+            log.write("".join(traceback.format_exception(exc)))
+    except OSError:
+        path = None
+    err.print(
+        f"[bold red]unexpected error:[/] {type(exc).__name__}{_where(exc)}: {_short_message(exc)}",
+        highlight=False,
+    )
+    if path is not None:
+        err.print(f"full traceback: {path}", highlight=False)
+    err.print(
+        "this is a bug or a fault leadscore does not handle yet: please report it (the "
+        "command, the line above and the log file, after checking that the file holds no "
+        "data you cannot share) in the leadscore repository's issue tracker",
+        highlight=False,
+    )
+    return path
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("leadscore")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def main() -> None:
-    """Console entry point."""
-    app()
+    """Console entry point: an unexpected failure ends in one line, not a traceback."""
+    try:
+        app()
+    except Exception as exc:
+        report_crash(exc, " ".join(sys.argv[1:2]))
+        sys.exit(EXIT_UNEXPECTED)
 
 
 if __name__ == "__main__":

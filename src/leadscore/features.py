@@ -496,6 +496,21 @@ class FeatureBuilder:
         return frame
 
     @property
+    def input_columns(self) -> dict[str, str]:
+        """The raw columns the model reads, with their type ("string" or "double").
+
+        This is the packaged model's input signature: exactly what scoring passes, so a
+        column left out by the leakage guard or by config is neither read nor asked for.
+        """
+        columns = dict.fromkeys(self.categorical, "string")
+        if self.derive_title and self.title_column:
+            columns[self.title_column] = "string"
+        if self.derive_email:
+            columns["email_domain"] = "string"
+        columns.update(dict.fromkeys([*self.numeric, *self.behaviour.columns()], "double"))
+        return columns
+
+    @property
     def derived(self) -> list[str]:
         """The derived columns this builder makes."""
         return [

@@ -75,8 +75,52 @@ class Champion:
 
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities through the packaged pyfunc, as served."""
-        out = self.pyfunc.predict(rows)
+        schema = self.pyfunc.metadata.get_input_schema()
+        out = self.pyfunc.predict(rows if schema is None else conform_to_schema(rows, schema))
         return np.asarray(out["conversion_probability"], dtype=float)
+
+
+def model_signature(model: LeadScoringModel):
+    """The packaged model's signature: exactly the columns the model reads, all optional.
+
+    Names and types only, never values (no personal data in the model's metadata). Every
+    column is optional because any attribute may be empty for an open lead, and typed from
+    the model rather than inferred from a sample, whose types depend on which rows it had.
+    """
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema(
+        [ColSpec(kind, name, required=False) for name, kind in model.features.input_columns.items()]
+    )
+    outputs = Schema([ColSpec("double", "conversion_probability"), ColSpec("double", "raw_score")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def conform_to_schema(rows: pd.DataFrame, schema) -> pd.DataFrame:
+    """`rows` as the packaged model's input schema asks: its columns, in its types.
+
+    A column the schema names but the rows lack is passed empty: a model registered before
+    signatures listed only the columns it reads still names the ones the leakage guard
+    excluded, which scoring never reads (a column the model does read is checked for
+    earlier, with a clear error). A string column that is empty for every lead arrives as
+    floats from some readers; it is passed as empty text, as MLflow's schema enforcement
+    would otherwise refuse it.
+    """
+    out = {}
+    for spec in schema.inputs:
+        kind = str(spec.type)
+        column = rows[spec.name] if spec.name in rows else pd.Series(np.nan, index=rows.index)
+        if kind.endswith("string"):
+            column = column.astype("str") if column.notna().any() else _empty_text(rows.index)
+        elif kind.endswith(("double", "float")):
+            column = pd.to_numeric(column, errors="coerce").astype("float64")
+        out[spec.name] = column
+    return pd.DataFrame(out, index=rows.index)
+
+
+def _empty_text(index: pd.Index) -> pd.Series:
+    return pd.Series(pd.array([pd.NA] * len(index), dtype="str"), index=index)
 
 
 def configure(tracking_uri: str, experiment: str, artifact_location: str | None) -> str:
@@ -118,7 +162,6 @@ def log_training_run(
     metrics: dict[str, float],
     figures: dict[str, Any],
     tables: dict[str, pd.DataFrame],
-    signature_rows: pd.DataFrame,
     tags: dict[str, str],
     files: dict[str, bytes] | None = None,
 ) -> RegisteredModel:
@@ -127,7 +170,6 @@ def log_training_run(
     `files` maps artifact paths (e.g. ``evaluation/test_cohort.parquet``) to their bytes.
     """
     mlflow = _mlflow()
-    from mlflow.models import infer_signature
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -149,17 +191,13 @@ def log_training_run(
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "lead_scoring_model.joblib"
                 joblib.dump(model, path)
-                # The signature records column names and types only, never values: no
-                # personal data goes into the model's metadata.
-                sample = signature_rows.head(200)
-                output = pd.DataFrame({"conversion_probability": [0.5], "raw_score": [0.5]})
                 from leadscore.pyfunc import LeadScoringPyfunc
 
                 info = mlflow.pyfunc.log_model(
                     name="model",
                     python_model=LeadScoringPyfunc(),
                     artifacts={"model": str(path)},
-                    signature=infer_signature(sample, output),
+                    signature=model_signature(model),
                     pip_requirements=_requirements(),
                 )
             version = mlflow.register_model(info.model_uri, registered_model)

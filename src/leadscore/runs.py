@@ -200,7 +200,6 @@ def log_and_register(
             metrics,
             figures,
             tables,
-            signature_rows=result.data.rows["test"],
             tags={"leadscore.kind": "training", "leadscore.horizon_days": str(config.horizon_days)},
             files=files,
         )
