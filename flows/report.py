@@ -45,6 +45,9 @@ def report_flow(config_path: str | None = None, out: str | None = None) -> dict[
     return {
         "command": "report",
         "path": path,
+        **runs.champion_test_metrics(metrics),
+        "rows": {"test": len(saved["test"]), "open_leads": len(open_leads)},
+        "uris": {**runs.champion_uris(config, entry), "report": path},
         "model_name": entry.name,
         "model_version": entry.version,
         "run_id": entry.run_id,

@@ -10,7 +10,7 @@ import pandas as pd
 from prefect import flow, unmapped
 from prefect.futures import as_completed
 
-from leadscore import locking, partitions, pipeline, registry, runs
+from leadscore import interrupts, locking, partitions, pipeline, registry, runs
 from leadscore.config import ProjectConfig
 from leadscore.progress import reporter
 from leadscore.rules import RuleSet
@@ -54,7 +54,8 @@ def _score(config: ProjectConfig, as_of: str | None) -> dict[str, Any]:
     summary = runs.scoring_summary(scores, champion.entry, config, as_of_ts, published, metrics)
     # After publishing: a failed check fails the run but never takes the scores back.
     checks = tasks.monitor(scores, rows, champion, crm, config, as_of_ts)
-    run_id = tasks.record_monitoring(checks, champion.entry, config, as_of_ts)
+    with interrupts.critical("recording the monitoring checks"):
+        run_id = tasks.record_monitoring(checks, champion.entry, config, as_of_ts)
     summary["monitoring"] = runs.monitoring_summary(checks, run_id)
     runs.raise_if_monitoring_failed(checks, summary)
     return summary
@@ -81,7 +82,9 @@ def _score_in_partitions(
             report("scoring partitions", n, len(parts))
             results.append(tasks.score_partition(part, config, champion, rules, since, as_of))
         report("scoring partitions", len(parts), len(parts))
-    return partitions.combine(results, config, as_of, redact_uri(config.source_uri))
+    return partitions.combine(
+        results, config, as_of, redact_uri(config.source_uri), rules, champion.model
+    )
 
 
 @flow(name="score-partitions", log_prints=True)

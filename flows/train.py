@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 from prefect import flow
 
-from leadscore import locking, report, runs
+from leadscore import interrupts, locking, report, runs
 from leadscore.config import ProjectConfig
 from leadscore.evidence import cohort_frames
 from leadscore.sources import redact_uri
@@ -42,10 +42,12 @@ def _train(config: ProjectConfig) -> dict[str, Any]:
     tasks.prepare_tracking(config)
     checks = runs.checks_payload(result, crm.checks.summary())
     files = runs.evaluation_files(test, fit, evidence, open_leads, config.rules_path, checks)
-    registered = tasks.register_model(result, evidence, files, config, oracle)
-    verdict, champion = tasks.judge_challenger(result, crm, config, registered)
-    decided_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    tasks.apply_verdict(verdict, registered, champion, config, decided_at)
+    # A model in the registry always carries its gate decision: a signal waits for both.
+    with interrupts.critical("registering the model and its promotion decision"):
+        registered = tasks.register_model(result, evidence, files, config, oracle)
+        verdict, champion = tasks.judge_challenger(result, crm, config, registered)
+        decided_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
+        tasks.apply_verdict(verdict, registered, champion, config, decided_at)
     inputs = report.ReportInputs(
         evidence=evidence,
         open_leads=open_leads,

@@ -376,3 +376,15 @@ def pg_uri():
     """A fresh PostgreSQL database for one test (`postgresql://.../leadscore_t_<hex>`)."""
     with fresh_pg_database() as uri:
         yield uri
+
+
+def mlflow_client(uri: str):
+    """A client of one tracking store and its registry.
+
+    Both URIs are given: MLflow keeps the last configured registry in the environment
+    (MLFLOW_REGISTRY_URI), so a client given only the tracking URI can read another
+    store's registry after an in-process run.
+    """
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -1,8 +1,10 @@
-"""A catalogue of malformed inputs, each through the real `leadscore` command.
+"""A catalogue of malformed inputs, each through the real `leadscore` command: `train`, and
+`score` with a champion trained on the same data before it broke.
 
 Every case must end with its own clear message (asserted by a phrase only it produces), exit
 code 2, no traceback anywhere on the terminal, and nothing published: no model registered,
-and the scores already published left exactly as they were.
+no scores written, and the scores already published left exactly as they were. Scoring
+refuses what training refuses: the same checks of the source and the rule file run first.
 
 The command runs in-process (typer's runner) so Prefect's engine starts once for the whole
 catalogue; `capfd` also catches what Prefect or MLflow write to the real terminal.
@@ -38,13 +40,13 @@ def runner(prefect_home: str) -> CliRunner:
 
 @pytest.fixture(scope="module")
 def timed() -> dict[str, pd.DataFrame]:
-    tables = generate_crm(600, seed=4, end="2026-03-31").tables()
+    tables = generate_crm(600, seed=4, end=END).tables()
     return {k: tables[k] for k in ("leads", "activities", "outcomes")}
 
 
 @pytest.fixture(scope="module")
 def flat(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    path = write_flat_export(tmp_path_factory.mktemp("flat") / "data", leads=600)
+    path = write_flat_export(tmp_path_factory.mktemp("flat") / "data", leads=1500)
     return pd.read_csv(path)
 
 
@@ -59,7 +61,12 @@ def _set(frame: pd.DataFrame, column: str, rows: list[int], value) -> pd.DataFra
     return out
 
 
-# Each case: id, kind ("timed" or "flat"), how to break the tables (and the config), phrase.
+#: The generated history ends here; scoring runs as of this date.
+END = "2026-03-31"
+
+# Each case: id, kind ("timed" or "flat"), how to break the tables (and the config), phrase,
+# and whether `score` must refuse it too (training-only cases concern what there is to
+# learn from, which scoring does not need).
 Mutation = Callable[[dict[str, pd.DataFrame], dict], None]
 
 
@@ -117,6 +124,13 @@ def _drop_table(name: str) -> Mutation:
 def _corrupt_parquet(tables: dict[str, pd.DataFrame], config: dict) -> None:
     tables["leads"] = b"PAR1 this is not a parquet file"  # type: ignore[assignment]
 
+
+TRAIN_ONLY = {
+    "too few conversions",
+    "history shorter than the horizon",
+    "no label at all",  # an export of open leads only is what scoring is for
+    "every lead converted",
+}
 
 CASES = [
     ("empty leads table", "timed", _leads(lambda f: f.head(0)), "is empty (no rows)"),
@@ -244,6 +258,37 @@ CASES = [
         _config(rules="bad_field_rules.yaml"),
         "which the leads do not have",
     ),
+    (
+        "empty activities table",
+        "timed",
+        _table("activities", lambda f: f.head(0)),
+        "table 'activities': no activities",
+    ),
+    (
+        "misspelt activity in the rules",
+        "timed",
+        _config(rules="typo_rules.yaml"),
+        "count an activity type that never occurs",
+    ),
+    ("infinite points", "flat", _config(rules="inf_rules.yaml"), "Input should be a finite number"),
+    (
+        "points as yes/no",
+        "flat",
+        _config(rules="bool_rules.yaml"),
+        "Input should be a valid number",
+    ),
+    (
+        "every lead converted",
+        "flat",
+        _leads(lambda f: f.assign(Converted="Yes")),
+        "nothing to tell apart",
+    ),
+    (
+        "negative employees",
+        "timed",
+        _leads(lambda f: _set(f, "employees", [3, 8], -40)),
+        "negative value in a numeric attribute",
+    ),
 ]
 
 
@@ -263,6 +308,11 @@ def _write(case_dir: Path, kind: str, tables: dict, config: dict) -> Path:
         "mql_threshold: 10\nattribute_rules:\n"
         "  - {name: x, field: Revenue, equals: 1, points: 10}\n"
     )
+    (case_dir / "typo_rules.yaml").write_text(
+        _default_rules_text().replace("activity: content_download", "activity: content_downlaod")
+    )
+    (case_dir / "inf_rules.yaml").write_text(FLAT_RULES.replace("points: 30", "points: .inf"))
+    (case_dir / "bool_rules.yaml").write_text(FLAT_RULES.replace("points: 30", "points: true"))
     path = case_dir / "leadscore.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -274,10 +324,7 @@ def _base_config(kind: str) -> dict:
     return {"source": {"uri": "data"}, "rules": "rules.yaml"}
 
 
-@pytest.mark.parametrize(("case", "kind", "mutate", "phrase"), CASES, ids=[c[0] for c in CASES])
-def test_malformed_input_is_refused_clearly(
-    case, kind, mutate, phrase, runner, timed, flat, tmp_path, capfd
-) -> None:
+def _broken_project(case_dir: Path, kind: str, mutate: Mutation, timed, flat) -> Path:
     tables = {k: v.copy() for k, v in timed.items()} if kind == "timed" else {"export": flat.copy()}
     if kind == "flat":
         tables["leads"] = tables.pop("export")
@@ -285,21 +332,76 @@ def test_malformed_input_is_refused_clearly(
     mutate(tables, config)
     if kind == "flat":
         tables["export"] = tables.pop("leads")
-    path = _write(tmp_path, kind, tables, config)
-    result = runner.invoke(app, ["train", "--config", str(path)])
+    return _write(case_dir, kind, tables, config)
+
+
+def _refused(result, capfd, phrase: str) -> None:
     captured = capfd.readouterr()
     terminal = result.output + captured.out + captured.err
     assert result.exit_code == 2, terminal[-3000:]
     assert phrase in result.output, result.output[-3000:]
     assert "error:" in result.output and "fix:" in result.output
     assert "Traceback" not in terminal
+
+
+def _has_scores(db: Path) -> bool:
+    if not db.exists():
+        return False
+    engine = sa.create_engine(f"sqlite:///{db}")
+    try:
+        return "lead_scores" in sa.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("case", "kind", "mutate", "phrase"), CASES, ids=[c[0] for c in CASES])
+def test_malformed_input_is_refused_clearly(
+    case, kind, mutate, phrase, runner, timed, flat, tmp_path, capfd
+) -> None:
+    path = _broken_project(tmp_path, kind, mutate, timed, flat)
+    result = runner.invoke(app, ["train", "--config", str(path)])
+    _refused(result, capfd, phrase)
     # Nothing was trained, registered or published.
     assert not (tmp_path / "mlflow.db").exists()
-    assert (
-        not (tmp_path / "crm.db").exists()
-        or "lead_scores"
-        not in sa.inspect(sa.create_engine(f"sqlite:///{tmp_path / 'crm.db'}")).get_table_names()
-    )
+    assert not _has_scores(tmp_path / "crm.db")
+
+
+@pytest.fixture(scope="module")
+def champions(runner, timed, flat, tmp_path_factory) -> dict[str, Path]:
+    """A champion per kind, trained on the data before it broke (one MLflow store each)."""
+    out = {}
+    for kind in ("timed", "flat"):
+        folder = tmp_path_factory.mktemp(f"champion-{kind}")
+        path = _broken_project(folder, kind, lambda tables, config: None, timed, flat)
+        result = runner.invoke(app, ["train", "--config", str(path)])
+        assert result.exit_code == 0, result.output[-3000:]
+        out[kind] = folder
+    return out
+
+
+@pytest.mark.parametrize(
+    ("case", "kind", "mutate", "phrase"),
+    [c for c in CASES if c[0] not in TRAIN_ONLY],
+    ids=[c[0] for c in CASES if c[0] not in TRAIN_ONLY],
+)
+def test_scoring_refuses_what_training_refuses(
+    case, kind, mutate, phrase, runner, timed, flat, champions, tmp_path, capfd
+) -> None:
+    trained = champions[kind]
+    path = _broken_project(tmp_path, kind, mutate, timed, flat)
+    config = yaml.safe_load(path.read_text())
+    config["mlflow"] = {
+        **config.get("mlflow", {}),
+        "tracking_uri": f"sqlite:///{trained / 'mlflow.db'}",
+        "artifact_location": str(trained / "mlartifacts"),
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    versions_before = len(list((trained / "mlartifacts").rglob("MLmodel")))
+    as_of = ["--as-of", END] if kind == "timed" else []
+    result = runner.invoke(app, ["score", "--config", str(path), *as_of])
+    _refused(result, capfd, phrase)
+    assert not _has_scores(tmp_path / "crm.db")
+    assert len(list((trained / "mlartifacts").rglob("MLmodel"))) == versions_before
 
 
 def test_every_case_has_its_own_message() -> None:

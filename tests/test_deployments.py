@@ -21,7 +21,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import fresh_pg_database, run_cli
+from conftest import fresh_pg_database, mlflow_client, run_cli
 
 from leadscore import db
 
@@ -182,10 +182,8 @@ def project(tmp_path_factory: pytest.TempPathFactory, server: Server):
         assert trained.returncode == 0, trained.stderr[-3000:]
         summary = json.loads(trained.stdout)
 
-        import mlflow
-
         tracking_uri = f"sqlite:///{workdir / 'mlflow.db'}"
-        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        client = mlflow_client(tracking_uri)
         champion = client.get_model_version_by_alias(summary["model_name"], "champion")
         yield Project(config, pg_uri, tracking_uri, str(champion.version), env)
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import run_cli
+from conftest import mlflow_client, run_cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -49,9 +49,7 @@ def test_demo_publishes_scores_and_registers_a_champion(demo) -> None:
     assert scores["model_version"].eq(summary["model_version"]).all()
     assert not scores.astype(str).apply(lambda c: c.str.contains("@")).any().any()
 
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=summary["uris"]["tracking"])
+    client = mlflow_client(summary["uris"]["tracking"])
     champion = client.get_model_version_by_alias(summary["model_name"], "champion")
     assert str(champion.version) == summary["model_version"]
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"], "plots")}
@@ -105,6 +103,17 @@ def test_report_command_uses_the_published_scores(demo, env, tmp_path) -> None:
     assert report["open_leads"]["rows"] == summary["rows"]["published"]
     # Same cohort, same seed: the same intervals as the training run computed.
     assert report["comparison"]["roc_auc"] == summary["comparison"]["roc_auc"]
+    # The stable keys the README lists, with the champion's own test metrics.
+    assert {"model", "rules", "oracle_auc", "rows", "uris", "model_name", "model_version"} <= set(
+        report
+    )
+    for who in ("model", "rules"):
+        assert report[who]["roc_auc"] is not None
+        for key, value in report[who].items():
+            assert value == pytest.approx(summary[who][key], abs=1e-9, nan_ok=True), key
+    assert report["oracle_auc"] == pytest.approx(summary["oracle_auc"], abs=1e-9)
+    assert report["uris"]["report"] == str(out)
+    assert report["rows"]["open_leads"] == summary["rows"]["published"]
 
 
 def test_rescoring_the_same_as_of_replaces_rows(demo, env) -> None:

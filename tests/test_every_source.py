@@ -52,10 +52,13 @@ def _today() -> pd.Timestamp:
     return pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
 
 
-def _timed_tables(leads: int, seed: int) -> dict[str, pd.DataFrame]:
+def _timed_tables(leads: int, seed: int, padded_ids: bool = False) -> dict[str, pd.DataFrame]:
     tables = generate_crm(leads, seed=seed, end=str(_today().date())).tables()
     out = {k: tables[k] for k in ("leads", "activities", "outcomes")}
     out["outcomes"] = out["outcomes"].dropna()
+    if padded_ids:  # ids as many CRMs write them: text with leading zeros
+        for name, frame in out.items():
+            out[name] = frame.assign(lead_id=frame["lead_id"].map("{:08d}".format))
     # A column every lead has, which config leaves out of the model.
     leads = out["leads"]
     out["leads"] = leads.assign(region=np.where(leads["country"] == "JP", "APAC", "Rest"))
@@ -97,7 +100,7 @@ def _write_project(folder: Path, config: dict, rules: str) -> Path:
 
 
 def _csv_folder(folder: Path, _: object) -> Project:
-    tables = _timed_tables(1500, seed=21)
+    tables = _timed_tables(1500, seed=21, padded_ids=True)
     write_tables(tables, str(folder / "data"), "csv")
     path = _write_project(folder, _timed_config("data"), _default_rules_text())
     as_of = _today()
@@ -223,6 +226,7 @@ def test_train_then_score_then_one_lead_on_demand(trained, runner) -> None:
     assert code in (0, 3), output[-3000:]
     assert "unexpected error" not in output
     published = publish.read_scores(config.publish_uri, config.publish.table, latest=True)
+    # Ids are published as the source holds them ("00000042" stays "00000042").
     published = published.assign(lead_id=published["lead_id"].astype(str)).set_index("lead_id")
     assert set(published.index) == project.open_ids
     assert scored["rows"]["published"] == len(project.open_ids) > 0

@@ -541,3 +541,28 @@ def test_training_attaches_the_references_the_scoring_run_is_checked_against(tra
     )
     assert checks_of(checks).loc[("score_psi", ""), "value"] == pytest.approx(0, abs=1e-12)
     assert not checks.failed, checks.messages()
+
+
+def test_a_run_with_many_failed_checks_says_so_in_a_few_lines() -> None:
+    """Eighty drifted inputs: the message lists a few, counts the rest, one line each."""
+    from leadscore.errors import LeadscoreError
+    from leadscore.runs import MAX_FAILURES_SHOWN, raise_if_monitoring_failed
+
+    columns = {f"input_{i:02d}": np.random.default_rng(i).normal(0, 1, 4_000) for i in range(80)}
+    reference = reference_of(pd.DataFrame(columns))
+    moved = pd.DataFrame({name: values + 3 for name, values in columns.items()})
+    result = run_checks(
+        np.random.default_rng(0).beta(1, 9, 4_000), np.full(4_000, "D"), MonitoringConfig(),
+        rows=moved, reference=reference,
+    )  # fmt: skip
+    assert len(result.messages(("fail",))) == 81  # 80 inputs and the drifted-inputs count
+    summary = {"as_of": "2026-03-01", "rows": {"published": 4_000},
+               "monitoring_table": "score_monitoring", "monitoring": {"run_id": "r1"}}  # fmt: skip
+    with pytest.raises(LeadscoreError) as raised:
+        raise_if_monitoring_failed(result, summary)
+    lines = raised.value.problem.splitlines()
+    assert lines[0].startswith("monitoring failed for the run as of 2026-03-01")
+    assert "4,000 scores were published" in lines[0]
+    assert len(lines) == 1 + MAX_FAILURES_SHOWN + 1
+    assert lines[-1] == f"  - and {81 - MAX_FAILURES_SHOWN} more failed check(s)"
+    assert max(len(line) for line in lines) < 400

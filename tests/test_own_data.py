@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import FLAT_CONFIG, FLAT_RULES, run_cli, write_flat_export
+from conftest import FLAT_CONFIG, FLAT_RULES, mlflow_client, run_cli, write_flat_export
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -65,9 +65,7 @@ def test_x_education_trains_through_the_example_config(tmp_path: Path, env) -> N
     assert summary["rules"]["roc_auc"] < summary["model"]["roc_auc"]
     assert summary["shift"]["auc"] is not None
 
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=summary["uris"]["tracking"])
+    client = mlflow_client(summary["uris"]["tracking"])
     run = client.get_run(summary["run_id"])
     assert set(run.data.params["leakage_excluded"].split(",")) == excluded
     assert run.data.metrics["test_baseline_roc_auc"] == pytest.approx(

@@ -93,7 +93,7 @@ def _in_partitions(config, rules, model, since, count: int, folder: Path):
         partitions.score_partition(p, config, model, model.predict_proba, rules, since, AS_OF)
         for p in parts
     ]
-    return parts, results, partitions.combine(results, config, AS_OF, "test")
+    return parts, results, partitions.combine(results, config, AS_OF, "test", rules, model)
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import CLI, fresh_pg_database, run_cli
+from conftest import CLI, fresh_pg_database, mlflow_client, run_cli
 
 from leadscore import db, locking
 from leadscore.cli import _default_rules_text
@@ -336,9 +336,7 @@ def test_realised_performance_of_scores_published_a_horizon_ago(pg_project, cli_
     assert {"realised_auc", "realised_ece", "row_count", "score_psi"} <= set(checks["check_name"])
     assert (checks["model_version"] == summary["model_version"]).all()
 
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    client = mlflow_client(f"sqlite:///{folder / 'mlflow.db'}")
     run = client.get_run(summary["monitoring"]["run_id"])
     assert run.data.tags["leadscore.kind"] == "scoring"
     assert abs(run.data.metrics["realised_auc"] - realised["roc_auc"]) < 1e-9

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -556,3 +557,32 @@ def test_a_section_added_to_the_config_is_written_without_touching_init(
     data = yaml.safe_load(text)
     assert data["alerts"] == {"channel": None, "retries": 3}
     assert "# Where alerts go." in text and "# a chat channel" in text
+
+
+@pytest.mark.parametrize("kind", ["timestamped", "ambiguous label"])
+def test_init_prints_exactly_the_todos_the_file_holds(tmp_path: Path, kind: str) -> None:
+    """Tables init does not use as leads have TODOs of their own as leads: not the user's."""
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    data = tmp_path / "export"
+    if kind == "timestamped":
+        write_tables(_timestamped_tables(), str(data), "csv")
+    else:
+        data.mkdir()
+        pd.DataFrame(
+            {"lead_id": [f"L{i}" for i in range(60)], "flag_a": ["yes", "no"] * 30,
+             "flag_b": [0, 1, 1] * 20}
+        ).to_csv(data / "leads.csv", index=False)  # fmt: skip
+    out = tmp_path / "leadscore.yaml"
+    result = CliRunner().invoke(app, ["init", str(data), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)["undecided"]
+    written = [
+        line.strip().removeprefix("# TODO: ")
+        for line in out.read_text(encoding="utf-8").splitlines()
+        if line.strip().startswith("# TODO: ")
+    ]
+    assert printed == written
+    assert bool(printed) == (kind != "timestamped")

@@ -146,3 +146,86 @@ def test_reading_before_anything_was_published(tmp_path) -> None:
     assert not missing.exists()
     with pytest.raises(DataError, match="not a database URL"):
         read_scores(str(tmp_path))
+
+
+def test_a_future_as_of_is_refused_and_a_stale_source_too() -> None:
+    from leadscore.errors import ConfigError
+    from leadscore.pipeline import check_as_of, parse_as_of
+
+    today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+    assert parse_as_of(None) == today
+    assert parse_as_of(str(today.date())) == today
+    with pytest.raises(ConfigError, match="lies in the future"):
+        parse_as_of(str((today + pd.Timedelta(days=1)).date()))
+    # Scoring the day after the newest data sees all of it; a week of quiet is allowed.
+    newest = pd.Timestamp("2026-03-31 17:00")
+    check_as_of(pd.Timestamp("2026-04-01"), newest, 7)
+    check_as_of(pd.Timestamp("2026-04-08"), newest, 7)
+    with pytest.raises(DataError, match=r"follows 8 days without any data .*2026-03-31") as raised:
+        check_as_of(pd.Timestamp("2026-04-09"), newest, 7)
+    assert "scoring.max_days_after_data" in raised.value.fix
+
+
+def _future(days: int) -> str:
+    return str((pd.Timestamp.now(tz="UTC").tz_localize(None) + pd.Timedelta(days=days)).date())
+
+
+def test_rows_dated_in_the_future_give_way_to_a_run_for_today(tmp_path) -> None:
+    """Scores an unbounded --as-of once published stay no longer than the next run."""
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    yesterday, today = _future(-1), _future(0)
+    publish_scores(_scores(yesterday, n=4, p=0.1), uri)
+    publish_scores(_scores(_future(200), n=3, p=0.9), uri)  # as an older release allowed
+    assert read_scores(uri)["conversion_probability"].max() == 0.9
+    publish_scores(_scores(today, n=2, p=0.2), uri)
+    latest = read_scores(uri).set_index("lead_id").sort_index()
+    # Leads 1-2 scored today; 3 gets back its newest score that is not in the future; 4 kept.
+    assert latest["conversion_probability"].tolist() == [0.2, 0.2, 0.1, 0.1]
+    assert (latest["as_of_date"] <= pd.Timestamp(today)).all()
+    assert read_scores(uri, latest=True)["lead_id"].tolist() == [1, 2]
+
+
+def test_prune_removes_a_wrong_run_everywhere_in_one_go(tmp_path) -> None:
+    from leadscore.publish import ScoreTables, prune_scores
+
+    uri = f"sqlite:///{tmp_path / 's.db'}"
+    publish_scores(_scores("2026-03-01", n=3, p=0.1), uri)
+    publish_scores(_scores("2026-03-02", n=2, p=0.2), uri)
+    publish_scores(_scores("2026-03-05", n=1, p=0.5), uri)
+    tables = ScoreTables()
+    dry = prune_scores(uri, tables, pd.Timestamp("2026-03-01"), dry_run=True)
+    assert len(read_scores(uri, "lead_score_history")) == 6  # nothing changed
+    counts = prune_scores(uri, tables, pd.Timestamp("2026-03-01"))
+    assert counts == dry
+    assert counts == {
+        "lead_score_history": 3,
+        "lead_score_runs": 2,
+        "lead_scores": 2,
+        "restored": 2,
+    }
+    latest = read_scores(uri).set_index("lead_id").sort_index()
+    assert latest["conversion_probability"].tolist() == [0.1, 0.1, 0.1]
+    assert read_scores(uri, "lead_score_runs")["as_of_date"].dt.day.tolist() == [1]
+    assert len(read_scores(uri, "lead_score_history")) == 3
+
+
+def test_scores_prune_command(tmp_path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from leadscore.cli import app
+
+    publish_scores(_scores("2026-03-01", n=3), f"sqlite:///{tmp_path / 'crm.db'}")
+    publish_scores(_scores("2026-03-02", n=3), f"sqlite:///{tmp_path / 'crm.db'}")
+    config = tmp_path / "leadscore.yaml"
+    config.write_text(yaml.safe_dump({"publish": {"uri": "sqlite:///crm.db"}}))
+    runner = CliRunner()
+    shown = runner.invoke(app, ["scores", "prune", "-c", str(config), "--after", "2026-03-01",
+                                "--dry-run"])  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert "would remove the runs dated after 2026-03-01: 3 from lead_score_history" in shown.output
+    done = runner.invoke(app, ["scores", "prune", "-c", str(config), "--after", "2026-03-01"])
+    assert done.exit_code == 0, done.output
+    assert read_scores(f"sqlite:///{tmp_path / 'crm.db'}")["as_of_date"].dt.day.tolist() == [1] * 3
+    bad = runner.invoke(app, ["scores", "prune", "-c", str(config), "--after", "soon"])
+    assert bad.exit_code == 2 and "is not a date" in bad.output

@@ -343,7 +343,11 @@ MALFORMED = {
     "future timestamp": ({"created_at": "2099-01-01T00:00:00Z"}, 422, "in the future"),
     "missing created_at": ({"attributes": {}}, 422, "created_at is missing"),
     "created after as_of": ({"created_at": "2026-03-02T00:00:00Z",
-                             "as_of": "2026-03-01T00:00:00Z"}, 422, "not yet created"),
+                             "as_of": "2026-03-01T00:00:00Z"}, 422,
+                            "the posted lead was created at 2026-03-02 00:00 UTC, not before"),
+    "negative employees": ({"created_at": "2026-03-01T00:00:00Z",
+                            "attributes": {"employees": -40}}, 422,
+                           "negative value of 'employees'"),
     "too many activities": ({"created_at": "2026-03-01T00:00:00Z", "activities": [
         {"occurred_at": "2026-03-01T00:00:00Z", "activity_type": "page_view"}] * 1001}, 422,
         "at most 1,000 per request"),
@@ -378,6 +382,12 @@ def test_malformed_payloads_are_refused_with_what_is_wrong(client, case) -> None
 def test_bad_json_an_oversized_body_and_bad_queries_are_refused(client) -> None:
     bad = client.post("/score", content=b"{oops", headers={"content-type": "application/json"})
     assert bad.status_code == 422 and "not valid JSON" in bad.json()["error"]
+    latin = '{"created_at": "2026-03-01T00:00:00Z", "attributes": {"industry": "Café"}}'
+    encoded = client.post(
+        "/score", content=latin.encode("latin-1"), headers={"content-type": "application/json"}
+    )
+    assert encoded.status_code == 422, encoded.text
+    assert "not UTF-8" in encoded.json()["error"] and encoded.json()["fix"]
     huge = client.post(
         "/score", content=b" " * (service.MAX_BODY_BYTES + 1), headers={"content-type": "x"}
     )
@@ -394,6 +404,9 @@ def test_unknown_and_converted_leads(client, batch) -> None:
     missing = client.get("/leads/987654321/score")
     assert missing.status_code == 404
     assert "'987654321' not found in table 'leads'" in missing.json()["error"]
+    # Callers learn nothing of where the server keeps its data.
+    source = str(batch.config.source_uri)
+    assert source.split("///")[-1] not in missing.text and "crm.db" not in missing.text
     assert client.get("/leads/not-a-number/score").status_code == 404
     converted = batch.crm.outcomes.sort_values("converted_at")["lead_id"].iloc[-1]
     answer = client.get(f"/leads/{converted}/score")

@@ -267,3 +267,71 @@ def test_a_long_id_list_is_read_from_a_database_in_batches(
     wanted = crm.activities[crm.activities["lead_id"].astype(str).isin(ids)]
     assert len(got) == len(wanted) > 0
     assert set(got["lead_id"].astype(str)) == set(ids)
+
+
+def test_ids_of_a_csv_export_are_text_leading_zeros_and_all(tmp_path: Path, crm) -> None:
+    """ "00000003" is not the lead 3, and "0012" and "12" are two leads."""
+    ids = {i: f"{i:08d}" for i in crm.leads["lead_id"]}
+    leads = crm.leads.assign(lead_id=crm.leads["lead_id"].map(ids))
+    leads.loc[1, "lead_id"] = "12"
+    leads.loc[2, "lead_id"] = "0012"
+    acts = crm.activities.assign(lead_id=crm.activities["lead_id"].map(ids))
+    acts = acts[~acts["lead_id"].isin([ids[leads.index[1] + 1], ids[leads.index[2] + 1]])]
+    outcomes = crm.outcomes.assign(lead_id=crm.outcomes["lead_id"].map(ids))
+    outcomes = outcomes[outcomes["lead_id"].isin(leads["lead_id"])]
+    write_tables({"leads": leads, "activities": acts, "outcomes": outcomes}, str(tmp_path), "csv")
+    data = load_crm(_config(str(tmp_path)))
+    assert data.leads["lead_id"].tolist() == leads["lead_id"].tolist()
+    assert {"00000001", "12", "0012"} <= set(data.leads["lead_id"])
+    assert data.activities["lead_id"].isin(data.leads["lead_id"]).all()
+    assert data.outcomes["lead_id"].str.len().eq(8).all()
+
+
+def test_a_shift_jis_export_reads_as_its_utf8_twin(tmp_path: Path, crm) -> None:
+    """Japanese titles decide seniority: read garbled, the director rule fires for no one."""
+    leads = crm.leads[["lead_id", "created_at", "industry", "country", "lead_source",
+                       "employees", "job_title", "email"]]  # fmt: skip
+    assert leads["job_title"].str.contains("部長").any()
+    tables = {"outcomes": crm.outcomes}
+    (tmp_path / "utf8").mkdir()
+    (tmp_path / "sjis").mkdir()
+    write_tables(tables, str(tmp_path / "utf8"), "csv")
+    write_tables(tables, str(tmp_path / "sjis"), "csv")
+    leads.to_csv(tmp_path / "utf8" / "leads.csv", index=False)
+    leads.to_csv(tmp_path / "sjis" / "leads.csv", index=False, encoding="shift_jis")
+    config = {"tables": {"activities": None}}
+    utf8 = load_crm(_config(str(tmp_path / "utf8"), **config))
+    sjis = load_crm(_config(str(tmp_path / "sjis"), **config))
+    pd.testing.assert_frame_equal(sjis.leads, utf8.leads)
+    assert any("read as cp932" in line for line in sjis.checks.summary())
+    # Told the encoding, leadscore reads exactly that and says where it cannot.
+    (tmp_path / "sjis" / "leads.csv").write_bytes("名前\n\udcff".encode("utf-8", "surrogateescape"))
+    with pytest.raises(DataError, match=r"leads.csv cannot be read as shift_jis"):
+        load_crm(_config(str(tmp_path / "sjis"), encoding="shift_jis", **config))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "parquet"])
+def test_rows_named_in_a_windowed_read_are_the_tables_own(tmp_path: Path, crm, kind) -> None:
+    """Scoring reads only the lookback window: a bad row is named by its row in the table
+    (and its column by its name), not by its place among the rows read."""
+    acts = crm.activities.sort_values("occurred_at").reset_index(drop=True)
+    acts["activity_type"] = acts["activity_type"].astype(object)
+    late = acts.index[-40:-38]
+    acts.loc[late, "activity_type"] = None
+    acts = acts.rename(columns={"lead_id": "contact_ref"})
+    tables = {"leads": crm.leads, "activities": acts, "outcomes": crm.outcomes}
+    uri = f"sqlite:///{tmp_path / 'crm.db'}" if kind == "sqlite" else str(tmp_path)
+    write_tables(tables, uri, "sqlite" if kind == "sqlite" else "parquet")
+    config = _config(uri, columns={"activity_lead_id": "contact_ref"})
+    since = acts["occurred_at"].iloc[-200]
+    with pytest.raises(DataError, match="empty activity type") as raised:
+        load_crm(config, activities_since=since, activities_until=pd.Timestamp("2026-04-01"))
+    rows = ", ".join(str(i + 1) for i in late)
+    assert f"rows {rows}" in raised.value.problem
+    # An activity of an unknown lead names the mapped column, not "lead id".
+    acts.loc[late, "activity_type"] = "page_view"
+    acts.loc[acts.index[-5], "contact_ref"] = 99_999_999
+    write_tables({"activities": acts}, uri, "sqlite" if kind == "sqlite" else "parquet")
+    with pytest.raises(DataError, match="column 'contact_ref'") as raised:
+        load_crm(config, activities_since=since, activities_until=pd.Timestamp("2026-04-01"))
+    assert f"row {len(acts) - 4}" in raised.value.problem

@@ -23,6 +23,12 @@ CASES = [
     ("", "unknown", "unknown"),
     (None, "unknown", "unknown"),
     ("Wizard of Light", "unknown", "other"),
+    ("Vice President", "vp", "other"),
+    ("Senior Vice-President, Sales", "vp", "sales"),
+    ("President", "c_level", "executive"),
+    ("ＶＰ　マーケティング", "vp", "marketing"),  # full-width Latin and space
+    ("ｲﾝﾀｰﾝ", "intern", "other"),  # half-width katakana
+    ("ｴﾝｼﾞﾆｱ", "individual", "engineering"),
 ]
 
 

@@ -375,7 +375,7 @@ def init(
 ) -> None:
     """Profile an export and write a starting project file with comments (no training)."""
     from leadscore.config import load_config
-    from leadscore.profiling import init_project, summary_lines
+    from leadscore.profiling import init_project, project_todos, summary_lines
 
     try:
         path, profiles = init_project(source, out, table or None, force=force)
@@ -388,7 +388,7 @@ def init(
             )
     except LeadscoreError as exc:
         _fail(exc)
-    todos = [u for p in profiles.values() for u in p.undecided]
+    todos = project_todos(profiles)
     summary = {
         "command": "init",
         "config": str(path),
@@ -544,6 +544,71 @@ def _move_champion(config: Path | None, as_json: bool, version: str | None, reas
             f"(was {summary['previous_champion'] or 'none'}); reason recorded",
             highlight=False,
         )
+
+
+scores_app = typer.Typer(help="Published scores: remove a wrong run.", no_args_is_help=True)
+app.add_typer(scores_app, name="scores")
+
+
+@scores_app.command("prune")
+def prune_scores(
+    after: Annotated[
+        str,
+        typer.Option("--after", help="Remove every run with an as-of date after this date."),
+    ],
+    config: ConfigOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would go; change nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove runs dated after --after from the latest scores, history, runs and monitoring.
+
+    One transaction; a lead whose latest score goes gets its newest remaining one back.
+    """
+    from leadscore import publish
+    from leadscore.config import load_config
+    from leadscore.errors import ConfigError
+
+    try:
+        project = load_config(config)
+        try:
+            day = _parse_date(after)
+        except ValueError:
+            raise ConfigError(
+                f"--after {after!r} is not a date", "use YYYY-MM-DD, e.g. 2026-03-01"
+            ) from None
+        p = project.publish
+        tables = publish.ScoreTables(latest=p.table, history=p.history_table, runs=p.runs_table)
+        counts = publish.prune_scores(
+            project.publish_uri, tables, day, project.monitoring.table, dry_run=dry_run
+        )
+    except LeadscoreError as exc:
+        _fail(exc)
+    summary = {"command": "scores prune", "after": str(day.date()), "dry_run": dry_run}
+    summary["rows"] = counts
+    _emit(summary, as_json)
+    if not as_json:
+        verb = "would remove" if dry_run else "removed"
+        removed = ", ".join(
+            f"{n:,} from {table}" for table, n in counts.items() if table != "restored"
+        )
+        err.print(
+            f"{verb} the runs dated after {day.date()}: {removed}; "
+            f"{counts['restored']:,} lead(s) {'would get' if dry_run else 'got'} their newest "
+            "earlier score back in the latest table",
+            highlight=False,
+        )
+
+
+def _parse_date(text: str):
+    """A date given on the command line (pandas is imported only when needed)."""
+    import pandas as pd
+
+    stamp = pd.Timestamp(text)
+    if pd.isna(stamp):
+        raise ValueError(text)
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
 
 
 @app.command()
@@ -883,8 +948,35 @@ def _version() -> str:
         return "(not installed)"
 
 
+def _stop_on_signal(signum: int, waited: list[str]) -> None:
+    """SIGINT/SIGTERM: one line, no child process left, exit 130/143 (called on a thread)."""
+    import signal as signals
+
+    from leadscore import interrupts
+
+    name = signals.Signals(signum).name
+    tty = sys.stderr.isatty()
+    # Raw writes: the progress display may hold the console's lock on another thread.
+    if tty:
+        os.write(2, b"\x1b[?25h\n")  # the progress display hides the cursor
+    left = interrupts.stop_children()
+    finished = f" after finishing {' and '.join(waited)}" if waited else ""
+    line = (
+        f"interrupted by {name}: stopped{finished}; nothing half-done was kept (scores are "
+        "published in one transaction, a registered model always has its gate decision)"
+    )
+    if left:
+        line += f"; {left} child process(es) had to be killed"
+    os.write(2, (line + "\n").encode("utf-8", "replace"))
+    os._exit(interrupts.EXIT_CODES[signum])
+
+
 def main() -> None:
     """Console entry point: an unexpected failure ends in one line, not a traceback."""
+    from leadscore import interrupts
+
+    if sys.argv[1:2] != ["serve"]:  # the service stops gracefully by uvicorn's own handling
+        interrupts.install(_stop_on_signal)
     try:
         app()
     except Exception as exc:

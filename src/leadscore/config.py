@@ -127,6 +127,9 @@ class LabelConfig(_Section):
 class AttributeColumns(_Section):
     categorical: list[str] = Field(default_factory=lambda: ["industry", "country", "lead_source"])
     numeric: list[str] = Field(default_factory=lambda: ["employees"])
+    #: Numeric columns that may be negative (a change, a margin); in every other numeric
+    #: column a negative value is an error (a count, a size, an amount, a duration).
+    signed: list[str] = Field(default_factory=list)
     job_title: str | None = "job_title"
     email: str | None = "email"
 
@@ -146,8 +149,26 @@ class SourceConfig(_Section):
     #: Placeholder values that mean "missing" in any text column (e.g. "Select", "unknown");
     #: empty and blank strings always do.
     missing_values: list[str] = Field(default_factory=list)
+    #: Encoding of CSV files: "auto" detects UTF-8, the common multi-byte encodings
+    #: (Shift_JIS/cp932, EUC-JP, GB18030, Big5, EUC-KR, UTF-16), else reads Windows-1252.
+    encoding: str = "auto"
     #: Tables of a generated source's hidden truth; used only to report the oracle AUC.
     ground_truth: GroundTruth | None = None
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        if value == "auto":
+            return value
+        import codecs
+
+        try:
+            return codecs.lookup(value).name
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {value!r}; use auto, utf-8, cp932 (Japanese Excel), "
+                "cp1252 (Western Excel), or another Python codec name"
+            ) from None
 
 
 class FeatureConfig(_Section):
@@ -325,6 +346,15 @@ class PublishConfig(_Section):
     lock_wait_seconds: float = Field(0, ge=0)
 
 
+class ScoringConfig(_Section):
+    """Bounds of a scoring run's as-of date."""
+
+    #: An as-of more than this many days after the newest timestamp in the source is
+    #: refused: its behaviour features would be empty (a stale export, or a typo in
+    #: --as-of), and its scores would stay in `lead_scores` as the newest.
+    max_days_after_data: int = Field(7, ge=0, le=3650)
+
+
 class TierConfig(_Section):
     """Tiers A-D from the calibrated probability; three cut-offs separate four tiers.
 
@@ -447,6 +477,7 @@ class ProjectConfig(_Section):
     mlflow: MlflowConfig = MlflowConfig()
     promotion: PromotionConfig = PromotionConfig()
     publish: PublishConfig = PublishConfig()
+    scoring: ScoringConfig = ScoringConfig()
     tiers: TierConfig = TierConfig()
     report: ReportConfig = ReportConfig()
     leakage: LeakageConfig = LeakageConfig()

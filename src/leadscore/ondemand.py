@@ -28,7 +28,7 @@ from leadscore.rules import RuleSet
 
 # `blank_placeholders` is the source's own cleaning of text fields (blank strings and the
 # configured placeholders become missing): a posted lead must be cleaned the same way.
-from leadscore.sources import CRMData, blank_placeholders, lead_id_text, load_crm, redact_uri
+from leadscore.sources import CRMData, blank_placeholders, lead_id_text, load_crm
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +248,8 @@ def score_leads(
     missing = [i for i in wanted if i not in known]
     if missing:
         raise LeadNotFoundError(
-            f"lead(s) {_listed(missing)} not found in table '{config.source.tables.leads}' "
-            f"of {redact_uri(crm.source)}",
+            # No source location: the service answers callers who need not know it.
+            f"lead(s) {_listed(missing)} not found in table '{config.source.tables.leads}'",
             f"pass ids as they are in column '{config.source.columns.lead_id}' of that table",
         )
     snap = pipeline.open_leads(crm, as_of, config)
@@ -260,7 +260,9 @@ def score_leads(
             "; ".join(_why_not_open(crm, closed, as_of, config)),
             "only open leads are scored (as in the nightly batch); pick an open lead",
         )
-    scores = pipeline.score(crm, champion.model, champion.predict, rules, config, as_of)
+    scores = pipeline.score(
+        crm, champion.model, champion.predict, rules, config, as_of, whole_source=False
+    )
     scores = scores.iloc[pd.Index(lead_id_text(scores["lead_id"])).get_indexer(wanted)]
     scores = scores.reset_index(drop=True)
     percentile, tier = standing(
@@ -278,9 +280,16 @@ def _listed(ids: Sequence[str], shown: int = 10) -> str:
 
 
 def _why_not_open(
-    crm: CRMData, lead_ids: Sequence[str], as_of: pd.Timestamp, config: ProjectConfig
+    crm: CRMData,
+    lead_ids: Sequence[str],
+    as_of: pd.Timestamp,
+    config: ProjectConfig,
+    posted: bool = False,
 ) -> list[str]:
-    """One sentence per lead saying why it is not open at `as_of` (the batch's rules)."""
+    """One sentence per lead saying why it is not open at `as_of` (the batch's rules).
+
+    `posted`: the lead came in a request body and has no id of its own to name.
+    """
     leads = crm.leads.set_index(lead_id_text(crm.leads["lead_id"]).to_numpy())
     outcomes = crm.outcomes.assign(key=lead_id_text(crm.outcomes["lead_id"]).to_numpy())
     converted = outcomes.groupby("key")["converted_at"].min()
@@ -288,16 +297,22 @@ def _why_not_open(
     reasons = []
     for lead in lead_ids:  # an error message for a few leads
         created = leads.loc[lead, "created_at"]
+        name = "the posted lead" if posted else f"lead {lead!r}"
         if crm.flat:
-            reasons.append(f"lead {lead!r} has a label: its outcome is known")
+            reasons.append(f"{name} has a label: its outcome is known")
         elif lead in converted.index and converted[lead] < as_of:
-            reasons.append(f"lead {lead!r} converted on {converted[lead]:%Y-%m-%d %H:%M} UTC")
+            reasons.append(f"{name} converted on {converted[lead]:%Y-%m-%d %H:%M} UTC")
         elif pd.isna(created) or created >= as_of:
-            reasons.append(f"lead {lead!r} was not yet created at {as_of:%Y-%m-%d %H:%M} UTC")
+            reasons.append(
+                f"{name} was created at {created:%Y-%m-%d %H:%M} UTC, not before the as-of "
+                f"{as_of:%Y-%m-%d %H:%M} UTC"
+                if pd.notna(created)
+                else f"{name} has no creation time"
+            )
         else:
             age = (as_of - created).days
             reasons.append(
-                f"lead {lead!r} was created {age:,} days before {as_of:%Y-%m-%d}; leads older "
+                f"{name} was created {age:,} days before {as_of:%Y-%m-%d}; leads older "
                 f"than snapshots.max_lead_age_days ({max_age}) are not scored"
             )
     return reasons
@@ -347,6 +362,19 @@ def crm_from_payload(
     ]
     if wrong:
         raise PayloadError(f"wrong attribute type: {'; '.join(wrong)}", "fix the values")
+    negative = [
+        name
+        for name, value in attributes.items()
+        if fields[name] == "number"
+        and value is not None
+        and value < 0
+        and name not in config.source.attributes.signed
+    ]
+    if negative:
+        raise PayloadError(
+            f"negative value of {_listed(negative)}, which cannot be negative",
+            "send the value the CRM holds (the batch refuses negative values there too)",
+        )
     if created_at is None and not config.flat:
         raise PayloadError(
             "created_at is missing: lead age is a model input",
@@ -400,10 +428,14 @@ def score_payload(
     """Score a posted lead (from :func:`crm_from_payload`) as the batch would score it."""
     if pipeline.open_leads(crm, as_of, config).empty:
         raise PayloadError(
-            "; ".join(_why_not_open(crm, lead_id_text(crm.leads["lead_id"]), as_of, config)),
+            "; ".join(
+                _why_not_open(crm, lead_id_text(crm.leads["lead_id"]), as_of, config, posted=True)
+            ),
             "created_at must lie before as_of (and within snapshots.max_lead_age_days)",
         )
-    scores = pipeline.score(crm, champion.model, champion.predict, rules, config, as_of)
+    scores = pipeline.score(
+        crm, champion.model, champion.predict, rules, config, as_of, whole_source=False
+    )
     percentile, tier = standing(
         scores["conversion_probability"].to_numpy(), None, population, config.tiers
     )

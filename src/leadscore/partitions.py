@@ -253,6 +253,8 @@ class PartitionResult:
     outcomes: pd.DataFrame
     flat: bool
     warnings: list[str] = field(default_factory=list)
+    #: The activity types in this partition's rows (the source is checked as a whole).
+    activity_types: tuple[str, ...] = ()
 
 
 def partition_config(config: ProjectConfig, part: Partition) -> ProjectConfig:
@@ -312,6 +314,7 @@ def score_partition(
         outcomes=crm.outcomes,
         flat=crm.flat,
         warnings=crm.checks.summary(),
+        activity_types=pipeline.activity_types(crm.activities),
     )
 
 
@@ -328,13 +331,25 @@ SCORE_PARTIAL_COLUMNS = [
 
 
 def combine(
-    results: list[PartitionResult], config: ProjectConfig, as_of: pd.Timestamp, source: str
+    results: list[PartitionResult],
+    config: ProjectConfig,
+    as_of: pd.Timestamp,
+    source: str,
+    rules: RuleSet,
+    model,
 ) -> tuple[pd.DataFrame, pd.DataFrame, CRMData]:
     """All partitions' scores with percentiles and tiers over all leads, the monitoring row
-    sample, and the outcomes (for monitoring's realised quality) as a CRMData."""
+    sample, and the outcomes (for monitoring's realised quality) as a CRMData.
+
+    The source is checked as a whole first, as an unpartitioned run checks it (an empty
+    activities window, rules on activity types the data never had)."""
     results = sorted(results, key=lambda r: r.index)
-    filled = [r.scores for r in results if len(r.scores)]
     flat = any(r.flat for r in results)
+    types = tuple(sorted({t for r in results for t in r.activity_types}))
+    window = (as_of - pd.Timedelta(days=pipeline.lookback_days(model, rules)), as_of)
+    known = pipeline.model_activity_types(model)
+    pipeline.check_inputs(rules, config, flat, types, known, window=window)
+    filled = [r.scores for r in results if len(r.scores)]
     if not filled:
         raise pipeline.no_open_leads(flat, config, as_of)
     partial = pd.concat(filled, ignore_index=True)

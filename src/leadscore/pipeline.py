@@ -46,6 +46,8 @@ class TrainingSet:
     snapshots: dict[str, pd.DataFrame]
     rows: dict[str, pd.DataFrame]
     rules: dict[str, pd.DataFrame]
+    #: Every activity type in the training history (what the rules were checked against).
+    activity_types: tuple[str, ...] = ()
 
     def labels(self, split: str) -> np.ndarray:
         return self.snapshots[split]["converted"].to_numpy(dtype=float)
@@ -98,6 +100,15 @@ def rule_results(
 def _enough(split: str, snap: pd.DataFrame, where: str) -> None:
     need = MIN_CONVERSIONS[split]
     have = int(snap["converted"].sum())
+    others = len(snap) - have
+    if have >= need and others < need:
+        raise ModelError(
+            f"nothing to tell apart: the {split} cohort ({where}) has {len(snap):,} examples "
+            f"and {others} that did not convert; it needs at least {need} of each (a model "
+            "learns what separates leads that convert from leads that do not)",
+            "export the leads that did not convert too (a label of 0/no, or no conversion "
+            "time), not only the won ones",
+        )
     if have < need:
         total = sum(MIN_CONVERSIONS.values())
         raise ModelError(
@@ -107,6 +118,54 @@ def _enough(split: str, snap: pd.DataFrame, where: str) -> None:
             "provide more history or leads (or widen the split); until then a model cannot "
             "be trained honestly, so keep working leads by your MQL rules",
         )
+
+
+def activity_types(activities: pd.DataFrame) -> tuple[str, ...]:
+    """The activity types that occur in `activities`, sorted."""
+    types = activities["activity_type"]
+    if isinstance(types.dtype, pd.CategoricalDtype):
+        types = types.cat.remove_unused_categories().cat.categories.to_series()
+    return tuple(sorted({str(t) for t in types.dropna().unique()}))
+
+
+def check_inputs(
+    rules: RuleSet,
+    config: ProjectConfig,
+    flat: bool,
+    types: tuple[str, ...],
+    known: tuple[str, ...] = (),
+    whole_source: bool = True,
+    window: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+) -> None:
+    """The checks of the source and the rule file that training and scoring share.
+
+    `types`: the activity types in the data read; `known`: those the model's training data
+    had (scoring only: a rule may count a type that happens to be absent from tonight's
+    window). `whole_source` is False for on-demand scoring, which reads a few leads only,
+    so an empty activities table says nothing there. `window`: the activities read for
+    scoring (the model's lookback before the as-of date).
+    """
+    if flat and rules.behaviour_rules:
+        names = ", ".join(r.name for r in rules.behaviour_rules)
+        raise ConfigError(
+            f"rule(s) {names} count activities, but a flat export has none",
+            "use attribute rules (equals, in, contains, range) on the export's columns",
+        )
+    table = config.source.tables.activities
+    if table is not None and not flat and whole_source and not types:
+        where = (
+            f"between {window[0].date()} and {window[1].date()} (the lookback of the model "
+            "and the rules before the as-of date)"
+            if window is not None
+            else "(the table is empty)"
+        )
+        raise DataError(
+            f"table '{table}': no activities {where}; scores without any behaviour would be "
+            "published as if no lead had done anything",
+            "export the activities again (is the export or its sync stale? is --as-of right?); "
+            "if your data has no activities, set source.tables.activities: null and retrain",
+        )
+    check_activities(rules, tuple(sorted({*types, *known})))
 
 
 def _attribute_columns(config: ProjectConfig) -> list[str]:
@@ -147,6 +206,12 @@ def build_flat_training_set(
     crm: CRMData, config: ProjectConfig, rules: RuleSet, progress: Progress = _noop
 ) -> TrainingSet:
     """A flat export: one example per labelled lead, as of the export, split by order/random."""
+    if crm.leads["converted"].notna().sum() == 0:
+        raise DataError(
+            f"table '{config.source.tables.leads}', column '{config.source.label.column}': "
+            "no row has a label: nothing to learn from",
+            "export leads whose outcome is known, with 1/0 (or yes/no) in the label column",
+        )
     as_of = crm.data_end.normalize()
     parts = flat_split(crm, config)
     plan = SplitPlan(
@@ -157,12 +222,7 @@ def build_flat_training_set(
         descriptions={name: _describe_flat(part, config) for name, part in parts.items()},
     )
     spec = BehaviourSpec.none()
-    if rules.behaviour_rules:
-        names = ", ".join(r.name for r in rules.behaviour_rules)
-        raise ConfigError(
-            f"rule(s) {names} count activities, but a flat export has none",
-            "use attribute rules (equals, in, contains, range) on the export's columns",
-        )
+    check_inputs(rules, config, True, ())
     activities = index_activities(crm.activities, {}, "")
     attrs = config.source.attributes
     snapshots, rows, rule_out = {}, {}, {}
@@ -208,7 +268,8 @@ def build_training_set(
     # cohort ended, not on the later cohorts.
     known = crm.activities[crm.activities["occurred_at"] < max(plan.dates["train"])]
     spec = behaviour_spec(known, config.features)
-    check_activities(rules, sorted({str(t) for t in crm.activities["activity_type"].unique()}))
+    types = activity_types(crm.activities)
+    check_inputs(rules, config, False, types)
     activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
     attrs = config.source.attributes
     snapshots, rows, rule_out = {}, {}, {}
@@ -227,7 +288,7 @@ def build_training_set(
         rows[split] = snapshot_rows(snap, crm.leads, activities, spec, columns, attrs.email)
         rule_out[split] = rule_results(rules, rows[split], snap, activities, config)
     progress("features", len(SPLITS), len(SPLITS))
-    return TrainingSet(plan, spec, snapshots, rows, rule_out)
+    return TrainingSet(plan, spec, snapshots, rows, rule_out, types)
 
 
 def leakage_findings(
@@ -298,6 +359,9 @@ def train(
         fitting_rows, model.features, config.monitoring.psi_bins
     )
     model.reference_probabilities_ = np.sort(np.asarray(model_p, dtype=np.float64))
+    # The rules are checked against these at scoring too (a rule on a type that is only
+    # absent from tonight's window is fine; one the data never had is a typo).
+    model.activity_types_ = data.activity_types
     rules_test = data.rules["test"]
     rule_p = rule_probability.predict(rules_test["rule_score"].to_numpy())
     metrics = {
@@ -340,9 +404,10 @@ def train(
 
 
 def parse_as_of(value: str | None) -> pd.Timestamp:
-    """The scoring date at midnight UTC; today when `value` is None."""
+    """The scoring date at midnight UTC; today when `value` is None; never in the future."""
+    today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
     if value is None:
-        return pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
+        return today
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError):
@@ -351,7 +416,54 @@ def parse_as_of(value: str | None) -> pd.Timestamp:
         raise ConfigError(f"--as-of {value!r} is not a date", "use YYYY-MM-DD, e.g. 2026-03-01")
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
+    if stamp.normalize() > today:
+        raise ConfigError(
+            f"--as-of {stamp.date()} lies in the future (today is {today.date()}, UTC): its "
+            "scores would describe leads on a day that has not happened",
+            "leave --as-of out to score as of today, or give a past date to backfill",
+        )
     return stamp.normalize()
+
+
+def check_as_of(as_of: pd.Timestamp, data_end: pd.Timestamp, max_days_after: int) -> None:
+    """Refuse an as-of date too long after the newest data (stale export or a wrong date)."""
+    newest = pd.Timestamp(data_end).normalize()
+    # Scoring as of the day after the newest data sees all of it: that is no gap yet.
+    gap = (as_of.normalize() - newest).days - 1
+    if gap > max_days_after:
+        raise DataError(
+            f"as-of {as_of.date()} follows {gap} days without any data in the source (its "
+            f"newest is from {newest.date()}); at most {max_days_after} are allowed: every "
+            "recent-behaviour feature would be empty and the scores would describe a CRM that "
+            "stopped",
+            "refresh the export (is its sync stale?), or score as of a date inside the data "
+            "with --as-of; if the quiet spell is real, raise scoring.max_days_after_data",
+        )
+
+
+def model_activity_types(model: LeadScoringModel) -> tuple[str, ...]:
+    """The activity types of the model's training history (older models: its features')."""
+    return tuple(getattr(model, "activity_types_", model.features.behaviour.activity_types))
+
+
+def check_scoring_inputs(
+    crm: CRMData,
+    model: LeadScoringModel,
+    rules: RuleSet,
+    config: ProjectConfig,
+    as_of: pd.Timestamp,
+    whole_source: bool = True,
+) -> None:
+    """What training checks of the source and the rules, checked before anything is scored.
+
+    The whole source read for a batch run also bounds the as-of date: after the newest
+    data by more than `scoring.max_days_after_data`, every behaviour feature would be empty.
+    """
+    if whole_source and not crm.flat:
+        check_as_of(as_of, crm.data_end, config.scoring.max_days_after_data)
+    window = (as_of - pd.Timedelta(days=lookback_days(model, rules)), as_of)
+    types = activity_types(crm.activities)
+    check_inputs(rules, config, crm.flat, types, model_activity_types(model), whole_source, window)
 
 
 def lookback_days(model: LeadScoringModel, rules: RuleSet) -> int:
@@ -414,9 +526,10 @@ def score(
     config: ProjectConfig,
     as_of: pd.Timestamp,
     progress: Progress = _noop,
+    whole_source: bool = True,
 ) -> pd.DataFrame:
     """Probability, percentile, tier, reasons and rule score of every open lead as of `as_of`."""
-    return score_with_rows(crm, model, predict, rules, config, as_of, progress)[0]
+    return score_with_rows(crm, model, predict, rules, config, as_of, progress, whole_source)[0]
 
 
 def score_with_rows(
@@ -427,12 +540,16 @@ def score_with_rows(
     config: ProjectConfig,
     as_of: pd.Timestamp,
     progress: Progress = _noop,
+    whole_source: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`score`, plus the raw rows that were scored (what monitoring compares with training).
 
     `predict` is the packaged model's predict (raw snapshot rows → probability), so scoring
     goes through exactly what the registry serves; `model` supplies its behaviour spec.
+    The source and the rules are checked as training checks them first (`whole_source`
+    False: a few leads read on demand, whose lack of activities says nothing).
     """
+    check_scoring_inputs(crm, model, rules, config, as_of, whole_source)
     snap = open_leads(crm, as_of, config)
     if snap.empty:
         raise no_open_leads(crm.flat, config, as_of)

@@ -46,6 +46,7 @@ from leadscore.sources import (
     CSV_ENCODINGS,
     _read_table,
     check_identifier,
+    csv_encoding,
     is_database_uri,
     redact_uri,
 )
@@ -820,9 +821,10 @@ def _read_parquet_sample(path: Path) -> tuple[pd.DataFrame, int]:
 
 
 def _read_csv_sample(path: Path) -> tuple[pd.DataFrame, int, list[str]]:
-    """Read as leadscore's loader does: UTF-8, else Windows-1252, else Latin-1 (any bytes)."""
+    """Read as leadscore's loader does, in the encoding it detects (`csv_encoding`)."""
     problems: list[str] = []
-    for encoding in CSV_ENCODINGS:
+    first = csv_encoding(path)
+    for encoding in dict.fromkeys([first, *CSV_ENCODINGS]):
         try:
             frame = pd.read_csv(path, encoding=encoding, nrows=SAMPLE_ROWS + 1, low_memory=False)
             rows = len(frame)
@@ -1179,6 +1181,11 @@ def _label_comment(table: TableProfile, name: str) -> str:
     open_leads = f"{_percent(col.missing_share)} missing (open leads, scored not trained on)"
     parts = [f"values {values}", open_leads if col.missing_share else "none missing", *col.notes]
     return "; ".join(parts)
+
+
+def project_todos(profiles: dict[str, TableProfile]) -> list[str]:
+    """What the written project file leaves to the user: exactly its `# TODO:` lines."""
+    return [text for _, text in _plan(profiles).todos]
 
 
 def render_config(

@@ -192,12 +192,7 @@ def publish_scores(
     engine = db.create_engine(uri)
     try:
         with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                # Two publishers of the same tables queue here instead of interleaving.
-                conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
-                    {"name": f"leadscore.publish.{tables.latest}"},
-                )
+            _queue_writers(conn, tables)
             _prepare_latest(conn, tables.latest, uri)
             inspector = sa.inspect(conn)
             migrate = inspector.has_table(tables.latest) and not inspector.has_table(tables.history)
@@ -241,6 +236,16 @@ def publish_scores(
 _COLUMNS = ", ".join(SCORE_COLUMNS)
 
 
+def _queue_writers(conn: sa.Connection, tables: ScoreTables) -> None:
+    """Two writers of the same score tables queue here instead of interleaving (PostgreSQL;
+    SQLite's write lock does the same)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+            {"name": f"leadscore.publish.{tables.latest}"},
+        )
+
+
 def _migrate_to_history(conn: sa.Connection, tables: ScoreTables) -> None:
     """A table from before the history existed held every as-of date: keep them as history."""
     conn.execute(
@@ -255,8 +260,19 @@ def _migrate_to_history(conn: sa.Connection, tables: ScoreTables) -> None:
 
 
 def _refresh_latest(conn: sa.Connection, tables: ScoreTables, dates: list) -> None:
-    """Each lead scored on `dates` gets its newest score in the latest table."""
+    """Each lead scored on `dates` gets its newest score in the latest table.
+
+    A backfill (an older as-of) reaches the latest table only for leads that have no newer
+    score: for the others it goes to the history alone. Rows dated in the future (published
+    before as-of dates were bounded) are no newer score: any run replaces them.
+    """
     latest, history = tables.latest, tables.history
+    today = pd.Timestamp.now(tz="UTC").tz_localize(None).date()
+    future = conn.execute(
+        sa.text(f"DELETE FROM {latest} WHERE as_of_date > :today"), {"today": today}
+    ).rowcount
+    if future:
+        _restore_latest(conn, tables, today)
     for day in dates:
         conn.execute(
             sa.text(
@@ -273,6 +289,74 @@ def _refresh_latest(conn: sa.Connection, tables: ScoreTables, dates: list) -> No
             ),
             {"day": day},
         )
+
+
+def prune_scores(
+    uri: str,
+    tables: ScoreTables,
+    after: pd.Timestamp,
+    monitoring_table: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, int]:
+    """Remove every run with an as-of date after `after`, in one transaction.
+
+    History, run records, monitoring rows and latest rows of those dates go; a lead whose
+    latest score was removed gets its newest remaining score back. Returns the rows removed
+    (and restored) per table; `dry_run` counts without changing anything.
+    """
+    _database_uri(uri)
+    if monitoring_table is not None:
+        check_identifier(monitoring_table, "monitoring table")
+    day = {"after": pd.Timestamp(after).date()}
+    engine = db.create_engine(uri)
+    counts: dict[str, int] = {}
+    try:
+        with engine.begin() as conn:
+            _queue_writers(conn, tables)
+            present = set(sa.inspect(conn).get_table_names())
+            targets = [tables.history, tables.runs, tables.latest]
+            targets += [monitoring_table] if monitoring_table else []
+            for table in targets:
+                if table not in present:
+                    counts[table] = 0
+                    continue
+                where = f"FROM {table} WHERE as_of_date > :after"
+                counts[table] = int(conn.execute(sa.text(f"SELECT count(*) {where}"), day).scalar())
+                if not dry_run:
+                    conn.execute(sa.text(f"DELETE {where}"), day)
+            restored = 0
+            if {tables.latest, tables.history} <= present:
+                restored = _restore_latest(conn, tables, day["after"], dry_run)
+            counts["restored"] = restored
+    except sa.exc.SQLAlchemyError as exc:
+        raise DataError(
+            f"cannot prune the scores in {redact_uri(uri)}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}",
+            "check publish.uri; nothing was removed",
+            transient=is_transient(exc),
+        ) from None
+    finally:
+        engine.dispose()
+    return counts
+
+
+def _restore_latest(conn: sa.Connection, tables: ScoreTables, until, dry_run: bool = False) -> int:
+    """Leads without a latest score up to `until` get their newest history row up to it.
+
+    Returns how many (with `dry_run`, how many would).
+    """
+    missing = (
+        f"FROM {tables.history} h WHERE h.as_of_date = (SELECT max(h2.as_of_date) "
+        f"FROM {tables.history} h2 WHERE h2.lead_id = h.lead_id AND h2.as_of_date <= :until) "
+        f"AND NOT EXISTS (SELECT 1 FROM {tables.latest} s WHERE s.lead_id = h.lead_id AND "
+        "s.as_of_date <= :until)"
+    )
+    bound = {"until": until}
+    count = int(conn.execute(sa.text(f"SELECT count(*) {missing}"), bound).scalar())
+    if count and not dry_run:
+        insert = f"INSERT INTO {tables.latest} ({_COLUMNS}) SELECT {_COLUMNS} {missing}"
+        conn.execute(sa.text(insert), bound)
+    return count
 
 
 def read_scores(

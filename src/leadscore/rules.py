@@ -9,7 +9,7 @@ the model, so both scores can be compared fairly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -19,12 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from leadscore.errors import ConfigError
 from leadscore.features import ActivityIndex, snapshot_dates, window_events
 
+#: A number written as a number: finite, and not a yes/no (YAML reads `true` as a bool,
+#: which Python would count as 1) nor quoted text.
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
 
 class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     description: str = ""
-    points: float
+    points: Number
 
 
 class AttributeRule(_Rule):
@@ -34,7 +38,7 @@ class AttributeRule(_Rule):
     equals: Any = None
     in_: list[Any] | None = Field(None, alias="in")
     contains: list[str] | str | None = None
-    range: tuple[float | None, float | None] | None = None
+    range: tuple[Number | None, Number | None] | None = None
 
     @model_validator(mode="after")
     def _one_test(self) -> AttributeRule:
@@ -87,14 +91,16 @@ class BehaviourRule(_Rule):
     activity: str
     page_category: str | None = None
     within_days: int = Field(gt=0)
-    cap: float | None = Field(None, gt=0, description="largest absolute points from this rule")
+    cap: Annotated[Number, Field(gt=0)] | None = Field(
+        None, description="largest absolute points from this rule"
+    )
 
 
 class RuleSet(BaseModel):
     """A parsed rule file."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    mql_threshold: float
+    mql_threshold: Number
     attribute_rules: list[AttributeRule] = Field(default_factory=list)
     behaviour_rules: list[BehaviourRule] = Field(default_factory=list)
 

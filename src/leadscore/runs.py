@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from leadscore import monitoring, pipeline, plots, promotion, publish, registry
+from leadscore import interrupts, monitoring, pipeline, plots, promotion, publish, registry
 from leadscore.config import ProjectConfig
 from leadscore.errors import ConfigError, LeadscoreError, ModelError
 from leadscore.evaluation import METRIC_KEYS
@@ -316,16 +316,10 @@ def scoring_summary(
     champion_metrics: dict[str, float],
 ) -> dict[str, Any]:
     """The JSON summary of a scoring run; `model`/`rules` are the champion's test metrics."""
-
-    def block(who: str) -> dict[str, float | None]:
-        return {k: _num(champion_metrics.get(f"test_{who}_{k}")) for k in SUMMARY_METRICS}
-
     return {
         "command": "score",
         "as_of": str(as_of.date()),
-        "model": block("model"),
-        "rules": block("rules"),
-        "oracle_auc": _num(champion_metrics.get("test_oracle_roc_auc")),
+        **champion_test_metrics(champion_metrics),
         "rows": {
             "scored": len(scores),
             "published": int(published),
@@ -337,14 +331,32 @@ def scoring_summary(
         "model_version": entry.version,
         "run_id": entry.run_id,
         "monitoring_table": config.monitoring.table,
-        "uris": {
-            "source": redact_uri(config.source_uri),
-            "tracking": redact_uri(config.tracking_uri),
-            "publish": redact_uri(config.publish_uri),
-            "table": config.publish.table,
-            "history_table": config.publish.history_table,
-            "model": f"models:/{entry.name}@{registry.CHAMPION}",
-        },
+        "uris": champion_uris(config, entry),
+    }
+
+
+def champion_test_metrics(metrics: dict[str, float]) -> dict[str, Any]:
+    """`model`, `rules` and `oracle_auc` blocks from the champion's training run metrics."""
+
+    def block(who: str) -> dict[str, float | None]:
+        return {k: _num(metrics.get(f"test_{who}_{k}")) for k in SUMMARY_METRICS}
+
+    return {
+        "model": block("model"),
+        "rules": block("rules"),
+        "oracle_auc": _num(metrics.get("test_oracle_roc_auc")),
+    }
+
+
+def champion_uris(config: ProjectConfig, entry: registry.RegisteredModel) -> dict[str, str]:
+    """Where the source, tracking store, scores and the champion model are (masked)."""
+    return {
+        "source": redact_uri(config.source_uri),
+        "tracking": redact_uri(config.tracking_uri),
+        "publish": redact_uri(config.publish_uri),
+        "table": config.publish.table,
+        "history_table": config.publish.history_table,
+        "model": f"models:/{entry.name}@{registry.CHAMPION}",
     }
 
 
@@ -433,16 +445,21 @@ def move_champion(
             f"version {target.version} of '{name}' is already the champion", "nothing to do"
         )
     decided_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
-    registry.set_alias(
-        target,
-        registry.CHAMPION,
-        {"promotion.action": action, "promotion.reason": reason, "promotion.at": str(decided_at)},
-    )
     previous = current.version if current else None
     row = promotion.history_row(
         None, name, target.version, previous, target.version, decided_at, action, reason
     )
-    promotion.record(config.publish_uri, config.promotion.table, row)
+    with interrupts.critical("moving the champion alias and recording it"):
+        registry.set_alias(
+            target,
+            registry.CHAMPION,
+            {
+                "promotion.action": action,
+                "promotion.reason": reason,
+                "promotion.at": str(decided_at),
+            },
+        )
+        promotion.record(config.publish_uri, config.promotion.table, row)
     return {
         "command": action if action == "rollback" else "promote",
         "model_name": name,
@@ -548,14 +565,21 @@ def monitoring_summary(result: monitoring.MonitoringResult, run_id: str | None) 
     }
 
 
+#: Failed checks listed in the message; the rest are counted (all are in the table).
+MAX_FAILURES_SHOWN = 8
+
+
 def raise_if_monitoring_failed(result: monitoring.MonitoringResult, summary: dict) -> None:
     """After publishing: a failed check fails the run (Prefect state, exit code)."""
     if result.failed:
         failures = result.messages(("fail",))
+        shown = failures[:MAX_FAILURES_SHOWN]
+        more = len(failures) - len(shown)
         raise MonitoringFailed(
-            f"monitoring failed for the run as of {summary['as_of']}: "
-            + "; ".join(failures)
-            + f". The {summary['rows']['published']:,} scores were published.",
+            f"monitoring failed for the run as of {summary['as_of']} (its "
+            f"{summary['rows']['published']:,} scores were published):\n"
+            + "\n".join(f"  - {line}" for line in shown)
+            + (f"\n  - and {more} more failed check(s)" if more else ""),
             "look at the checks (table "
             f"'{summary['monitoring_table']}', MLflow run {summary['monitoring']['run_id']}); "
             "retrain if the inputs moved, or adjust the monitoring thresholds in the project file",

@@ -285,6 +285,16 @@ class BodyLimit:
             if len(body) > self.max_bytes:
                 await self._refuse(scope, receive, send)
                 return
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            response = _error(
+                422,
+                f"invalid request: the body is not UTF-8 text (byte {exc.start:,})",
+                "send JSON encoded as UTF-8 (Content-Type: application/json; charset=utf-8)",
+            )
+            await response(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> dict:

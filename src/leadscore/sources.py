@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from leadscore import db
 from leadscore.config import LabelConfig, ProjectConfig, SourceConfig
 from leadscore.errors import DataError
-from leadscore.validation import Checks, row_numbers
+from leadscore.validation import Checks, RowNumbers, RowOrigin, row_numbers
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -114,6 +114,8 @@ def _read_table(
     lead_filter: tuple[str, Sequence[str]] | None = None,
     dictionary: Sequence[str] = (),
     sample: tuple[str, np.ndarray] | None = None,
+    text: Sequence[str] = (),
+    encoding: str = "auto",
 ) -> pd.DataFrame:
     """Read one table from a database or from `<folder>/<table>.parquet|.csv`.
 
@@ -126,7 +128,9 @@ def _read_table(
     many rows, e.g. activity types: tens of millions of strings are never built).
     `sample` = (column, lead ids of the leads' own type) lets a Parquet file skip other
     leads' rows while reading, where the column has that same type (exact); the caller
-    keeps the sampled leads' rows, matched as `_align_ids` matches them.
+    keeps the sampled leads' rows, matched as `_align_ids` matches them. A CSV file, which
+    has no column types, gives the `text` columns (ids) as text, and is read in `encoding`
+    ("auto": detected, see `csv_encoding`).
     """
     if is_database_uri(uri):
         check_identifier(table, "table name")
@@ -155,6 +159,11 @@ def _read_table(
                 qualified = ".".join(quote(p) for p in table.split("."))
                 wanted = [c for c in (columns or existing) if c in existing] or existing
                 select = ", ".join(quote(c) for c in wanted)
+                # SQLite's rowid names a row as database tools show it; other databases
+                # have no row numbers (rows are counted as the query returns them).
+                rowid = conn.dialect.name == "sqlite" and _has_rowid(conn, qualified)
+                if rowid:
+                    select += f", _rowid_ AS {quote(_ROW)}"
                 sql, params, clauses = f"SELECT {select} FROM {qualified}", {}, []
                 if time_window is not None and _comparable_time(
                     conn.dialect.name, types.get(time_window[0])
@@ -174,7 +183,8 @@ def _read_table(
                         clauses.append(f"{quote(column)} {op} :{name}")
                 if lead_filter is None or lead_filter[0] not in existing:
                     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-                    return _fetch_frame(conn, sa.text(sql + where).bindparams(**params))
+                    frame = _fetch_frame(conn, sa.text(sql + where).bindparams(**params))
+                    return _database_rows(frame, rowid)
                 # A long id list (a training sample) goes in batches: databases cap the
                 # number of bound parameters of one statement (SQLite 32,766).
                 column, ids = lead_filter
@@ -188,7 +198,8 @@ def _read_table(
                     stmt = sa.text(sql + where).bindparams(**params, **bound)
                     frames.append(_fetch_frame(conn, stmt))
                 filled = [f for f in frames if len(f)] or frames[:1]  # empty ones lose types
-                return filled[0] if len(filled) == 1 else pd.concat(filled, ignore_index=True)
+                frame = filled[0] if len(filled) == 1 else pd.concat(filled, ignore_index=True)
+                return _database_rows(frame, rowid)
         except DataError:
             raise
         except Exception as exc:
@@ -214,7 +225,9 @@ def _read_table(
                 if suffix == ".parquet":
                     frame = _read_parquet(path, columns, time_window, dictionary, sample)
                     return _only_leads(frame, lead_filter)
-                return _only_leads(_read_csv(path, columns), lead_filter)
+                return _only_leads(_read_csv(path, columns, text, encoding), lead_filter)
+            except DataError:
+                raise
             except Exception as exc:
                 raise DataError(
                     f"cannot read {path}: {type(exc).__name__}: {exc}",
@@ -280,7 +293,54 @@ def _read_parquet(
     table = pq.read_table(
         path, columns=present, filters=filters or None, read_dictionary=text or None
     )
-    return table.to_pandas()
+    frame = table.to_pandas()
+    if filters:
+        frame.attrs[_ORIGIN] = RowOrigin(_parquet_row_numbers(path, filters))
+    return frame
+
+
+def _parquet_row_numbers(path: Path, filters: list[tuple]) -> RowNumbers:
+    """Row numbers in the file of the rows a filtered read returned (worked out only when
+    a problem names rows: it reads the filter's columns of the whole file)."""
+
+    def numbers(positions: np.ndarray) -> np.ndarray:
+        names = list(dict.fromkeys(f[0] for f in filters))
+        whole = pq.read_table(path, columns=names)
+        whole = whole.append_column(_ROW, pa.array(np.arange(1, whole.num_rows + 1)))
+        kept = whole.filter(pq.filters_to_expression(filters)).column(_ROW).to_numpy()
+        return kept[np.asarray(positions, dtype=int)]
+
+    return numbers
+
+
+#: The column a SQLite read adds for rowids, and the frame attribute that says where the
+#: rows read sit in their table (taken off by `load_crm` at once).
+_ROW = "__leadscore_row"
+_ORIGIN = "leadscore_row_origin"
+
+
+def _has_rowid(conn: sa.Connection, qualified: str) -> bool:
+    """Ordinary SQLite tables have a rowid; views and WITHOUT ROWID tables do not."""
+    try:
+        conn.exec_driver_sql(f"SELECT _rowid_ FROM {qualified} LIMIT 0")
+    except sa.exc.DBAPIError:
+        return False
+    return True
+
+
+def _database_rows(frame: pd.DataFrame, rowid: bool) -> pd.DataFrame:
+    """Move SQLite's rowids off the frame into its row origin; note other databases'."""
+    if rowid and _ROW in frame:
+        ids = frame.pop(_ROW).to_numpy()
+        frame.attrs[_ORIGIN] = RowOrigin(lambda at: ids[np.asarray(at, dtype=int)], "SQLite rowid")
+    elif not rowid:
+        frame.attrs[_ORIGIN] = RowOrigin(note="counted in the rows as the database returned them")
+    return frame
+
+
+def _origin(frame: pd.DataFrame) -> RowOrigin:
+    """Take the row origin off a frame just read."""
+    return frame.attrs.pop(_ORIGIN, None) or RowOrigin()
 
 
 #: Lead ids bound per statement when a database read is limited to given leads.
@@ -325,20 +385,104 @@ def _only_leads(frame: pd.DataFrame, lead_filter: tuple[str, Sequence[str]] | No
     return frame[keep].reset_index(drop=True)
 
 
-#: Encodings tried in turn for CSV files; Latin-1 last, as it reads any bytes.
+#: Encodings tried in turn for CSV files that are not UTF-8 and not in a multi-byte
+#: encoding detected with confidence; Latin-1 last, as it reads any bytes.
 CSV_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+#: Multi-byte encodings that are detected reliably (their byte patterns are distinctive);
+#: a file in one of them is read in it, never as Windows-1252 (which would garble it).
+#: Shift_JIS is read as cp932, its Windows superset, which is what Excel writes.
+_MULTIBYTE = {
+    "cp932": "cp932",
+    "shift_jis": "cp932",
+    "shift_jis_2004": "cp932",
+    "shift_jisx0213": "cp932",
+    "euc_jp": "euc_jp",
+    "euc_jis_2004": "euc_jis_2004",
+    "euc_jisx0213": "euc_jisx0213",
+    "iso2022_jp": "iso2022_jp",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "gb18030": "gb18030",
+    "big5": "big5",
+    "big5hkscs": "big5hkscs",
+    "cp950": "cp950",
+    "euc_kr": "cp949",
+    "cp949": "cp949",
+    "utf_16": "utf-16",
+    "utf_16_le": "utf-16",
+    "utf_16_be": "utf-16",
+}
+#: Bytes sniffed to detect an encoding (enough for a few thousand rows of text).
+_SNIFF_BYTES = 2_000_000
 
 
-def _read_csv(path: Path, columns: list[str] | None) -> pd.DataFrame:
-    """A CSV export: UTF-8 (with or without BOM), else Windows-1252, which CRMs often write."""
+def csv_encoding(path: Path, configured: str = "auto", utf8: bool = True) -> str:
+    """The encoding to read a CSV file with: the configured one, else detected.
+
+    UTF-8 (with or without BOM) when the sniffed bytes decode as UTF-8 (`utf8` False: the
+    file was found not to, further on); a multi-byte encoding (Shift_JIS, EUC-JP, GB18030,
+    Big5, EUC-KR, UTF-16) when its bytes say so; else Windows-1252, which Western CRMs
+    often write (Latin-1 if even that fails).
+    """
+    if configured != "auto":
+        return configured
+    with path.open("rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if utf8:
+        try:
+            head.decode("utf-8-sig")
+            return "utf-8-sig"
+        except UnicodeDecodeError as exc:
+            cut_at_the_end = len(head) == _SNIFF_BYTES and exc.start >= len(head) - 3
+            if cut_at_the_end:  # a character cut by the sample, not a bad byte
+                return "utf-8-sig"
+    from charset_normalizer import from_path
+
+    # Chunks from across the file: the non-UTF-8 text may start far from the top.
+    best = from_path(path).best()
+    guess = _MULTIBYTE.get(best.encoding) if best is not None else None
+    if guess is not None:
+        return guess
+    try:
+        head.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
+def _read_csv(
+    path: Path,
+    columns: list[str] | None,
+    text: Sequence[str] = (),
+    encoding: str = "auto",
+) -> pd.DataFrame:
+    """A CSV export in its encoding (see `csv_encoding`); the `text` columns stay text.
+
+    Ids are text in a CSV file: "00012" keeps its zeros, and is not the lead "12".
+    """
     wanted = set(columns or [])
     usecols = (lambda c: c in wanted) if columns else None
-    for encoding in CSV_ENCODINGS[:-1]:
+    chosen = csv_encoding(path, encoding)
+    dtype = dict.fromkeys(text, "str")
+    try:
         try:
-            return pd.read_csv(path, usecols=usecols, encoding=encoding)
+            frame = pd.read_csv(path, usecols=usecols, encoding=chosen, dtype=dtype or None)
         except UnicodeDecodeError:
-            continue
-    return pd.read_csv(path, usecols=usecols, encoding=CSV_ENCODINGS[-1])
+            if encoding != "auto" or chosen != "utf-8-sig":
+                raise
+            # UTF-8 at the top, something else further down: detect on the whole file.
+            chosen = csv_encoding(path, encoding, utf8=False)
+            frame = pd.read_csv(path, usecols=usecols, encoding=chosen, dtype=dtype or None)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path.name} cannot be read as {chosen} (byte {exc.start:,} is not {chosen} text)",
+            "re-export the file as UTF-8, or set source.encoding to the encoding it was "
+            "written in (e.g. cp932 for Japanese Excel, cp1252 for Western Excel)",
+        ) from None
+    frame.attrs["encoding"] = chosen
+    return frame
 
 
 def _sqlite_file_exists(uri: str) -> None:
@@ -613,8 +757,21 @@ def load_crm(
     checks = Checks()
 
     leads_raw = _read_table(
-        uri, tables.leads, lead_filter=None if lead_ids is None else (cols.lead_id, lead_ids)
+        uri,
+        tables.leads,
+        lead_filter=None if lead_ids is None else (cols.lead_id, lead_ids),
+        text=[cols.lead_id],
+        encoding=source.encoding,
     )
+    checks.origins[tables.leads] = _origin(leads_raw)
+    if leads_raw.attrs.get("encoding") not in (None, "utf-8-sig"):
+        checks.warn(
+            tables.leads,
+            None,
+            f"is not UTF-8: read as {leads_raw.attrs['encoding']} (detected)",
+            "check a few values with letters beyond ASCII; if they are garbled, set "
+            "source.encoding to the file's encoding (or re-export it as UTF-8)",
+        )
     sampled_from, sample_ids = None, None
     if sample is not None and lead_ids is None and cols.lead_id in leads_raw:
         seed = project.model.seed if project is not None else 0
@@ -622,6 +779,7 @@ def load_crm(
         if not keep.all():
             sampled_from = int(leads_raw[cols.lead_id].nunique())
             leads_raw = leads_raw[keep].reset_index(drop=True)
+            checks.keep_rows(tables.leads, keep)
             sample_ids = leads_raw[cols.lead_id].dropna().unique()
     if leads_raw.empty and lead_ids is None:
         checks.error(
@@ -679,6 +837,16 @@ def load_crm(
             "under source.attributes.categorical",
             converted.isna() & leads_work[name].notna(),
         )
+        negative = (converted < 0).fillna(False).to_numpy(dtype=bool)
+        if name not in attrs.signed:
+            checks.error(
+                tables.leads,
+                name,
+                "negative value in a numeric attribute",
+                f"fix the rows; if '{name}' can be negative, list it under "
+                "source.attributes.signed",
+                negative,
+            )
         out[name] = converted.astype("float64")
     for name in text_columns:
         out[name] = leads_work[name].astype("str").where(leads_work[name].notna())
@@ -696,28 +864,20 @@ def load_crm(
         )
     # Quarantine sets aside every duplicate but the first row of each id.
     leads = checks.settle(tables.leads, out, quarantine)
-    if label is not None and lead_ids is None and leads["converted"].notna().sum() == 0:
-        checks.error(
-            tables.leads,
-            label.column,
-            "no row has a label: nothing to learn from",
-            "export leads whose outcome is known, with 1/0 (or yes/no) in the label column",
-        )
-        checks.stop_on_table_errors()
 
     activities = _load_activities(
         uri, source, checks, quarantine, activities_since, activities_until, lead_ids, sample_ids
     )
     outcomes = _load_outcomes(uri, source, leads, checks, quarantine, lead_ids, sample_ids)
     if sample_ids is not None:  # the sampled leads' rows, matched as _align_ids matches
-        activities = _of_leads(activities, leads["lead_id"])
-        outcomes = _of_leads(outcomes, leads["lead_id"])
+        activities = _of_leads(activities, leads["lead_id"], checks, tables.activities)
+        outcomes = _of_leads(outcomes, leads["lead_id"], checks, tables.outcomes)
     leads = leads.drop(columns=["_converted_at"], errors="ignore")
-    activities, outcomes = _align_ids(leads, activities, outcomes, tables, checks, quarantine)
+    activities, outcomes = _align_ids(leads, activities, outcomes, source, checks, quarantine)
     return CRMData(
         leads=leads,
         activities=activities,
-        outcomes=outcomes,
+        outcomes=first_conversions(outcomes),
         source=redact_uri(uri),
         checks=checks,
         sampled_from=sampled_from,
@@ -769,7 +929,10 @@ def _load_activities(
         None if lead_ids is None else (cols.activity_lead_id, lead_ids),
         dictionary=[cols.activity_type, *([cols.detail] if cols.detail else [])],
         sample=None if sample is None else (cols.activity_lead_id, sample),
+        text=[cols.activity_lead_id],
+        encoding=source.encoding,
     )
+    checks.origins[table] = _origin(raw)
     mapping = {
         "columns.activity_lead_id": cols.activity_lead_id,
         "columns.occurred_at": cols.occurred_at,
@@ -809,6 +972,7 @@ def _load_activities(
         keep &= acts["occurred_at"] < until
     if not keep.all():
         acts = acts[keep].reset_index(drop=True)
+        checks.keep_rows(table, keep.to_numpy())
     for column in ("activity_type", "detail"):
         # Categoricals stay categoricals: tens of millions of rows, a few distinct values.
         if not isinstance(acts[column].dtype, pd.CategoricalDtype):
@@ -839,7 +1003,10 @@ def _load_outcomes(
             table,
             lead_filter=None if lead_ids is None else (cols.outcome_lead_id, lead_ids),
             sample=None if sample is None else (cols.outcome_lead_id, sample),
+            text=[cols.outcome_lead_id],
+            encoding=source.encoding,
         )
+        checks.origins[table] = _origin(raw)
         _require(
             raw,
             table,
@@ -862,10 +1029,16 @@ def _load_outcomes(
         out = checks.settle(table, out, quarantine)
     else:  # a conversion column on the leads table, checked with the leads
         out = leads[["lead_id", "_converted_at"]].rename(columns={"_converted_at": "converted_at"})
-    # A lead converts once: keep its first conversion.
-    return (
-        out.dropna(subset=["converted_at"]).groupby("lead_id", as_index=False)["converted_at"].min()
-    )
+    converted = out["converted_at"].notna().to_numpy()
+    if not converted.all():
+        out = out[converted].reset_index(drop=True)
+        checks.keep_rows(table or source.tables.leads, converted)
+    return out
+
+
+def first_conversions(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """A lead converts once: its first conversion (after the rows were checked)."""
+    return outcomes.groupby("lead_id", as_index=False)["converted_at"].min()
 
 
 def _as_lead_ids(ids: pd.Series, as_text: bool) -> pd.Series:
@@ -879,13 +1052,20 @@ def _as_lead_ids(ids: pd.Series, as_text: bool) -> pd.Series:
     return converted.astype("int64")
 
 
-def _of_leads(frame: pd.DataFrame, lead_ids: pd.Series) -> pd.DataFrame:
+def _of_leads(
+    frame: pd.DataFrame,
+    lead_ids: pd.Series,
+    checks: Checks | None = None,
+    table: str | None = None,
+) -> pd.DataFrame:
     """The rows of `frame` whose lead id is one of `lead_ids`, matched as `_align_ids` does."""
     if not len(frame):
         return frame
     as_text = not pd.api.types.is_integer_dtype(lead_ids)
     known = lead_ids.astype("str") if as_text else lead_ids
     keep = _as_lead_ids(frame["lead_id"], as_text).isin(known).to_numpy(dtype=bool)
+    if checks is not None and table is not None:
+        checks.keep_rows(table, keep)
     return frame[keep].reset_index(drop=True)
 
 
@@ -893,7 +1073,7 @@ def _align_ids(
     leads: pd.DataFrame,
     activities: pd.DataFrame,
     outcomes: pd.DataFrame,
-    tables,
+    source: SourceConfig,
     checks: Checks,
     quarantine: Path | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -901,6 +1081,12 @@ def _align_ids(
 
     Exports often mix 42 and "42"; left alone, joins would silently match nothing.
     """
+    tables, cols = source.tables, source.columns
+    id_column = {
+        tables.activities: cols.activity_lead_id,
+        tables.outcomes: cols.outcome_lead_id,
+        None: cols.lead_id,
+    }
     target = leads["lead_id"]
     as_text = not pd.api.types.is_integer_dtype(target)
 
@@ -927,7 +1113,7 @@ def _align_ids(
             checks.stop_on_table_errors()
         checks.error(
             name,
-            "lead id",
+            id_column.get(table, cols.lead_id),
             f"lead id matches no lead in table '{tables.leads}'",
             f"export the missing leads, or drop these rows from '{name}'",
             unknown,
@@ -936,7 +1122,7 @@ def _align_ids(
             c = frame["lead_id"].map(created)
             checks.error(
                 name,
-                "converted_at",
+                cols.converted_at,
                 "conversion before the lead was created",
                 "fix the timestamps (time zone?) or the lead ids",
                 (frame["converted_at"] < c).fillna(False).to_numpy(dtype=bool),

@@ -43,7 +43,8 @@ _SENIORITY_PATTERNS: tuple[tuple[str, str], ...] = (
     ),
     (
         "c_level",
-        r"\bc[etfiom]o\b|\bchief\b|\bpresident\b|\bfounder\b|\bowner\b|\bmanaging director\b"
+        r"\bc[etfiom]o\b|\bchief\b|(?<!vice )(?<!vice-)\bpresident\b|\bfounder\b|\bowner\b"
+        r"|\bmanaging director\b"
         r"|代表取締役|社長|会長|最高.*責任者",
     ),
     ("vp", r"\bvp\b|\bv\.p\.|vice[- ]president|\bsvp\b|\bevp\b|本部長|執行役員|取締役|事業部長"),
@@ -81,7 +82,8 @@ _DEPARTMENT_PATTERNS: tuple[tuple[str, str], ...] = (
     ("operations", r"operations|\bcoo\b|procurement|purchasing|総務|購買|調達|業務"),
     (
         "executive",
-        r"\bceo\b|\bchief executive\b|\bpresident\b|\bfounder\b|\bowner\b|代表取締役|社長",
+        r"\bceo\b|\bchief executive\b|(?<!vice )(?<!vice-)\bpresident\b|\bfounder\b|\bowner\b"
+        r"|代表取締役|社長",
     ),
 )
 
@@ -90,7 +92,9 @@ def _classify(titles: pd.Series, patterns: tuple[tuple[str, str], ...], missing:
     """Label each title with the first pattern it matches; `missing` for empty titles."""
     # Titles repeat a lot: classify each distinct title once, then map back.
     codes, uniques = pd.factorize(titles.astype("str"), use_na_sentinel=True)
-    text = pd.Series(uniques, dtype="str").str.strip().str.lower()
+    # NFKC: full-width Latin (ＶＰ) and half-width katakana (ｲﾝﾀｰﾝ), which Japanese forms
+    # often carry, read as their ordinary forms.
+    text = pd.Series(uniques, dtype="str").str.normalize("NFKC").str.strip().str.lower()
     result = pd.Series(missing if missing == "unknown" else "other", index=text.index, dtype="str")
     assigned = pd.Series(False, index=text.index)
     for label, pattern in patterns:

@@ -10,6 +10,7 @@ without them. Table problems (a missing column, an empty table) always stop the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +22,46 @@ from leadscore.errors import DataError
 log = logging.getLogger(__name__)
 
 
-def row_numbers(mask: np.ndarray | pd.Series, limit: int = 5) -> str:
-    """'rows 3, 17, …' (1 = first data row) for a mask; never the values."""
-    rows = np.flatnonzero(np.asarray(mask, dtype=bool)) + 1
-    shown = ", ".join(str(r) for r in rows[:limit])
-    return f"row{'s' if len(rows) != 1 else ''} {shown}{', …' if len(rows) > limit else ''}"
+#: Positions in the rows as read (0-based) → their row numbers in the table (1-based).
+RowNumbers = Callable[[np.ndarray], np.ndarray]
+
+
+def row_numbers(
+    mask: np.ndarray | pd.Series, limit: int = 5, numbers: RowNumbers | None = None
+) -> str:
+    """'rows 3, 17, …' (1 = first data row) for a mask; never the values.
+
+    `numbers` maps positions in the rows read to the table's own row numbers, when the
+    rows read are not the whole table in order (a time window or a lead filter).
+    """
+    positions = np.flatnonzero(np.asarray(mask, dtype=bool))
+    shown = positions[:limit]
+    rows = numbers(shown) if numbers is not None else shown + 1
+    text = ", ".join(str(int(r)) for r in rows)
+    more = ", …" if len(positions) > limit else ""
+    return f"row{'s' if len(positions) != 1 else ''} {text}{more}"
+
+
+@dataclass(frozen=True)
+class RowOrigin:
+    """Where the rows read sit in their table: how to name a row so the user finds it."""
+
+    #: Positions in the rows read → row numbers in the table; None: position + 1.
+    numbers: RowNumbers | None = None
+    #: Said after the row numbers when they are not the table's own (a database without
+    #: row numbers), e.g. "counted in the rows read".
+    note: str | None = None
+
+    def kept(self, keep: np.ndarray) -> RowOrigin:
+        """The origin of the rows that remain after keeping `keep` (a mask) of them."""
+        positions = np.flatnonzero(np.asarray(keep, dtype=bool))
+        inner = self.numbers
+
+        def numbers(at: np.ndarray) -> np.ndarray:
+            picked = positions[np.asarray(at, dtype=int)]
+            return inner(picked) if inner is not None else picked + 1
+
+        return RowOrigin(numbers, self.note)
 
 
 @dataclass
@@ -40,10 +76,15 @@ class Problem:
     count: int = 0
     #: Row mask over the table as read (row problems only); None for table problems.
     mask: np.ndarray | None = None
+    #: Where those rows sit in the table (set when the problem is recorded).
+    origin: RowOrigin = field(default_factory=RowOrigin)
 
     def describe(self) -> str:
         where = f"table '{self.table}'" + (f", column '{self.column}'" if self.column else "")
-        rows = f" ({row_numbers(self.mask)})" if self.mask is not None and self.count else ""
+        rows = ""
+        if self.mask is not None and self.count:
+            rows = row_numbers(self.mask, numbers=self.origin.numbers)
+            rows = f" ({rows}{'; ' + self.origin.note if self.origin.note else ''})"
         count = f"{self.count:,} row(s): " if self.mask is not None else ""
         return f"{where}: {count}{self.message}{rows}\n    fix: {self.fix}"
 
@@ -54,6 +95,12 @@ class Checks:
 
     problems: list[Problem] = field(default_factory=list)
     quarantined: dict[str, int] = field(default_factory=dict)
+    #: Per table: where the rows being checked sit in it (default: all rows, in order).
+    origins: dict[str, RowOrigin] = field(default_factory=dict)
+
+    def keep_rows(self, table: str, keep: np.ndarray) -> None:
+        """Rows of `table` were dropped (quarantine, a time window): renumber what is left."""
+        self.origins[table] = self.origins.get(table, RowOrigin()).kept(keep)
 
     def error(self, table: str, column: str | None, message: str, fix: str, mask=None) -> None:
         """An error: a row problem when `mask` marks rows, else a table problem."""
@@ -68,7 +115,8 @@ class Checks:
         count = int(m.sum()) if m is not None else 0
         if m is not None and count == 0:
             return
-        self.problems.append(Problem(level, table, column, message, fix, count, m))
+        origin = self.origins.get(table, RowOrigin())
+        self.problems.append(Problem(level, table, column, message, fix, count, m, origin))
 
     @property
     def errors(self) -> list[Problem]:
@@ -109,8 +157,10 @@ class Checks:
             p.level = "warning"
             p.message += f" - set aside in {quarantine_file(quarantine, table).name}"
         target = quarantine_file(quarantine, table)
-        write_quarantine(target, table, frame, bad, reasons)
+        origin = self.origins.get(table, RowOrigin())
+        write_quarantine(target, table, frame, bad, reasons, origin)
         self.quarantined[table] = int(bad.sum())
+        self.keep_rows(table, ~bad)
         log.warning("quarantined %s row(s) of table '%s' to %s", int(bad.sum()), table, target)
         return frame[~bad].reset_index(drop=True)
 
@@ -138,12 +188,19 @@ def quarantine_file(path: Path, table: str) -> Path:
 
 
 def write_quarantine(
-    path: Path, table: str, frame: pd.DataFrame, bad: np.ndarray, reasons: np.ndarray
+    path: Path,
+    table: str,
+    frame: pd.DataFrame,
+    bad: np.ndarray,
+    reasons: np.ndarray,
+    origin: RowOrigin | None = None,
 ) -> None:
     """Write the bad rows as read, with their row number and reason (replacing older ones)."""
     out = frame[bad].copy()
     out.insert(0, "_reason", reasons[bad])
-    out.insert(0, "_row", np.flatnonzero(bad) + 1)
+    positions = np.flatnonzero(bad)
+    numbers = origin.numbers if origin is not None else None
+    out.insert(0, "_row", numbers(positions) if numbers is not None else positions + 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     out.to_csv(tmp, index=False)
