@@ -74,7 +74,7 @@ def _index(uri: str) -> None:
     """Index the lead-id columns, as any CRM database has them."""
     import sqlalchemy as sa
 
-    from leadscore import db
+    from leadscore.io import db
 
     engine = db.create_engine(uri)
     with engine.begin() as conn:
@@ -172,8 +172,9 @@ def _references(config_path: Path, requests_path: Path, repeat: int) -> None:
     Runs in a process of its own (`--reference`) that loads what the service loads, so its
     heap, and the garbage collector's work, are the service's rather than this driver's.
     """
-    from leadscore import ondemand, pipeline, service
+    from leadscore.apps import service
     from leadscore.config import load_config
+    from leadscore.scoring import ondemand, pipeline
 
     asked = json.loads(requests_path.read_text())
     lead_ids, payloads = asked["lead_ids"], asked["payloads"]
@@ -244,8 +245,8 @@ def _copy_to_postgres(admin_uri: str, name: str, crm) -> str:
     """A new PostgreSQL database `name` holding the source's tables; returns its URL."""
     import sqlalchemy as sa
 
-    from leadscore import db
-    from leadscore.sources import write_tables
+    from leadscore.io import db
+    from leadscore.io.sources import write_tables
 
     admin = db.create_engine(admin_uri, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -261,7 +262,7 @@ def _copy_to_postgres(admin_uri: str, name: str, crm) -> str:
 def _drop_postgres(admin_uri: str, name: str) -> None:
     import sqlalchemy as sa
 
-    from leadscore import db
+    from leadscore.io import db
 
     admin = db.create_engine(admin_uri, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -313,11 +314,12 @@ def main() -> None:
     if not args.no_index:
         _index(sqlite_uri)
 
-    from leadscore import publish, registry
     from leadscore.config import load_config
-    from leadscore.pipeline import lookback_days, open_leads
-    from leadscore.rules import load_rules
-    from leadscore.sources import load_crm
+    from leadscore.data.rules import load_rules
+    from leadscore.io import publish
+    from leadscore.io.sources import load_crm
+    from leadscore.lifecycle import registry
+    from leadscore.scoring.pipeline import lookback_days, open_leads
 
     config = load_config(workdir / "leadscore.yaml")
     published = publish.read_scores(config.publish_uri, config.publish.table, latest=True)

@@ -12,11 +12,11 @@ import argparse
 import time
 from pathlib import Path
 
-from leadscore import pipeline
 from leadscore.config import config_from_dict
-from leadscore.evidence import build_evidence, cohort_frames
-from leadscore.rules import load_rules
-from leadscore.sources import CRMData
+from leadscore.data.rules import load_rules
+from leadscore.evaluation.evidence import build_evidence, cohort_frames
+from leadscore.io.sources import CRMData
+from leadscore.scoring import pipeline
 from leadscore.synthetic import generate_crm
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -70,11 +70,11 @@ def _reference(config_path: str, as_of: str) -> None:
     """Time feature building and raw LightGBM predict on the champion's scoring matrix."""
     import pandas as pd
 
-    from leadscore import registry
     from leadscore.config import load_config
-    from leadscore.features import index_activities, snapshot_rows
-    from leadscore.pipeline import open_leads
-    from leadscore.sources import load_crm
+    from leadscore.data.features import index_activities, snapshot_rows
+    from leadscore.io.sources import load_crm
+    from leadscore.lifecycle import registry
+    from leadscore.scoring.pipeline import open_leads
 
     config = load_config(config_path)
     registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from sklearn.metrics import roc_auc_score
 
-from leadscore import pipeline
 from leadscore.config import config_from_dict
-from leadscore.rules import load_rules
-from leadscore.sources import CRMData
+from leadscore.data.rules import load_rules
+from leadscore.io.sources import CRMData
+from leadscore.scoring import pipeline
 from leadscore.synthetic import generate_crm, true_conversion_probability
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -40,14 +40,14 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from leadscore import pipeline
-from leadscore.attributions import PathAttributions
 from leadscore.config import config_from_dict
-from leadscore.features import FeatureBuilder
-from leadscore.model import LeadScoringModel
-from leadscore.reasons import explain, factors
-from leadscore.rules import load_rules
-from leadscore.sources import CRMData
+from leadscore.data.features import FeatureBuilder
+from leadscore.data.rules import load_rules
+from leadscore.io.sources import CRMData
+from leadscore.modeling.attributions import PathAttributions
+from leadscore.modeling.estimator import LeadScoringModel
+from leadscore.modeling.reasons import explain, factors
+from leadscore.scoring import pipeline
 from leadscore.synthetic import generate_crm
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -127,12 +127,13 @@ def _reference(config_path: str, as_of: str, contrib_rows: int) -> None:
     import numpy as np
     import pandas as pd
 
-    from leadscore import pipeline, registry
     from leadscore.config import load_config
-    from leadscore.features import behaviour_features, index_activities
-    from leadscore.reasons import explain
-    from leadscore.rules import load_rules
-    from leadscore.sources import load_crm
+    from leadscore.data.features import behaviour_features, index_activities
+    from leadscore.data.rules import load_rules
+    from leadscore.io.sources import load_crm
+    from leadscore.lifecycle import registry
+    from leadscore.modeling.reasons import explain
+    from leadscore.scoring import pipeline
 
     config = load_config(config_path)
     registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
@@ -229,7 +230,7 @@ def same_features_sql(spec, at, since) -> str:
     type and page category the window counts, recency and decayed count, and per lead the
     totals, recency, decayed count, active days and trend counts (what a data engineer
     would write without leadscore)."""
-    from leadscore.features import (
+    from leadscore.data.features import (
         DECAY_HALF_LIFE_DAYS,
         TREND_PREVIOUS_DAYS,
         TREND_RECENT_DAYS,

@@ -7,8 +7,9 @@ from typing import Any
 
 from prefect import flow
 
-from leadscore import registry, report, runs
-from leadscore.sources import redact_uri
+from leadscore.evaluation import report
+from leadscore.io.sources import redact_uri
+from leadscore.lifecycle import registry, runs
 
 try:  # imported as the `leadscore_flows` package
     from leadscore_flows import tasks

@@ -10,11 +10,14 @@ import pandas as pd
 from prefect import flow, unmapped
 from prefect.futures import as_completed
 
-from leadscore import interrupts, locking, partitions, pipeline, registry, runs
+from leadscore import interrupts
 from leadscore.config import ProjectConfig
+from leadscore.data.rules import RuleSet
+from leadscore.io import locking
+from leadscore.io.sources import CRMData, redact_uri
+from leadscore.lifecycle import registry, runs
 from leadscore.progress import reporter
-from leadscore.rules import RuleSet
-from leadscore.sources import CRMData, redact_uri
+from leadscore.scoring import partitions, pipeline
 
 try:  # imported as the `leadscore_flows` package
     from leadscore_flows import tasks

@@ -9,14 +9,16 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from leadscore import evidence as evidence_module
-from leadscore import locking, partitions, pipeline, promotion, publish, registry, runs
-from leadscore import report as report_module
 from leadscore.config import ProjectConfig, load_config
+from leadscore.data.rules import RuleSet, load_rules
 from leadscore.errors import LeadscoreError, NoOpenLeadsError
+from leadscore.evaluation import evidence as evidence_module
+from leadscore.evaluation import report as report_module
+from leadscore.io import locking, publish
+from leadscore.io.sources import CRMData, load_crm, load_ground_truth
+from leadscore.lifecycle import promotion, registry, runs
 from leadscore.progress import reporter
-from leadscore.rules import RuleSet, load_rules
-from leadscore.sources import CRMData, load_crm, load_ground_truth
+from leadscore.scoring import partitions, pipeline
 
 IO_RETRIES = 3
 IO_RETRY_DELAYS = [2, 5, 15]

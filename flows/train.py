@@ -7,10 +7,13 @@ from typing import Any
 import pandas as pd
 from prefect import flow
 
-from leadscore import interrupts, locking, report, runs
+from leadscore import interrupts
 from leadscore.config import ProjectConfig
-from leadscore.evidence import cohort_frames
-from leadscore.sources import redact_uri
+from leadscore.evaluation import report
+from leadscore.evaluation.evidence import cohort_frames
+from leadscore.io import locking
+from leadscore.io.sources import redact_uri
+from leadscore.lifecycle import runs
 
 try:  # imported as the `leadscore_flows` package
     from leadscore_flows import tasks

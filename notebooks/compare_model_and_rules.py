@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 import leadscore as ls
-from leadscore.sources import CRMData
+from leadscore.io.sources import CRMData
 
 n_leads = int(os.environ.get("LEADSCORE_NOTEBOOK_LEADS", "20000"))
 crm = ls.generate_crm(n_leads, seed=7, end="2026-06-30")

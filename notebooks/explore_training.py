@@ -10,8 +10,8 @@ import os
 from importlib.resources import files
 
 import leadscore as ls
-from leadscore import plots
-from leadscore.sources import CRMData
+from leadscore.evaluation import plots
+from leadscore.io.sources import CRMData
 
 n_leads = int(os.environ.get("LEADSCORE_NOTEBOOK_LEADS", "20000"))
 crm = ls.generate_crm(n_leads, seed=7, end="2026-06-30")

@@ -325,7 +325,7 @@ PG_ADMIN_URI = os.environ.get("LEADSCORE_TEST_PG", "postgresql://postgres@127.0.
 def _pg_problem() -> str | None:
     import sqlalchemy as sa
 
-    from leadscore import db
+    from leadscore.io import db
 
     try:
         engine = db.create_engine(PG_ADMIN_URI, connect_args={"connect_timeout": 3})
@@ -355,7 +355,7 @@ def fresh_pg_database(prefix: str = "leadscore_t"):
 
     import sqlalchemy as sa
 
-    from leadscore import db
+    from leadscore.io import db
 
     require_postgres()
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"

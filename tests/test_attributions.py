@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore import pipeline
-from leadscore.attributions import PathAttributions
 from leadscore.config import config_from_dict
-from leadscore.reasons import explain, factors
-from leadscore.rules import load_rules
-from leadscore.sources import CRMData
+from leadscore.data.rules import load_rules
+from leadscore.io.sources import CRMData
+from leadscore.modeling.attributions import PathAttributions
+from leadscore.modeling.reasons import explain, factors
+from leadscore.scoring import pipeline
 from leadscore.synthetic import generate_crm
 
 REPO = Path(__file__).resolve().parents[1]

@@ -25,8 +25,8 @@ import yaml
 from conftest import FLAT_CONFIG, FLAT_RULES, write_flat_export
 from typer.testing import CliRunner
 
-from leadscore.cli import _default_rules_text, app
-from leadscore.sources import write_tables
+from leadscore.apps.cli import _default_rules_text, app
+from leadscore.io.sources import write_tables
 from leadscore.synthetic import generate_crm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from leadscore.comparison import (
+from leadscore.config import ReportConfig, TierConfig
+from leadscore.evaluation.comparison import (
     _weighted_ranking_metrics,
     assign_tiers,
     bootstrap_ranking,
@@ -19,7 +20,6 @@ from leadscore.comparison import (
     ranking_metrics,
     worked_probability,
 )
-from leadscore.config import ReportConfig, TierConfig
 
 
 def test_ranking_metrics_by_hand() -> None:

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 import yaml
 from conftest import fresh_pg_database, mlflow_client, run_cli
 
-from leadscore import db
+from leadscore.io import db
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

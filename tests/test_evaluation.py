@@ -1,7 +1,11 @@
 import numpy as np
 import pytest
 
-from leadscore.evaluation import captured_in_top, classification_metrics, expected_calibration_error
+from leadscore.modeling.metrics import (
+    captured_in_top,
+    classification_metrics,
+    expected_calibration_error,
+)
 
 
 def test_ece_by_hand() -> None:

@@ -23,10 +23,12 @@ import yaml
 from conftest import FLAT_CONFIG, FLAT_RULES, fresh_pg_database, write_flat_export
 from typer.testing import CliRunner
 
-from leadscore import cli, publish, registry, service
-from leadscore.cli import _default_rules_text, app
+from leadscore.apps import cli, service
+from leadscore.apps.cli import _default_rules_text, app
 from leadscore.config import load_config
-from leadscore.sources import write_tables
+from leadscore.io import publish
+from leadscore.io.sources import write_tables
+from leadscore.lifecycle import registry
 from leadscore.synthetic import generate_crm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

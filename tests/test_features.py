@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from leadscore.config import FeatureConfig
-from leadscore.features import (
+from leadscore.data.features import (
     BehaviourSpec,
     FeatureBuilder,
     behaviour_features,

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 import yaml
 from conftest import mlflow_client
 
-from leadscore.cli import _default_rules_text
-from leadscore.sources import write_tables
+from leadscore.apps.cli import _default_rules_text
+from leadscore.io.sources import write_tables
 from leadscore.synthetic import generate_crm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -57,7 +57,7 @@ def wrapped(*a, **k):
     return original(*a, **k)
 
 setattr(owner, name, wrapped)
-from leadscore.cli import main
+from leadscore.apps.cli import main
 sys.argv = ["leadscore", *args]
 main()
 """
@@ -126,9 +126,9 @@ def _assert_consistent(folder: Path) -> None:
 CASES = [
     # (library step the signal lands in, signal, does the step finish first?)
     ("leadscore_flows.tasks:load_crm", "SIGINT", False),
-    ("leadscore.model:LeadScoringModel.fit", "SIGTERM", False),
-    ("leadscore.registry:log_training_run", "SIGINT", True),
-    ("leadscore.runs:apply_verdict", "SIGTERM", True),
+    ("leadscore.modeling.estimator:LeadScoringModel.fit", "SIGTERM", False),
+    ("leadscore.lifecycle.registry:log_training_run", "SIGINT", True),
+    ("leadscore.lifecycle.runs:apply_verdict", "SIGTERM", True),
 ]
 
 
@@ -173,7 +173,13 @@ def test_an_interrupted_scoring_run_publishes_nothing(project, prefect_home, pre
         )  # fmt: skip
         assert trained.returncode == 0, trained.stderr[-3000:]
     code, out, err, seconds, _ = _interrupt(
-        project, env, "leadscore.publish:publish_scores", "SIGTERM", "score", "-c", "leadscore.yaml"
+        project,
+        env,
+        "leadscore.io.publish:publish_scores",
+        "SIGTERM",
+        "score",
+        "-c",
+        "leadscore.yaml",
     )
     assert code == 143 and seconds < 10, err[-3000:]
     assert "Traceback" not in err + out

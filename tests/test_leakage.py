@@ -7,13 +7,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadscore.config import FeatureConfig
-from leadscore.features import (
+from leadscore.data.features import (
     BehaviourSpec,
     derive_attributes,
     index_activities,
     snapshot_rows,
 )
-from leadscore.rules import evaluate_rules, load_rules
+from leadscore.data.rules import evaluate_rules, load_rules
 
 REPO = Path(__file__).resolve().parents[1]
 AS_OF = pd.Timestamp("2026-03-01")

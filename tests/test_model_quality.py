@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from leadscore import pipeline
 from leadscore.config import config_from_dict
-from leadscore.reasons import explain
-from leadscore.rules import load_rules
-from leadscore.sources import CRMData
+from leadscore.data.rules import load_rules
+from leadscore.io.sources import CRMData
+from leadscore.modeling.reasons import explain
+from leadscore.scoring import pipeline
 from leadscore.synthetic import generate_crm, true_conversion_probability
 
 pytestmark = pytest.mark.slow

@@ -12,8 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from leadscore.config import MonitoringConfig, config_from_dict
 from leadscore.errors import ConfigError
-from leadscore.evaluation import expected_calibration_error
-from leadscore.monitoring import (
+from leadscore.lifecycle.monitoring import (
     DriftReference,
     categorical_reference,
     judge_realised,
@@ -23,6 +22,7 @@ from leadscore.monitoring import (
     run_checks,
     score_distribution,
 )
+from leadscore.modeling.metrics import expected_calibration_error
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -497,9 +497,9 @@ def test_monitoring_config_defaults_and_validation() -> None:
 
 @pytest.fixture(scope="module")
 def trained():
-    from leadscore import pipeline
-    from leadscore.rules import load_rules
-    from leadscore.sources import CRMData
+    from leadscore.data.rules import load_rules
+    from leadscore.io.sources import CRMData
+    from leadscore.scoring import pipeline
     from leadscore.synthetic import generate_crm
 
     crm = generate_crm(4_000, seed=3, end="2026-06-30")
@@ -546,7 +546,7 @@ def test_training_attaches_the_references_the_scoring_run_is_checked_against(tra
 def test_a_run_with_many_failed_checks_says_so_in_a_few_lines() -> None:
     """Eighty drifted inputs: the message lists a few, counts the rest, one line each."""
     from leadscore.errors import LeadscoreError
-    from leadscore.runs import MAX_FAILURES_SHOWN, raise_if_monitoring_failed
+    from leadscore.lifecycle.runs import MAX_FAILURES_SHOWN, raise_if_monitoring_failed
 
     columns = {f"input_{i:02d}": np.random.default_rng(i).normal(0, 1, 4_000) for i in range(80)}
     reference = reference_of(pd.DataFrame(columns))

@@ -13,11 +13,11 @@ import sqlalchemy as sa
 import yaml
 from conftest import run_cli
 
-from leadscore import partitions, pipeline
 from leadscore.config import config_from_dict
+from leadscore.data.rules import load_rules
 from leadscore.errors import ConfigError, DataError
-from leadscore.rules import load_rules
-from leadscore.sources import load_crm, write_tables
+from leadscore.io.sources import load_crm, write_tables
+from leadscore.scoring import partitions, pipeline
 from leadscore.synthetic import generate_crm
 
 REPO = Path(__file__).resolve().parents[1]

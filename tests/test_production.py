@@ -21,9 +21,9 @@ import sqlalchemy as sa
 import yaml
 from conftest import CLI, fresh_pg_database, mlflow_client, run_cli
 
-from leadscore import db, locking
-from leadscore.cli import _default_rules_text
-from leadscore.sources import write_tables
+from leadscore.apps.cli import _default_rules_text
+from leadscore.io import db, locking
+from leadscore.io.sources import write_tables
 from leadscore.synthetic import generate_crm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

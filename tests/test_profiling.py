@@ -13,10 +13,8 @@ import pytest
 import yaml
 from pydantic import BaseModel, Field
 
-from leadscore import profiling
-from leadscore.config import ProjectConfig, load_config
-from leadscore.errors import ConfigError, DataError
-from leadscore.profiling import (
+from leadscore.apps import profiling
+from leadscore.apps.profiling import (
     SAMPLE_ROWS,
     init_project,
     profile_frame,
@@ -24,7 +22,9 @@ from leadscore.profiling import (
     render_config,
     summary_lines,
 )
-from leadscore.sources import load_crm, write_tables
+from leadscore.config import ProjectConfig, load_config
+from leadscore.errors import ConfigError, DataError
+from leadscore.io.sources import load_crm, write_tables
 
 X_EDUCATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "x_education"
 
@@ -564,7 +564,7 @@ def test_init_prints_exactly_the_todos_the_file_holds(tmp_path: Path, kind: str)
     """Tables init does not use as leads have TODOs of their own as leads: not the user's."""
     from typer.testing import CliRunner
 
-    from leadscore.cli import app
+    from leadscore.apps.cli import app
 
     data = tmp_path / "export"
     if kind == "timestamped":

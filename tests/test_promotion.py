@@ -13,11 +13,11 @@ import yaml
 from conftest import mlflow_client
 from typer.testing import CliRunner
 
-from leadscore.cli import _default_rules_text, app
+from leadscore.apps.cli import _default_rules_text, app
 from leadscore.config import PromotionConfig
 from leadscore.errors import ModelError
-from leadscore.promotion import judge, rollback_target
-from leadscore.sources import write_tables
+from leadscore.io.sources import write_tables
+from leadscore.lifecycle.promotion import judge, rollback_target
 from leadscore.synthetic import generate_crm
 
 GATE = PromotionConfig(min_auc_gain=0.01, max_ece_increase=0.005)

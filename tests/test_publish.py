@@ -3,7 +3,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadscore.errors import DataError
-from leadscore.publish import publish_scores, read_scores
+from leadscore.io.publish import publish_scores, read_scores
 
 
 def _scores(as_of: str, n: int = 4, p: float = 0.2) -> pd.DataFrame:
@@ -150,7 +150,7 @@ def test_reading_before_anything_was_published(tmp_path) -> None:
 
 def test_a_future_as_of_is_refused_and_a_stale_source_too() -> None:
     from leadscore.errors import ConfigError
-    from leadscore.pipeline import check_as_of, parse_as_of
+    from leadscore.scoring.pipeline import check_as_of, parse_as_of
 
     today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
     assert parse_as_of(None) == today
@@ -186,7 +186,7 @@ def test_rows_dated_in_the_future_give_way_to_a_run_for_today(tmp_path) -> None:
 
 
 def test_prune_removes_a_wrong_run_everywhere_in_one_go(tmp_path) -> None:
-    from leadscore.publish import ScoreTables, prune_scores
+    from leadscore.io.publish import ScoreTables, prune_scores
 
     uri = f"sqlite:///{tmp_path / 's.db'}"
     publish_scores(_scores("2026-03-01", n=3, p=0.1), uri)
@@ -213,7 +213,7 @@ def test_scores_prune_command(tmp_path) -> None:
     import yaml
     from typer.testing import CliRunner
 
-    from leadscore.cli import app
+    from leadscore.apps.cli import app
 
     publish_scores(_scores("2026-03-01", n=3), f"sqlite:///{tmp_path / 'crm.db'}")
     publish_scores(_scores("2026-03-02", n=3), f"sqlite:///{tmp_path / 'crm.db'}")

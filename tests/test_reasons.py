@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 
 from leadscore.config import FeatureConfig
-from leadscore.features import (
+from leadscore.data.features import (
     BehaviourSpec,
     FeatureBuilder,
     index_activities,
     snapshot_rows,
 )
-from leadscore.reasons import Phrases, explain, factors
+from leadscore.modeling.reasons import Phrases, explain, factors
 
 AS_OF = pd.Timestamp("2026-03-01")
 SPEC = BehaviourSpec(

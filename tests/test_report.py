@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from leadscore.config import config_from_dict
-from leadscore.evidence import build_evidence
-from leadscore.report import ReportInputs, choose_open_leads, render_report, write_report
-from leadscore.rules import RuleSet
+from leadscore.data.rules import RuleSet
+from leadscore.evaluation.evidence import build_evidence
+from leadscore.evaluation.report import ReportInputs, choose_open_leads, render_report, write_report
 
 #: Anything that would make the browser fetch from elsewhere.
 EXTERNAL = re.compile(

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from leadscore.config import FeatureConfig
+from leadscore.data.features import derive_attributes, email_domain, index_activities
+from leadscore.data.rules import RuleSet, evaluate_rules, load_rules
 from leadscore.errors import ConfigError
-from leadscore.features import derive_attributes, email_domain, index_activities
-from leadscore.rules import RuleSet, evaluate_rules, load_rules
 
 REPO = Path(__file__).resolve().parents[1]
 AS_OF = pd.Timestamp("2026-03-01")
@@ -128,7 +128,7 @@ def test_unknown_field_or_category_is_a_config_error(tiny_leads, tiny_activities
 
 
 def test_numeric_equality_and_unknown_activity(tiny_leads, tiny_activities) -> None:
-    from leadscore.rules import check_activities
+    from leadscore.data.rules import check_activities
 
     rules = RuleSet.model_validate(
         {

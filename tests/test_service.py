@@ -22,11 +22,14 @@ import pytest
 import yaml
 from conftest import CLI, run_cli
 
-from leadscore import ondemand, pipeline, publish, registry, service, sources
-from leadscore.comparison import assign_tiers
+from leadscore.apps import service
 from leadscore.config import TierConfig, config_from_dict, load_config
+from leadscore.data.rules import load_rules
 from leadscore.errors import DataError, ModelError
-from leadscore.rules import load_rules
+from leadscore.evaluation.comparison import assign_tiers
+from leadscore.io import publish, sources
+from leadscore.lifecycle import registry
+from leadscore.scoring import ondemand, pipeline
 
 # FastAPI's TestClient still runs on httpx; Starlette 1.10 says so on import.
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")

@@ -3,8 +3,8 @@ import itertools
 import pandas as pd
 import pytest
 
+from leadscore.data.snapshots import build_snapshots, plan_splits, snapshot_dates
 from leadscore.errors import ModelError
-from leadscore.snapshots import build_snapshots, plan_splits, snapshot_dates
 
 
 def test_examples_are_open_leads_with_horizon_labels() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from leadscore.config import config_from_dict
 from leadscore.errors import DataError
-from leadscore.sources import load_crm, redact_uri, write_tables
+from leadscore.io.sources import load_crm, redact_uri, write_tables
 from leadscore.synthetic import generate_crm
 
 
@@ -98,7 +98,7 @@ def test_redact_uri_hides_passwords() -> None:
 
 
 def test_pushdown_transfers_only_the_padded_window(tmp_path: Path, crm) -> None:
-    from leadscore.sources import _read_table
+    from leadscore.io.sources import _read_table
 
     uri = f"sqlite:///{tmp_path / 'crm.db'}"
     write_tables(crm.tables(), uri)
@@ -145,8 +145,8 @@ def test_parquet_window_is_skipped_while_reading_and_types_stay_coded(tmp_path: 
     """A Parquet activities file: rows outside the window are not read (row groups pruned,
     then filtered), type and detail arrive as categoricals, and the features built from it
     equal those built from the same rows read from SQLite as text."""
-    from leadscore.features import index_activities
-    from leadscore.sources import _read_table
+    from leadscore.data.features import index_activities
+    from leadscore.io.sources import _read_table
 
     folder = tmp_path / "pq"
     folder.mkdir()
@@ -204,7 +204,7 @@ def test_a_training_sample_reads_only_its_leads_with_all_their_rows(
 ) -> None:
     """`sample`: n leads by a hash of their id; every activity and outcome of those leads
     and none of the others; the same leads whatever the storage or the row order."""
-    import leadscore.sources as sources
+    import leadscore.io.sources as sources
 
     tables = {k: crm.tables()[k] for k in ("leads", "activities", "outcomes")}
     if kind == "text-ids":
@@ -257,7 +257,7 @@ def test_a_long_id_list_is_read_from_a_database_in_batches(
     tmp_path: Path, crm, monkeypatch
 ) -> None:
     """More ids than one statement may bind: read in batches, each row once."""
-    import leadscore.sources as sources
+    import leadscore.io.sources as sources
 
     monkeypatch.setattr(sources, "LEAD_BATCH", 97)
     uri = f"sqlite:///{tmp_path / 'crm.db'}"

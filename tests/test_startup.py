@@ -21,7 +21,7 @@ PROBE = """
 import json, sys
 import typer
 from typer.testing import CliRunner
-from leadscore.cli import app
+from leadscore.apps.cli import app
 
 runner = CliRunner()
 commands = sorted(typer.main.get_command(app).commands)
@@ -97,7 +97,7 @@ def test_cli_never_overrides_where_prefect_runs(monkeypatch) -> None:
     """A running server via PREFECT_API_URL is the documented fix for the startup cost."""
     import logging
 
-    from leadscore import cli
+    from leadscore.apps import cli
 
     environ = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     environ["PREFECT_API_URL"] = "http://127.0.0.1:4200/api"
@@ -111,7 +111,7 @@ def test_cli_never_overrides_where_prefect_runs(monkeypatch) -> None:
 
 
 def test_password_is_masked_in_the_api_url() -> None:
-    from leadscore.cli import _without_password
+    from leadscore.apps.cli import _without_password
 
     assert _without_password("http://u:pw@h:4200/api") == "http://u:***@h:4200/api"
     assert _without_password("http://127.0.0.1:4200/api") == "http://127.0.0.1:4200/api"

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore.snapshots import build_snapshots
+from leadscore.data.snapshots import build_snapshots
 from leadscore.synthetic import generate_crm, true_conversion_probability
 
 

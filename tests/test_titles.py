@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from leadscore.titles import department_from_title, seniority_from_title
+from leadscore.data.titles import department_from_title, seniority_from_title
 
 CASES = [
     ("CEO", "c_level", "executive"),

@@ -9,19 +9,19 @@ import pandas as pd
 import pytest
 import yaml
 
-from leadscore import pipeline
 from leadscore.config import config_from_dict
-from leadscore.evidence import FIT_SPLITS
-from leadscore.rules import RuleSet, load_rules
-from leadscore.sources import CRMData
-from leadscore.synthetic import generate_crm, true_conversion_probability
-from leadscore.tuning import (
+from leadscore.data.rules import RuleSet, load_rules
+from leadscore.evaluation.evidence import FIT_SPLITS
+from leadscore.evaluation.tuning import (
     apply_points,
     rule_diagnostics,
     suggest_rules,
     suggested_rules_yaml,
     threshold_for_rate,
 )
+from leadscore.io.sources import CRMData
+from leadscore.scoring import pipeline
+from leadscore.synthetic import generate_crm, true_conversion_probability
 
 REPO = Path(__file__).resolve().parents[1]
 

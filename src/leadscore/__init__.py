@@ -3,20 +3,20 @@
 The public Python API; modules behind it are implementation details.
 """
 
-from leadscore.comparison import Comparison, assign_tiers, compare
 from leadscore.config import ProjectConfig, config_from_dict, load_config
+from leadscore.data.rules import RuleSet, evaluate_rules, load_rules
+from leadscore.data.snapshots import build_snapshots, plan_splits
 from leadscore.errors import ConfigError, DataError, LeadscoreError, ModelError
-from leadscore.evaluation import classification_metrics, expected_calibration_error
-from leadscore.evidence import Evidence, build_evidence, cohort_frames
-from leadscore.model import LeadScoringModel
-from leadscore.pipeline import TrainingResult, TrainingSet, build_training_set, score, train
-from leadscore.reasons import explain
-from leadscore.report import ReportInputs, render_report, write_report
-from leadscore.rules import RuleSet, evaluate_rules, load_rules
-from leadscore.snapshots import build_snapshots, plan_splits
-from leadscore.sources import CRMData, load_crm
+from leadscore.evaluation.comparison import Comparison, assign_tiers, compare
+from leadscore.evaluation.evidence import Evidence, build_evidence, cohort_frames
+from leadscore.evaluation.report import ReportInputs, render_report, write_report
+from leadscore.evaluation.tuning import rule_diagnostics, suggest_rules
+from leadscore.io.sources import CRMData, load_crm
+from leadscore.modeling.estimator import LeadScoringModel
+from leadscore.modeling.metrics import classification_metrics, expected_calibration_error
+from leadscore.modeling.reasons import explain
+from leadscore.scoring.pipeline import TrainingResult, TrainingSet, build_training_set, score, train
 from leadscore.synthetic import SyntheticCRM, generate_crm, true_conversion_probability
-from leadscore.tuning import rule_diagnostics, suggest_rules
 
 __all__ = [
     "CRMData",

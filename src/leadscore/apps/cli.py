@@ -1,0 +1,989 @@
+"""The `leadscore` command: init, generate, train, score, report, demo. Presentation only."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from leadscore.errors import LeadscoreError
+
+app = typer.Typer(
+    help="Predictive lead scoring: calibrated conversion probabilities next to your MQL rules.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, soft_wrap=True)
+out = Console()
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Project file (leadscore.yaml).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
+
+
+def _prefect_environment(verbose: bool) -> None:
+    """Settings for the embedded Prefect engine; the user's own settings win."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+
+
+def _check_prefect_api() -> None:
+    """Fail fast, with the fix, when the flows would have no Prefect API to talk to.
+
+    With `PREFECT_API_URL` set (environment or active Prefect profile) the flows use that
+    server; without it Prefect starts a temporary local server in every process (seconds
+    per command). A configured server that does not answer would otherwise surface as a
+    long traceback from inside the flow engine. Same check as Prefect's own at flow start.
+    """
+    from prefect.client.base import ServerType
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        if PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+            return  # Prefect starts its temporary local server
+        raise LeadscoreError(
+            "no Prefect API: PREFECT_API_URL is not set and Prefect's temporary server is "
+            "disabled (PREFECT_SERVER_EPHEMERAL_ENABLED=false)",
+            "set PREFECT_API_URL to a running Prefect server (`prefect server start`), or "
+            "allow the temporary server with PREFECT_SERVER_EPHEMERAL_ENABLED=true",
+        )
+    with get_client(sync_client=True) as client:
+        if client.server_type == ServerType.CLOUD:
+            return  # Prefect Cloud: Prefect itself skips this check
+        problem = client.api_healthcheck()
+    if problem is None:
+        return
+    response = getattr(problem, "response", None)
+    text = str(problem).splitlines()[0] if str(problem) else ""
+    reason = (
+        f"HTTP {response.status_code}"
+        if response is not None
+        else f"{type(problem).__name__}" + (f": {text}" if text else "")
+    )
+    raise LeadscoreError(
+        f"the Prefect API at PREFECT_API_URL={_without_password(url)} does not answer ({reason})",
+        "start that server (`prefect server start`) or correct PREFECT_API_URL; unset it "
+        "to let Prefect start a temporary local server for each command instead (slower)",
+        transient=True,
+    )
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # IPv6
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _quiet_prefect_console(verbose: bool) -> None:
+    """Keep Prefect's console handler from printing tracebacks of user errors."""
+    if verbose:
+        return
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.CRITICAL)
+
+
+@contextmanager
+def _progress(enabled: bool):
+    """A Rich progress display on stderr fed by the library's progress hook."""
+    from leadscore.progress import reporting
+
+    if not enabled:
+        yield
+        return
+    progress = Progress(
+        TextColumn("[bold]{task.description:<20}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+    tasks: dict[str, Any] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.update(tasks[stage], completed=done, total=total)
+
+    with progress, reporting(report):
+        yield
+
+
+#: Exit codes: 2 = nothing was done (bad input, setup); 3 = scores were published but a
+#: monitoring check failed.
+EXIT_USER_ERROR, EXIT_MONITORING = 2, 3
+
+
+def _fail(exc: LeadscoreError, as_json: bool = False) -> None:
+    summary = getattr(exc, "summary", None)
+    if summary is not None and as_json:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    label = "monitoring failed" if summary is not None else "error"
+    err.print(f"[bold red]{label}:[/] {exc.problem}", highlight=False)
+    if exc.fix:
+        err.print(f"[bold]fix:[/] {exc.fix}", highlight=False)
+    raise typer.Exit(EXIT_MONITORING if summary is not None else EXIT_USER_ERROR)
+
+
+def _run_flow(name: str, verbose: bool, **params: Any) -> dict[str, Any]:
+    from leadscore.config import load_config
+
+    # Validate the project file before starting the engine: config errors fail in
+    # milliseconds. The flow loads it again as its first task.
+    load_config(params.get("config_path"))
+    if params.get("as_of") is not None:
+        from leadscore.scoring.pipeline import parse_as_of
+
+        parse_as_of(params["as_of"])
+    _prefect_environment(verbose)
+    _check_prefect_api()
+    import leadscore_flows.report as report_module
+    import leadscore_flows.score as score_module
+    import leadscore_flows.train as train_module
+
+    _quiet_prefect_console(verbose)
+    flow = {
+        "train": train_module.train_flow,
+        "score": score_module.score_flow,
+        "report": report_module.report_flow,
+    }[name]
+    return flow(**params)
+
+
+def _emit(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    if summary.get("skipped"):
+        # Another run holds the lock: nothing was done, which is not a failure.
+        err.print(f"[bold yellow]skipped:[/] {summary['skipped']}", highlight=False)
+        if summary.get("fix"):
+            err.print(f"[bold]fix:[/] {summary['fix']}", highlight=False)
+        raise typer.Exit(0)
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+@app.command()
+def generate(
+    out_uri: Annotated[
+        str, typer.Option("--out", help="sqlite:///file.db (default) or a folder for Parquet.")
+    ] = "sqlite:///crm.db",
+    leads: Annotated[int, typer.Option("--leads", "-n", min=1, help="Number of leads.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 7,
+    end: Annotated[
+        str | None, typer.Option(help="Last day of history (default: today, UTC).")
+    ] = None,
+    file_format: Annotated[
+        str, typer.Option("--format", help="parquet or csv for folders.")
+    ] = "parquet",
+    as_json: JsonOption = False,
+) -> None:
+    """Generate a synthetic B2B CRM (leads, activities, outcomes, hidden ground truth)."""
+    summary = _generate(out_uri, leads, seed, end, file_format, progress=not as_json)
+    _emit(summary, as_json)
+    if not as_json:
+        err.print(
+            f"wrote {summary['rows']['leads']:,} leads and {summary['rows']['activities']:,} "
+            f"activities to {summary['uri']} in {summary['seconds']:.1f} s"
+        )
+
+
+def _generate(
+    uri: str, leads: int, seed: int, end: str | None, file_format: str, progress: bool
+) -> dict:
+    from leadscore.config import resolve_uri
+    from leadscore.io.sources import write_tables
+    from leadscore.progress import reporter
+    from leadscore.synthetic import generate_crm
+
+    uri = resolve_uri(uri, Path.cwd())
+    start = time.perf_counter()
+    with _progress(progress):
+        report = reporter()
+        crm = generate_crm(
+            leads, seed=seed, end=end, progress=lambda d, t: report("generating", d, t)
+        )
+        report("writing", 0, 1)
+        write_tables(crm.tables(), uri, file_format)
+        report("writing", 1, 1)
+    return {
+        "command": "generate",
+        "uri": uri,
+        "seed": seed,
+        "end": str(crm.end.date()),
+        "rows": {
+            "leads": len(crm.leads),
+            "activities": len(crm.activities),
+            "conversions": int(crm.outcomes["converted_at"].notna().sum()),
+        },
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+def _print_training(summary: dict[str, Any]) -> None:
+    _print_checks(summary)
+    table = Table(title=f"Test cohort: {summary['splits']['test']} (never used for any choice)")
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    table.add_column("baseline (logistic)", justify="right")
+    table.add_column("rules", justify="right")
+    m, b, r = summary["model"], summary["baseline"], summary["rules"]
+    for label, key, digits in (
+        ("ROC-AUC", "roc_auc", 3),
+        ("PR-AUC", "pr_auc", 3),
+        ("Brier", "brier", 4),
+        ("ECE", "ece", 4),
+        ("top-decile lift", "top_decile_lift", 2),
+        ("conversions in top decile", "top_decile_captured", 0),
+    ):
+        table.add_row(label, _fmt(m[key], digits), _fmt(b[key], digits), _fmt(r[key], digits))
+    if summary.get("oracle_auc") is not None:
+        table.add_row("oracle ROC-AUC (true probabilities)", _fmt(summary["oracle_auc"]), "", "")
+    err.print(table)
+    _print_comparison(summary["comparison"])
+    err.print(
+        f"registered [bold]{summary['model_name']}[/] version {summary['model_version']}; "
+        f"test rows {summary['rows']['test_rows']:,}, calibration: {summary['calibration']}"
+    )
+    gate = summary.get("promotion")
+    if gate:
+        verdict = (
+            "[bold green]promoted to champion[/]"
+            if gate["promoted"]
+            else (
+                f"[bold yellow]not promoted[/]: champion stays version {gate['champion_version']}"
+            )
+        )
+        err.print(f"promotion gate: {verdict} ({gate['reason']})", highlight=False)
+
+
+def _print_checks(summary: dict[str, Any]) -> None:
+    """Split, leakage guard and shift check: what the user must know before the numbers."""
+    method = summary["split_method"]
+    words = {
+        "time": "by time (snapshots)",
+        "order": "by arrival order (oldest train, newest test)",
+        "random": "at random (seeded): the test AUC cannot show drift over time",
+    }
+    for warning in summary.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    err.print(f"split {words.get(method, method)}", highlight=False)
+    leakage = summary["leakage"]
+    for finding in leakage["findings"]:
+        verdict = "[bold red]excluded[/]" if finding["excluded"] else "[yellow]kept[/]"
+        err.print(
+            f"leakage guard: {verdict} '{finding['column']}': {finding['evidence']}",
+            highlight=False,
+        )
+    if not leakage["findings"]:
+        err.print("leakage guard: no column looks filled in after the outcome")
+    shift = summary["shift"]
+    if shift["auc"] is not None:
+        lean = ", ".join(f"{t['feature']} ({t['share']:.0%})" for t in shift["top"])
+        err.print(
+            f"shift check: training vs test cohort told apart at ROC-AUC {shift['auc']:.3f}"
+            + (f"; by {lean}" if lean else ""),
+            highlight=False,
+        )
+
+
+def _interval(block: dict[str, Any]) -> str:
+    if block.get("estimate") is None:
+        return "—"
+    return f"{block['estimate']:.3f} [{block['low']:.3f}, {block['high']:.3f}]"
+
+
+def _print_comparison(comparison: dict[str, Any]) -> None:
+    auc = comparison["roc_auc"]
+    err.print(
+        f"ROC-AUC with 95% intervals: model {_interval(auc['model'])}, rules "
+        f"{_interval(auc['rules'])}, difference {_interval(auc['difference'])}"
+    )
+    err.print(f"[bold]{comparison['headline']}[/]", highlight=False)
+
+
+FLAT_RULES_TEMPLATE = """\
+# Your MQL agreement as leadscore evaluates it: points per lead, an MQL at mql_threshold.
+# A flat export has no activity history, so only attribute rules apply: test a column of
+# the export with equals, in, contains or range. Until you add rules, the comparison shows
+# the model against a rule score of 0 for every lead.
+mql_threshold: 50
+attribute_rules: []
+#  - name: working_professional
+#    field: What is your current occupation
+#    equals: Working Professional
+#    points: 30
+#  - name: long_visit
+#    field: Total Time Spent on Website
+#    range: [600, null]
+#    points: 20
+"""
+
+
+@app.command()
+def init(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Your export: a folder of .csv/.parquet files, one such file, or a database "
+            "URL (sqlite:///crm.db, postgresql://host/db)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Project file to write.")] = Path(
+        "leadscore.yaml"
+    ),
+    table: Annotated[
+        list[str] | None,
+        typer.Option("--table", "-t", help="Profile only this table (repeatable)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Profile an export and write a starting project file with comments (no training)."""
+    from leadscore.apps.profiling import init_project, project_todos, summary_lines
+    from leadscore.config import load_config
+
+    try:
+        path, profiles = init_project(source, out, table or None, force=force)
+        config = load_config(path)
+        rules = config.rules_path
+        wrote_rules = not rules.exists()
+        if wrote_rules:
+            rules.write_text(
+                FLAT_RULES_TEMPLATE if config.flat else _default_rules_text(), encoding="utf-8"
+            )
+    except LeadscoreError as exc:
+        _fail(exc)
+    todos = project_todos(profiles)
+    summary = {
+        "command": "init",
+        "config": str(path),
+        "rules": str(rules) if wrote_rules else None,
+        "flat": config.flat,
+        "split_method": config.split_method,
+        "tables": {name: p.rows for name, p in profiles.items()},
+        "undecided": todos,
+    }
+    _emit(summary, as_json)
+    if not as_json:
+        for line in summary_lines(profiles):
+            err.print(line, highlight=False)
+        err.print(f"wrote [bold]{path}[/]" + (f" and {rules.name}" if wrote_rules else ""))
+        for item in todos:
+            err.print(f"[yellow]TODO:[/] {item}", highlight=False)
+        err.print(f"next: review it, then `leadscore train --config {path}`", highlight=False)
+
+
+@app.command()
+def train(
+    config: ConfigOption = None, as_json: JsonOption = False, verbose: VerboseOption = False
+) -> None:
+    """Train, calibrate and register a conversion model (Prefect flow `train`)."""
+    try:
+        with _progress(not as_json):
+            summary = _run_flow("train", verbose, config_path=str(config) if config else None)
+    except LeadscoreError as exc:
+        _fail(exc)
+    _emit(summary, as_json)
+    if not as_json:
+        _print_training(summary)
+
+
+@app.command()
+def score(
+    config: ConfigOption = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Score as of this date (default: today); with --lead-id a date or a time "
+            "(default: now, UTC).",
+        ),
+    ] = None,
+    lead_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lead-id",
+            help="Score only this lead, on demand, and publish nothing (repeatable).",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Score every open lead with the champion model and publish (Prefect flow `score`).
+
+    With --lead-id: score just those leads now, the same way, without Prefect or publishing.
+    """
+    if lead_id:
+        _score_on_demand(config, lead_id, as_of, as_json)
+        return
+    try:
+        with _progress(not as_json):
+            summary = _run_flow(
+                "score", verbose, config_path=str(config) if config else None, as_of=as_of
+            )
+    except LeadscoreError as exc:
+        _fail(exc, as_json)
+    _emit(summary, as_json)
+    if not as_json:
+        err.print(
+            f"published {summary['rows']['published']:,} scores as of {summary['as_of']} "
+            f"({summary['rows']['mql']:,} rule MQLs) to table {summary['uris']['table']} in "
+            f"{summary['uris']['publish']} with {summary['model_name']} v{summary['model_version']}"
+        )
+        checks = summary["monitoring"]
+        err.print(f"monitoring: {checks['status']}", highlight=False)
+        for message in checks["messages"]:
+            err.print(f"  {message}", highlight=False)
+
+
+@app.command()
+def report(
+    config: ConfigOption = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="HTML file (default: report.path).")
+    ] = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Write the marketing report for the champion model (Prefect flow `report`)."""
+    try:
+        with _progress(not as_json):
+            summary = _run_flow(
+                "report",
+                verbose,
+                config_path=str(config) if config else None,
+                out=str(out.resolve()) if out else None,
+            )
+    except LeadscoreError as exc:
+        _fail(exc)
+    _emit(summary, as_json)
+    if not as_json:
+        _print_comparison(summary["comparison"])
+        err.print(
+            f"report for {summary['model_name']} v{summary['model_version']} written to "
+            f"[bold]{summary['path']}[/] (open leads from {summary['open_leads']['from']})"
+        )
+
+
+ReasonOption = Annotated[
+    str, typer.Option("--reason", "-r", help="Why (recorded in the registry and the history).")
+]
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Registered model version to make champion.")],
+    reason: ReasonOption,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make VERSION the champion by hand, bypassing the gate, with a recorded reason."""
+    _move_champion(config, as_json, version=version, reason=reason)
+
+
+@app.command()
+def rollback(
+    reason: ReasonOption, config: ConfigOption = None, as_json: JsonOption = False
+) -> None:
+    """Make the previous champion champion again, with a recorded reason."""
+    _move_champion(config, as_json, version=None, reason=reason)
+
+
+def _move_champion(config: Path | None, as_json: bool, version: str | None, reason: str) -> None:
+    from leadscore.config import load_config
+    from leadscore.lifecycle import runs
+
+    _prefect_environment(verbose=False)
+    try:
+        project = load_config(config)
+        if version is None:
+            summary = runs.rollback(project, reason)
+        else:
+            summary = runs.move_champion(project, version, reason)
+    except LeadscoreError as exc:
+        _fail(exc)
+    _emit(summary, as_json)
+    if not as_json:
+        err.print(
+            f"{summary['model_name']}: champion is now version {summary['champion_version']} "
+            f"(was {summary['previous_champion'] or 'none'}); reason recorded",
+            highlight=False,
+        )
+
+
+scores_app = typer.Typer(help="Published scores: remove a wrong run.", no_args_is_help=True)
+app.add_typer(scores_app, name="scores")
+
+
+@scores_app.command("prune")
+def prune_scores(
+    after: Annotated[
+        str,
+        typer.Option("--after", help="Remove every run with an as-of date after this date."),
+    ],
+    config: ConfigOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would go; change nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove runs dated after --after from the latest scores, history, runs and monitoring.
+
+    One transaction; a lead whose latest score goes gets its newest remaining one back.
+    """
+    from leadscore.config import load_config
+    from leadscore.errors import ConfigError
+    from leadscore.io import publish
+
+    try:
+        project = load_config(config)
+        try:
+            day = _parse_date(after)
+        except ValueError:
+            raise ConfigError(
+                f"--after {after!r} is not a date", "use YYYY-MM-DD, e.g. 2026-03-01"
+            ) from None
+        p = project.publish
+        tables = publish.ScoreTables(latest=p.table, history=p.history_table, runs=p.runs_table)
+        counts = publish.prune_scores(
+            project.publish_uri, tables, day, project.monitoring.table, dry_run=dry_run
+        )
+    except LeadscoreError as exc:
+        _fail(exc)
+    summary = {"command": "scores prune", "after": str(day.date()), "dry_run": dry_run}
+    summary["rows"] = counts
+    _emit(summary, as_json)
+    if not as_json:
+        verb = "would remove" if dry_run else "removed"
+        removed = ", ".join(
+            f"{n:,} from {table}" for table, n in counts.items() if table != "restored"
+        )
+        err.print(
+            f"{verb} the runs dated after {day.date()}: {removed}; "
+            f"{counts['restored']:,} lead(s) {'would get' if dry_run else 'got'} their newest "
+            "earlier score back in the latest table",
+            highlight=False,
+        )
+
+
+def _parse_date(text: str):
+    """A date given on the command line (pandas is imported only when needed)."""
+    import pandas as pd
+
+    stamp = pd.Timestamp(text)
+    if pd.isna(stamp):
+        raise ValueError(text)
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp
+
+
+@app.command()
+def promotions(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """The promotion history: every gate decision, manual promotion and rollback."""
+    from leadscore.config import load_config
+    from leadscore.lifecycle import promotion
+
+    try:
+        project = load_config(config)
+        history = promotion.read_history(
+            project.publish_uri, project.promotion.table, project.mlflow.registered_model
+        )
+    except LeadscoreError as exc:
+        _fail(exc)
+    if as_json:
+        _emit({"command": "promotions", "history": history.to_dict("records")}, True)
+        return
+    table = Table(title=f"Promotion history of {project.mlflow.registered_model}")
+    for column in ("decided_at", "version", "action", "champion_after", "reason"):
+        table.add_column(column, overflow="fold")
+    for row in history.itertuples():
+        table.add_row(
+            str(row.decided_at)[:19],
+            str(row.version),
+            str(row.action),
+            str(row.champion_after),
+            str(row.reason),
+        )
+    out.print(table)
+
+
+@app.command()
+def demo(
+    leads: Annotated[
+        int, typer.Option("--leads", "-n", min=500, help="Leads to generate.")
+    ] = 20_000,
+    workdir: Annotated[
+        Path, typer.Option("--workdir", "-w", help="Where data, MLflow and scores go.")
+    ] = Path("leadscore-demo"),
+    seed: Annotated[int, typer.Option(help="Random seed of the generated CRM.")] = 7,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Generate a CRM, train, and score open leads: the whole story on embedded defaults."""
+    from leadscore.config import config_from_dict, dump_config
+
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = workdir / "leadscore.yaml"
+    rules_path = workdir / "mql_rules.yaml"
+    try:
+        rules_path.write_text(_default_rules_text(), encoding="utf-8")
+        cfg = config_from_dict(
+            {
+                "source": {"uri": "sqlite:///crm.db", "ground_truth": {}},
+                "rules": "mql_rules.yaml",
+                "publish": {"uri": "sqlite:///crm.db"},
+                "mlflow": {
+                    "tracking_uri": "sqlite:///mlflow.db",
+                    "artifact_location": "mlartifacts",
+                },
+                "report": {"path": "report.html", "sales_capacity_per_week": 150},
+            },
+            base_dir=workdir,
+            environ={},
+        )
+        config_path.write_text(
+            "# leadscore project file written by `leadscore demo`; edit and rerun\n"
+            "# `leadscore train -c leadscore.yaml` and `leadscore score -c leadscore.yaml`.\n"
+            + dump_config(cfg),
+            encoding="utf-8",
+        )
+        if not as_json:
+            err.print(f"[bold]1/4[/] generating {leads:,} leads into {workdir / 'crm.db'}")
+        generated = _generate(
+            f"sqlite:///{workdir / 'crm.db'}", leads, seed, None, "parquet", not as_json
+        )
+        if not as_json:
+            err.print(
+                f"[bold]2/4[/] training (Prefect flow `train`, MLflow at {workdir / 'mlflow.db'})"
+            )
+        with _progress(not as_json):
+            trained = _run_flow("train", verbose, config_path=str(config_path))
+        if not as_json:
+            _print_training(trained)
+            err.print("[bold]3/4[/] scoring open leads (Prefect flow `score`)")
+        with _progress(not as_json):
+            scored = _run_flow(
+                "score", verbose, config_path=str(config_path), as_of=generated["end"]
+            )
+        if not as_json:
+            err.print("[bold]4/4[/] writing the report for marketing (Prefect flow `report`)")
+        with _progress(not as_json):
+            reported = _run_flow("report", verbose, config_path=str(config_path))
+    except LeadscoreError as exc:
+        _fail(exc)
+    summary = {
+        "command": "demo",
+        "model": trained["model"],
+        "rules": trained["rules"],
+        "oracle_auc": trained["oracle_auc"],
+        "rows": {
+            **trained["rows"],
+            "generated_leads": generated["rows"]["leads"],
+            "generated_activities": generated["rows"]["activities"],
+            "scored": scored["rows"]["scored"],
+            "published": scored["rows"]["published"],
+            "scored_mql": scored["rows"]["mql"],
+        },
+        "comparison": trained["comparison"],
+        "tiers": scored["tiers"],
+        "model_name": trained["model_name"],
+        "model_version": trained["model_version"],
+        "run_id": trained["run_id"],
+        "as_of": scored["as_of"],
+        "config": str(config_path),
+        "report": reported["path"],
+        "uris": {
+            **trained["uris"],
+            "publish": scored["uris"]["publish"],
+            "table": scored["uris"]["table"],
+        },
+    }
+    _emit(summary, as_json)
+    if not as_json:
+        _print_demo(summary, workdir)
+
+
+def _score_on_demand(
+    config: Path | None, lead_ids: list[str], as_of: str | None, as_json: bool
+) -> None:
+    """`score --lead-id`: the leads read by id, scored like the batch, ranked in the latest run."""
+    from leadscore.config import load_config
+    from leadscore.data.rules import load_rules
+    from leadscore.lifecycle import registry
+    from leadscore.scoring import ondemand
+
+    _prefect_environment(verbose=False)
+    try:
+        project = load_config(config)
+        moment = ondemand.parse_moment(as_of)
+        ondemand.check_lead_ids(lead_ids)
+        rules = load_rules(project.rules_path)
+        registry.configure(
+            project.tracking_uri, project.mlflow.experiment, project.artifact_location
+        )
+        champion = registry.load_champion(project.mlflow.registered_model)
+        crm = ondemand.read_leads(project, lead_ids, moment, champion, rules)
+        population = ondemand.load_population(project, champion)
+        scores = ondemand.score_leads(crm, lead_ids, champion, rules, project, moment, population)
+    except LeadscoreError as exc:
+        _fail(exc)
+    summary = {
+        "command": "score",
+        "as_of": moment.isoformat() + "Z",
+        "model_name": champion.entry.name,
+        "model_version": champion.entry.version,
+        "reference": population.describe() if population is not None else None,
+        "leads": ondemand.as_records(scores),
+    }
+    _emit(summary, as_json)
+    if not as_json:
+        _print_on_demand(summary)
+
+
+def _print_on_demand(summary: dict[str, Any]) -> None:
+    ref = summary["reference"]
+    among = (
+        "no reference population: nothing published and no test cohort with the model"
+        if ref is None
+        else f"percentile among {ref['leads']:,} leads of "
+        + (
+            f"the run published for {ref['as_of_date']}"
+            if ref["source"] == "published"
+            else "the model's test cohort"
+        )
+    )
+    for lead in summary["leads"]:
+        percentile = "—" if lead["percentile"] is None else f"{lead['percentile']:.1f}"
+        out.print(
+            f"[bold]lead {lead['lead_id']}[/]: probability {lead['conversion_probability']:.3f}, "
+            f"percentile {percentile}, tier {lead['tier'] or '—'}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        fired = ", ".join(lead["rules_fired"]) or "none"
+        mql = "MQL" if lead["is_mql"] else "not an MQL"
+        rules = f"  rules: score {lead['rule_score']:g}, {mql} (fired: {fired})"
+        out.print(rules, markup=False, soft_wrap=True)
+        for label, reasons in (("up:  ", lead["reasons_up"]), ("down:", lead["reasons_down"])):
+            out.print(f"  {label} {'; '.join(reasons) or '—'}", markup=False, soft_wrap=True)
+    err.print(
+        f"as of {summary['as_of']} with {summary['model_name']} v{summary['model_version']}; "
+        f"{among}; nothing published",
+        highlight=False,
+    )
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="critical, error, warning, info or debug.")
+    ] = "info",
+) -> None:
+    """Serve on-demand scores over HTTP: GET /leads/{id}/score, POST /score, GET /health."""
+    from leadscore.apps import service
+    from leadscore.config import load_config
+
+    _prefect_environment(verbose=False)
+    try:
+        project = load_config(config)
+        service.check_champion(project)
+    except LeadscoreError as exc:
+        _fail(exc)
+    service.serve(project, host, port, log_level.lower())
+
+
+def _print_demo(summary: dict[str, Any], workdir: Path) -> None:
+    m, r = summary["model"], summary["rules"]
+    test_conv = summary["rows"]["test_conversions"]
+    table = Table(title="Model vs MQL rules on the newest labelled cohort")
+    table.add_column("")
+    table.add_column("model", justify="right")
+    table.add_column("rules", justify="right")
+    table.add_row("ROC-AUC", _fmt(m["roc_auc"]), _fmt(r["roc_auc"]))
+    table.add_row("PR-AUC", _fmt(m["pr_auc"]), _fmt(r["pr_auc"]))
+    table.add_row(
+        f"conversions in top decile (of {test_conv:,})",
+        _fmt(m["top_decile_captured"], 0),
+        _fmt(r["top_decile_captured"], 0),
+    )
+    out.print(table)
+    out.print(
+        f"scores: table [bold]{summary['uris']['table']}[/] in {workdir / 'crm.db'} "
+        f"({summary['rows']['published']:,} open leads as of {summary['as_of']})"
+    )
+    out.print(f"[bold]{summary['comparison']['headline']}[/]", highlight=False)
+    out.print(f"report for marketing: [bold]{summary['report']}[/] (open it in a browser)")
+    out.print(f"project file: {summary['config']}")
+    tracking = summary["uris"]["tracking"]
+    mlflow_cli = Path(sys.executable).with_name("mlflow")
+    out.print(f"browse the run: [bold]{mlflow_cli} ui --backend-store-uri {tracking}[/]")
+
+
+def _default_rules_text() -> str:
+    from importlib.resources import files
+
+    return files("leadscore").joinpath("defaults/mql_rules.yaml").read_text(encoding="utf-8")
+
+
+#: Exit code of an unexpected failure (a bug, or a fault leadscore does not know yet).
+EXIT_UNEXPECTED = 1
+#: Values that may be lead data inside an error message: quoted text, e-mail addresses,
+#: UUIDs and other long hex tokens, numbers of three digits or more.
+_DATA_LIKE = re.compile(
+    r"'[^']*'|\"[^\"]*\"|\S+@\S+|\b[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b"
+    r"|\b[0-9a-fA-F]*\d[0-9a-fA-F]{7,}\b|\b\d{3,}\b"
+)
+
+
+def crash_log_folder() -> Path:
+    """Where the full traceback of an unexpected failure is written (the user's own)."""
+    if os.environ.get("LEADSCORE_LOG_DIR"):
+        return Path(os.environ["LEADSCORE_LOG_DIR"])
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "leadscore"
+
+
+def _short_message(exc: BaseException) -> str:
+    """The first line of the message, with anything that may be lead data masked."""
+    lines = str(exc).strip().splitlines()
+    text = _DATA_LIKE.sub("…", lines[0] if lines else "")
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of leadscore's own code the error passed through."""
+    import traceback
+
+    own = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if "leadscore" in Path(frame.filename).parts
+        or "leadscore_flows" in Path(frame.filename).parts
+        or Path(frame.filename).parent.name == "flows"
+    ]
+    if not own:
+        return ""
+    frame = own[-1]
+    return f" in {Path(frame.filename).name}:{frame.lineno} ({frame.name})"
+
+
+def report_crash(exc: BaseException, command: str) -> Path | None:
+    """Write the full traceback to a private log file; print one line that holds no data.
+
+    A traceback can carry lead data (MLflow, for one, puts the whole input frame into its
+    message), so the terminal only gets the type, a masked first line and the file's path.
+    """
+    import traceback
+
+    path: Path | None = None
+    try:
+        folder = crash_log_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = folder / f"crash-{stamp}-{os.getpid()}.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as log:
+            log.write(f"leadscore {_version()} {command}\n")
+            log.write("".join(traceback.format_exception(exc)))
+    except OSError:
+        path = None
+    err.print(
+        f"[bold red]unexpected error:[/] {type(exc).__name__}{_where(exc)}: {_short_message(exc)}",
+        highlight=False,
+    )
+    if path is not None:
+        err.print(f"full traceback: {path}", highlight=False)
+    err.print(
+        "this is a bug or a fault leadscore does not handle yet: please report it (the "
+        "command, the line above and the log file, after checking that the file holds no "
+        "data you cannot share) in the leadscore repository's issue tracker",
+        highlight=False,
+    )
+    return path
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("leadscore")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def _stop_on_signal(signum: int, waited: list[str]) -> None:
+    """SIGINT/SIGTERM: one line, no child process left, exit 130/143 (called on a thread)."""
+    import signal as signals
+
+    from leadscore import interrupts
+
+    name = signals.Signals(signum).name
+    tty = sys.stderr.isatty()
+    # Raw writes: the progress display may hold the console's lock on another thread.
+    if tty:
+        os.write(2, b"\x1b[?25h\n")  # the progress display hides the cursor
+    left = interrupts.stop_children()
+    finished = f" after finishing {' and '.join(waited)}" if waited else ""
+    line = (
+        f"interrupted by {name}: stopped{finished}; nothing half-done was kept (scores are "
+        "published in one transaction, a registered model always has its gate decision)"
+    )
+    if left:
+        line += f"; {left} child process(es) had to be killed"
+    os.write(2, (line + "\n").encode("utf-8", "replace"))
+    os._exit(interrupts.EXIT_CODES[signum])
+
+
+def main() -> None:
+    """Console entry point: an unexpected failure ends in one line, not a traceback."""
+    from leadscore import interrupts
+
+    if sys.argv[1:2] != ["serve"]:  # the service stops gracefully by uvicorn's own handling
+        interrupts.install(_stop_on_signal)
+    try:
+        app()
+    except Exception as exc:
+        report_crash(exc, " ".join(sys.argv[1:2]))
+        sys.exit(EXIT_UNEXPECTED)
+
+
+if __name__ == "__main__":
+    main()

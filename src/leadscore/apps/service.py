@@ -1,0 +1,420 @@
+"""The on-demand scoring service behind `leadscore serve`: a FastAPI app run by uvicorn.
+
+Endpoints: `GET /health`, `GET /leads/{lead_id}/score` (the lead is read from the source),
+`POST /score` (a lead posted as JSON). The champion model, the rules and the reference
+population for percentiles and tiers are loaded once at startup; the reference is re-read
+every few minutes, so the next nightly run is picked up. Without a champion the service
+does not start (`leadscore serve` says which command fixes it); a newly promoted champion
+is served after a restart (`/health` shows the version in service).
+
+Privacy: request bodies are never logged, error responses never echo submitted values,
+and the e-mail address is reduced to its domain before the model sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import traceback
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+from leadscore.config import ProjectConfig
+from leadscore.data.rules import RuleSet, load_rules
+from leadscore.errors import LeadscoreError
+from leadscore.lifecycle import registry
+from leadscore.scoring import ondemand
+from leadscore.scoring.ondemand import LeadNotFoundError, LeadNotOpenError, PayloadError, Population
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_ACTIVITIES = 1_000
+MAX_TEXT = 500
+#: How often the reference population (the latest published run) is re-read.
+REFERENCE_REFRESH_SECONDS = 300.0
+
+
+def _timestamp_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(
+            "must be ISO 8601 text with a UTC offset, e.g. 2026-03-01T14:05:00Z (epoch "
+            "numbers are refused: seconds or milliseconds cannot be told apart)"
+        )
+    if len(value) > 40:
+        raise ValueError("is too long for a timestamp")
+    return value
+
+
+def _attribute_value(value: Any) -> Any:
+    if value is None:
+        return value
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise ValueError(f"is longer than {MAX_TEXT} characters")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be text, a number or null")
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+#: A point in time: ISO 8601 text with an offset (a naive time is ambiguous, a number more so).
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_timestamp_text)]
+AttributeValue = Annotated[str | float | None, BeforeValidator(_attribute_value)]
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class ActivityIn(BaseModel):
+    """One activity of the lead: when, what, and its detail (URL path, asset, campaign)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    occurred_at: Timestamp
+    activity_type: Annotated[
+        str, StringConstraints(min_length=1, max_length=100), AfterValidator(_not_blank)
+    ]
+    detail: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+class LeadIn(BaseModel):
+    """A lead to score: its fields, its recent activities and, optionally, the moment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    created_at: Timestamp | None = Field(None, description="When the lead was created.")
+    attributes: dict[FieldName, AttributeValue] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Lead fields by their source column name (see GET /health: fields).",
+    )
+    activities: list[ActivityIn] = Field(default_factory=list, max_length=MAX_ACTIVITIES)
+    as_of: Timestamp | None = Field(None, description="Score as of this moment (default: now).")
+
+
+class ScoreOut(BaseModel):
+    """One lead's score, as the nightly batch would publish it, plus what it is ranked in."""
+
+    lead_id: int | str | None
+    as_of: str
+    conversion_probability: float
+    percentile: float | None
+    tier: str | None
+    rule_score: float
+    is_mql: bool
+    rules_fired: list[str]
+    reasons_up: list[str]
+    reasons_down: list[str]
+    model_name: str
+    model_version: str
+    reference: dict[str, Any] | None
+
+
+@dataclass
+class ServiceState:
+    """What the service loads once: config, champion, rules; and the reference, refreshed."""
+
+    config: ProjectConfig
+    champion: registry.Champion
+    rules: RuleSet
+    loaded_at: pd.Timestamp
+    population: Population | None
+
+
+def check_champion(config: ProjectConfig) -> None:
+    """Fail before the server starts when there is no champion to serve (names the fix)."""
+    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
+    if registry.champion_version(config.mlflow.registered_model) is None:
+        registry.load_champion(config.mlflow.registered_model)  # raises the error with the fix
+
+
+def load_state(config: ProjectConfig) -> ServiceState:
+    """Load the champion, the rules and the reference population (once, at startup)."""
+    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
+    champion = registry.load_champion(config.mlflow.registered_model)
+    rules = load_rules(config.rules_path)
+    population = ondemand.load_population(config, champion)
+    return ServiceState(config, champion, rules, ondemand.now(), population)
+
+
+async def _refresh_reference(state: ServiceState, every_seconds: float) -> None:
+    while True:
+        await asyncio.sleep(every_seconds)
+        try:
+            state.population = await asyncio.to_thread(
+                ondemand.load_population, state.config, state.champion
+            )
+        except Exception as exc:  # keep serving with the reference we have
+            log.warning("could not refresh the reference population: %s", type(exc).__name__)
+
+
+def _error(status: int, problem: str, fix: str | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": problem, "fix": fix, **extra})
+
+
+def _scored(
+    state: ServiceState, work: Callable[[Population | None], pd.DataFrame]
+) -> JSONResponse | dict[str, Any]:
+    """Run one scoring; map errors to statuses; unexpected ones are logged without values."""
+    population = state.population
+    try:
+        scores = work(population)
+    except LeadNotFoundError as exc:
+        return _error(404, exc.problem, exc.fix)
+    except LeadNotOpenError as exc:
+        return _error(409, exc.problem, exc.fix)
+    except PayloadError as exc:
+        return _error(422, exc.problem, exc.fix)
+    except LeadscoreError as exc:  # the source or the setup, not the request
+        return _error(503 if exc.transient else 500, exc.problem, exc.fix)
+    except Exception as exc:
+        # The message may quote data (e.g. a schema check's input); the traceback is enough.
+        log.error(
+            "unexpected %s while scoring:\n%s",
+            type(exc).__name__,
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+        return _error(500, f"unexpected {type(exc).__name__} while scoring; see the service log")
+    entry = state.champion.entry
+    return {
+        **ondemand.as_records(scores)[0],
+        "model_name": entry.name,
+        "model_version": entry.version,
+        "reference": population.describe() if population is not None else None,
+    }
+
+
+def _utc(moment: Any) -> pd.Timestamp:
+    return pd.Timestamp(moment).tz_convert("UTC").tz_localize(None).as_unit("us")
+
+
+def activities_frame(lead: LeadIn) -> pd.DataFrame:
+    """The posted activities as the source gives them: naive UTC times, text columns."""
+    acts = lead.activities
+    return pd.DataFrame(
+        {
+            "occurred_at": pd.to_datetime([a.occurred_at for a in acts], utc=True)
+            .tz_localize(None)
+            .as_unit("us"),
+            "activity_type": pd.array([a.activity_type for a in acts], dtype="str"),
+            "detail": pd.array([a.detail for a in acts], dtype="str"),
+        }
+    )
+
+
+_ALLOWED = {"activities": list(ActivityIn.model_fields), "": list(LeadIn.model_fields)}
+
+
+def _sentence(error: dict[str, Any]) -> str:
+    """One validation error as a sentence naming the field; the submitted value is not shown."""
+    where, *path = [str(p) for p in error["loc"]] or ["body"]
+    field = ".".join(path) or where
+    kind, message = error["type"], str(error["msg"]).removeprefix("Value error, ")
+    if kind == "missing" and not path and where == "body":
+        return "the request body is missing: send a JSON object (Content-Type: application/json)"
+    if kind == "json_invalid":
+        return f"the body is not valid JSON ({error.get('ctx', {}).get('error', message)})"
+    if kind in ("model_attributes_type", "dict_type") and not path:
+        return "the body must be a JSON object with created_at, attributes and activities"
+    if kind == "extra_forbidden":
+        allowed = _ALLOWED["activities" if path[:1] == ["activities"] else ""]
+        return f"unknown field '{field}'; allowed here: {', '.join(allowed)}"
+    if kind == "too_long" and path == ["activities"]:
+        return f"activities: at most {MAX_ACTIVITIES:,} per request; send the most recent ones"
+    if where in ("query", "path"):
+        field = f"{field} ({where})"
+    return f"{field}: {message}"
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = list(dict.fromkeys(_sentence(e) for e in exc.errors()))
+    more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+    return _error(
+        422,
+        "invalid request: " + "; ".join(problems[:5]) + more,
+        "fix the fields named; the schema is at /docs and /openapi.json",
+        problems=problems,
+    )
+
+
+class BodyLimit:
+    """Refuse request bodies over `max_bytes` with 413 before anything parses them."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:  # chunked bodies declare no length: count what arrives
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            response = _error(
+                422,
+                f"invalid request: the body is not UTF-8 text (byte {exc.start:,})",
+                "send JSON encoded as UTF-8 (Content-Type: application/json; charset=utf-8)",
+            )
+            await response(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: dict, receive: Callable, send: Callable) -> None:
+        response = _error(
+            413,
+            f"the request body is larger than {self.max_bytes:,} bytes",
+            f"send at most {MAX_ACTIVITIES:,} activities and texts of at most {MAX_TEXT} "
+            "characters",
+        )
+        await response(scope, receive, send)
+
+
+def create_app(
+    config: ProjectConfig, reference_refresh_seconds: float = REFERENCE_REFRESH_SECONDS
+) -> FastAPI:
+    """The service for one project; the champion is loaded when the app starts (lifespan)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        state = load_state(config)
+        app.state.scoring = state
+        reference = state.population.describe() if state.population else "none"
+        log.info(
+            "serving %s version %s; percentiles relative to %s",
+            state.champion.entry.name,
+            state.champion.entry.version,
+            reference,
+        )
+        refresher = (
+            asyncio.create_task(_refresh_reference(state, reference_refresh_seconds))
+            if reference_refresh_seconds > 0
+            else None
+        )
+        try:
+            yield
+        finally:
+            if refresher is not None:
+                refresher.cancel()
+
+    app = FastAPI(
+        title="leadscore",
+        summary="On-demand lead scores from the champion model, as the nightly batch scores.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+
+    @app.get("/health")
+    def health(request: Request) -> dict[str, Any]:
+        """The model in service, when it was loaded, the reference and the fields it reads."""
+        state: ServiceState = request.app.state.scoring
+        entry = state.champion.entry
+        return {
+            "status": "ok",
+            "model_name": entry.name,
+            "model_version": entry.version,
+            "run_id": entry.run_id,
+            "loaded_at": state.loaded_at.isoformat() + "Z",
+            "reference": state.population.describe() if state.population else None,
+            "fields": ondemand.payload_fields(state.champion, state.config),
+        }
+
+    @app.get("/leads/{lead_id}/score", response_model=ScoreOut)
+    def score_lead(
+        request: Request,
+        lead_id: Annotated[str, Path(min_length=1, max_length=ondemand.MAX_LEAD_ID_LENGTH)],
+        as_of: Annotated[
+            Timestamp | None, Query(description="Score as of this moment (default: now).")
+        ] = None,
+    ) -> Any:
+        """Score one lead of the source database as of now (or `as_of`); nothing is published."""
+        state: ServiceState = request.app.state.scoring
+        moment = ondemand.now() if as_of is None else _utc(as_of)
+
+        def work(population: Population | None) -> pd.DataFrame:
+            crm = ondemand.read_leads(state.config, [lead_id], moment, state.champion, state.rules)
+            return ondemand.score_leads(
+                crm, [lead_id], state.champion, state.rules, state.config, moment, population
+            )
+
+        return _scored(state, work)
+
+    @app.post("/score", response_model=ScoreOut)
+    def score_posted(request: Request, lead: LeadIn) -> Any:
+        """Score a lead posted as JSON (fields and recent activities); nothing is stored."""
+        state: ServiceState = request.app.state.scoring
+        moment = ondemand.now() if lead.as_of is None else _utc(lead.as_of)
+        activities = activities_frame(lead)
+        created = None if lead.created_at is None else _utc(lead.created_at)
+
+        def work(population: Population | None) -> pd.DataFrame:
+            crm = ondemand.crm_from_payload(
+                lead.attributes, activities, created, state.champion, state.config
+            )
+            return ondemand.score_payload(
+                crm, state.champion, state.rules, state.config, moment, population
+            )
+
+        return _scored(state, work)
+
+    return app
+
+
+def serve(config: ProjectConfig, host: str, port: int, log_level: str = "info") -> None:
+    """Run the service with uvicorn until interrupted."""
+    import uvicorn
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+    package = logging.getLogger("leadscore")
+    package.addHandler(handler)
+    package.setLevel(log_level.upper())
+    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level)

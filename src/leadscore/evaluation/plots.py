@@ -1,0 +1,165 @@
+"""Figures for MLflow and the report: calibration, gains, lift, distributions, importance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from leadscore.modeling.metrics import calibration_table
+
+MODEL_COLOUR = "#1f6feb"
+RULES_COLOUR = "#d9822b"
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def calibration_figure(y: np.ndarray, curves: dict[str, np.ndarray], title: str):
+    """Reliability diagram: mean predicted probability vs observed conversion rate per bin."""
+    return calibration_tables_figure({k: calibration_table(y, p) for k, p in curves.items()}, title)
+
+
+def calibration_tables_figure(tables: dict[str, dict[str, np.ndarray]], title: str):
+    """Reliability diagram from precomputed calibration tables (see `calibration_table`)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=110)
+    top = 0.0
+    colours = (MODEL_COLOUR, RULES_COLOUR, "#6e7781")
+    styles = zip(("o", "s", "^"), colours, strict=True)
+    for (name, table), (marker, colour) in zip(tables.items(), styles, strict=False):
+        if len(table["predicted"]) == 0:
+            continue
+        ax.plot(table["predicted"], table["observed"], marker=marker, label=name, color=colour)
+        top = max(top, table["predicted"].max(), table["observed"].max())
+    top = min(1.0, top * 1.1 + 0.01)
+    ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1, label="perfect")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("predicted conversion probability (bin mean)")
+    ax.set_ylabel("observed conversion rate")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def importance_figure(importance: pd.Series, top: int = 25):
+    """Horizontal bars of total gain for the most important features."""
+    plt = _pyplot()
+    data = importance.head(top)[::-1]
+    share = data / max(importance.sum(), 1e-12) * 100
+    fig, ax = plt.subplots(figsize=(7, max(3, 0.28 * len(data) + 1)), dpi=110)
+    ax.barh(data.index, share.to_numpy(), color="#3b6ea5")
+    ax.set_xlabel("share of total gain (%)")
+    ax.set_title(f"Top {len(data)} features by gain")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def gains_figure(curves: dict[str, pd.DataFrame], marks: dict[str, float] | None = None):
+    """Cumulative gains: share of conversions found against share of leads worked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.6), dpi=110)
+    colours = {"model": MODEL_COLOUR, "rules": RULES_COLOUR}
+    for name, curve in curves.items():
+        ax.plot(
+            curve["leads_share"] * 100,
+            curve["captured_share"] * 100,
+            label=name,
+            color=colours.get(name),
+            linewidth=2,
+        )
+    ax.plot([0, 100], [0, 100], color="grey", linestyle="--", linewidth=1, label="random")
+    for label, share in (marks or {}).items():
+        ax.axvline(share * 100, color="#888", linestyle=":", linewidth=1)
+        ax.text(share * 100 + 1, 4, label, fontsize=8, color="#555")
+    ax.set_xlabel("leads worked, best first (%)")
+    ax.set_ylabel("conversions found (%)")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 100)
+    ax.set_title("Cumulative gains")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def lift_figure(tables: dict[str, pd.DataFrame]):
+    """Lift per decile: conversion rate of each tenth of leads over the average rate."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.6), dpi=110)
+    names = list(tables)
+    width = 0.8 / max(len(names), 1)
+    colours = {"model": MODEL_COLOUR, "rules": RULES_COLOUR}
+    for i, name in enumerate(names):
+        t = tables[name]
+        ax.bar(
+            t["bin"] + (i - (len(names) - 1) / 2) * width,
+            t["lift"],
+            width=width,
+            label=name,
+            color=colours.get(name),
+        )
+    ax.axhline(1, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(range(1, 11))
+    ax.set_xlabel("decile (1 = highest scores)")
+    ax.set_ylabel("lift (conversion rate / average)")
+    ax.set_title("Lift by decile")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def distribution_figure(y: np.ndarray, probability: np.ndarray, rule_score: np.ndarray):
+    """Score distributions of converted and not converted leads, for both scores."""
+    plt = _pyplot()
+    y = np.asarray(y, dtype=bool)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    p = np.asarray(probability, dtype=float)
+    top = float(np.quantile(p, 0.995)) if len(p) else 1.0
+    bins = np.linspace(0, max(top, 1e-3), 40)
+    for ax, values, b, title in (
+        (axes[0], np.clip(p, 0, top), bins, "Model: predicted probability"),
+        (axes[1], np.asarray(rule_score, float), 30, "Rules: MQL points"),
+    ):
+        ax.hist(
+            values[~y], bins=b, density=True, alpha=0.55, label="did not convert", color="#8c8c8c"
+        )
+        ax.hist(values[y], bins=b, density=True, alpha=0.6, label="converted", color="#2da44e")
+        ax.set_title(title)
+        ax.set_ylabel("density")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def to_svg(fig) -> str:
+    """The figure as inline SVG markup (no XML prologue), for a self-contained page."""
+    import io
+
+    buffer = io.StringIO()
+    # No metadata block: it carries links to RDF vocabularies, and nothing should point
+    # outside the file.
+    fig.savefig(
+        buffer,
+        format="svg",
+        bbox_inches="tight",
+        metadata={"Date": None, "Creator": None, "Format": None, "Type": None},
+    )
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+def close(fig) -> None:
+    """Release a figure's memory."""
+    _pyplot().close(fig)

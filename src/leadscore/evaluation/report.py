@@ -1,0 +1,247 @@
+"""The marketing report: one self-contained HTML file (inline SVG charts, no network needed)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from leadscore.config import ProjectConfig
+from leadscore.evaluation import plots
+from leadscore.evaluation.comparison import Interval
+from leadscore.evaluation.evidence import Evidence
+from leadscore.modeling.reasons import SEPARATOR
+
+
+@dataclass
+class ReportInputs:
+    """What the report shows besides the evidence: the open leads and where things came from."""
+
+    evidence: Evidence
+    open_leads: pd.DataFrame
+    model_name: str
+    model_version: str
+    run_id: str
+    source: str
+    rules_file: str
+    oracle_auc: float | None = None
+    #: The run's leakage findings, baseline, shift check and split (runs.checks_payload).
+    checks: dict | None = None
+
+
+def _ok(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def _formatters() -> dict:
+    def pct(v):
+        return f"{v:.1%}" if _ok(v) else "—"
+
+    def f(digits):
+        return lambda v: f"{v:.{digits}f}" if _ok(v) else "—"
+
+    def n0(v):
+        return f"{v:,.0f}" if _ok(v) else "—"
+
+    def g(v):
+        return f"{v:g}" if _ok(v) else "—"
+
+    def signed(v):
+        return f"{v:+.3f}" if _ok(v) else "—"
+
+    def ci(iv: Interval):
+        return f"[{iv.low:.3f}, {iv.high:.3f}]" if _ok(iv.low) else ""
+
+    return {
+        "pct": pct,
+        "f0": f(0),
+        "f1": f(1),
+        "f2": f(2),
+        "f3": f(3),
+        "f4": f(4),
+        "n0": n0,
+        "g": g,
+        "signed": signed,
+        "ci": ci,
+    }
+
+
+def _text(value) -> str:
+    """A text cell; SQL NULLs arrive as NaN (truthy), which must not print as "nan"."""
+    return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
+def _lead_records(frame: pd.DataFrame) -> list[dict]:
+    out = []
+    for record in frame.to_dict("records"):
+        record["up"] = [r for r in _text(record.get("reasons_up")).split(SEPARATOR) if r]
+        record["down"] = [r for r in _text(record.get("reasons_down")).split(SEPARATOR) if r]
+        record["rules_fired"] = _text(record.get("rules_fired"))
+        record["tier"] = _text(record.get("tier")) or "—"
+        out.append(record)
+    return out
+
+
+def _tier_rule(config: ProjectConfig) -> str:
+    c = config.tiers.cutoffs
+    if config.tiers.by == "share":
+        return (
+            f"by share of each run: A is the top {c[0]:.0%}, B up to {c[1]:.0%}, "
+            f"C up to {c[2]:.0%}, D the rest"
+        )
+    if config.tiers.by == "count":
+        return (
+            f"by sales capacity: A is the top {c[0]:,.0f} leads of each run, B up to "
+            f"{c[1]:,.0f}, C up to {c[2]:,.0f}, D the rest"
+        )
+    return f"by probability: A from {c[0]:.0%}, B from {c[1]:.0%}, C from {c[2]:.0%}, D below"
+
+
+def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
+    """The report as one HTML document."""
+    import jinja2
+
+    evidence = inputs.evidence
+    c = evidence.comparison
+    test_mql_share = c.mql_volume / c.rows if c.rows else 0.0
+    figures = {
+        "gains": plots.gains_figure(c.curves, {"MQL share": test_mql_share}),
+        "lift": plots.lift_figure(c.gains),
+        "calibration": plots.calibration_tables_figure(
+            {
+                "model (calibrated)": c.calibration["model"],
+                "rules (mapped)": c.calibration["rules"],
+            },
+            "Predicted vs real conversion rate",
+        ),
+        "distribution": plots.distribution_figure(
+            c.distributions["converted"],
+            c.distributions["conversion_probability"],
+            c.distributions["rule_score"],
+        ),
+    }
+    try:
+        charts = {name: plots.to_svg(fig) for name, fig in figures.items()}
+    finally:
+        for fig in figures.values():
+            plots.close(fig)
+
+    open_leads = inputs.open_leads
+    top = config.report.top_leads
+    if len(open_leads):
+        mql = open_leads["is_mql"].astype(bool)
+        p = open_leads["conversion_probability"].astype(float)
+        missed = open_leads.loc[p[~mql].sort_values(ascending=False, kind="stable").index[:top]]
+        cold = open_leads.loc[p[mql].sort_values(kind="stable").index[:top]]
+    else:
+        missed = cold = open_leads
+    g_model, g_rules = c.gains["model"], c.gains["rules"]
+    gains = [
+        {
+            "bin": int(b),
+            "leads": int(n),
+            "model_conversions": mc,
+            "model_rate": mr,
+            "model_cumulative": mcum,
+            "rules_conversions": rc,
+            "rules_rate": rr,
+            "rules_cumulative": rcum,
+        }
+        for b, n, mc, mr, mcum, rc, rr, rcum in zip(
+            g_model["bin"],
+            g_model["leads"],
+            g_model["conversions"],
+            g_model["conversion_rate"],
+            g_model["cumulative_capture_share"],
+            g_rules["conversions"],
+            g_rules["conversion_rate"],
+            g_rules["cumulative_capture_share"],
+            strict=True,
+        )
+    ]
+    quad = {(bool(r.rule_mql), bool(r.model_hot)): r for r in c.quadrants.itertuples()}
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("leadscore.evaluation", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.globals.update(_formatters())
+    as_of = pd.to_datetime(open_leads["as_of_date"]) if len(open_leads) else pd.Series([])
+    checks = inputs.checks or {}
+    split = checks.get("split", {})
+    flat = split.get("method") in ("order", "random")
+    label = config.source.label.column if config.source.label is not None else None
+    return env.get_template("report.html.j2").render(
+        title=config.report.title,
+        version=importlib.metadata.version("leadscore"),
+        model_name=inputs.model_name,
+        model_version=inputs.model_version,
+        run_id=inputs.run_id,
+        generated_at=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC"),
+        open_as_of=str(as_of.max().date()) if len(as_of) else "—",
+        open_total=f"{len(open_leads):,}",
+        evidence=evidence,
+        c=c,
+        iv=c.intervals,
+        m=c.metrics,
+        oracle_auc=inputs.oracle_auc,
+        charts=charts,
+        gains=gains,
+        quad=quad,
+        tiers=c.tiers.to_dict("records"),
+        tier_rule=_tier_rule(config),
+        rules=evidence.rules.to_dict("records"),
+        points_scale=(
+            float(evidence.suggestion.points["points_per_log_odds"].iloc[0])
+            if len(evidence.suggestion.points)
+            else None
+        ),
+        effect=evidence.suggestion.effect.to_dict("records"),
+        thresholds=evidence.suggestion.thresholds.to_dict("records"),
+        suggested_uri=urllib.parse.quote(evidence.suggested_rules_yaml),
+        missed=_lead_records(missed),
+        cold=_lead_records(cold),
+        every_days=config.snapshots.every_days,
+        horizon=config.horizon_days,
+        conversion_definition=(
+            f"a positive value in the export's column '{label}'"
+            if flat and label
+            else f"becoming an opportunity within {config.horizon_days} days"
+        ),
+        test_period=(split.get("cohorts", {}).get("test") if flat else None)
+        or evidence.test_period,
+        flat=flat,
+        split_method=split.get("method", "time"),
+        leakage=checks.get("leakage"),
+        baseline=checks.get("baseline"),
+        shift=checks.get("shift"),
+        data_warnings=checks.get("warnings", []),
+        samples=config.report.bootstrap_samples,
+        rules_file=inputs.rules_file,
+        source=inputs.source,
+    )
+
+
+def choose_open_leads(
+    published: pd.DataFrame, preview: pd.DataFrame, model_version: str
+) -> tuple[pd.DataFrame, str]:
+    """The champion's latest published scores, else the training run's own preview."""
+    if len(published) and "model_version" in published:
+        mine = published[published["model_version"].astype(str) == str(model_version)]
+        if len(mine):
+            day = pd.to_datetime(mine["as_of_date"]).max().date()
+            return mine.reset_index(drop=True), f"published scores as of {day}"
+    return preview, "the training run's preview at the end of its data"
+
+
+def write_report(html: str, path: Path) -> Path:
+    """Write the report atomically (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,216 @@
+"""The promotion gate: a retrained model replaces the champion only when it is better.
+
+`judge` is pure: both models' probabilities on the same newest labelled cohort in, a
+verdict out. The history of every decision (gate, manual promotion, rollback) is a table in
+the publish database; the registry keeps the aliases and version tags (registry.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sklearn.metrics import roc_auc_score
+
+from leadscore.config import PromotionConfig
+from leadscore.errors import DataError, ModelError
+from leadscore.io import db
+from leadscore.io.sources import check_identifier, is_transient, redact_uri
+from leadscore.modeling.metrics import expected_calibration_error
+
+#: Actions that made a version the champion (a rollback undoes the last of them).
+CHAMPION_CHANGES = ("first", "promoted", "manual")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's decision on one challenger, with the numbers behind it."""
+
+    promote: bool
+    action: str  # first | promoted | kept
+    reason: str
+    challenger_auc: float | None = None
+    champion_auc: float | None = None
+    challenger_ece: float | None = None
+    champion_ece: float | None = None
+    cohort_rows: int = 0
+    cohort_conversions: int = 0
+
+    def tags(self) -> dict[str, str]:
+        """MLflow version tags: the decision and its numbers."""
+        out = {"gate.decision": self.action, "gate.reason": self.reason}
+        for key in ("challenger_auc", "champion_auc", "challenger_ece", "champion_ece"):
+            value = getattr(self, key)
+            if value is not None:
+                out[f"gate.{key}"] = f"{value:.4f}"
+        return out
+
+
+def _metrics(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    return float(roc_auc_score(y, p)), expected_calibration_error(y, p)
+
+
+def judge(
+    y: np.ndarray,
+    challenger: np.ndarray,
+    champion: np.ndarray | None,
+    gate: PromotionConfig,
+    champion_version: str | None = None,
+) -> Verdict:
+    """Promote only on an AUC gain of at least the margin without worse calibration."""
+    y = np.asarray(y, dtype=float)
+    counts = {"cohort_rows": len(y), "cohort_conversions": int(y.sum())}
+    if len(np.unique(y)) < 2:
+        raise ModelError(
+            "the promotion cohort has only one outcome; the models cannot be compared",
+            "train on more history (the newest labelled cohort needs conversions and non-"
+            "conversions)",
+        )
+    c_auc, c_ece = _metrics(y, challenger)
+    if champion is None:
+        return Verdict(True, "first", "no champion yet", c_auc, None, c_ece, None, **counts)
+    k_auc, k_ece = _metrics(y, champion)
+    numbers = {"challenger_auc": c_auc, "champion_auc": k_auc}
+    numbers |= {"challenger_ece": c_ece, "champion_ece": k_ece}
+    who = f"champion v{champion_version}" if champion_version else "the champion"
+    if not gate.enabled:
+        return Verdict(True, "promoted", "promotion gate disabled", **numbers, **counts)
+    gain = c_auc - k_auc
+    if gain < gate.min_auc_gain:
+        reason = (
+            f"ROC-AUC {c_auc:.4f} vs {k_auc:.4f} for {who}: a gain of {gain:+.4f}, "
+            f"below the required {gate.min_auc_gain:+.4f}"
+        )
+        return Verdict(False, "kept", reason, **numbers, **counts)
+    if c_ece > k_ece + gate.max_ece_increase:
+        reason = (
+            f"ROC-AUC gain {gain:+.4f}, but calibration is worse: ECE {c_ece:.4f} vs "
+            f"{k_ece:.4f} for {who} (allowed increase {gate.max_ece_increase:.4f})"
+        )
+        return Verdict(False, "kept", reason, **numbers, **counts)
+    reason = (
+        f"ROC-AUC {c_auc:.4f} vs {k_auc:.4f} for {who} ({gain:+.4f} >= "
+        f"{gate.min_auc_gain:+.4f}); ECE {c_ece:.4f} vs {k_ece:.4f}"
+    )
+    return Verdict(True, "promoted", reason, **numbers, **counts)
+
+
+HISTORY_COLUMNS = (
+    "decided_at",
+    "model_name",
+    "version",
+    "action",
+    "previous_champion",
+    "champion_after",
+    "reason",
+    "challenger_auc",
+    "champion_auc",
+    "challenger_ece",
+    "champion_ece",
+    "cohort_rows",
+    "cohort_conversions",
+)
+
+
+def _history_table(name: str, metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("decided_at", sa.DateTime, nullable=False),
+        sa.Column("model_name", sa.String(255), nullable=False),
+        sa.Column("version", sa.String(64), nullable=False),
+        sa.Column("action", sa.String(16), nullable=False),
+        sa.Column("previous_champion", sa.String(64)),
+        sa.Column("champion_after", sa.String(64)),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("challenger_auc", sa.Float),
+        sa.Column("champion_auc", sa.Float),
+        sa.Column("challenger_ece", sa.Float),
+        sa.Column("champion_ece", sa.Float),
+        sa.Column("cohort_rows", sa.Integer),
+        sa.Column("cohort_conversions", sa.Integer),
+        sa.PrimaryKeyConstraint("decided_at", "model_name", "version", "action"),
+    )
+
+
+def history_row(
+    verdict: Verdict | None,
+    model_name: str,
+    version: str,
+    previous: str | None,
+    after: str | None,
+    decided_at: pd.Timestamp,
+    action: str | None = None,
+    reason: str | None = None,
+) -> dict:
+    """One row of the promotion history."""
+    base = asdict(verdict) if verdict is not None else {}
+    base.pop("promote", None)
+    row = {c: base.get(c) for c in HISTORY_COLUMNS}
+    row.update(
+        decided_at=pd.Timestamp(decided_at).to_pydatetime(),
+        model_name=model_name,
+        version=str(version),
+        previous_champion=previous,
+        champion_after=after,
+        action=action or base.get("action"),
+        reason=reason or base.get("reason"),
+    )
+    return row
+
+
+def record(uri: str, table: str, row: dict) -> None:
+    """Append a decision to the history (idempotent: a retried write replaces its own row)."""
+    check_identifier(table, "promotion.table")
+    metadata = sa.MetaData()
+    target = _history_table(table, metadata)
+    engine = db.create_engine(uri)
+    try:
+        with engine.begin() as conn:
+            metadata.create_all(conn)
+            conn.execute(
+                sa.delete(target).where(
+                    (target.c.decided_at == row["decided_at"])
+                    & (target.c.model_name == row["model_name"])
+                    & (target.c.version == row["version"])
+                    & (target.c.action == row["action"])
+                )
+            )
+            conn.execute(sa.insert(target), row)
+    except sa.exc.SQLAlchemyError as exc:
+        raise DataError(
+            f"cannot write the promotion history '{table}' in {redact_uri(uri)}: "
+            f"{type(exc).__name__}",
+            "check publish.uri and that the database accepts writes",
+            transient=is_transient(exc),
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def read_history(uri: str, table: str, model_name: str | None = None) -> pd.DataFrame:
+    """The promotion history, oldest first (empty when nothing was decided yet)."""
+    from leadscore.io.publish import read_scores  # one reader for published tables
+
+    frame = read_scores(uri, table)
+    if frame.empty or "decided_at" not in frame:
+        return pd.DataFrame(columns=list(HISTORY_COLUMNS))
+    if model_name is not None:
+        frame = frame[frame["model_name"] == model_name]
+    return frame.sort_values("decided_at", kind="stable").reset_index(drop=True)
+
+
+def rollback_target(history: pd.DataFrame, current: str) -> str:
+    """The champion before `current` became champion, from the history."""
+    made = history[
+        history["action"].isin(CHAMPION_CHANGES) & (history["champion_after"] == str(current))
+    ]
+    if made.empty or pd.isna(made.iloc[-1]["previous_champion"]):
+        raise ModelError(
+            f"no earlier champion to roll back to: the history has no promotion that made "
+            f"version {current} champion over another version",
+            "pick a version explicitly with `leadscore promote VERSION --reason ...`",
+        )
+    return str(made.iloc[-1]["previous_champion"])

@@ -1,0 +1,368 @@
+"""Lead partitions: score a source bigger than memory, one slice of leads at a time.
+
+The source folder is staged once: every table is streamed in chunks and each row goes to
+the partition of its lead, so a lead's row, activities and outcomes always land together.
+Each partition is then an ordinary source folder, read, checked and scored by the same
+functions as a whole source (`load_crm`, `pipeline.score_partial`). Only what ranks leads
+against each other (percentile, tier) and the run's monitoring are done once, over all
+partitions, so the published scores equal an unpartitioned run's.
+
+Partitions are independent, which is what lets Dask run them on several machines
+(`scale.dask`); on one machine they run one after the other and memory is bounded by the
+largest partition.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from leadscore.config import ProjectConfig
+from leadscore.data.rules import RuleSet
+from leadscore.errors import ConfigError, DataError
+from leadscore.io.sources import (
+    CRMData,
+    check_file_table,
+    is_database_uri,
+    load_crm,
+    redact_uri,
+)
+from leadscore.scoring import pipeline
+
+#: Rows read from the source per chunk while staging (bounds the staging memory).
+CHUNK_ROWS = 1_000_000
+
+Progress = Callable[[str, int, int], None]
+
+
+def _noop(stage: str, done: int, total: int) -> None:
+    return None
+
+
+_INTEGER_TEXT = r"^(-?)0*(\d+?)(?:\.0*)?$"
+
+
+def partition_of(ids: pd.Series | np.ndarray, count: int) -> np.ndarray:
+    """The partition (0 … count-1) of each lead id, stable across processes and machines.
+
+    Ids the source may treat as the same lead get the same partition whatever their type:
+    42, 42.0, "42", " 42 " and "042" all hash as the integer 42 (exactly: no float on the
+    way, whatever the number of digits), other text as its stripped text.
+    """
+    ids = pd.Series(ids)
+    if pd.api.types.is_integer_dtype(ids):
+        values = ids.to_numpy(dtype=np.int64)
+        hashed = pd.util.hash_array(values)
+        big = np.abs(values) >= 10**18  # hashed as their digits, like such long text ids
+        if big.any():
+            hashed[big] = pd.util.hash_array(values[big].astype(str).astype(object))
+        return (hashed % np.uint64(count)).astype(np.int32)
+    if pd.api.types.is_float_dtype(ids):
+        whole = ids.notna() & (ids % 1 == 0)
+        ids = ids.astype(object).where(~whole, ids[whole].map(lambda v: str(int(v))))
+    text = ids.astype("str").str.strip()
+    parts = text.str.extract(_INTEGER_TEXT)
+    digits = (parts[0].fillna("") + parts[1]).where(parts[1].notna())
+    number = digits.notna() & (digits.str.len() <= 18)
+    hashed = pd.util.hash_array(digits.where(digits.notna(), text).to_numpy(dtype=object))
+    if number.any():
+        exact = digits[number].astype(np.int64).to_numpy()
+        hashed[number.to_numpy()] = pd.util.hash_array(exact)
+    return (hashed % np.uint64(count)).astype(np.int32)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One staged slice of the source: a folder with the source's tables for its leads."""
+
+    index: int
+    count: int
+    folder: str
+    #: Rows of the leads table staged here (0: nothing to read or score).
+    leads: int = 0
+
+
+def _tables(config: ProjectConfig) -> dict[str, str]:
+    """Table name → its lead id column, for the tables a scoring run reads."""
+    t, c = config.source.tables, config.source.columns
+    out = {t.leads: c.lead_id}
+    if t.activities is not None:
+        out[t.activities] = c.activity_lead_id
+    if t.outcomes is not None:
+        out[t.outcomes] = c.outcome_lead_id
+    return out
+
+
+def staging_folder(config: ProjectConfig, as_of: pd.Timestamp) -> Path:
+    """One folder per publish table and as-of date (a run of it holds the publish lock)."""
+    name = f"{config.publish.table}-as-of-{as_of.date()}"
+    return config.resolve_path(config.scale.staging_dir) / name
+
+
+def stage(
+    config: ProjectConfig,
+    since: pd.Timestamp | None,
+    until: pd.Timestamp | None,
+    folder: Path,
+    progress: Progress = _noop,
+) -> list[Partition]:
+    """Split the source folder into `scale.partitions` folders of Parquet files.
+
+    Only activities in [since - 1 day, until + 1 day) are kept when the source stores
+    their time as a timestamp (the exact window is applied when a partition is read).
+    Memory holds one chunk of `CHUNK_ROWS` rows, whatever the size of the source.
+    """
+    uri = config.source_uri
+    if is_database_uri(uri):
+        raise ConfigError(
+            f"scale.partitions / scale.dask need a source folder of Parquet files; "
+            f"the source is the database {redact_uri(uri)}",
+            "export the tables to Parquet (one file per table) and point source.uri at the "
+            "folder, or set scale.partitions: 1 and scale.dask: null",
+        )
+    if config.flat:
+        raise ConfigError(
+            "scale.partitions / scale.dask are for sources with an activities table; a flat "
+            "export (source.label) is one table, read whole",
+            "set scale.partitions: 1 and scale.dask: null",
+        )
+    source = Path(uri)
+    if not source.is_dir():
+        raise DataError(
+            f"source folder {source} does not exist",
+            "set source.uri to a folder of .parquet files (one per table)",
+        )
+    tables = {check_file_table(t): column for t, column in _tables(config).items()}
+    for table in tables:
+        if (source / f"{table}.parquet").is_file():
+            continue
+        csv = source / f"{table}.csv"
+        raise DataError(
+            # A CSV has no types: read per partition, a column's type (text or number, a
+            # date format) could be guessed differently than for the whole file.
+            f"scale.partitions / scale.dask need Parquet files; {csv.name} is a CSV"
+            if csv.is_file()
+            else f"table '{table}' not found: no {table}.parquet in {source}",
+            f"convert the table to Parquet once (with DuckDB: COPY (SELECT * FROM "
+            f"'{table}.csv') TO '{table}.parquet'), or set scale.partitions: 1",
+        )
+    count = config.scale.partitions
+    if folder.exists():
+        shutil.rmtree(folder)
+    parts = [folder / f"part-{k:04d}" for k in range(count)]
+    for part in parts:
+        part.mkdir(parents=True)
+    window_column = config.source.columns.occurred_at
+    leads = np.zeros(count, dtype=np.int64)
+    for step, (table, id_column) in enumerate(tables.items()):
+        progress("staging partitions", step, len(tables))
+        window = (window_column, since, until) if table == config.source.tables.activities else None
+        rows = _stage_parquet(source / f"{table}.parquet", table, id_column, window, parts)
+        if table == config.source.tables.leads:
+            leads = rows
+    progress("staging partitions", len(tables), len(tables))
+    return [
+        Partition(k, count, str(p), int(n))
+        for k, (p, n) in enumerate(zip(parts, leads, strict=True))
+    ]
+
+
+def _missing_id(table: str, column: str, found: list[str]) -> DataError:
+    return DataError(
+        f"table '{table}' has no column '{column}' (it has {', '.join(found)})",
+        "map source.columns to the lead id column of that table",
+    )
+
+
+def _stage_parquet(
+    path: Path,
+    table: str,
+    id_column: str,
+    window: tuple[str, pd.Timestamp | None, pd.Timestamp | None] | None,
+    parts: list[Path],
+) -> np.ndarray:
+    """Stream one Parquet table into the partitions; returns the rows each received."""
+    written = np.zeros(len(parts), dtype=np.int64)
+    try:
+        dataset = pads.dataset(path, format="parquet")
+    except Exception as exc:
+        raise DataError(
+            f"cannot read {path}: {type(exc).__name__}: {exc}",
+            "check that the file is a valid Parquet file",
+        ) from None
+    schema = dataset.schema
+    if id_column not in schema.names:
+        raise _missing_id(table, id_column, schema.names)
+    expression = None
+    if window is not None and window[0] in schema.names:
+        column, since, until = window
+        kind = schema.field(column).type
+        if pa.types.is_timestamp(kind):
+            for bound, pad, lower in ((since, -1, True), (until, 1, False)):
+                if bound is None:
+                    continue
+                value = pd.Timestamp(bound) + pd.Timedelta(days=pad)
+                if kind.tz is not None and value.tzinfo is None:
+                    value = value.tz_localize("UTC")
+                scalar = pa.scalar(value.to_pydatetime(), type=kind)
+                term = pads.field(column) >= scalar if lower else pads.field(column) < scalar
+                expression = term if expression is None else expression & term
+    writers = [pq.ParquetWriter(p / f"{table}.parquet", schema) for p in parts]
+    try:
+        batches = dataset.to_batches(
+            filter=expression, batch_size=CHUNK_ROWS, batch_readahead=2, fragment_readahead=1
+        )  # a little read-ahead, not the default 16 batches: memory stays at a few chunks
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            ids = batch.column(schema.get_field_index(id_column)).to_pandas()
+            for k, rows in _split(partition_of(ids, len(parts))):
+                writers[k].write_table(pa.Table.from_batches([batch]).take(rows))
+                written[k] += len(rows)
+    finally:
+        for writer in writers:
+            writer.close()
+    return written
+
+
+def _split(partition: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(partition, row positions in source order) for every partition with rows."""
+    order = np.argsort(partition, kind="stable")
+    keys = partition[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(keys)]
+    for start, end in zip(starts, ends, strict=True):
+        yield int(keys[start]), order[start:end]
+
+
+@dataclass
+class PartitionResult:
+    """What one partition sends back: its leads' scores, a row sample, its outcomes."""
+
+    index: int
+    scores: pd.DataFrame
+    rows: pd.DataFrame
+    outcomes: pd.DataFrame
+    flat: bool
+    warnings: list[str] = field(default_factory=list)
+    #: The activity types in this partition's rows (the source is checked as a whole).
+    activity_types: tuple[str, ...] = ()
+
+
+def partition_config(config: ProjectConfig, part: Partition) -> ProjectConfig:
+    """The project, reading this partition's folder (quarantined rows kept per partition)."""
+    update: dict = {"source": config.source.model_copy(update={"uri": part.folder})}
+    if config.validation.quarantine is not None:
+        path = config.quarantine_path  # bad_rows.csv → bad_rows.part-0003.leads.csv, …
+        quarantine = path.with_name(f"{path.stem}.part-{part.index:04d}{path.suffix}")
+        update["validation"] = config.validation.model_copy(update={"quarantine": str(quarantine)})
+    return config.model_copy(update=update)
+
+
+def score_partition(
+    part: Partition,
+    config: ProjectConfig,
+    model,
+    predict: Callable[[pd.DataFrame], np.ndarray],
+    rules: RuleSet,
+    since: pd.Timestamp | None,
+    as_of: pd.Timestamp,
+) -> PartitionResult:
+    """Read, check and score one partition, exactly as a whole source would be."""
+    if part.leads == 0:  # more partitions than leads, or an unlucky hash: nothing here
+        return PartitionResult(
+            part.index,
+            pd.DataFrame(columns=SCORE_PARTIAL_COLUMNS),
+            pd.DataFrame(),
+            pd.DataFrame(),
+            config.flat,
+        )
+    local = partition_config(config, part)
+    try:
+        crm = load_crm(local, activities_since=since, activities_until=as_of)
+    except DataError as exc:
+        # Row numbers count rows of the staged partition file, kept for inspection.
+        raise DataError(
+            f"lead partition {part.index + 1} of {part.count} ({part.folder}): {exc.problem}",
+            exc.fix,
+            transient=exc.transient,
+        ) from None
+    snap = pipeline.open_leads(crm, as_of, config)
+    if snap.empty:
+        scores = pd.DataFrame(columns=SCORE_PARTIAL_COLUMNS)
+        rows = pd.DataFrame()
+    else:
+        scores, rows = pipeline.score_partial(crm, model, predict, rules, config, snap)
+        share = max(1, -(-config.scale.monitoring_rows // part.count))  # at least one row
+        if len(rows) > share:
+            keep = np.sort(
+                np.random.default_rng(part.index).choice(len(rows), share, replace=False)
+            )
+            rows = rows.iloc[keep].reset_index(drop=True)
+    return PartitionResult(
+        index=part.index,
+        scores=scores,
+        rows=rows,
+        outcomes=crm.outcomes,
+        flat=crm.flat,
+        warnings=crm.checks.summary(),
+        activity_types=pipeline.activity_types(crm.activities),
+    )
+
+
+SCORE_PARTIAL_COLUMNS = [
+    "lead_id",
+    "as_of",
+    "conversion_probability",
+    "rule_score",
+    "is_mql",
+    "rules_fired",
+    "reasons_up",
+    "reasons_down",
+]
+
+
+def combine(
+    results: list[PartitionResult],
+    config: ProjectConfig,
+    as_of: pd.Timestamp,
+    source: str,
+    rules: RuleSet,
+    model,
+) -> tuple[pd.DataFrame, pd.DataFrame, CRMData]:
+    """All partitions' scores with percentiles and tiers over all leads, the monitoring row
+    sample, and the outcomes (for monitoring's realised quality) as a CRMData.
+
+    The source is checked as a whole first, as an unpartitioned run checks it (an empty
+    activities window, rules on activity types the data never had)."""
+    results = sorted(results, key=lambda r: r.index)
+    flat = any(r.flat for r in results)
+    types = tuple(sorted({t for r in results for t in r.activity_types}))
+    window = (as_of - pd.Timedelta(days=pipeline.lookback_days(model, rules)), as_of)
+    known = pipeline.model_activity_types(model)
+    pipeline.check_inputs(rules, config, flat, types, known, window=window)
+    filled = [r.scores for r in results if len(r.scores)]
+    if not filled:
+        raise pipeline.no_open_leads(flat, config, as_of)
+    partial = pd.concat(filled, ignore_index=True)
+    scores = pipeline.finish_scores(partial, config)
+    rows = pd.concat([r.rows for r in results if len(r.rows)] or [pd.DataFrame()])
+    rows = rows.reset_index(drop=True)
+    outcomes = pd.concat([r.outcomes for r in results if len(r.outcomes.columns)])
+    outcomes = outcomes.reset_index(drop=True)
+    leads = pd.DataFrame({"lead_id": scores["lead_id"]})
+    if flat:
+        leads["converted"] = np.nan
+    empty = pd.DataFrame(
+        {"lead_id": pd.Series(dtype="str"), "occurred_at": pd.Series(dtype="datetime64[us]")}
+    )
+    crm = CRMData(leads=leads, activities=empty, outcomes=outcomes, source=source)
+    return scores, rows, crm
