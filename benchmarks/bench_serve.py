@@ -74,9 +74,9 @@ def _index(uri: str) -> None:
     """Index the lead-id columns, as any CRM database has them."""
     import sqlalchemy as sa
 
-    from leadscore.io import db
+    from leadscore.io import uris
 
-    engine = db.create_engine(uri)
+    engine = uris.create_engine(uri)
     with engine.begin() as conn:
         for table in ("leads", "activities", "outcomes"):
             conn.execute(
@@ -245,14 +245,14 @@ def _copy_to_postgres(admin_uri: str, name: str, crm) -> str:
     """A new PostgreSQL database `name` holding the source's tables; returns its URL."""
     import sqlalchemy as sa
 
-    from leadscore.io import db
-    from leadscore.io.sources import write_tables
+    from leadscore.io import uris
+    from leadscore.io.tables import write_tables
 
-    admin = db.create_engine(admin_uri, isolation_level="AUTOCOMMIT")
+    admin = uris.create_engine(admin_uri, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    url = sa.engine.make_url(db.normalise_uri(admin_uri)).set(database=name)
+    url = sa.engine.make_url(uris.normalise_uri(admin_uri)).set(database=name)
     uri = url.render_as_string(hide_password=False)
     write_tables({"leads": crm.leads, "activities": crm.activities, "outcomes": crm.outcomes}, uri)
     _index(uri)
@@ -262,9 +262,9 @@ def _copy_to_postgres(admin_uri: str, name: str, crm) -> str:
 def _drop_postgres(admin_uri: str, name: str) -> None:
     import sqlalchemy as sa
 
-    from leadscore.io import db
+    from leadscore.io import uris
 
-    admin = db.create_engine(admin_uri, isolation_level="AUTOCOMMIT")
+    admin = uris.create_engine(admin_uri, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()

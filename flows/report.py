@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 
 from leadscore.evaluation import report
-from leadscore.io.sources import redact_uri
+from leadscore.io.uris import redact_uri
 from leadscore.lifecycle import registry, runs
 
 try:  # imported as the `leadscore_flows` package

@@ -14,7 +14,8 @@ from leadscore import interrupts
 from leadscore.config import ProjectConfig
 from leadscore.data.rules import RuleSet
 from leadscore.io import locking
-from leadscore.io.sources import CRMData, redact_uri
+from leadscore.io.sources import CRMData
+from leadscore.io.uris import redact_uri
 from leadscore.lifecycle import registry, runs
 from leadscore.progress import reporter
 from leadscore.scoring import partitions, pipeline

@@ -12,7 +12,7 @@ from leadscore.config import ProjectConfig
 from leadscore.evaluation import report
 from leadscore.evaluation.evidence import cohort_frames
 from leadscore.io import locking
-from leadscore.io.sources import redact_uri
+from leadscore.io.uris import redact_uri
 from leadscore.lifecycle import runs
 
 try:  # imported as the `leadscore_flows` package

@@ -325,10 +325,10 @@ PG_ADMIN_URI = os.environ.get("LEADSCORE_TEST_PG", "postgresql://postgres@127.0.
 def _pg_problem() -> str | None:
     import sqlalchemy as sa
 
-    from leadscore.io import db
+    from leadscore.io import uris
 
     try:
-        engine = db.create_engine(PG_ADMIN_URI, connect_args={"connect_timeout": 3})
+        engine = uris.create_engine(PG_ADMIN_URI, connect_args={"connect_timeout": 3})
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
         engine.dispose()
@@ -355,14 +355,14 @@ def fresh_pg_database(prefix: str = "leadscore_t"):
 
     import sqlalchemy as sa
 
-    from leadscore.io import db
+    from leadscore.io import uris
 
     require_postgres()
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = db.create_engine(PG_ADMIN_URI, isolation_level="AUTOCOMMIT")
+    admin = uris.create_engine(PG_ADMIN_URI, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(db.normalise_uri(PG_ADMIN_URI)).set(database=name)
+    url = sa.engine.make_url(uris.normalise_uri(PG_ADMIN_URI)).set(database=name)
     try:
         yield url.render_as_string(hide_password=False).replace("+psycopg", "", 1)
     finally:

@@ -26,7 +26,7 @@ from conftest import FLAT_CONFIG, FLAT_RULES, write_flat_export
 from typer.testing import CliRunner
 
 from leadscore.apps.cli import _default_rules_text, app
-from leadscore.io.sources import write_tables
+from leadscore.io.tables import write_tables
 from leadscore.synthetic import generate_crm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 import yaml
 from conftest import fresh_pg_database, mlflow_client, run_cli
 
-from leadscore.io import db
+from leadscore.io import uris
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -297,7 +297,7 @@ def test_worker_runs_nightly_score_once_and_publishes(
     cancelled = next(i for i, s in states.items() if s == "CANCELLED")
     assert "concurrency limit" in server.get(f"/flow_runs/{cancelled}")["state"]["message"]
 
-    engine = db.create_engine(project.pg_uri)
+    engine = uris.create_engine(project.pg_uri)
     try:
         with engine.connect() as conn:
             published = conn.execute(

@@ -27,7 +27,7 @@ from leadscore.apps import cli, service
 from leadscore.apps.cli import _default_rules_text, app
 from leadscore.config import load_config
 from leadscore.io import publish
-from leadscore.io.sources import write_tables
+from leadscore.io.tables import write_tables
 from leadscore.lifecycle import registry
 from leadscore.synthetic import generate_crm
 

@@ -23,7 +23,7 @@ import yaml
 from conftest import mlflow_client
 
 from leadscore.apps.cli import _default_rules_text
-from leadscore.io.sources import write_tables
+from leadscore.io.tables import write_tables
 from leadscore.synthetic import generate_crm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

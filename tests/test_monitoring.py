@@ -12,16 +12,8 @@ from sklearn.metrics import roc_auc_score
 
 from leadscore.config import MonitoringConfig, config_from_dict
 from leadscore.errors import ConfigError
-from leadscore.lifecycle.monitoring import (
-    DriftReference,
-    categorical_reference,
-    judge_realised,
-    numeric_reference,
-    psi,
-    realised_performance,
-    run_checks,
-    score_distribution,
-)
+from leadscore.lifecycle.monitoring import judge_realised, run_checks, score_distribution
+from leadscore.modeling.drift import DriftReference, categorical_reference, numeric_reference, psi
 from leadscore.modeling.metrics import expected_calibration_error
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,7 +223,7 @@ def test_realised_performance_judges_the_newest_closed_run_by_the_horizon_window
         [history_run(older, 3_000, seed=2), run, history_run(recent, 3_000, seed=3)]
     )
     outcomes, labels = outcomes_for(run, closed, seed=4)
-    out = realised_performance(history, outcomes, AS_OF, HORIZON, min_leads=100)
+    out = judge_realised(history, outcomes, AS_OF, HORIZON, min_leads=100)[0]
     assert out is not None
     assert out["as_of_date"] == closed.date().isoformat()
     assert labels[:4].tolist() == [1.0, 0.0, 1.0, 0.0]
@@ -250,7 +242,7 @@ def test_a_run_less_than_a_horizon_ago_is_not_judged() -> None:
     recent = AS_OF - pd.Timedelta(days=HORIZON - 1)
     run = history_run(recent, 3_000, seed=1)
     outcomes, _ = outcomes_for(run, recent, seed=2)
-    assert realised_performance(run, outcomes, AS_OF, HORIZON, min_leads=100) is None
+    assert judge_realised(run, outcomes, AS_OF, HORIZON, min_leads=100)[0] is None
     _, reason = judge_realised(run, outcomes, AS_OF, HORIZON, min_leads=100)
     assert "no outcome window has closed" in reason
 
@@ -259,7 +251,7 @@ def test_too_few_leads_or_conversions_are_not_judged() -> None:
     day = AS_OF - pd.Timedelta(days=HORIZON)
     run = history_run(day, 300, seed=1)
     outcomes, labels = outcomes_for(run, day, seed=2)
-    assert realised_performance(run, outcomes, AS_OF, HORIZON, min_leads=301) is None
+    assert judge_realised(run, outcomes, AS_OF, HORIZON, min_leads=301)[0] is None
     result, reason = judge_realised(run, outcomes, AS_OF, HORIZON, min_leads=301)
     assert result is None and "300 leads" in reason and "301" in reason
     need = int(labels.sum()) + 1
@@ -275,7 +267,7 @@ def test_realised_performance_matches_ids_and_time_zones_across_sources() -> Non
     # The database gives text ids and dates as text; the source gives aware timestamps.
     run = run.assign(lead_id=run["lead_id"].astype(str), as_of_date=str(day.date()))
     outcomes = outcomes.assign(converted_at=outcomes["converted_at"].dt.tz_localize("UTC"))
-    out = realised_performance(run, outcomes, AS_OF, HORIZON, min_leads=100)
+    out = judge_realised(run, outcomes, AS_OF, HORIZON, min_leads=100)[0]
     assert out is not None and out["conversions"] == int(labels.sum())
 
 

@@ -16,7 +16,8 @@ from conftest import run_cli
 from leadscore.config import config_from_dict
 from leadscore.data.rules import load_rules
 from leadscore.errors import ConfigError, DataError
-from leadscore.io.sources import load_crm, write_tables
+from leadscore.io.sources import load_crm
+from leadscore.io.tables import write_tables
 from leadscore.scoring import partitions, pipeline
 from leadscore.synthetic import generate_crm
 

@@ -22,8 +22,8 @@ import yaml
 from conftest import CLI, fresh_pg_database, mlflow_client, run_cli
 
 from leadscore.apps.cli import _default_rules_text
-from leadscore.io import db, locking
-from leadscore.io.sources import write_tables
+from leadscore.io import locking, uris
+from leadscore.io.tables import write_tables
 from leadscore.synthetic import generate_crm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -33,7 +33,7 @@ D1, D2 = "2026-06-29", "2026-06-30"
 
 
 def _read(uri: str, sql: str) -> pd.DataFrame:
-    engine = db.create_engine(uri)
+    engine = uris.create_engine(uri)
     try:
         with engine.connect() as conn:
             return pd.read_sql(sa.text(sql), conn)
@@ -97,7 +97,7 @@ def test_a_run_killed_mid_publish_leaves_the_previous_scores(pg_project, cli_env
     folder, path, uri = pg_project
     result = run_cli(["score", "--config", str(path), "--as-of", D1], cli_env, folder)
     assert result.returncode == 0, result.stderr[-3000:]
-    holder = db.create_engine(uri)
+    holder = uris.create_engine(uri)
     conn = holder.connect()
     # Park the publisher mid-transaction: when it reaches the runs table (its last step),
     # which this lock holds, it has written history and latest scores. No hook in the code.
@@ -256,7 +256,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
                 str(Path(sys.executable).with_name("mlflow")),
                 "server",
                 "--backend-store-uri",
-                db.normalise_uri(backend),
+                uris.normalise_uri(backend),
                 "--artifacts-destination",
                 artifacts.as_uri(),
                 "--host",
@@ -345,7 +345,7 @@ def test_realised_performance_of_scores_published_a_horizon_ago(pg_project, cli_
 def test_drifted_inputs_fail_the_run_but_keep_the_scores(pg_project, cli_env) -> None:
     """Company sizes 50x larger than in training: exit code 3, scores still published."""
     folder, path, uri = pg_project
-    engine = db.create_engine(uri)
+    engine = uris.create_engine(uri)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE leads SET employees = employees * 50"))
     try:

@@ -24,7 +24,8 @@ from leadscore.apps.profiling import (
 )
 from leadscore.config import ProjectConfig, load_config
 from leadscore.errors import ConfigError, DataError
-from leadscore.io.sources import load_crm, write_tables
+from leadscore.io.sources import load_crm
+from leadscore.io.tables import write_tables
 
 X_EDUCATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "x_education"
 

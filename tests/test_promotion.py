@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from leadscore.apps.cli import _default_rules_text, app
 from leadscore.config import PromotionConfig
 from leadscore.errors import ModelError
-from leadscore.io.sources import write_tables
+from leadscore.io.tables import write_tables
 from leadscore.lifecycle.promotion import judge, rollback_target
 from leadscore.synthetic import generate_crm
 

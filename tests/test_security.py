@@ -8,7 +8,8 @@ import sqlalchemy as sa
 
 from leadscore.config import config_from_dict, load_config
 from leadscore.errors import ConfigError, DataError
-from leadscore.io.sources import load_crm, write_tables
+from leadscore.io.sources import load_crm
+from leadscore.io.tables import write_tables
 
 
 def test_a_password_in_the_project_file_is_refused(tmp_path) -> None:

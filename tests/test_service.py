@@ -27,7 +27,7 @@ from leadscore.config import TierConfig, config_from_dict, load_config
 from leadscore.data.rules import load_rules
 from leadscore.errors import DataError, ModelError
 from leadscore.evaluation.comparison import assign_tiers
-from leadscore.io import publish, sources
+from leadscore.io import publish, sources, tables
 from leadscore.lifecycle import registry
 from leadscore.scoring import ondemand, pipeline
 
@@ -131,10 +131,10 @@ def _tiny_source(uri: str, leads, activities, text_ids: bool = False) -> None:
     outcomes = pd.DataFrame(
         {"lead_id": [3], "converted_at": pd.to_datetime(["2026-02-25"]).astype("datetime64[us]")}
     )
-    tables = {"leads": leads, "activities": activities, "outcomes": outcomes}
+    frames = {"leads": leads, "activities": activities, "outcomes": outcomes}
     if text_ids:
-        tables = {k: v.assign(lead_id="L" + v["lead_id"].astype(str)) for k, v in tables.items()}
-    sources.write_tables(tables, uri, "csv")
+        frames = {k: v.assign(lead_id="L" + v["lead_id"].astype(str)) for k, v in frames.items()}
+    tables.write_tables(frames, uri, "csv")
 
 
 def _lead_reads(uri: str, monkeypatch, text_ids: bool = False) -> list[int]:
@@ -144,23 +144,23 @@ def _lead_reads(uri: str, monkeypatch, text_ids: bool = False) -> list[int]:
     with pytest.raises(DataError, match="matches no lead"):
         sources.load_crm(config)
     transferred: list[int] = []
-    fetch = sources._fetch_frame
+    fetch = tables.fetch_frame
 
     def counting(conn, stmt):
         frame = fetch(conn, stmt)
         transferred.append(len(frame))
         return frame
 
-    monkeypatch.setattr(sources, "_fetch_frame", counting)
+    monkeypatch.setattr(tables, "fetch_frame", counting)
     one, three = ("L1", "L3") if text_ids else ("1", "3")
     # ... but another lead's bad row does not stop reading leads 1 and 3.
     crm = sources.load_crm(
         config, lead_ids=[one, three], activities_until=pd.Timestamp("2026-03-01")
     )
-    assert sorted(sources.lead_id_text(crm.leads["lead_id"])) == [one, three]
-    assert set(sources.lead_id_text(crm.activities["lead_id"])) == {one}
+    assert sorted(tables.lead_id_text(crm.leads["lead_id"])) == [one, three]
+    assert set(tables.lead_id_text(crm.activities["lead_id"])) == {one}
     assert len(crm.activities) == 4  # lead 1's four activities before 2026-03-01
-    assert list(sources.lead_id_text(crm.outcomes["lead_id"])) == [three]
+    assert list(tables.lead_id_text(crm.outcomes["lead_id"])) == [three]
     for odd in (["999"], ["abc"], ["1 OR 1=1"], ["1); DROP TABLE leads; --"]):
         assert sources.load_crm(config, lead_ids=odd).leads.empty
     return transferred
@@ -496,7 +496,7 @@ def test_postgres_source_scores_as_the_batch(demo, batch, pg_uri) -> None:
     workdir, _ = demo
     leads = _sample(batch, 5)[:6]
     crm = batch.crm
-    sources.write_tables(
+    tables.write_tables(
         {
             "leads": crm.leads,
             "activities": crm.activities[crm.activities["lead_id"].isin(leads)],

@@ -6,7 +6,9 @@ import pytest
 
 from leadscore.config import config_from_dict
 from leadscore.errors import DataError
-from leadscore.io.sources import load_crm, redact_uri, write_tables
+from leadscore.io.sources import load_crm
+from leadscore.io.tables import write_tables
+from leadscore.io.uris import redact_uri
 from leadscore.synthetic import generate_crm
 
 
@@ -98,12 +100,12 @@ def test_redact_uri_hides_passwords() -> None:
 
 
 def test_pushdown_transfers_only_the_padded_window(tmp_path: Path, crm) -> None:
-    from leadscore.io.sources import _read_table
+    from leadscore.io.tables import read_table
 
     uri = f"sqlite:///{tmp_path / 'crm.db'}"
     write_tables(crm.tables(), uri)
     since, until = pd.Timestamp("2026-02-01"), pd.Timestamp("2026-03-01")
-    rows = _read_table(uri, "activities", ["lead_id", "occurred_at"], ("occurred_at", since, until))
+    rows = read_table(uri, "activities", ["lead_id", "occurred_at"], ("occurred_at", since, until))
     stamps = pd.to_datetime(rows["occurred_at"])
     times = crm.activities["occurred_at"]
     assert len(rows) < len(crm.activities)
@@ -146,7 +148,7 @@ def test_parquet_window_is_skipped_while_reading_and_types_stay_coded(tmp_path: 
     then filtered), type and detail arrive as categoricals, and the features built from it
     equal those built from the same rows read from SQLite as text."""
     from leadscore.data.features import index_activities
-    from leadscore.io.sources import _read_table
+    from leadscore.io.tables import read_table
 
     folder = tmp_path / "pq"
     folder.mkdir()
@@ -154,7 +156,7 @@ def test_parquet_window_is_skipped_while_reading_and_types_stay_coded(tmp_path: 
     for name in ("leads", "outcomes"):
         getattr(crm, name).to_parquet(folder / f"{name}.parquet")
     since, until = pd.Timestamp("2026-02-01"), pd.Timestamp("2026-03-01")
-    raw = _read_table(
+    raw = read_table(
         str(folder),
         "activities",
         ["lead_id", "occurred_at", "activity_type"],
@@ -205,6 +207,7 @@ def test_a_training_sample_reads_only_its_leads_with_all_their_rows(
     """`sample`: n leads by a hash of their id; every activity and outcome of those leads
     and none of the others; the same leads whatever the storage or the row order."""
     import leadscore.io.sources as sources
+    import leadscore.io.tables as reader
 
     tables = {k: crm.tables()[k] for k in ("leads", "activities", "outcomes")}
     if kind == "text-ids":
@@ -231,9 +234,7 @@ def test_a_training_sample_reads_only_its_leads_with_all_their_rows(
     assert load_crm(_config(uri), sample=10_000).sampled_from is None  # fewer leads: all
     if kind != "sqlite":  # Parquet filters while reading: other leads' rows never load
         wanted = np.array(sorted(chosen)[:5])  # the leads' own id type
-        raw = sources._read_parquet(
-            Path(uri) / "activities.parquet", None, None, (), ("lead_id", wanted)
-        )
+        raw = reader.read_table(uri, "activities", sample=("lead_id", wanted))
         assert set(raw["lead_id"]) == set(wanted)
 
 
@@ -257,13 +258,13 @@ def test_a_long_id_list_is_read_from_a_database_in_batches(
     tmp_path: Path, crm, monkeypatch
 ) -> None:
     """More ids than one statement may bind: read in batches, each row once."""
-    import leadscore.io.sources as sources
+    import leadscore.io.tables as tables
 
-    monkeypatch.setattr(sources, "LEAD_BATCH", 97)
+    monkeypatch.setattr(tables, "LEAD_BATCH", 97)
     uri = f"sqlite:///{tmp_path / 'crm.db'}"
     write_tables({"activities": crm.activities}, uri)
     ids = [str(i) for i in crm.activities["lead_id"].drop_duplicates().head(250)]
-    got = sources._read_table(uri, "activities", lead_filter=("lead_id", ids))
+    got = tables.read_table(uri, "activities", lead_filter=("lead_id", ids))
     wanted = crm.activities[crm.activities["lead_id"].astype(str).isin(ids)]
     assert len(got) == len(wanted) > 0
     assert set(got["lead_id"].astype(str)) == set(ids)

@@ -111,8 +111,9 @@ def test_cli_never_overrides_where_prefect_runs(monkeypatch) -> None:
 
 
 def test_password_is_masked_in_the_api_url() -> None:
-    from leadscore.apps.cli import _without_password
+    from leadscore.io.uris import redact_uri
 
-    assert _without_password("http://u:pw@h:4200/api") == "http://u:***@h:4200/api"
-    assert _without_password("http://127.0.0.1:4200/api") == "http://127.0.0.1:4200/api"
-    assert _without_password("http://u:pw@[::1]:4200/api") == "http://u:***@[::1]:4200/api"
+    assert redact_uri("http://u:pw@h:4200/api") == "http://u:***@h:4200/api"
+    assert redact_uri("http://127.0.0.1:4200/api") == "http://127.0.0.1:4200/api"
+    assert redact_uri("http://u:pw@[::1]:4200/api") == "http://u:***@[::1]:4200/api"
+    assert redact_uri("postgresql://u:pw@db/crm") == "postgresql://u:***@db/crm"

@@ -59,6 +59,8 @@ def _check_prefect_api() -> None:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 
+    from leadscore.io.uris import redact_uri
+
     url = PREFECT_API_URL.value()
     if not url:
         if PREFECT_SERVER_EPHEMERAL_ENABLED.value():
@@ -83,23 +85,11 @@ def _check_prefect_api() -> None:
         else f"{type(problem).__name__}" + (f": {text}" if text else "")
     )
     raise LeadscoreError(
-        f"the Prefect API at PREFECT_API_URL={_without_password(url)} does not answer ({reason})",
+        f"the Prefect API at PREFECT_API_URL={redact_uri(url)} does not answer ({reason})",
         "start that server (`prefect server start`) or correct PREFECT_API_URL; unset it "
         "to let Prefect start a temporary local server for each command instead (slower)",
         transient=True,
     )
-
-
-def _without_password(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host  # IPv6
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
 
 
 def _quiet_prefect_console(verbose: bool) -> None:
@@ -226,7 +216,7 @@ def _generate(
     uri: str, leads: int, seed: int, end: str | None, file_format: str, progress: bool
 ) -> dict:
     from leadscore.config import resolve_uri
-    from leadscore.io.sources import write_tables
+    from leadscore.io.tables import write_tables
     from leadscore.progress import reporter
     from leadscore.synthetic import generate_crm
 

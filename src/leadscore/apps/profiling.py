@@ -27,7 +27,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -41,18 +40,8 @@ from leadscore.config import (
     config_from_dict,
 )
 from leadscore.errors import ConfigError, DataError
-from leadscore.io import db
-from leadscore.io.sources import (
-    CSV_ENCODINGS,
-    _read_table,
-    check_identifier,
-    csv_encoding,
-    is_database_uri,
-    redact_uri,
-)
-
-#: Rows profiled per table at most: enough to guess types, fast on any export.
-SAMPLE_ROWS = 200_000
+from leadscore.io.tables import SAMPLE_ROWS, list_tables, local_source, read_sample
+from leadscore.io.uris import is_database_uri, redact_uri
 
 #: Text values that CRM exports use for "nothing chosen" (compared lower-case, stripped).
 PLACEHOLDERS = frozenset(
@@ -686,168 +675,6 @@ def leads_todos(table: TableProfile, timestamped: bool) -> list[tuple[str, str]]
 
 # --------------------------------------------------------------------------------------
 # Reading
-
-
-def _local_source(uri: str) -> tuple[Path, list[str] | None]:
-    """A folder, or a single file given directly (then its folder and its table)."""
-    path = Path(uri).expanduser()
-    if path.is_file() and path.suffix.lower() in (".csv", ".parquet"):
-        return path.parent, [path.stem]
-    return path, None
-
-
-def list_tables(uri: str) -> list[str]:
-    """Tables of a database, or the .csv/.parquet files of a folder (by file stem)."""
-    if is_database_uri(uri):
-        engine = _engine(uri)
-        try:
-            with engine.connect() as conn:
-                return sorted(sa.inspect(conn).get_table_names())
-        except Exception as exc:
-            raise _db_error(uri, exc) from None
-        finally:
-            engine.dispose()
-    folder, single = _local_source(uri)
-    if single is not None:
-        return single
-    if not folder.is_dir():
-        raise DataError(
-            f"source folder {folder} does not exist",
-            "pass a folder of .csv/.parquet files or a database URL (sqlite:///crm.db)",
-        )
-    stems = {
-        p.stem for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".parquet")
-    }
-    return sorted(stems)
-
-
-def _engine(uri: str) -> sa.Engine:
-    """An engine for `uri`; a SQLite file must exist (connecting would create it empty)."""
-    try:
-        url = sa.engine.make_url(uri)
-        database = url.database or ""
-        local_file = url.get_backend_name() == "sqlite" and database not in ("", ":memory:")
-        if local_file and not database.startswith("file:") and not Path(database).is_file():
-            raise DataError(
-                f"database file {url.database} does not exist",
-                "check the path in the URL (sqlite:///relative.db, sqlite:////abs/path.db)",
-            )
-        return db.create_engine(uri)
-    except DataError:
-        raise
-    except Exception as exc:
-        raise DataError(
-            f"cannot open source {redact_uri(uri)}: {exc}",
-            "check the database URL (driver installed? e.g. postgresql+psycopg://host/db)",
-        ) from None
-
-
-def _db_error(uri: str, exc: Exception) -> DataError:
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return DataError(
-        f"cannot read {redact_uri(uri)}: {type(exc).__name__}: {first}",
-        "check that the database is reachable and the URL is right",
-    )
-
-
-def read_sample(uri: str, table: str) -> tuple[pd.DataFrame, int, list[str]]:
-    """The table's first SAMPLE_ROWS rows, its total row count, and reading problems."""
-    if is_database_uri(uri):
-        return _read_db_sample(uri, table)
-    folder, _ = _local_source(uri)
-    problems: list[str] = []
-    try:
-        check_identifier(table, "table name")
-    except DataError:
-        plain = re.sub(r"\W+", "_", table)
-        problems.append(
-            f"'{table}' is not a plain name: leadscore reads tables by names of letters, "
-            f"digits and underscores; rename the file (e.g. to {plain})"
-        )
-    parquet, csv = folder / f"{table}.parquet", folder / f"{table}.csv"
-    if parquet.is_file():
-        frame, rows = _read_parquet_sample(parquet)
-        return frame, rows, problems
-    if csv.is_file():
-        frame, rows, csv_problems = _read_csv_sample(csv)
-        return frame, rows, problems + csv_problems
-    raise DataError(
-        f"table '{table}' not found: neither {table}.parquet nor {table}.csv in {folder}",
-        "pass the folder that holds the export, or the right table names",
-    )
-
-
-def _read_db_sample(uri: str, table: str) -> tuple[pd.DataFrame, int, list[str]]:
-    check_identifier(table, "table name")
-    schema, _, bare = table.rpartition(".")
-    target = sa.table(bare, schema=schema or None)
-    engine = _engine(uri)
-    try:
-        with engine.connect() as conn:
-            rows = int(conn.execute(sa.select(sa.func.count()).select_from(target)).scalar() or 0)
-            if rows > SAMPLE_ROWS:
-                query = sa.select(sa.text("*")).select_from(target).limit(SAMPLE_ROWS)
-                return pd.read_sql(query, conn), rows, []
-    except Exception as exc:
-        names = list_tables(uri)
-        if bare not in names:
-            raise DataError(
-                f"table '{table}' not found in {redact_uri(uri)} (tables there: "
-                f"{', '.join(names) or 'none'})",
-                "pass the names of existing tables",
-            ) from None
-        raise _db_error(uri, exc) from None
-    finally:
-        engine.dispose()
-    return _read_table(uri, table), rows, []
-
-
-def _read_parquet_sample(path: Path) -> tuple[pd.DataFrame, int]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        handle = pq.ParquetFile(path)
-        rows = handle.metadata.num_rows
-        if rows > SAMPLE_ROWS:
-            batch = next(handle.iter_batches(batch_size=SAMPLE_ROWS))
-            return pa.Table.from_batches([batch]).to_pandas(), rows
-        return pd.read_parquet(path), rows
-    except Exception as exc:
-        raise DataError(
-            f"cannot read {path}: {type(exc).__name__}: {exc}",
-            "check that the file is a valid Parquet file",
-        ) from None
-
-
-def _read_csv_sample(path: Path) -> tuple[pd.DataFrame, int, list[str]]:
-    """Read as leadscore's loader does, in the encoding it detects (`csv_encoding`)."""
-    problems: list[str] = []
-    first = csv_encoding(path)
-    for encoding in dict.fromkeys([first, *CSV_ENCODINGS]):
-        try:
-            frame = pd.read_csv(path, encoding=encoding, nrows=SAMPLE_ROWS + 1, low_memory=False)
-            rows = len(frame)
-            if rows > SAMPLE_ROWS:
-                frame = frame.iloc[:SAMPLE_ROWS]
-                chunks = pd.read_csv(path, encoding=encoding, usecols=[0], chunksize=500_000)
-                rows = sum(len(chunk) for chunk in chunks)
-        except UnicodeDecodeError:
-            continue
-        except pd.errors.EmptyDataError:
-            return pd.DataFrame(), 0, [f"{path.name} is empty (not even a header row)"]
-        except Exception as exc:
-            raise DataError(
-                f"cannot read {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-                "check that the file is a comma-separated CSV with a header row",
-            ) from None
-        if len(frame.columns) == 1 and re.search(r"[;\t|]", str(frame.columns[0])):
-            problems.append(
-                f"{path.name} looks separated by ';', tab or '|', not commas; leadscore reads "
-                "comma-separated files: re-export it with commas"
-            )
-        return frame, rows, problems
-    raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
 
 
 def profile_source(uri: str, tables: list[str] | None = None) -> dict[str, TableProfile]:
@@ -1720,7 +1547,7 @@ def _uri_for(uri: str, out: Path) -> str:
         return uri
     if is_database_uri(uri):
         return uri
-    folder, _ = _local_source(uri)
+    folder, _ = local_source(uri)
     return rel(folder)
 
 
@@ -1739,7 +1566,7 @@ def init_project(
             "pass --force to overwrite it, or choose another file with --out",
         )
     profiles = profile_source(uri, tables)
-    shown = uri if is_database_uri(uri) else str(_local_source(uri)[0].resolve())
+    shown = uri if is_database_uri(uri) else str(local_source(uri)[0].resolve())
     text = render_config(profiles, _uri_for(uri, out), source_label=shown)
     # The promise of init: the file it writes loads. Check before touching the disk.
     config_from_dict(yaml.safe_load(text), out.parent, str(out), environ={})

@@ -21,8 +21,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from leadscore.errors import LeadscoreError
-from leadscore.io import db
-from leadscore.io.sources import is_transient, redact_uri
+from leadscore.io import uris
+from leadscore.io.uris import is_transient, redact_uri
 
 POLL_SECONDS = 0.5
 #: Backoff between attempts to reach the database for the lock (as the flows' I/O tasks).
@@ -40,7 +40,7 @@ def _lock_key(name: str) -> int:
 
 def lock_file(uri: str, fallback_dir: Path, name: str) -> Path:
     """Beside a SQLite database file, else in `fallback_dir`."""
-    url = sa.engine.make_url(db.normalise_uri(uri)) if "://" in uri else None
+    url = sa.engine.make_url(uris.normalise_uri(uri)) if "://" in uri else None
     if url is not None and url.get_backend_name() == "sqlite" and url.database:
         folder = Path(url.database).resolve().parent
     else:
@@ -52,7 +52,7 @@ def lock_file(uri: str, fallback_dir: Path, name: str) -> Path:
 @contextlib.contextmanager
 def run_lock(uri: str, name: str, wait_seconds: float, fallback_dir: Path) -> Iterator[None]:
     """Hold the lock `name` for the duration; RunLockedError if still busy after waiting."""
-    url = sa.engine.make_url(db.normalise_uri(uri)) if "://" in uri else None
+    url = sa.engine.make_url(uris.normalise_uri(uri)) if "://" in uri else None
     if url is not None and url.get_backend_name() == "postgresql":
         with _advisory_lock(uri, name, wait_seconds):
             yield
@@ -103,7 +103,7 @@ def _file_lock(path: Path, name: str, wait_seconds: float) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _advisory_lock(uri: str, name: str, wait_seconds: float) -> Iterator[None]:
-    engine = db.create_engine(uri, poolclass=sa.pool.NullPool)
+    engine = uris.create_engine(uri, poolclass=sa.pool.NullPool)
     key = _lock_key(f"leadscore.{name}")
     for delay in (*CONNECT_RETRY_DELAYS, None):
         try:

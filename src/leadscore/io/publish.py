@@ -10,8 +10,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from leadscore.errors import DataError
-from leadscore.io import db
-from leadscore.io.sources import check_identifier, is_database_uri, is_transient, redact_uri
+from leadscore.io import uris
+from leadscore.io.uris import check_identifier, is_database_uri, is_transient, redact_uri
 
 #: Columns added after the first release; an older table gets them on the next publish.
 ADDED_COLUMNS = {"tier": "VARCHAR(1)", "reasons_up": "TEXT", "reasons_down": "TEXT"}
@@ -189,7 +189,7 @@ def publish_scores(
     history = _score_table(tables.history, metadata, integer_ids, ("lead_id", "as_of_date"))
     runs = _runs_table(tables.runs, metadata)
     dates = sorted({r["as_of_date"] for r in records})
-    engine = db.create_engine(uri)
+    engine = uris.create_engine(uri)
     try:
         with engine.begin() as conn:
             _queue_writers(conn, tables)
@@ -308,7 +308,7 @@ def prune_scores(
     if monitoring_table is not None:
         check_identifier(monitoring_table, "monitoring table")
     day = {"after": pd.Timestamp(after).date()}
-    engine = db.create_engine(uri)
+    engine = uris.create_engine(uri)
     counts: dict[str, int] = {}
     try:
         with engine.begin() as conn:
@@ -385,7 +385,7 @@ def read_scores(
         query += f" as_of_date = ({inner})"
     engine = None
     try:
-        engine = db.create_engine(uri)
+        engine = uris.create_engine(uri)
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table(table):
                 return empty
@@ -431,7 +431,7 @@ def publish_checks(checks: pd.DataFrame, uri: str, table: str) -> int:
             value = record.get(key)
             record[key] = None if value is None or not np.isfinite(float(value)) else float(value)
     dates = sorted({r["as_of_date"] for r in records})
-    engine = db.create_engine(uri)
+    engine = uris.create_engine(uri)
     try:
         with engine.begin() as conn:
             metadata.create_all(conn)

@@ -16,8 +16,8 @@ from sklearn.metrics import roc_auc_score
 
 from leadscore.config import PromotionConfig
 from leadscore.errors import DataError, ModelError
-from leadscore.io import db
-from leadscore.io.sources import check_identifier, is_transient, redact_uri
+from leadscore.io import uris
+from leadscore.io.uris import check_identifier, is_transient, redact_uri
 from leadscore.modeling.metrics import expected_calibration_error
 
 #: Actions that made a version the champion (a rollback undoes the last of them).
@@ -166,7 +166,7 @@ def record(uri: str, table: str, row: dict) -> None:
     check_identifier(table, "promotion.table")
     metadata = sa.MetaData()
     target = _history_table(table, metadata)
-    engine = db.create_engine(uri)
+    engine = uris.create_engine(uri)
     try:
         with engine.begin() as conn:
             metadata.create_all(conn)

@@ -21,7 +21,7 @@ LEGACY_MODULES = {
     "leadscore.pyfunc": "leadscore.lifecycle.pyfunc",
     "leadscore.model": "leadscore.modeling.estimator",
     "leadscore.features": "leadscore.data.features",
-    "leadscore.monitoring": "leadscore.lifecycle.monitoring",
+    "leadscore.monitoring": "leadscore.modeling.drift",
     "leadscore.attributions": "leadscore.modeling.attributions",
 }
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.errors import ModelError
-from leadscore.io.sources import redact_uri
+from leadscore.io.uris import redact_uri
 from leadscore.modeling.estimator import LeadScoringModel
 
 CHAMPION = "champion"

@@ -17,7 +17,8 @@ from leadscore.errors import ConfigError, LeadscoreError, ModelError
 from leadscore.evaluation import plots
 from leadscore.evaluation.evidence import Evidence, evidence_metrics
 from leadscore.io import publish
-from leadscore.io.sources import CRMData, redact_uri
+from leadscore.io.sources import CRMData
+from leadscore.io.uris import redact_uri
 from leadscore.lifecycle import monitoring, promotion, registry
 from leadscore.modeling.metrics import METRIC_KEYS
 from leadscore.scoring import pipeline

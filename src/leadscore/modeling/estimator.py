@@ -16,6 +16,7 @@ from sklearn.model_selection import GroupKFold
 from leadscore.config import ModelConfig
 from leadscore.data.features import FeatureBuilder
 from leadscore.modeling.attributions import PathAttributions
+from leadscore.modeling.drift import drift_reference
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -82,8 +83,16 @@ class LeadScoringModel:
         y_calib: np.ndarray,
         calib_groups: np.ndarray,
         progress: Callable[[int, int], None] | None = None,
+        drift_bins: int = 10,
     ) -> LeadScoringModel:
-        """Fit features on train, stop boosting on validation, calibrate on calibration."""
+        """Fit features on train, stop boosting on validation, calibrate on calibration.
+
+        The model also records the distribution of its inputs on every row it was fitted,
+        stopped and calibrated on (`drift_reference_`), what monitoring compares each
+        scoring run with. The train cohort alone starts soon after the data does, so its
+        leads are young (lead_age_days PSI ~0.25 against every scoring run on generated
+        data); the later cohorts are not.
+        """
         self.features.fit(train_rows)
         x_train = self.features.transform(train_rows)
         x_valid = self.features.transform(valid_rows)
@@ -123,6 +132,8 @@ class LeadScoringModel:
         self.calibration_method_ = method
         self.calibration_briers_ = briers
         self.calibrator_ = Calibrator(method).fit(raw, np.asarray(y_calib, float))
+        fitting = pd.concat([train_rows, valid_rows, calib_rows])
+        self.drift_reference_ = drift_reference(fitting, self.features, drift_bins)
         return self
 
     def raw_probability(self, rows: pd.DataFrame) -> np.ndarray:

@@ -28,13 +28,8 @@ import pyarrow.parquet as pq
 from leadscore.config import ProjectConfig
 from leadscore.data.rules import RuleSet
 from leadscore.errors import ConfigError, DataError
-from leadscore.io.sources import (
-    CRMData,
-    check_file_table,
-    is_database_uri,
-    load_crm,
-    redact_uri,
-)
+from leadscore.io.sources import CRMData, load_crm
+from leadscore.io.uris import check_file_table, is_database_uri, redact_uri
 from leadscore.scoring import pipeline
 
 #: Rows read from the source per chunk while staging (bounds the staging memory).

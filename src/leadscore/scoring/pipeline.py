@@ -25,7 +25,6 @@ from leadscore.data.snapshots import SPLITS, SplitPlan, build_snapshots, plan_sp
 from leadscore.errors import ConfigError, DataError, ModelError, NoOpenLeadsError
 from leadscore.evaluation.comparison import assign_tiers
 from leadscore.io.sources import CRMData
-from leadscore.lifecycle.monitoring import drift_reference
 from leadscore.modeling.diagnostics import Baseline, Shift, fit_baseline, shift_check
 from leadscore.modeling.estimator import LeadScoringModel
 from leadscore.modeling.metrics import classification_metrics
@@ -342,6 +341,7 @@ def train(
         data.labels("calibration"),
         data.snapshots["calibration"]["lead_id"].to_numpy(),
         progress=lambda done, total: progress("training", done, total),
+        drift_bins=config.monitoring.psi_bins,
     )
     # The rule score as a probability: a monotone fit on the calibration cohort, so both
     # scores read as probabilities on the test cohort.
@@ -350,14 +350,7 @@ def train(
     )
     y_test = data.labels("test")
     model_p = model.predict_proba(data.rows["test"])
-    # What each scoring run is compared with (monitoring); older models lack both attributes.
-    # Inputs: every row the model was fitted, stopped and calibrated on. The train cohort
-    # alone starts soon after the data does, so its leads are young (lead_age_days PSI ~0.25
-    # against every scoring run on generated data); the later cohorts are not.
-    fitting_rows = pd.concat([data.rows[s] for s in ("train", "validation", "calibration")])
-    model.drift_reference_ = drift_reference(
-        fitting_rows, model.features, config.monitoring.psi_bins
-    )
+    # The test cohort's probabilities: what a scoring run's scores are compared with.
     model.reference_probabilities_ = np.sort(np.asarray(model_p, dtype=np.float64))
     # The rules are checked against these at scoring too (a rule on a type that is only
     # absent from tonight's window is fine; one the data never had is a typo).

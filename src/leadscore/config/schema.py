@@ -1,0 +1,601 @@
+"""The project file's schema: every section and key, its default and its checks.
+
+Relative paths (SQLite files, folders, the rule file, the artifact location) resolve against
+the directory of the project file, so a project folder can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+#: Environment variables that override URIs in the project file.
+ENV_OVERRIDES = {
+    "LEADSCORE_SOURCE_URI": ("source", "uri"),
+    "LEADSCORE_PUBLISH_URI": ("publish", "uri"),
+    "LEADSCORE_MLFLOW_TRACKING_URI": ("mlflow", "tracking_uri"),
+}
+
+DEFAULT_PAGE_CATEGORIES = {
+    "pricing": r"/pricing",
+    "case_studies": r"/customers|/case-studies",
+    "product": r"/product",
+    "docs": r"/docs",
+    "blog": r"/blog",
+    "careers": r"/careers|/jobs",
+    "home": r"^/$|^/[a-z]{2}/?$",
+}
+DEFAULT_FREE_MAIL = (
+    "gmail.com",
+    "googlemail.com",
+    "yahoo.com",
+    "yahoo.co.jp",
+    "outlook.com",
+    "hotmail.com",
+    "live.com",
+    "icloud.com",
+    "aol.com",
+    "gmx.de",
+    "mail.ru",
+    "qq.com",
+    "163.com",
+    "proton.me",
+    "protonmail.com",
+)
+DEFAULT_STUDENT_PATTERNS = (r"\.edu$", r"\.edu\.[a-z]{2}$", r"\.ac\.[a-z]{2}$")
+
+
+def _plain_identifier(value: str) -> str:
+    if not value.replace("_", "").isalnum() or value[0].isdigit():
+        raise ValueError("must be a plain identifier (letters, digits, underscore)")
+    return value
+
+
+#: A table name written into SQL: letters, digits and underscores only (no injection).
+Identifier = Annotated[str, AfterValidator(_plain_identifier)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TableNames(_Section):
+    leads: str = "leads"
+    activities: str | None = "activities"
+    outcomes: str | None = "outcomes"
+
+
+class ColumnNames(_Section):
+    lead_id: str = "lead_id"
+    #: When the lead was created; None for flat exports without timestamps.
+    created_at: str | None = "created_at"
+    activity_lead_id: str = "lead_id"
+    occurred_at: str = "occurred_at"
+    activity_type: str = "activity_type"
+    detail: str | None = "detail"
+    outcome_lead_id: str = "lead_id"
+    converted_at: str | None = "converted_at"
+
+
+DEFAULT_POSITIVE = ("1", "1.0", "true", "yes", "y", "converted", "won")
+DEFAULT_NEGATIVE = ("0", "0.0", "false", "no", "n", "not converted", "lost")
+
+
+class LabelConfig(_Section):
+    """A flat export's outcome: one column of the leads table saying converted or not.
+
+    Values compare as lower-case text. An empty value marks an open lead: it is scored, never
+    trained on. Any other value is an error (or quarantined, see `validation.quarantine`).
+    """
+
+    column: str
+    positive: list[str] = Field(default_factory=lambda: list(DEFAULT_POSITIVE))
+    negative: list[str] = Field(default_factory=lambda: list(DEFAULT_NEGATIVE))
+
+    @field_validator("positive", "negative", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v).strip().lower() for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> LabelConfig:
+        both = sorted(set(self.positive) & set(self.negative))
+        if both:
+            raise ValueError(f"value(s) {both} are listed as both positive and negative")
+        return self
+
+
+class AttributeColumns(_Section):
+    categorical: list[str] = Field(default_factory=lambda: ["industry", "country", "lead_source"])
+    numeric: list[str] = Field(default_factory=lambda: ["employees"])
+    #: Numeric columns that may be negative (a change, a margin); in every other numeric
+    #: column a negative value is an error (a count, a size, an amount, a duration).
+    signed: list[str] = Field(default_factory=list)
+    job_title: str | None = "job_title"
+    email: str | None = "email"
+
+
+class GroundTruth(_Section):
+    leads: str = "ground_truth_leads"
+    shocks: str = "ground_truth_shocks"
+
+
+class SourceConfig(_Section):
+    uri: str = "sqlite:///crm.db"
+    tables: TableNames = TableNames()
+    columns: ColumnNames = ColumnNames()
+    attributes: AttributeColumns = AttributeColumns()
+    #: Flat exports: the label column (then no outcomes table and no conversion timestamps).
+    label: LabelConfig | None = None
+    #: Placeholder values that mean "missing" in any text column (e.g. "Select", "unknown");
+    #: empty and blank strings always do.
+    missing_values: list[str] = Field(default_factory=list)
+    #: Encoding of CSV files: "auto" detects UTF-8, the common multi-byte encodings
+    #: (Shift_JIS/cp932, EUC-JP, GB18030, Big5, EUC-KR, UTF-16), else reads Windows-1252.
+    encoding: str = "auto"
+    #: Tables of a generated source's hidden truth; used only to report the oracle AUC.
+    ground_truth: GroundTruth | None = None
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        if value == "auto":
+            return value
+        import codecs
+
+        try:
+            return codecs.lookup(value).name
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {value!r}; use auto, utf-8, cp932 (Japanese Excel), "
+                "cp1252 (Western Excel), or another Python codec name"
+            ) from None
+
+
+class FeatureConfig(_Section):
+    windows_days: list[int] = Field(default_factory=lambda: [7, 30, 90])
+    page_activity_type: str = "page_view"
+    page_categories: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PAGE_CATEGORIES))
+    competitor_domains: list[str] = Field(
+        default_factory=lambda: ["rivalscore.com", "leadmagic.io", "scorely.co"]
+    )
+    free_mail_domains: list[str] = Field(default_factory=lambda: list(DEFAULT_FREE_MAIL))
+    student_domain_patterns: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_STUDENT_PATTERNS)
+    )
+    recency_cap_days: int = Field(180, ge=1)
+
+    @field_validator("windows_days")
+    @classmethod
+    def _windows_positive(cls, value: list[int]) -> list[int]:
+        if not value or any(w < 1 for w in value):
+            raise ValueError("windows_days must be a non-empty list of positive day counts")
+        return sorted(set(value))
+
+
+class SnapshotConfig(_Section):
+    every_days: int = Field(30, ge=1, description="days between snapshot dates")
+    max_lead_age_days: int = Field(365, ge=1, description="older open leads are not scored")
+    min_history_days: int = Field(30, ge=0, description="first snapshot this long after data start")
+    sample_leads: int | None = Field(
+        None,
+        ge=1000,
+        description="train on a seeded random sample of this many leads, with all their "
+        "activities and outcomes (bounds training time and memory on a big history); "
+        "scoring always reads every lead",
+    )
+
+
+class SplitConfig(_Section):
+    """How examples are split into train / validation / calibration / test.
+
+    `time` (snapshots by date, the `*_days` keys) needs timestamps and is what `auto` picks
+    when there are any. Flat exports split by `order_column` (oldest first, the newest
+    `test_share` are the test cohort) when one is given, else by a seeded random split.
+    """
+
+    method: Literal["auto", "time", "order", "random"] = "auto"
+    test_days: int = Field(60, ge=1)
+    calibration_days: int = Field(90, ge=1)
+    validation_days: int = Field(60, ge=1)
+    gap_days: int | None = Field(None, ge=0, description="default: the label horizon")
+    #: Flat exports: a column that orders leads by arrival (a sequential number or a date).
+    order_column: str | None = None
+    seed: int = 0
+    test_share: float = Field(0.2, gt=0, lt=0.5)
+    calibration_share: float = Field(0.1, gt=0, lt=0.5)
+    validation_share: float = Field(0.1, gt=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _shares_leave_training(self) -> SplitConfig:
+        if self.test_share + self.calibration_share + self.validation_share > 0.7:
+            raise ValueError("test_share + calibration_share + validation_share must be <= 0.7")
+        return self
+
+
+#: Words that, in a column name of a flat export, say the column holds the lead's latest state
+#: (as of the export, so after the outcome): "Last Activity", "Lead Quality", "Tags", ...
+DEFAULT_STATE_WORDS = (
+    "last",
+    "latest",
+    "status",
+    "stage",
+    "tag",
+    "tags",
+    "quality",
+    "score",
+    "index",
+    "rating",
+    "grade",
+    "profile",
+    "owner",
+    "disposition",
+    "outcome",
+    "result",
+    "closed",
+    "won",
+    "lost",
+)
+
+
+class LeakageConfig(_Section):
+    """The leakage guard: columns excluded before training unless listed under `keep`."""
+
+    enabled: bool = True
+    #: A column whose values alone rank validation leads this well is not a signal, it is
+    #: the answer (sales tags). ROC-AUC of the column alone, fitted on train.
+    max_single_auc: float = Field(0.9, gt=0.5, le=1)
+    #: Share of training conversions carried by values that convert at >= 95 %.
+    max_certain_share: float = Field(0.25, gt=0, le=1)
+    #: Filled for converted leads at least this many times as often as for the others, and
+    #: for fewer than half of the others: typically entered by sales after contact.
+    max_fill_ratio: float = Field(2.0, gt=1)
+    #: Share of converted leads whose timestamp column lies after their conversion.
+    max_after_conversion: float = Field(0.5, gt=0, le=1)
+    #: Flat exports have no time to prove a column was known before the outcome; columns
+    #: whose names contain these words hold the lead's latest state. Empty list: off.
+    state_words: list[str] = Field(default_factory=lambda: list(DEFAULT_STATE_WORDS))
+    #: Columns kept even if flagged (you know they are known at scoring time).
+    keep: list[str] = Field(default_factory=list)
+    #: Columns always excluded.
+    exclude: list[str] = Field(default_factory=list)
+
+
+class ValidationConfig(_Section):
+    """What happens to bad rows."""
+
+    #: A CSV file: rows that fail a row check go there (with the reason) and the run goes
+    #: on without them. None: any bad row stops the run.
+    quarantine: str | None = None
+
+
+class ModelConfig(_Section):
+    params: dict[str, Any] = Field(
+        default_factory=lambda: {
+            # Shallow trees: conversion odds are close to additive in attributes and
+            # engagement, and shallow trees generalise better across cohorts.
+            "learning_rate": 0.03,
+            "num_leaves": 7,
+            "min_child_samples": 200,
+            "subsample": 0.8,
+            "subsample_freq": 1,
+            "colsample_bytree": 0.8,
+            "reg_lambda": 1.0,
+        }
+    )
+    max_trees: int = Field(2000, ge=1)
+    early_stopping_rounds: int = Field(100, ge=1)
+    calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
+    num_threads: int = Field(1, ge=1)
+    seed: int = 0
+
+
+class MlflowConfig(_Section):
+    tracking_uri: str = "sqlite:///mlflow.db"
+    #: Where a new experiment's artifacts go. A relative folder resolves against the project
+    #: file; with a tracking server (http[s]://) a relative folder is ignored and the
+    #: server's own artifact store is used (`mlflow server --artifacts-destination`).
+    artifact_location: str = "mlartifacts"
+    experiment: str = "leadscore"
+    registered_model: str = "leadscore-conversion"
+
+
+class PromotionConfig(_Section):
+    """The gate a retrained model passes to become the champion.
+
+    Both models are judged on the newest labelled cohort of the retraining (its test
+    cohort): the challenger must beat the champion's ROC-AUC by `min_auc_gain` and its
+    expected calibration error may not exceed the champion's by more than
+    `max_ece_increase` (differences below ~0.005 are noise at a few thousand leads).
+    """
+
+    enabled: bool = True
+    min_auc_gain: float = Field(0.005, ge=0, le=0.5)
+    max_ece_increase: float = Field(0.005, ge=0, le=0.5)
+    #: The promotion history, in the publish database.
+    table: Identifier = "model_promotions"
+
+
+class PublishConfig(_Section):
+    """Where scores go (a database): latest per lead, every run, one row per run."""
+
+    uri: str = "sqlite:///crm.db"
+    table: Identifier = "lead_scores"
+    history_table: Identifier = "lead_score_history"
+    runs_table: Identifier = "lead_score_runs"
+    #: Another run of the same project holding the lock: wait this long, then exit cleanly.
+    lock_wait_seconds: float = Field(0, ge=0)
+
+
+class ScoringConfig(_Section):
+    """Bounds of a scoring run's as-of date."""
+
+    #: An as-of more than this many days after the newest timestamp in the source is
+    #: refused: its behaviour features would be empty (a stale export, or a typo in
+    #: --as-of), and its scores would stay in `lead_scores` as the newest.
+    max_days_after_data: int = Field(7, ge=0, le=3650)
+
+
+class TierConfig(_Section):
+    """Tiers A-D from the calibrated probability; three cut-offs separate four tiers.
+
+    `by: share` - cumulative shares of each scoring run from the top (0.1, 0.3, 0.6: A is the
+    top 10 %, B the next 20 %, ...); `by: count` - cumulative lead counts from the top (a
+    sales team's capacity); `by: probability` - descending probability floors (A >= 0.3).
+    """
+
+    by: Literal["share", "count", "probability"] = "share"
+    cutoffs: list[float] = Field(default_factory=lambda: [0.1, 0.3, 0.6])
+
+    @model_validator(mode="after")
+    def _cutoffs_make_sense(self) -> TierConfig:
+        c = self.cutoffs
+        if len(c) != 3:
+            raise ValueError("cutoffs needs exactly three values (they separate tiers A-D)")
+        if self.by == "share" and not (0 < c[0] < c[1] < c[2] <= 1):
+            raise ValueError("share cut-offs must rise within (0, 1], e.g. [0.1, 0.3, 0.6]")
+        if self.by == "count" and not (
+            all(float(v).is_integer() for v in c) and 0 < c[0] < c[1] < c[2]
+        ):
+            raise ValueError("count cut-offs must be rising whole numbers, e.g. [200, 800, 2000]")
+        if self.by == "probability" and not (1 > c[0] > c[1] > c[2] > 0):
+            raise ValueError("probability cut-offs must fall within (0, 1), e.g. [0.3, 0.15, 0.05]")
+        return self
+
+
+class ReportConfig(_Section):
+    """The comparison report for marketing."""
+
+    path: str = "leadscore-report.html"
+    title: str = "Lead scoring: the model next to the MQL rules"
+    #: Leads sales can work per week; None compares at the rules' own MQL volume only.
+    sales_capacity_per_week: int | None = Field(None, ge=1)
+    #: MQL share the suggested threshold aims at; None keeps today's MQL share.
+    target_mql_rate: float | None = Field(None, gt=0, lt=1)
+    #: Tiers counted as the model's "hot" list in the rule-MQL x model 2x2.
+    hot_tiers: list[Literal["A", "B", "C"]] = Field(default_factory=lambda: ["A"])
+    bootstrap_samples: int = Field(1000, ge=100, le=20_000)
+    top_leads: int = Field(20, ge=1, le=500)
+    #: Plain words for features in reasons and charts: activity types or `page_<category>`
+    #: ("singular|plural", e.g. "pricing-page view|pricing-page views") and lead fields.
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class MonitoringConfig(_Section):
+    """Checks on every scoring run: volume, score distribution, input drift, realised quality.
+
+    Each check is ok, warn, fail or skip (could not be judged: no previous run, a model
+    trained before references were kept, or no scored run whose outcome window has closed).
+    """
+
+    enabled: bool = True
+    #: Quantile bins per numeric input (fewer when values tie); also the number of top
+    #: categories kept per categorical input (the rest is "other"; missing is its own bin).
+    psi_bins: int = Field(10, ge=2, le=50)
+    #: Population stability index of an input against the training rows: the usual reading
+    #: is < 0.1 stable, 0.1-0.25 worth a look, > 0.25 a real shift.
+    psi_warn: float = Field(0.1, gt=0)
+    psi_fail: float = Field(0.25, gt=0)
+    #: Inputs allowed above psi_fail (they warn) before the run fails. 0: any input shifted
+    #: that far fails: the model was fitted on a clearly different population of it.
+    max_drifted_features: int = Field(0, ge=0)
+    #: Fail when a run scores fewer open leads than this share of the previous run (a broken
+    #: extract); warn when it scores more than the inverse (duplicates, a bulk import).
+    min_row_ratio: float = Field(0.5, gt=0, lt=1)
+    #: Realised quality of the newest published run whose outcome window has closed.
+    min_realised_auc: float = Field(0.6, gt=0.5, le=1)
+    max_realised_ece: float = Field(0.05, gt=0, lt=1)
+    #: Judge realised quality only on at least this many leads and conversions: with 200
+    #: leads a perfectly calibrated model shows an ECE above 0.05 in up to a third of runs
+    #: (10 % base rate), with 1,000 in none of 300 simulated runs.
+    min_realised_leads: int = Field(1000, ge=1)
+    min_realised_conversions: int = Field(30, ge=1)
+    #: Database table (next to publish.table) that keeps one row per check and run.
+    table: Identifier = "score_monitoring"
+
+    @model_validator(mode="after")
+    def _warn_below_fail(self) -> MonitoringConfig:
+        if self.psi_warn >= self.psi_fail:
+            raise ValueError(f"psi_warn ({self.psi_warn}) must be below psi_fail ({self.psi_fail})")
+        return self
+
+
+class ScaleConfig(_Section):
+    """Scoring in lead partitions: bounded memory on one machine, or spread over Dask.
+
+    With more than one partition the source folder is staged once, split by lead, and each
+    partition is read, checked and scored on its own; percentiles and tiers are ranked over
+    all leads afterwards, so the published scores equal an unpartitioned run's.
+    """
+
+    partitions: int = Field(
+        1, ge=1, le=4096, description="lead partitions for scoring (1 = read the source whole)"
+    )
+    dask: str | None = Field(
+        None,
+        description='run the partitions on Dask: "local" (a LocalCluster) or a scheduler '
+        "address such as tcp://10.0.0.5:8786",
+    )
+    staging_dir: str = Field(
+        ".leadscore-partitions",
+        description="where partitions are staged; Dask workers must see the same path",
+    )
+    monitoring_rows: int = Field(
+        200_000, ge=1000, description="rows sampled across partitions for the drift checks"
+    )
+
+
+class ProjectConfig(_Section):
+    """A validated leadscore project."""
+
+    source: SourceConfig = SourceConfig()
+    horizon_days: int = Field(90, ge=1, description="label: converted within this many days")
+    snapshots: SnapshotConfig = SnapshotConfig()
+    split: SplitConfig = SplitConfig()
+    features: FeatureConfig = FeatureConfig()
+    rules: str = "mql_rules.yaml"
+    model: ModelConfig = ModelConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    promotion: PromotionConfig = PromotionConfig()
+    publish: PublishConfig = PublishConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    tiers: TierConfig = TierConfig()
+    report: ReportConfig = ReportConfig()
+    leakage: LeakageConfig = LeakageConfig()
+    validation: ValidationConfig = ValidationConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    scale: ScaleConfig = ScaleConfig()
+    #: Directory that relative paths resolve against (the project file's folder).
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @model_validator(mode="after")
+    def _gap_covers_the_horizon(self) -> ProjectConfig:
+        # A shorter gap lets labels of fitting cohorts reach past the first test snapshot.
+        if self.split.gap_days is not None and self.split.gap_days < self.horizon_days:
+            raise ValueError(
+                f"split.gap_days ({self.split.gap_days}) must be at least horizon_days "
+                f"({self.horizon_days}), or outcomes after the test snapshot leak into fitting"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _flat_or_timed(self) -> ProjectConfig:
+        src, split = self.source, self.split
+        if src.label is not None:
+            if src.tables.outcomes is not None:
+                raise ValueError(
+                    "source.label (a label column) and source.tables.outcomes (conversion "
+                    "timestamps) exclude each other: set tables.outcomes to null, or drop label"
+                )
+            if src.tables.activities is not None:
+                raise ValueError(
+                    "source.label (a flat export) cannot use an activities table: without "
+                    "conversion times, activities after the outcome would leak into features. "
+                    "Set source.tables.activities to null, or give conversion timestamps"
+                )
+            if split.method == "time":
+                raise ValueError(
+                    "split.method 'time' needs conversion timestamps; a label column splits by "
+                    "'order' (split.order_column) or 'random'"
+                )
+        else:
+            missing = [k for k in ("created_at", "converted_at") if getattr(src.columns, k) is None]
+            if missing:
+                raise ValueError(
+                    f"source.columns.{missing[0]} is null: without timestamps, give a label "
+                    "column under source.label (a flat export)"
+                )
+            if split.method in ("order", "random"):
+                raise ValueError(
+                    f"split.method '{split.method}' is for flat exports (source.label); "
+                    "timestamped data splits by time"
+                )
+        if split.method == "order" and split.order_column is None:
+            raise ValueError("split.method 'order' needs split.order_column")
+        return self
+
+    @property
+    def flat(self) -> bool:
+        """A flat export: one example per lead, a label column, no snapshots."""
+        return self.source.label is not None
+
+    @property
+    def split_method(self) -> str:
+        """The split actually used: time, order or random."""
+        if self.split.method != "auto":
+            return self.split.method
+        if not self.flat:
+            return "time"
+        return "order" if self.split.order_column else "random"
+
+    @property
+    def quarantine_path(self) -> Path | None:
+        q = self.validation.quarantine
+        return None if q is None else self.resolve_path(q)
+
+    @property
+    def gap_days(self) -> int:
+        """Days between the last fitting snapshot and the first test snapshot."""
+        return self.horizon_days if self.split.gap_days is None else self.split.gap_days
+
+    def resolve_uri(self, uri: str) -> str:
+        """Make a relative `sqlite:///file` or folder path absolute against `base_dir`."""
+        return resolve_uri(uri, self.base_dir)
+
+    def resolve_path(self, path: str) -> Path:
+        """Resolve a file path against `base_dir`."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def source_uri(self) -> str:
+        return self.resolve_uri(self.source.uri)
+
+    @property
+    def publish_uri(self) -> str:
+        return self.resolve_uri(self.publish.uri)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.resolve_uri(self.mlflow.tracking_uri)
+
+    @property
+    def artifact_location(self) -> str | None:
+        loc = self.mlflow.artifact_location
+        if "://" in loc:
+            return loc
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return None  # the tracking server proxies artifacts to its own store
+        return self.resolve_path(loc).as_uri()
+
+    @property
+    def rules_path(self) -> Path:
+        return self.resolve_path(self.rules)
+
+    @property
+    def report_path(self) -> Path:
+        return self.resolve_path(self.report.path)
+
+
+def resolve_uri(uri: str, base_dir: Path) -> str:
+    """Resolve relative SQLite files and local folders against `base_dir`."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        rest = uri[len("sqlite:///") :]
+        if rest and rest != ":memory:":
+            return "sqlite:///" + str((base_dir / rest).resolve())
+        return uri
+    if "://" not in uri:
+        p = Path(uri).expanduser()
+        return str(p if p.is_absolute() else (base_dir / p).resolve())
+    return uri
