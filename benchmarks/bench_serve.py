@@ -174,24 +174,24 @@ def _references(config_path: Path, requests_path: Path, repeat: int) -> None:
     """
     from leadscore.apps import service
     from leadscore.config import load_config
-    from leadscore.scoring import ondemand, pipeline
+    from leadscore.scoring import ondemand
+    from leadscore.scoring.inputs import now
+    from leadscore.scoring.scorer import model_rows, open_leads
 
     asked = json.loads(requests_path.read_text())
     lead_ids, payloads = asked["lead_ids"], asked["payloads"]
     config = load_config(config_path)
     state = service.load_state(config)
-    champion, rules, population = state.champion, state.rules, state.population
-    moment = ondemand.now()
+    scorer, population = state.scorer, state.population
+    moment = now()
     ids = [str(i) for i in lead_ids]
-    read = {lead: ondemand.read_leads(config, [lead], moment, champion, rules) for lead in ids}
+    read = {lead: ondemand.read_leads(scorer, [lead], moment) for lead in ids}
     posted = []
     for body in payloads:  # as the service turns a request into a lead
         lead = service.LeadIn.model_validate(body)
         created = service._utc(lead.created_at)
         activities = service.activities_frame(lead)
-        posted.append(
-            ondemand.crm_from_payload(lead.attributes, activities, created, champion, config)
-        )
+        posted.append(ondemand.crm_from_payload(lead.attributes, activities, created, scorer))
 
     def timed(fn) -> dict[str, float]:
         wall = []
@@ -203,24 +203,22 @@ def _references(config_path: Path, requests_path: Path, repeat: int) -> None:
         return _stats(wall, (time.process_time() - cpu) * 1000 / repeat)
 
     def read_and_score(i: int) -> None:
-        crm = ondemand.read_leads(config, [ids[i]], moment, champion, rules)
-        ondemand.score_leads(crm, [ids[i]], champion, rules, config, moment, population)
+        crm = ondemand.read_leads(scorer, [ids[i]], moment)
+        ondemand.score_leads(crm, [ids[i]], scorer, moment, population)
 
     out = {
         "in-process: read + score one lead (SQLite)": timed(read_and_score),
         "in-process: score one lead, already read": timed(
-            lambda i: ondemand.score_leads(
-                read[ids[i]], [ids[i]], champion, rules, config, moment, population
-            )
+            lambda i: ondemand.score_leads(read[ids[i]], [ids[i]], scorer, moment, population)
         ),
         "in-process: score a posted lead": timed(
-            lambda i: ondemand.score_payload(posted[i], champion, rules, config, moment, population)
+            lambda i: ondemand.score_payload(posted[i], scorer, moment, population)
         ),
     }
     # LightGBM alone on one precomputed row of the same model.
-    model = champion.model
+    model = scorer.model
     crm = read[ids[0]]
-    rows, _ = pipeline.model_rows(crm, model, pipeline.open_leads(crm, moment, config), config)
+    rows, _ = model_rows(crm, model, open_leads(crm, moment, config), config)
     frame = model.features.transform(rows)
     numeric = frame.copy()
     for col in model.features.categorical_features:  # what LightGBM does with a DataFrame
@@ -318,8 +316,9 @@ def main() -> None:
     from leadscore.data.rules import load_rules
     from leadscore.io import publish
     from leadscore.io.sources import load_crm
-    from leadscore.lifecycle import registry
-    from leadscore.scoring.pipeline import lookback_days, open_leads
+    from leadscore.lifecycle.registry import load_champion
+    from leadscore.scoring.inputs import lookback_days
+    from leadscore.scoring.scorer import open_leads
 
     config = load_config(workdir / "leadscore.yaml")
     published = publish.read_scores(config.publish_uri, config.publish.table, latest=True)
@@ -328,8 +327,7 @@ def main() -> None:
     # Leads of the published run that are still open now (a few convert during the day).
     open_now = set(open_leads(crm, now, config)["lead_id"]) & set(published["lead_id"])
     lead_ids = random.Random(args.seed).sample(sorted(int(i) for i in open_now), args.distinct)
-    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
-    champion = registry.load_champion(config.mlflow.registered_model)
+    champion = load_champion(config)
     since = now - pd.Timedelta(days=lookback_days(champion.model, load_rules(config.rules_path)))
     payloads = [_payload(crm, lead, since) for lead in lead_ids]
     total = args.warmup + args.requests

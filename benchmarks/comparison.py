@@ -16,7 +16,7 @@ from leadscore.config import config_from_dict
 from leadscore.data.rules import load_rules
 from leadscore.evaluation.evidence import build_evidence, cohort_frames
 from leadscore.io.sources import CRMData
-from leadscore.scoring import pipeline
+from leadscore.scoring import training
 from leadscore.synthetic import generate_crm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,7 @@ def main() -> None:
         start = time.perf_counter()
         crm = generate_crm(args.leads, seed=seed, end=args.end)
         data = CRMData(crm.leads, crm.activities, crm.outcomes.dropna(), "generated")
-        result = pipeline.train(pipeline.build_training_set(data, config, rules), config)
+        result = training.train(training.build_training_set(data, config, rules), config)
         test, fit = cohort_frames(result)
         ev = build_evidence(test, fit, rules, config)
         c = ev.comparison

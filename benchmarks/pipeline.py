@@ -31,6 +31,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from leadscore.lifecycle.registry import load_champion
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -69,16 +71,14 @@ def _child(cmd: list[str]) -> None:
 def _reference(config_path: str, as_of: str) -> None:
     """Time feature building and raw LightGBM predict on the champion's scoring matrix."""
     import pandas as pd
+    from leadscore.scoring.pipeline import open_leads
 
     from leadscore.config import load_config
     from leadscore.data.features import index_activities, snapshot_rows
     from leadscore.io.sources import load_crm
-    from leadscore.lifecycle import registry
-    from leadscore.scoring.pipeline import open_leads
 
     config = load_config(config_path)
-    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
-    champion = registry.load_champion(config.mlflow.registered_model)
+    champion = load_champion(config)
     model = champion.model
     crm = load_crm(config)
     snaps = open_leads(crm, pd.Timestamp(as_of), config)

@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 from leadscore.config import config_from_dict
 from leadscore.data.rules import load_rules
 from leadscore.io.sources import CRMData
-from leadscore.scoring import pipeline
+from leadscore.scoring import training
 from leadscore.synthetic import generate_crm, true_conversion_probability
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +39,12 @@ def main() -> None:
         start = time.perf_counter()
         crm = generate_crm(args.leads, seed=seed, end=args.end)
         data = CRMData(crm.leads, crm.activities, crm.outcomes.dropna(), "generated")
-        training = pipeline.build_training_set(data, config, rules)
-        result = pipeline.train(training, config)
+        training_set = training.build_training_set(data, config, rules)
+        result = training.train(training_set, config)
         truth = true_conversion_probability(
-            crm.truth_leads, crm.truth_shocks, training.snapshots["test"], config.horizon_days
+            crm.truth_leads, crm.truth_shocks, training_set.snapshots["test"], config.horizon_days
         )
-        oracle = roc_auc_score(training.labels("test"), truth)
+        oracle = roc_auc_score(training_set.labels("test"), truth)
         m, r = result.metrics["model"], result.metrics["rules"]
         print(
             f"| {seed} | {int(m['n']):,} | {int(m['conversions']):,} | {m['roc_auc']:.4f} "

@@ -47,7 +47,7 @@ from leadscore.io.sources import CRMData
 from leadscore.modeling.attributions import PathAttributions
 from leadscore.modeling.estimator import LeadScoringModel
 from leadscore.modeling.reasons import explain, factors
-from leadscore.scoring import pipeline
+from leadscore.scoring import training
 from leadscore.synthetic import generate_crm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,8 +59,8 @@ def train(leads: int, seed: int, end: str) -> tuple[LeadScoringModel, pd.DataFra
     data = CRMData(crm.leads, crm.activities, crm.outcomes.dropna(), "generated")
     config = config_from_dict({}, environ={})
     rules = load_rules(ROOT / "models" / "mql_rules.yaml")
-    training = pipeline.build_training_set(data, config, rules)
-    result = pipeline.train(training, config)
+    training_set = training.build_training_set(data, config, rules)
+    result = training.train(training_set, config)
     return result.model, result.data.rows["test"]
 
 

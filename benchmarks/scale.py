@@ -42,6 +42,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from leadscore.lifecycle.registry import load_champion
+from leadscore.scoring.inputs import lookback_days
+from leadscore.scoring.scorer import model_rows, open_leads
+
 ROOT = Path(__file__).resolve().parents[1]
 END = "2026-06-30"
 TASK_DONE = re.compile(
@@ -131,24 +135,21 @@ def _reference(config_path: str, as_of: str, contrib_rows: int) -> None:
     from leadscore.data.features import behaviour_features, index_activities
     from leadscore.data.rules import load_rules
     from leadscore.io.sources import load_crm
-    from leadscore.lifecycle import registry
     from leadscore.modeling.reasons import explain
-    from leadscore.scoring import pipeline
 
     config = load_config(config_path)
-    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
-    model = registry.load_champion(config.mlflow.registered_model).model
+    model = load_champion(config).model
     rules = load_rules(config.rules_path)
     at = pd.Timestamp(as_of)
-    since = at - pd.Timedelta(days=pipeline.lookback_days(model, rules))
+    since = at - pd.Timedelta(days=lookback_days(model, rules))
     times: dict[str, float] = {}
 
     start = time.perf_counter()
     crm = load_crm(config, activities_since=since, activities_until=at)
     times["read_window"] = time.perf_counter() - start
     start = time.perf_counter()
-    snap = pipeline.open_leads(crm, at, config)
-    rows, _ = pipeline.model_rows(crm, model, snap, config)
+    snap = open_leads(crm, at, config)
+    rows, _ = model_rows(crm, model, snap, config)
     times["snapshots_and_features"] = time.perf_counter() - start
     spec = model.features.behaviour
     start = time.perf_counter()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 import pandas as pd
@@ -12,13 +11,11 @@ from prefect.futures import as_completed
 
 from leadscore import interrupts
 from leadscore.config import ProjectConfig
-from leadscore.data.rules import RuleSet
 from leadscore.io import locking
-from leadscore.io.sources import CRMData
-from leadscore.io.uris import redact_uri
-from leadscore.lifecycle import registry, runs
+from leadscore.lifecycle import monitoring, summaries
 from leadscore.progress import reporter
-from leadscore.scoring import partitions, pipeline
+from leadscore.scoring import inputs, partitions
+from leadscore.scoring.scorer import Scorer
 
 try:  # imported as the `leadscore_flows` package
     from leadscore_flows import tasks
@@ -32,83 +29,56 @@ def score_flow(config_path: str | None = None, as_of: str | None = None) -> dict
     config = tasks.read_config(config_path)
     try:
         with tasks.job_lock(config, "score"):
-            return _score(config, as_of)
+            return _score(config, inputs.parse_as_of(as_of))
     except locking.RunLockedError as exc:
         return tasks.skipped("score", exc)
 
 
-def _score(config: ProjectConfig, as_of: str | None) -> dict[str, Any]:
-    as_of_ts = pipeline.parse_as_of(as_of)
-    rules = tasks.read_rules(config)
-    champion = tasks.load_champion(config)
+def _score(config: ProjectConfig, as_of: pd.Timestamp) -> dict[str, Any]:
+    champion = tasks.load_scoring_champion(config)
+    scorer = champion.scorer(tasks.read_rules(config), config)
     # Only the activities the model and the rules can see are read.
-    since = as_of_ts - pd.Timedelta(days=pipeline.lookback_days(champion.model, rules))
-    partitioned = config.scale.partitions > 1 or config.scale.dask is not None
-    if partitioned:
-        scores, rows, crm = _score_in_partitions(config, champion, rules, since, as_of_ts)
+    since = as_of - pd.Timedelta(days=scorer.lookback_days)
+    if partitions.partitioned(config):
+        run_all = _on_dask(config, scorer, since, as_of)
+        scores, rows, crm = partitions.score_partitions(
+            scorer, since, as_of, tasks.score_partition, run_all
+        )
     else:
-        crm = tasks.load_source(config, since, as_of_ts)
-        scores, rows = tasks.score_open_leads(crm, champion, rules, config, as_of_ts)
-    scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
-    frame = runs.published_frame(scores, champion.entry, scored_at)
-    published = tasks.publish_scores(frame, config)
-    if partitioned:  # kept after a failure, for the rows its error names
-        shutil.rmtree(partitions.staging_folder(config, as_of_ts), ignore_errors=True)
-    metrics = registry.run_metrics(champion.entry.run_id)
-    summary = runs.scoring_summary(scores, champion.entry, config, as_of_ts, published, metrics)
+        crm = tasks.load_source(config, since, as_of)
+        scores, rows = tasks.score_open_leads(crm, scorer, as_of)
+    published = tasks.publish_scores(scores, champion.entry, config, as_of)
+    metrics = tasks.champion_metrics(config, champion.entry)
+    summary = summaries.scoring_summary(scores, champion.entry, config, as_of, published, metrics)
     # After publishing: a failed check fails the run but never takes the scores back.
-    checks = tasks.monitor(scores, rows, champion, crm, config, as_of_ts)
+    checks = tasks.monitor(scores, rows, champion, crm, config, as_of)
     with interrupts.critical("recording the monitoring checks"):
-        run_id = tasks.record_monitoring(checks, champion.entry, config, as_of_ts)
-    summary["monitoring"] = runs.monitoring_summary(checks, run_id)
-    runs.raise_if_monitoring_failed(checks, summary)
+        run_id = tasks.record_monitoring(checks, champion.entry, config, as_of)
+    summary["monitoring"] = summaries.monitoring_summary(checks, run_id)
+    monitoring.raise_if_monitoring_failed(checks, summary)
     return summary
 
 
-def _score_in_partitions(
-    config: ProjectConfig,
-    champion: registry.Champion,
-    rules: RuleSet,
-    since: pd.Timestamp,
-    as_of: pd.Timestamp,
-) -> tuple[pd.DataFrame, pd.DataFrame, CRMData]:
-    """Stage the source by lead, score each partition, rank all leads together."""
-    parts = tasks.stage_partitions(config, since, as_of)
-    if config.scale.dask is not None:
+def _on_dask(
+    config: ProjectConfig, scorer: Scorer, since: pd.Timestamp, as_of: pd.Timestamp
+) -> partitions.RunPartitions | None:
+    """With `scale.dask`, the partitions run as tasks of a subflow on the Dask cluster."""
+    if config.scale.dask is None:
+        return None
+
+    def run_all(parts: list[partitions.Partition]) -> list[partitions.PartitionResult]:
         runner = dask_task_runner(config.scale.dask, len(parts))
-        results = score_partitions_flow.with_options(task_runner=runner)(
-            parts, config, champion, rules, since, as_of
-        )
-    else:  # one at a time: memory holds one partition
-        report = reporter()
-        results = []
-        for n, part in enumerate(parts):
-            report("scoring partitions", n, len(parts))
-            results.append(tasks.score_partition(part, config, champion, rules, since, as_of))
-        report("scoring partitions", len(parts), len(parts))
-    return partitions.combine(
-        results, config, as_of, redact_uri(config.source_uri), rules, champion.model
-    )
+        return score_partitions_flow.with_options(task_runner=runner)(parts, scorer, since, as_of)
+
+    return run_all
 
 
 @flow(name="score-partitions", log_prints=True)
 def score_partitions_flow(
-    parts: list[partitions.Partition],
-    config: ProjectConfig,
-    champion: registry.Champion,
-    rules: RuleSet,
-    since: pd.Timestamp,
-    as_of: pd.Timestamp,
+    parts: list[partitions.Partition], scorer: Scorer, since: pd.Timestamp, as_of: pd.Timestamp
 ) -> list[partitions.PartitionResult]:
     """The partitions as concurrent tasks on the flow's task runner (Dask)."""
-    futures = tasks.score_partition.map(
-        parts,
-        unmapped(config),
-        unmapped(champion),
-        unmapped(rules),
-        unmapped(since),
-        unmapped(as_of),
-    )
+    futures = tasks.score_partition.map(parts, unmapped(scorer), unmapped(since), unmapped(as_of))
     report = reporter()
     report("scoring partitions", 0, len(futures))
     for done, _ in enumerate(as_completed(list(futures)), start=1):

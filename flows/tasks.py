@@ -1,9 +1,9 @@
-"""Prefect tasks shared by the flows: one I/O or compute step each, retries on I/O only."""
+"""Prefect tasks shared by the flows: one I/O or compute step each of the library, retries on
+I/O only, the run's log lines and progress. The work itself is the library's."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import tempfile
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -11,14 +11,16 @@ from prefect.cache_policies import NO_CACHE
 
 from leadscore.config import ProjectConfig, load_config
 from leadscore.data.rules import RuleSet, load_rules
-from leadscore.errors import LeadscoreError, NoOpenLeadsError
+from leadscore.errors import LeadscoreError
 from leadscore.evaluation import evidence as evidence_module
 from leadscore.evaluation import report as report_module
 from leadscore.io import locking, publish
-from leadscore.io.sources import CRMData, load_crm, load_ground_truth
-from leadscore.lifecycle import promotion, registry, runs
+from leadscore.io.sources import CRMData, load_crm
+from leadscore.lifecycle import monitoring, promotion, tracking
+from leadscore.lifecycle.registry import Champion, RegisteredModel, Registry, load_champion
 from leadscore.progress import reporter
-from leadscore.scoring import partitions, pipeline
+from leadscore.scoring import partitions, training
+from leadscore.scoring.scorer import Scorer, open_lead_preview
 
 IO_RETRIES = 3
 IO_RETRY_DELAYS = [2, 5, 15]
@@ -44,6 +46,18 @@ io_task = task(
 compute_task = task(cache_policy=NO_CACHE)
 
 
+def _step(stage: str, work, *args, **kwargs):
+    """Run one library step with a progress line of its own."""
+    report = reporter()
+    report(stage, 0, 1)
+    out = work(*args, **kwargs)
+    report(stage, 1, 1)
+    return out
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+
 @compute_task
 def read_config(config_path: str | None) -> ProjectConfig:
     """Load and validate the project file (once, at the edge)."""
@@ -63,15 +77,14 @@ def load_source(
     sample: int | None = None,
 ) -> CRMData:
     """Read leads, activities and outcomes from the configured source (or a lead sample)."""
-    report = reporter()
-    report("loading data", 0, 1)
-    crm = load_crm(
+    crm = _step(
+        "loading data",
+        load_crm,
         config,
         activities_since=activities_since,
         activities_until=activities_until,
         sample=sample,
     )
-    report("loading data", 1, 1)
     logger = get_run_logger()
     if crm.sampled_from is not None:
         logger.info(
@@ -84,29 +97,25 @@ def load_source(
     return crm
 
 
-@io_task
-def load_truth(config: ProjectConfig):
-    return load_ground_truth(config)
+# -- training --------------------------------------------------------------------------------
 
 
 @compute_task
-def build_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> pipeline.TrainingSet:
-    return pipeline.build_training_set(crm, config, rules, progress=reporter())
+def build_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> training.TrainingSet:
+    return training.build_training_set(crm, config, rules)
 
 
 @compute_task
 def fit_model(
-    data: pipeline.TrainingSet, config: ProjectConfig, crm: CRMData | None = None
-) -> pipeline.TrainingResult:
-    return pipeline.train(data, config, progress=reporter(), crm=crm)
+    data: training.TrainingSet, config: ProjectConfig, crm: CRMData | None = None
+) -> training.TrainingResult:
+    return training.train(data, config, crm=crm)
 
 
 @io_task
-def prepare_tracking(config: ProjectConfig) -> str:
-    """Reach the tracking store and ensure the experiment (idempotent, so retried)."""
-    return registry.configure(
-        config.tracking_uri, config.mlflow.experiment, config.artifact_location
-    )
+def oracle_auc(config: ProjectConfig, result: training.TrainingResult) -> float | None:
+    """AUC of the generator's true probabilities (generated data only; else None)."""
+    return tracking.oracle_auc(config, result)
 
 
 @compute_task
@@ -114,58 +123,48 @@ def build_evidence(
     test: pd.DataFrame, fit: pd.DataFrame, rules: RuleSet, config: ProjectConfig
 ) -> evidence_module.Evidence:
     """Comparison with intervals, rule diagnostics and suggested rules, from the cohorts."""
-    report = reporter()
-    report("comparing", 0, 1)
-    out = evidence_module.build_evidence(test, fit, rules, config, seed=config.model.seed)
-    report("comparing", 1, 1)
-    return out
+    build = evidence_module.build_evidence
+    return _step("comparing", build, test, fit, rules, config, seed=config.model.seed)
 
 
 @compute_task
 def preview_open_leads(
-    crm: CRMData, result: pipeline.TrainingResult, rules: RuleSet, config: ProjectConfig
+    crm: CRMData, result: training.TrainingResult, rules: RuleSet, config: ProjectConfig
 ) -> pd.DataFrame:
     """Open leads at the end of the data, scored by the new model, for its report."""
-    as_of = crm.data_end.normalize()
-    model = result.model
-    try:
-        scores = pipeline.score(crm, model, model.predict_proba, rules, config, as_of, reporter())
-    except NoOpenLeadsError:
-        # No open leads at the end of the data (e.g. an export of closed leads only): the
-        # report then has no open-lead lists, which is no reason to fail the training.
-        return pd.DataFrame(columns=list(publish.SCORE_COLUMNS))
-    return scores.rename(columns={"as_of": "as_of_date"})
+    return open_lead_preview(crm, Scorer.unregistered(result.model, rules, config))
+
+
+@io_task
+def prepare_tracking(config: ProjectConfig) -> Registry:
+    """Reach the tracking store and ensure the experiment (idempotent, so retried)."""
+    registry = Registry.of(config)
+    registry.experiment_id()
+    return registry
 
 
 @compute_task
 def register_model(
-    result: pipeline.TrainingResult,
+    result: training.TrainingResult,
     evidence: evidence_module.Evidence,
     files: dict[str, bytes],
     config: ProjectConfig,
     oracle: float | None,
-):
+    registry: Registry,
+) -> RegisteredModel:
     """Log the run and register the model; not retried, so a retry never duplicates a version."""
-    report = reporter()
-    report("logging to MLflow", 0, 1)
-    entry = runs.log_and_register(result, evidence, files, config, oracle)
-    report("logging to MLflow", 1, 1)
-    return entry
+    log = tracking.log_and_register
+    return _step("logging to MLflow", log, result, evidence, files, config, oracle, registry)
 
 
 @compute_task
 def judge_challenger(
-    result: pipeline.TrainingResult,
-    crm: CRMData,
-    config: ProjectConfig,
-    challenger: registry.RegisteredModel,
-) -> tuple[promotion.Verdict, registry.RegisteredModel | None]:
+    result: training.TrainingResult, crm: CRMData, config: ProjectConfig, registry: Registry
+) -> tuple[promotion.Verdict, RegisteredModel | None]:
     """The gate: challenger vs champion on this training's newest labelled cohort."""
-    report = reporter()
-    report("promotion gate", 0, 1)
-    champion = registry.champion_version(config.mlflow.registered_model)
-    verdict = runs.judge_challenger(result, crm, config, champion)
-    report("promotion gate", 1, 1)
+    champion = registry.champion()
+    judge = promotion.judge_challenger
+    verdict = _step("promotion gate", judge, result, crm, config, registry, champion)
     get_run_logger().info("promotion gate: %s (%s)", verdict.action, verdict.reason)
     return verdict, champion
 
@@ -173,56 +172,51 @@ def judge_challenger(
 @io_task
 def apply_verdict(
     verdict: promotion.Verdict,
-    challenger: registry.RegisteredModel,
-    champion: registry.RegisteredModel | None,
+    challenger: RegisteredModel,
+    champion: RegisteredModel | None,
     config: ProjectConfig,
-    decided_at: pd.Timestamp,
+    registry: Registry,
 ) -> None:
     """Move the champion alias if the gate says so; tag both; record the decision (idempotent)."""
-    runs.apply_verdict(verdict, challenger, champion, config, decided_at)
+    decided_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    promotion.apply_verdict(verdict, challenger, champion, config, registry, decided_at)
+
+
+# -- reports ---------------------------------------------------------------------------------
 
 
 @compute_task
 def render_report(inputs: report_module.ReportInputs, config: ProjectConfig) -> str:
-    progress = reporter()
-    progress("writing report", 0, 1)
-    html = report_module.render_report(inputs, config)
-    progress("writing report", 1, 1)
-    return html
+    return _step("writing report", report_module.render_report, inputs, config)
 
 
 @io_task
-def log_report(run_id: str, html: str) -> None:
+def log_report(registry: Registry, run_id: str, html: str) -> None:
     """Attach the report to the training run (idempotent: the same path is overwritten)."""
     registry.log_run_text(run_id, html, "report/report.html")
 
 
 @io_task
-def champion_entry(config: ProjectConfig) -> registry.RegisteredModel:
+def champion_entry(config: ProjectConfig) -> RegisteredModel:
     """The champion's registry entry (the model itself is not loaded)."""
-    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
-    entry = registry.champion_version(config.mlflow.registered_model)
+    registry = Registry.of(config)
+    entry = registry.champion()
     if entry is None:
-        registry.load_champion(config.mlflow.registered_model)  # raises the clear error
+        registry.load_champion()  # raises the clear error
     return entry
 
 
 @io_task
-def download_evaluation(entry: registry.RegisteredModel, destination: str) -> dict:
-    """The champion run's evaluation frames and rule file."""
-    folder = registry.download_run_artifacts(entry.run_id, "evaluation", destination)
-    return {
-        "test": pd.read_parquet(folder / "test_cohort.parquet"),
-        "fit": pd.read_parquet(folder / "fit_cohorts.parquet"),
-        "open_leads": pd.read_parquet(folder / "open_leads.parquet"),
-        "rules": load_rules(folder / "mql_rules.yaml"),
-        # Runs before the leakage guard existed have no checks file.
-        "checks": (
-            json.loads((folder / "checks.json").read_text(encoding="utf-8"))
-            if (folder / "checks.json").is_file()
-            else None
-        ),
-    }
+def champion_metrics(config: ProjectConfig, entry: RegisteredModel) -> dict[str, float]:
+    """The test metrics the champion's training run logged."""
+    return Registry.of(config).run_metrics(entry.run_id)
+
+
+@io_task
+def read_evaluation(config: ProjectConfig, entry: RegisteredModel) -> tracking.SavedEvaluation:
+    """The champion run's evaluation files."""
+    with tempfile.TemporaryDirectory() as tmp:
+        return tracking.read_evaluation(Registry.of(config), entry, tmp)
 
 
 @io_task
@@ -233,55 +227,31 @@ def read_published(config: ProjectConfig) -> pd.DataFrame:
 
 @io_task
 def write_report(html: str, path: str) -> str:
-    return str(report_module.write_report(html, Path(path)))
+    return str(report_module.write_report(html, path))
+
+
+# -- scoring ---------------------------------------------------------------------------------
 
 
 @io_task
-def load_champion(config: ProjectConfig) -> registry.Champion:
-    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
-    return registry.load_champion(config.mlflow.registered_model)
+def load_scoring_champion(config: ProjectConfig) -> Champion:
+    return load_champion(config)
 
 
 @compute_task
 def score_open_leads(
-    crm: CRMData,
-    champion: registry.Champion,
-    rules: RuleSet,
-    config: ProjectConfig,
-    as_of: pd.Timestamp,
+    crm: CRMData, scorer: Scorer, as_of: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores of every open lead, and the rows scored (for monitoring)."""
-    report = reporter()
-    report("scoring", 0, 1)
-    out = pipeline.score_with_rows(
-        crm, champion.model, champion.predict, rules, config, as_of, progress=report
-    )
-    report("scoring", 1, 1)
-    return out
-
-
-@io_task
-def stage_partitions(
-    config: ProjectConfig, since: pd.Timestamp, as_of: pd.Timestamp
-) -> list[partitions.Partition]:
-    """Split the source folder by lead into `scale.partitions` folders (read once)."""
-    folder = partitions.staging_folder(config, as_of)
-    return partitions.stage(config, since, as_of, folder, progress=reporter())
+    return _step("scoring", scorer.score_with_rows, crm, as_of)
 
 
 @compute_task
 def score_partition(
-    part: partitions.Partition,
-    config: ProjectConfig,
-    champion: registry.Champion,
-    rules: RuleSet,
-    since: pd.Timestamp,
-    as_of: pd.Timestamp,
+    part: partitions.Partition, scorer: Scorer, since: pd.Timestamp, as_of: pd.Timestamp
 ) -> partitions.PartitionResult:
     """Read, check and score one lead partition (on this machine or a Dask worker)."""
-    result = partitions.score_partition(
-        part, config, champion.model, champion.predict, rules, since, as_of
-    )
+    result = partitions.score_partition(part, scorer, since, as_of)
     logger = get_run_logger()
     for line in result.warnings:
         logger.warning("partition %d: %s", part.index + 1, line)
@@ -295,16 +265,14 @@ def score_partition(
 def monitor(
     scores: pd.DataFrame,
     rows: pd.DataFrame,
-    champion: registry.Champion,
+    champion: Champion,
     crm: CRMData,
     config: ProjectConfig,
     as_of: pd.Timestamp,
-):
+) -> monitoring.MonitoringResult:
     """Row counts, score distribution, input drift and realised quality of this run."""
-    report = reporter()
-    report("monitoring", 0, 1)
-    result = runs.monitor_scoring(scores, rows, champion.model, crm, config, as_of)
-    report("monitoring", 1, 1)
+    check = monitoring.monitor_scoring
+    result = _step("monitoring", check, scores, rows, champion.model, crm, config, as_of)
     logger = get_run_logger()
     for message in result.messages():
         logger.warning("%s", message)
@@ -312,9 +280,29 @@ def monitor(
 
 
 @io_task
-def record_monitoring(result, entry: registry.RegisteredModel, config: ProjectConfig, as_of):
+def record_monitoring(
+    result: monitoring.MonitoringResult,
+    entry: RegisteredModel,
+    config: ProjectConfig,
+    as_of: pd.Timestamp,
+) -> str:
     """The checks to their table and an MLflow run (idempotent per as-of, so retried)."""
-    return runs.record_monitoring(result, entry, config, as_of)
+    return monitoring.record_monitoring(result, entry, config, as_of)
+
+
+@io_task
+def publish_scores(
+    scores: pd.DataFrame, entry: RegisteredModel, config: ProjectConfig, as_of: pd.Timestamp
+) -> int:
+    """Publish in one transaction; then the run's staged partitions (if any) go."""
+    frame = publish.published_frame(scores, entry.name, entry.version, entry.run_id)
+    published = _step("publishing", publish.publish_scores, frame, config.publish_uri,
+                      publish.ScoreTables.of(config))  # fmt: skip
+    partitions.remove_staging(config, as_of)
+    return published
+
+
+# -- one run at a time -----------------------------------------------------------------------
 
 
 def job_lock(config: ProjectConfig, job: str):
@@ -329,17 +317,3 @@ def skipped(job: str, exc: locking.RunLockedError) -> dict:
     """The summary of a run that found another one running."""
     get_run_logger().warning("%s skipped: %s", job, exc.problem)
     return {"command": job, "skipped": exc.problem, "fix": exc.fix}
-
-
-def score_tables(config: ProjectConfig) -> publish.ScoreTables:
-    p = config.publish
-    return publish.ScoreTables(latest=p.table, history=p.history_table, runs=p.runs_table)
-
-
-@io_task
-def publish_scores(frame: pd.DataFrame, config: ProjectConfig) -> int:
-    report = reporter()
-    report("publishing", 0, 1)
-    n = publish.publish_scores(frame, config.publish_uri, score_tables(config))
-    report("publishing", 1, 1)
-    return n

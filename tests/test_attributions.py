@@ -23,7 +23,8 @@ from leadscore.data.rules import load_rules
 from leadscore.io.sources import CRMData
 from leadscore.modeling.attributions import PathAttributions
 from leadscore.modeling.reasons import explain, factors
-from leadscore.scoring import pipeline
+from leadscore.scoring import training
+from leadscore.scoring.scorer import Scorer
 from leadscore.synthetic import generate_crm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -191,7 +192,7 @@ def trained():
     data = CRMData(crm.leads, crm.activities, crm.outcomes.dropna(), "generated")
     config = config_from_dict({}, environ={})
     rules = load_rules(REPO / "models" / "mql_rules.yaml")
-    result = pipeline.train(pipeline.build_training_set(data, config, rules), config)
+    result = training.train(training.build_training_set(data, config, rules), config)
     return result, data, config, rules
 
 
@@ -250,7 +251,7 @@ def test_scoring_gives_the_reasons_of_path_attributions(trained) -> None:
     result, crm, config, rules = trained
     model = result.model
     as_of = result.data.plan.dates["test"][-1]
-    scores, rows = pipeline.score_with_rows(crm, model, model.predict_proba, rules, config, as_of)
+    scores, rows = Scorer.unregistered(model, rules, config).score_with_rows(crm, as_of)
     labels = config.report.labels
     path = explain(rows, model.contributions(rows, method="path"), model.features, labels)
     shap = explain(rows, model.contributions(rows, method="shap"), model.features, labels)

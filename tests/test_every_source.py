@@ -29,6 +29,7 @@ from leadscore.config import load_config
 from leadscore.io import publish
 from leadscore.io.tables import write_tables
 from leadscore.lifecycle import registry
+from leadscore.lifecycle.registry import load_champion
 from leadscore.synthetic import generate_crm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -207,8 +208,7 @@ def _invoke(runner: CliRunner, args: list[str]) -> tuple[int, dict, str]:
 
 
 def _champion(config):
-    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
-    return registry.load_champion(config.mlflow.registered_model)
+    return load_champion(config)
 
 
 def test_train_then_score_then_one_lead_on_demand(trained, runner) -> None:

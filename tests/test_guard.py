@@ -10,7 +10,7 @@ from leadscore.config import LeakageConfig, config_from_dict
 from leadscore.data.leakage import guard
 from leadscore.data.rules import RuleSet
 from leadscore.io.sources import CRMData
-from leadscore.scoring.pipeline import build_training_set, train
+from leadscore.scoring.training import build_training_set, train
 from leadscore.synthetic import generate_crm
 
 pytestmark = pytest.mark.slow

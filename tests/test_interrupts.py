@@ -127,8 +127,8 @@ CASES = [
     # (library step the signal lands in, signal, does the step finish first?)
     ("leadscore_flows.tasks:load_crm", "SIGINT", False),
     ("leadscore.modeling.estimator:LeadScoringModel.fit", "SIGTERM", False),
-    ("leadscore.lifecycle.registry:log_training_run", "SIGINT", True),
-    ("leadscore.lifecycle.runs:apply_verdict", "SIGTERM", True),
+    ("leadscore.lifecycle.registry:Registry.log_training_run", "SIGINT", True),
+    ("leadscore.lifecycle.promotion:apply_verdict", "SIGTERM", True),
 ]
 
 

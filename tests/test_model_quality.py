@@ -17,7 +17,9 @@ from leadscore.config import config_from_dict
 from leadscore.data.rules import load_rules
 from leadscore.io.sources import CRMData
 from leadscore.modeling.reasons import explain
-from leadscore.scoring import pipeline
+from leadscore.scoring import training
+from leadscore.scoring.inputs import lookback_days
+from leadscore.scoring.scorer import Scorer
 from leadscore.synthetic import generate_crm, true_conversion_probability
 
 pytestmark = pytest.mark.slow
@@ -30,10 +32,10 @@ def trained():
     data = CRMData(crm.leads, crm.activities, crm.outcomes.dropna(), "generated")
     config = config_from_dict({}, environ={})
     rules = load_rules(REPO / "models" / "mql_rules.yaml")
-    training = pipeline.build_training_set(data, config, rules)
-    result = pipeline.train(training, config)
+    training_set = training.build_training_set(data, config, rules)
+    result = training.train(training_set, config)
     oracle = true_conversion_probability(
-        crm.truth_leads, crm.truth_shocks, training.snapshots["test"], config.horizon_days
+        crm.truth_leads, crm.truth_shocks, training_set.snapshots["test"], config.horizon_days
     )
     return result, oracle, data
 
@@ -78,8 +80,8 @@ def test_scoring_reads_only_the_lookback_and_gets_the_same_scores(trained) -> No
     rules = load_rules(REPO / "models" / "mql_rules.yaml")
     config = config_from_dict({}, environ={})
     model = result.model
-    full = pipeline.score(crm, model, model.predict_proba, rules, config, as_of)
-    since = as_of - pd.Timedelta(days=pipeline.lookback_days(model, rules))
+    full = Scorer.unregistered(model, rules, config).score(crm, as_of)
+    since = as_of - pd.Timedelta(days=lookback_days(model, rules))
     acts = crm.activities
     window = CRMData(
         crm.leads,
@@ -88,7 +90,7 @@ def test_scoring_reads_only_the_lookback_and_gets_the_same_scores(trained) -> No
         "w",
     )
     pd.testing.assert_frame_equal(
-        full, pipeline.score(window, model, model.predict_proba, rules, config, as_of)
+        full, Scorer.unregistered(model, rules, config).score(window, as_of)
     )
 
 

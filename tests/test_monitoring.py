@@ -15,6 +15,7 @@ from leadscore.errors import ConfigError
 from leadscore.lifecycle.monitoring import judge_realised, run_checks, score_distribution
 from leadscore.modeling.drift import DriftReference, categorical_reference, numeric_reference, psi
 from leadscore.modeling.metrics import expected_calibration_error
+from leadscore.scoring import training
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -491,14 +492,15 @@ def test_monitoring_config_defaults_and_validation() -> None:
 def trained():
     from leadscore.data.rules import load_rules
     from leadscore.io.sources import CRMData
-    from leadscore.scoring import pipeline
     from leadscore.synthetic import generate_crm
 
     crm = generate_crm(4_000, seed=3, end="2026-06-30")
     data = CRMData(crm.leads, crm.activities, crm.outcomes.dropna(), "generated")
     config = config_from_dict({"model": {"max_trees": 100}}, environ={})
-    training = pipeline.build_training_set(data, config, load_rules(REPO / "models/mql_rules.yaml"))
-    return pipeline.train(training, config), config
+    training_set = training.build_training_set(
+        data, config, load_rules(REPO / "models/mql_rules.yaml")
+    )
+    return training.train(training_set, config), config
 
 
 @pytest.mark.slow
@@ -537,8 +539,9 @@ def test_training_attaches_the_references_the_scoring_run_is_checked_against(tra
 
 def test_a_run_with_many_failed_checks_says_so_in_a_few_lines() -> None:
     """Eighty drifted inputs: the message lists a few, counts the rest, one line each."""
+    from leadscore.lifecycle.monitoring import MAX_FAILURES_SHOWN, raise_if_monitoring_failed
+
     from leadscore.errors import LeadscoreError
-    from leadscore.lifecycle.runs import MAX_FAILURES_SHOWN, raise_if_monitoring_failed
 
     columns = {f"input_{i:02d}": np.random.default_rng(i).normal(0, 1, 4_000) for i in range(80)}
     reference = reference_of(pd.DataFrame(columns))

@@ -110,7 +110,6 @@ def test_a_model_registered_before_the_package_had_layers_still_scores(tmp_path)
     from leadscore.data.rules import load_rules
     from leadscore.io.sources import load_crm
     from leadscore.lifecycle.registry import Champion, RegisteredModel, resolve_legacy_modules
-    from leadscore.scoring import pipeline
 
     write_flat_export(tmp_path / "data", leads=1500)  # the rows the fixture was scored on
     (tmp_path / "rules.yaml").write_text(FLAT_RULES)
@@ -123,10 +122,8 @@ def test_a_model_registered_before_the_package_had_layers_still_scores(tmp_path)
     champion = Champion(
         RegisteredModel("m", "1", "r", ()), loaded, loaded.unwrap_python_model().model
     )
-    scores = pipeline.score(
-        load_crm(config), champion.model, champion.predict, load_rules(config.rules_path), config,
-        pd.Timestamp("2026-12-04"),
-    )  # fmt: skip
+    scorer = champion.scorer(load_rules(config.rules_path), config)
+    scores = scorer.score(load_crm(config), pd.Timestamp("2026-12-04"))
     expected = pd.read_csv(FIXTURES / "model_0_1_expected.csv").fillna("")
     got = scores.set_index("lead_id").loc[expected["lead_id"]]
     np.testing.assert_allclose(

@@ -18,7 +18,9 @@ from leadscore.data.rules import load_rules
 from leadscore.errors import ConfigError, DataError
 from leadscore.io.sources import load_crm
 from leadscore.io.tables import write_tables
-from leadscore.scoring import partitions, pipeline
+from leadscore.scoring import partitions, training
+from leadscore.scoring.inputs import lookback_days
+from leadscore.scoring.scorer import Scorer
 from leadscore.synthetic import generate_crm
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +64,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     config = config_from_dict({"source": {"uri": str(root / "parquet")}}, root, "test", {})
     rules = load_rules(REPO / "models" / "mql_rules.yaml")
     crm = load_crm(config)
-    result = pipeline.train(pipeline.build_training_set(crm, config, rules), config)
+    result = training.train(training.build_training_set(crm, config, rules), config)
     return root, config, rules, result.model
 
 
@@ -87,14 +89,20 @@ def _with_blank_types(source: Path, folder: Path, rows: int) -> Path:
 
 
 def _in_partitions(config, rules, model, since, count: int, folder: Path):
-    config = _with(config, partitions=count)
-    parts = partitions.stage(config, since, AS_OF, folder)
+    """The library's own partition run, watching each partition as it is scored."""
+    config = _with(config, partitions=count, staging_dir=str(folder))
+    seen = []
+
+    def score_one(part, scorer, since, as_of):
+        result = partitions.score_partition(part, scorer, since, as_of)
+        seen.append((part, result))
+        return result
+
+    scorer = Scorer.unregistered(model, rules, config)
+    combined = partitions.score_partitions(scorer, since, AS_OF, score_one)
+    parts, results = [p for p, _ in seen], [r for _, r in seen]
     assert len(parts) == count
-    results = [
-        partitions.score_partition(p, config, model, model.predict_proba, rules, since, AS_OF)
-        for p in parts
-    ]
-    return parts, results, partitions.combine(results, config, AS_OF, "test", rules, model)
+    return parts, results, combined
 
 
 @pytest.mark.slow
@@ -104,14 +112,9 @@ def test_partitioned_scores_equal_the_whole_source(trained, tmp_path, kind, monk
     config = config.model_copy(
         update={"source": config.source.model_copy(update={"uri": str(root / kind)})}
     )
-    since = AS_OF - pd.Timedelta(days=pipeline.lookback_days(model, rules))
-    whole = pipeline.score(
-        load_crm(config, activities_since=since, activities_until=AS_OF),
-        model,
-        model.predict_proba,
-        rules,
-        config,
-        AS_OF,
+    since = AS_OF - pd.Timedelta(days=lookback_days(model, rules))
+    whole = Scorer.unregistered(model, rules, config).score(
+        load_crm(config, activities_since=since, activities_until=AS_OF), AS_OF
     )
     # Small chunks, so staging streams the tables in many pieces as it would a huge file.
     monkeypatch.setattr(partitions, "CHUNK_ROWS", 5_000)
@@ -297,7 +300,7 @@ def test_more_partitions_than_leads_score_like_the_whole_source(trained, tmp_pat
     config = config.model_copy(
         update={"source": config.source.model_copy(update={"uri": str(small)})}
     )
-    whole = pipeline.score(load_crm(config), model, model.predict_proba, rules, config, AS_OF)
+    whole = Scorer.unregistered(model, rules, config).score(load_crm(config), AS_OF)
     parts, _, (scores, _, _) = _in_partitions(config, rules, model, None, 64, tmp_path / "s")
     assert sum(p.leads == 0 for p in parts) >= 64 - 40  # empty ones are skipped, not errors
     assert sum(p.leads for p in parts) == 40 and len(whole) > 0

@@ -150,7 +150,7 @@ def test_reading_before_anything_was_published(tmp_path) -> None:
 
 def test_a_future_as_of_is_refused_and_a_stale_source_too() -> None:
     from leadscore.errors import ConfigError
-    from leadscore.scoring.pipeline import check_as_of, parse_as_of
+    from leadscore.scoring.inputs import check_as_of, parse_as_of
 
     today = pd.Timestamp.now(tz="UTC").tz_localize(None).normalize()
     assert parse_as_of(None) == today

@@ -26,10 +26,12 @@ from leadscore.apps import service
 from leadscore.config import TierConfig, config_from_dict, load_config
 from leadscore.data.rules import load_rules
 from leadscore.errors import DataError, ModelError
-from leadscore.evaluation.comparison import assign_tiers
 from leadscore.io import publish, sources, tables
 from leadscore.lifecycle import registry
-from leadscore.scoring import ondemand, pipeline
+from leadscore.lifecycle.registry import load_champion
+from leadscore.scoring import ondemand
+from leadscore.scoring.inputs import parse_as_of
+from leadscore.scoring.tiers import assign_tiers
 
 # FastAPI's TestClient still runs on httpx; Starlette 1.10 says so on import.
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
@@ -69,7 +71,7 @@ def test_a_published_lead_gets_its_published_percentile_and_tier(tiers, text_ids
     day = np.full(len(ids), np.datetime64("2026-03-01"))
     batch_tier = assign_tiers(probability, day, tiers, ids)
     population = ondemand.population_from_published(_published(probability, ids))
-    percentile, tier = ondemand.standing(probability, list(ids), population, tiers)
+    percentile, tier = ondemand.rank_in_population(probability, list(ids), population, tiers)
     np.testing.assert_allclose(percentile, batch_percentile, atol=1e-9)
     assert list(tier) == list(batch_tier)
     assert population.describe() == {
@@ -91,7 +93,7 @@ def test_a_new_lead_ranks_as_if_added_to_the_run(tiers) -> None:
         day = np.full(len(everyone), np.datetime64("2026-03-01"))
         expected_tier = assign_tiers(everyone, day, tiers, with_ids)[-1]
         expected_pct = pd.Series(everyone).rank(pct=True, method="average").iloc[-1] * 100
-        percentile, tier = ondemand.standing(np.array([p_new]), None, population, tiers)
+        percentile, tier = ondemand.rank_in_population(np.array([p_new]), None, population, tiers)
         assert percentile[0] == pytest.approx(expected_pct, abs=1e-9)
         assert tier[0] == expected_tier
 
@@ -101,21 +103,21 @@ def test_the_test_cohort_is_the_fallback_and_nothing_means_no_percentile() -> No
     model = SimpleNamespace(reference_probabilities_=np.array([0.4, 0.1, 0.2, 0.3]))
     cohort = ondemand.population_from_model(model)
     assert cohort.source == "test_cohort" and list(cohort.probability) == [0.1, 0.2, 0.3, 0.4]
-    percentile, tier = ondemand.standing(np.array([0.35, 0.05]), None, cohort, shares)
+    percentile, tier = ondemand.rank_in_population(np.array([0.35, 0.05]), None, cohort, shares)
     np.testing.assert_allclose(percentile, [80.0, 20.0])
     assert list(tier) == ["C", "D"]  # ranks 2 and 5 of 5: the top 40 % and 100 %
     assert ondemand.population_from_model(SimpleNamespace()) is None
-    percentile, tier = ondemand.standing(np.array([0.35]), None, None, shares)
+    percentile, tier = ondemand.rank_in_population(np.array([0.35]), None, None, shares)
     assert np.isnan(percentile[0]) and tier[0] is None
-    _, tier = ondemand.standing(np.array([0.35]), None, None, TIER_CONFIGS[2])
+    _, tier = ondemand.rank_in_population(np.array([0.35]), None, None, TIER_CONFIGS[2])
     assert tier[0] == "C"  # tiers by probability need no population
 
 
 def test_moments_and_lead_ids_are_checked() -> None:
-    assert ondemand.parse_moment("2026-03-01") == pd.Timestamp("2026-03-01")
-    assert ondemand.parse_moment("2026-03-01T10:00:00+09:00") == pd.Timestamp("2026-03-01 01:00")
+    assert parse_as_of("2026-03-01", moment=True) == pd.Timestamp("2026-03-01")
+    assert parse_as_of("2026-03-01T10:00:00+09:00", moment=True) == pd.Timestamp("2026-03-01 01:00")
     with pytest.raises(Exception, match="not a date or a time"):
-        ondemand.parse_moment("yesterday-ish")
+        parse_as_of("yesterday-ish", moment=True)
     assert ondemand.check_lead_ids(["7", "7", "8"]) == ["7", "8"]
     with pytest.raises(Exception, match="at most 100"):
         ondemand.check_lead_ids([str(i) for i in range(101)])
@@ -213,12 +215,11 @@ def batch(demo):
     """The batch's own scores of every open lead at the published as-of, with its inputs."""
     workdir, summary = demo
     config = load_config(workdir / "leadscore.yaml")
-    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
-    champion = registry.load_champion(config.mlflow.registered_model)
+    champion = load_champion(config)
     rules = load_rules(config.rules_path)
     crm = sources.load_crm(config)
     as_of = pd.Timestamp(summary["as_of"])
-    scores = pipeline.score(crm, champion.model, champion.predict, rules, config, as_of)
+    scores = champion.scorer(rules, config).score(crm, as_of)
     published = publish.read_scores(config.publish_uri, config.publish.table, latest=True)
     return SimpleNamespace(
         config=config, crm=crm, as_of=as_of, scores=scores.set_index("lead_id"),
@@ -435,8 +436,10 @@ def test_the_champion_is_loaded_once(demo, monkeypatch) -> None:
 
     workdir, _ = demo
     loads = []
-    real = registry.load_champion
-    monkeypatch.setattr(registry, "load_champion", lambda name: loads.append(name) or real(name))
+    real = registry.Registry.load_champion
+    monkeypatch.setattr(
+        registry.Registry, "load_champion", lambda self: loads.append(self.model_name) or real(self)
+    )
     app = service.create_app(load_config(workdir / "leadscore.yaml"), reference_refresh_seconds=0)
     with TestClient(app) as test_client:
         for _ in range(3):

@@ -20,7 +20,7 @@ from leadscore.evaluation.tuning import (
     threshold_for_rate,
 )
 from leadscore.io.sources import CRMData
-from leadscore.scoring import pipeline
+from leadscore.scoring import training
 from leadscore.synthetic import generate_crm, true_conversion_probability
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,12 +154,12 @@ def test_suggested_points_have_the_sign_of_the_true_effect() -> None:
     crm = generate_crm(20_000, seed=11, end="2026-06-30")
     source = CRMData(crm.leads, crm.activities, crm.outcomes.dropna(), "generated")
     config = config_from_dict({}, environ={})
-    training = pipeline.build_training_set(source, config, rules)
-    snaps = pd.concat([training.snapshots[s] for s in FIT_SPLITS], ignore_index=True)
-    fit = pd.concat([training.rules[s] for s in FIT_SPLITS], ignore_index=True)
-    test = training.rules["test"]
+    training_set = training.build_training_set(source, config, rules)
+    snaps = pd.concat([training_set.snapshots[s] for s in FIT_SPLITS], ignore_index=True)
+    fit = pd.concat([training_set.rules[s] for s in FIT_SPLITS], ignore_index=True)
+    test = training_set.rules["test"]
     suggestion = suggest_rules(
-        rules, fit, snaps["converted"].to_numpy(float), test, training.labels("test")
+        rules, fit, snaps["converted"].to_numpy(float), test, training_set.labels("test")
     )
 
     p = np.clip(

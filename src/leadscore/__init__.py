@@ -7,7 +7,7 @@ from leadscore.config import ProjectConfig, config_from_dict, load_config
 from leadscore.data.rules import RuleSet, evaluate_rules, load_rules
 from leadscore.data.snapshots import build_snapshots, plan_splits
 from leadscore.errors import ConfigError, DataError, LeadscoreError, ModelError
-from leadscore.evaluation.comparison import Comparison, assign_tiers, compare
+from leadscore.evaluation.comparison import Comparison, compare
 from leadscore.evaluation.evidence import Evidence, build_evidence, cohort_frames
 from leadscore.evaluation.report import ReportInputs, render_report, write_report
 from leadscore.evaluation.tuning import rule_diagnostics, suggest_rules
@@ -15,7 +15,9 @@ from leadscore.io.sources import CRMData, load_crm
 from leadscore.modeling.estimator import LeadScoringModel
 from leadscore.modeling.metrics import classification_metrics, expected_calibration_error
 from leadscore.modeling.reasons import explain
-from leadscore.scoring.pipeline import TrainingResult, TrainingSet, build_training_set, score, train
+from leadscore.scoring.scorer import Scorer
+from leadscore.scoring.tiers import assign_tiers
+from leadscore.scoring.training import TrainingResult, TrainingSet, build_training_set, train
 from leadscore.synthetic import SyntheticCRM, generate_crm, true_conversion_probability
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "ProjectConfig",
     "ReportInputs",
     "RuleSet",
+    "Scorer",
     "SyntheticCRM",
     "TrainingResult",
     "TrainingSet",
@@ -51,7 +54,6 @@ __all__ = [
     "plan_splits",
     "render_report",
     "rule_diagnostics",
-    "score",
     "suggest_rules",
     "train",
     "true_conversion_probability",

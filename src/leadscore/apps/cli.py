@@ -154,7 +154,7 @@ def _run_flow(name: str, verbose: bool, **params: Any) -> dict[str, Any]:
     # milliseconds. The flow loads it again as its first task.
     load_config(params.get("config_path"))
     if params.get("as_of") is not None:
-        from leadscore.scoring.pipeline import parse_as_of
+        from leadscore.scoring.inputs import parse_as_of
 
         parse_as_of(params["as_of"])
     _prefect_environment(verbose)
@@ -516,15 +516,15 @@ def rollback(
 
 def _move_champion(config: Path | None, as_json: bool, version: str | None, reason: str) -> None:
     from leadscore.config import load_config
-    from leadscore.lifecycle import runs
+    from leadscore.lifecycle import promotion
 
     _prefect_environment(verbose=False)
     try:
         project = load_config(config)
         if version is None:
-            summary = runs.rollback(project, reason)
+            summary = promotion.rollback(project, reason)
         else:
-            summary = runs.move_champion(project, version, reason)
+            summary = promotion.move_champion(project, version, reason)
     except LeadscoreError as exc:
         _fail(exc)
     _emit(summary, as_json)
@@ -734,22 +734,20 @@ def _score_on_demand(
     """`score --lead-id`: the leads read by id, scored like the batch, ranked in the latest run."""
     from leadscore.config import load_config
     from leadscore.data.rules import load_rules
-    from leadscore.lifecycle import registry
+    from leadscore.lifecycle.registry import load_champion
     from leadscore.scoring import ondemand
+    from leadscore.scoring.inputs import parse_as_of
 
     _prefect_environment(verbose=False)
     try:
         project = load_config(config)
-        moment = ondemand.parse_moment(as_of)
+        moment = parse_as_of(as_of, moment=True)
         ondemand.check_lead_ids(lead_ids)
-        rules = load_rules(project.rules_path)
-        registry.configure(
-            project.tracking_uri, project.mlflow.experiment, project.artifact_location
-        )
-        champion = registry.load_champion(project.mlflow.registered_model)
-        crm = ondemand.read_leads(project, lead_ids, moment, champion, rules)
-        population = ondemand.load_population(project, champion)
-        scores = ondemand.score_leads(crm, lead_ids, champion, rules, project, moment, population)
+        champion = load_champion(project)
+        scorer = champion.scorer(load_rules(project.rules_path), project)
+        crm = ondemand.read_leads(scorer, lead_ids, moment)
+        population = ondemand.load_population(project, champion.model)
+        scores = ondemand.score_leads(crm, lead_ids, scorer, moment, population)
     except LeadscoreError as exc:
         _fail(exc)
     summary = {

@@ -37,11 +37,13 @@ from pydantic import (
 )
 
 from leadscore.config import ProjectConfig
-from leadscore.data.rules import RuleSet, load_rules
+from leadscore.data.rules import load_rules
 from leadscore.errors import LeadscoreError
-from leadscore.lifecycle import registry
+from leadscore.lifecycle.registry import Champion, Registry, load_champion
 from leadscore.scoring import ondemand
+from leadscore.scoring.inputs import now
 from leadscore.scoring.ondemand import LeadNotFoundError, LeadNotOpenError, PayloadError, Population
+from leadscore.scoring.scorer import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -136,29 +138,28 @@ class ScoreOut(BaseModel):
 
 @dataclass
 class ServiceState:
-    """What the service loads once: config, champion, rules; and the reference, refreshed."""
+    """What the service loads once: the champion and its scorer; the reference, refreshed."""
 
     config: ProjectConfig
-    champion: registry.Champion
-    rules: RuleSet
+    champion: Champion
+    scorer: Scorer
     loaded_at: pd.Timestamp
     population: Population | None
 
 
 def check_champion(config: ProjectConfig) -> None:
     """Fail before the server starts when there is no champion to serve (names the fix)."""
-    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
-    if registry.champion_version(config.mlflow.registered_model) is None:
-        registry.load_champion(config.mlflow.registered_model)  # raises the error with the fix
+    registry = Registry.of(config)
+    if registry.champion() is None:
+        registry.load_champion()  # raises the error with the fix
 
 
 def load_state(config: ProjectConfig) -> ServiceState:
     """Load the champion, the rules and the reference population (once, at startup)."""
-    registry.configure(config.tracking_uri, config.mlflow.experiment, config.artifact_location)
-    champion = registry.load_champion(config.mlflow.registered_model)
-    rules = load_rules(config.rules_path)
-    population = ondemand.load_population(config, champion)
-    return ServiceState(config, champion, rules, ondemand.now(), population)
+    champion = load_champion(config)
+    scorer = champion.scorer(load_rules(config.rules_path), config)
+    population = ondemand.load_population(config, champion.model)
+    return ServiceState(config, champion, scorer, now(), population)
 
 
 async def _refresh_reference(state: ServiceState, every_seconds: float) -> None:
@@ -166,7 +167,7 @@ async def _refresh_reference(state: ServiceState, every_seconds: float) -> None:
         await asyncio.sleep(every_seconds)
         try:
             state.population = await asyncio.to_thread(
-                ondemand.load_population, state.config, state.champion
+                ondemand.load_population, state.config, state.champion.model
             )
         except Exception as exc:  # keep serving with the reference we have
             log.warning("could not refresh the reference population: %s", type(exc).__name__)
@@ -364,7 +365,7 @@ def create_app(
             "run_id": entry.run_id,
             "loaded_at": state.loaded_at.isoformat() + "Z",
             "reference": state.population.describe() if state.population else None,
-            "fields": ondemand.payload_fields(state.champion, state.config),
+            "fields": ondemand.payload_fields(state.scorer),
         }
 
     @app.get("/leads/{lead_id}/score", response_model=ScoreOut)
@@ -377,13 +378,11 @@ def create_app(
     ) -> Any:
         """Score one lead of the source database as of now (or `as_of`); nothing is published."""
         state: ServiceState = request.app.state.scoring
-        moment = ondemand.now() if as_of is None else _utc(as_of)
+        moment = now() if as_of is None else _utc(as_of)
 
         def work(population: Population | None) -> pd.DataFrame:
-            crm = ondemand.read_leads(state.config, [lead_id], moment, state.champion, state.rules)
-            return ondemand.score_leads(
-                crm, [lead_id], state.champion, state.rules, state.config, moment, population
-            )
+            crm = ondemand.read_leads(state.scorer, [lead_id], moment)
+            return ondemand.score_leads(crm, [lead_id], state.scorer, moment, population)
 
         return _scored(state, work)
 
@@ -391,17 +390,13 @@ def create_app(
     def score_posted(request: Request, lead: LeadIn) -> Any:
         """Score a lead posted as JSON (fields and recent activities); nothing is stored."""
         state: ServiceState = request.app.state.scoring
-        moment = ondemand.now() if lead.as_of is None else _utc(lead.as_of)
+        moment = now() if lead.as_of is None else _utc(lead.as_of)
         activities = activities_frame(lead)
         created = None if lead.created_at is None else _utc(lead.created_at)
 
         def work(population: Population | None) -> pd.DataFrame:
-            crm = ondemand.crm_from_payload(
-                lead.attributes, activities, created, state.champion, state.config
-            )
-            return ondemand.score_payload(
-                crm, state.champion, state.rules, state.config, moment, population
-            )
+            crm = ondemand.crm_from_payload(lead.attributes, activities, created, state.scorer)
+            return ondemand.score_payload(crm, state.scorer, moment, population)
 
         return _scored(state, work)
 

@@ -16,7 +16,13 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from leadscore.data.features import ActivityIndex, snapshot_dates, window_events
+from leadscore.config import ProjectConfig
+from leadscore.data.features import (
+    ActivityIndex,
+    derive_attributes,
+    snapshot_dates,
+    window_events,
+)
 from leadscore.errors import ConfigError
 
 #: A number written as a number: finite, and not a yes/no (YAML reads `true` as a bool,
@@ -231,3 +237,20 @@ def evaluate_rules(
         index=snapshots.index,
     )
     return pd.concat([result, points.add_prefix("points_"), hits.add_prefix("hits_")], axis=1)
+
+
+def rule_fields(rows: pd.DataFrame, config: ProjectConfig) -> pd.DataFrame:
+    """Fields attribute rules may test: raw attributes plus derived ones."""
+    derived = derive_attributes(rows, config.source.attributes.job_title, config.features)
+    return pd.concat([rows.drop(columns=derived.columns, errors="ignore"), derived], axis=1)
+
+
+def rule_results(
+    rules: RuleSet,
+    rows: pd.DataFrame,
+    snapshots: pd.DataFrame,
+    activities: ActivityIndex,
+    config: ProjectConfig,
+) -> pd.DataFrame:
+    """Rule score, MQL flag and fired rules for the snapshot rows."""
+    return evaluate_rules(rules, rule_fields(rows, config), snapshots, activities)

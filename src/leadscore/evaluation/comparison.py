@@ -15,9 +15,7 @@ import pandas as pd
 
 from leadscore.config import ReportConfig, TierConfig
 from leadscore.modeling.metrics import calibration_table, classification_metrics, expected_captured
-
-TIERS = ("A", "B", "C", "D")
-
+from leadscore.scoring.tiers import TIERS, assign_tiers
 
 # --------------------------------------------------------------------------- ranking metrics
 
@@ -209,40 +207,6 @@ def bootstrap_ranking(
 
 
 # ------------------------------------------------------------------------------ tiers, 2x2
-
-
-def assign_tiers(
-    probability: np.ndarray,
-    as_of: np.ndarray,
-    config: TierConfig,
-    tiebreak: np.ndarray | None = None,
-) -> np.ndarray:
-    """Tier A-D per lead; shares and counts are taken within each snapshot date (one run).
-
-    Shares and counts are kept exactly, also when probabilities tie (isotonic calibration
-    gives long runs of equal values): equal probabilities are ordered by `tiebreak` (the
-    lead id), so a sales team's capacity is never exceeded and reruns agree.
-    """
-    p = np.asarray(probability, dtype=float)
-    cut = np.asarray(config.cutoffs, dtype=float)
-    if config.by == "probability":
-        level = np.searchsorted(-cut, -p, side="left")  # p >= cut[0] -> 0 (A), ...
-        return np.asarray(TIERS, dtype=object)[np.minimum(level, 3)]
-    days = pd.to_datetime(pd.Series(as_of)).to_numpy()
-    second = np.arange(len(p)) if tiebreak is None else np.asarray(tiebreak)
-    order = np.lexsort((second, -p, days))  # by date, then probability down, then id
-    sorted_days = days[order]
-    starts = np.flatnonzero(np.r_[True, sorted_days[1:] != sorted_days[:-1]])
-    sizes = np.diff(np.r_[starts, len(p)])
-    rank = np.empty(len(p))
-    rank[order] = np.arange(len(p)) - np.repeat(starts, sizes) + 1  # 1 = best of its run
-    if config.by == "share":
-        size = np.empty(len(p))
-        size[order] = np.repeat(sizes, sizes)
-        level = np.searchsorted(cut, rank / size - 1e-12, side="left")
-    else:
-        level = np.searchsorted(cut, rank, side="left")
-    return np.asarray(TIERS, dtype=object)[np.minimum(level, 3)]
 
 
 def quadrants(y: np.ndarray, is_mql: np.ndarray, is_hot: np.ndarray) -> pd.DataFrame:

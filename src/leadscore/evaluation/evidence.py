@@ -22,7 +22,7 @@ from leadscore.evaluation.tuning import (
     suggest_rules,
     suggested_rules_yaml,
 )
-from leadscore.scoring.pipeline import TrainingResult
+from leadscore.scoring.training import TrainingResult
 
 #: Cohorts the suggested points are fitted on (everything before the test cohort).
 FIT_SPLITS = tuple(s for s in SPLITS if s != "test")

@@ -238,8 +238,9 @@ def choose_open_leads(
     return preview, "the training run's preview at the end of its data"
 
 
-def write_report(html: str, path: Path) -> Path:
+def write_report(html: str, path: Path | str) -> Path:
     """Write the report atomically (a reader never sees half a file)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(html, encoding="utf-8")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from leadscore.config import ProjectConfig
 from leadscore.errors import DataError
 from leadscore.io import uris
 from leadscore.io.uris import check_identifier, is_database_uri, is_transient, redact_uri
@@ -82,6 +83,12 @@ class ScoreTables:
     history: str = "lead_score_history"
     runs: str = "lead_score_runs"
 
+    @classmethod
+    def of(cls, config: ProjectConfig) -> ScoreTables:
+        """The tables a project file names."""
+        p = config.publish
+        return cls(latest=p.table, history=p.history_table, runs=p.runs_table)
+
     def __post_init__(self) -> None:
         for what, name in (("latest", self.latest), ("history", self.history), ("runs", self.runs)):
             check_identifier(name, f"publish {what} table")
@@ -90,6 +97,24 @@ class ScoreTables:
                 "publish.table, publish.history_table and publish.runs_table must differ",
                 "give each its own name",
             )
+
+
+def published_frame(
+    scores: pd.DataFrame,
+    model_name: str,
+    model_version: str,
+    run_id: str,
+    scored_at: pd.Timestamp | None = None,
+) -> pd.DataFrame:
+    """Scores with the model's identity and the scoring time (default now), ready to publish."""
+    if scored_at is None:
+        scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    out = scores.rename(columns={"as_of": "as_of_date"}).copy()
+    out["model_name"] = model_name
+    out["model_version"] = model_version
+    out["mlflow_run_id"] = run_id
+    out["scored_at"] = scored_at
+    return out
 
 
 def check_scores(scores: pd.DataFrame) -> None:

@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from leadscore.config import MonitoringConfig
-from leadscore.evaluation.comparison import TIERS
+from leadscore.config import MonitoringConfig, ProjectConfig
+from leadscore.errors import LeadscoreError
+from leadscore.io import publish
+from leadscore.io.sources import CRMData
+from leadscore.lifecycle.registry import RegisteredModel, Registry
 from leadscore.modeling.drift import DriftReference, psi, score_psi
+from leadscore.modeling.estimator import LeadScoringModel
 from leadscore.modeling.metrics import classification_metrics
+from leadscore.scoring.tiers import TIERS
 
 log = logging.getLogger(__name__)
 
@@ -413,3 +419,92 @@ def run_checks(
     checks += _realised_checks(realised, reason, config)
     frame = pd.DataFrame.from_records(checks, columns=list(CHECK_COLUMNS))
     return MonitoringResult(frame, distribution, drift, realised)
+
+
+class MonitoringFailed(LeadscoreError):
+    """A scoring run published its scores, but a monitoring check failed."""
+
+    def __init__(self, problem: str, fix: str, summary: dict[str, Any]) -> None:
+        super().__init__(problem, fix)
+        self.summary = summary
+
+
+def monitor_scoring(
+    scores: pd.DataFrame,
+    rows: pd.DataFrame,
+    model: LeadScoringModel,
+    crm: CRMData,
+    config: ProjectConfig,
+    as_of: pd.Timestamp,
+) -> MonitoringResult:
+    """The monitoring checks of a scoring run, against training and the published history."""
+    uri, p = config.publish_uri, config.publish
+    previous = publish.read_scores(
+        uri, p.runs_table, latest=True, until=as_of - pd.Timedelta(1, "D")
+    )
+    judged = None
+    if not crm.flat:  # realised quality needs conversion times
+        cutoff = as_of - pd.Timedelta(days=config.horizon_days)
+        judged = publish.read_scores(uri, p.history_table, latest=True, until=cutoff)
+    return run_checks(
+        scores["conversion_probability"].to_numpy(dtype=float),
+        scores["tier"].to_numpy(),
+        config.monitoring,
+        rows=rows,
+        reference=getattr(model, "drift_reference_", None),
+        reference_probabilities=getattr(model, "reference_probabilities_", None),
+        previous_count=int(previous["leads"].iloc[0]) if len(previous) else None,
+        history=judged,
+        outcomes=None if crm.flat else crm.outcomes,
+        as_of=as_of,
+        horizon_days=config.horizon_days,
+    )
+
+
+def record_monitoring(
+    result: MonitoringResult,
+    entry: RegisteredModel,
+    config: ProjectConfig,
+    as_of: pd.Timestamp,
+) -> str:
+    """Checks to the monitoring table and a tracking run; returns the run id."""
+    checked_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
+    table = result.checks.assign(
+        as_of_date=as_of, model_version=entry.version, checked_at=checked_at
+    )
+    publish.publish_checks(table, config.publish_uri, config.monitoring.table)
+    tables = {"checks": result.checks}
+    if len(result.drift):
+        tables["input_psi"] = result.drift
+    return Registry.of(config).log_scoring_run(
+        {"as_of": str(as_of.date()), "model_version": entry.version, "status": result.status},
+        {**result.metrics(), "leads_scored": float(result.distribution.get("count", 0))},
+        tables,
+        {
+            "leadscore.kind": "scoring",
+            "leadscore.status": result.status,
+            "leadscore.model_version": entry.version,
+        },
+    )
+
+
+#: Failed checks listed in the message; the rest are counted (all are in the table).
+MAX_FAILURES_SHOWN = 8
+
+
+def raise_if_monitoring_failed(result: MonitoringResult, summary: dict) -> None:
+    """After publishing: a failed check fails the run (Prefect state, exit code)."""
+    if result.failed:
+        failures = result.messages(("fail",))
+        shown = failures[:MAX_FAILURES_SHOWN]
+        more = len(failures) - len(shown)
+        raise MonitoringFailed(
+            f"monitoring failed for the run as of {summary['as_of']} (its "
+            f"{summary['rows']['published']:,} scores were published):\n"
+            + "\n".join(f"  - {line}" for line in shown)
+            + (f"\n  - and {more} more failed check(s)" if more else ""),
+            "look at the checks (table "
+            f"'{summary['monitoring_table']}', MLflow run {summary['monitoring']['run_id']}); "
+            "retrain if the inputs moved, or adjust the monitoring thresholds in the project file",
+            summary,
+        )

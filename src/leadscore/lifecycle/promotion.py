@@ -1,24 +1,32 @@
 """The promotion gate: a retrained model replaces the champion only when it is better.
 
 `judge` is pure: both models' probabilities on the same newest labelled cohort in, a
-verdict out. The history of every decision (gate, manual promotion, rollback) is a table in
-the publish database; the registry keeps the aliases and version tags (registry.py).
+verdict out. `judge_challenger` and `apply_verdict` are the gate of a training run;
+`move_champion` and `rollback` the manual routes. The history of every decision (gate,
+manual promotion, rollback) is a table in the publish database; the registry keeps the
+aliases and version tags.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sklearn.metrics import roc_auc_score
 
-from leadscore.config import PromotionConfig
-from leadscore.errors import DataError, ModelError
+from leadscore import interrupts
+from leadscore.config import ProjectConfig, PromotionConfig
+from leadscore.errors import ConfigError, DataError, LeadscoreError, ModelError
 from leadscore.io import uris
+from leadscore.io.publish import read_scores
+from leadscore.io.sources import CRMData
 from leadscore.io.uris import check_identifier, is_transient, redact_uri
+from leadscore.lifecycle.registry import CHAMPION, RegisteredModel, Registry
 from leadscore.modeling.metrics import expected_calibration_error
+from leadscore.scoring.training import TrainingResult, cohort_probabilities
 
 #: Actions that made a version the champion (a rollback undoes the last of them).
 CHAMPION_CHANGES = ("first", "promoted", "manual")
@@ -192,9 +200,7 @@ def record(uri: str, table: str, row: dict) -> None:
 
 def read_history(uri: str, table: str, model_name: str | None = None) -> pd.DataFrame:
     """The promotion history, oldest first (empty when nothing was decided yet)."""
-    from leadscore.io.publish import read_scores  # one reader for published tables
-
-    frame = read_scores(uri, table)
+    frame = read_scores(uri, table)  # one reader for published tables
     if frame.empty or "decided_at" not in frame:
         return pd.DataFrame(columns=list(HISTORY_COLUMNS))
     if model_name is not None:
@@ -214,3 +220,102 @@ def rollback_target(history: pd.DataFrame, current: str) -> str:
             "pick a version explicitly with `leadscore promote VERSION --reason ...`",
         )
     return str(made.iloc[-1]["previous_champion"])
+
+
+def judge_challenger(
+    result: TrainingResult,
+    crm: CRMData,
+    config: ProjectConfig,
+    registry: Registry,
+    champion: RegisteredModel | None,
+) -> Verdict:
+    """The gate's verdict on a freshly trained model against the current champion."""
+    y = result.data.labels("test")
+    challenger_p = result.test_scores["conversion_probability"].to_numpy(dtype=float)
+    if champion is None:
+        return judge(y, challenger_p, None, config.promotion)
+    try:
+        loaded = registry.load(champion)
+        champion_p = cohort_probabilities(loaded.model, result.data, crm, config, "test")
+    except Exception as exc:  # the champion cannot read this data: never promote blindly
+        problem = exc.problem if isinstance(exc, LeadscoreError) else type(exc).__name__
+        return Verdict(
+            False,
+            "kept",
+            f"champion v{champion.version} cannot score this cohort ({problem}); compare "
+            "by hand and promote with `leadscore promote VERSION --reason ...` if intended",
+        )
+    return judge(y, challenger_p, champion_p, config.promotion, champion.version)
+
+
+def apply_verdict(
+    verdict: Verdict,
+    challenger: RegisteredModel,
+    champion: RegisteredModel | None,
+    config: ProjectConfig,
+    registry: Registry,
+    decided_at: pd.Timestamp,
+) -> None:
+    """Move the alias (if promoted), tag the version and the run, record the decision."""
+    tags = verdict.tags()
+    if verdict.promote:
+        registry.set_alias(challenger, CHAMPION, tags)
+    else:
+        registry.tag_version(challenger, tags)
+    registry.tag_run(challenger.run_id, tags)
+    previous = champion.version if champion else None
+    after = challenger.version if verdict.promote else previous
+    row = history_row(verdict, challenger.name, challenger.version, previous, after, decided_at)
+    record(config.publish_uri, config.promotion.table, row)
+
+
+def move_champion(
+    config: ProjectConfig, version: str, reason: str, action: str = "manual"
+) -> dict[str, Any]:
+    """`leadscore promote` / `rollback`: point champion at `version`, with a recorded reason."""
+    if not reason.strip():
+        raise ConfigError("a promotion needs a reason", 'pass --reason "why"')
+    registry = Registry.of(config)
+    name = registry.model_name
+    target = registry.version(version)
+    current = registry.champion()
+    if current is not None and current.version == target.version:
+        raise ConfigError(
+            f"version {target.version} of '{name}' is already the champion", "nothing to do"
+        )
+    decided_at = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    previous = current.version if current else None
+    row = history_row(
+        None, name, target.version, previous, target.version, decided_at, action, reason
+    )
+    with interrupts.critical("moving the champion alias and recording it"):
+        registry.set_alias(
+            target,
+            CHAMPION,
+            {
+                "promotion.action": action,
+                "promotion.reason": reason,
+                "promotion.at": str(decided_at),
+            },
+        )
+        record(config.publish_uri, config.promotion.table, row)
+    return {
+        "command": action if action == "rollback" else "promote",
+        "model_name": name,
+        "champion_version": target.version,
+        "previous_champion": previous,
+        "reason": reason,
+    }
+
+
+def rollback(config: ProjectConfig, reason: str) -> dict[str, Any]:
+    """Make the champion before the current one champion again."""
+    name = config.mlflow.registered_model
+    current = Registry.of(config).champion()
+    if current is None:
+        raise ModelError(
+            f"model '{name}' has no champion to roll back", "train one: `leadscore train`"
+        )
+    history = read_history(config.publish_uri, config.promotion.table, name)
+    target = rollback_target(history, current.version)
+    return move_champion(config, target, reason, action="rollback")

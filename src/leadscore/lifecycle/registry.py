@@ -1,10 +1,18 @@
-"""All MLflow calls: tracking runs, the packaged model, the registry and its aliases."""
+"""Every MLflow call: the tracking store and the model registry of one project.
+
+`Registry` holds one tracking store (its registry on the same store), the experiment and
+the registered model's name, as `MlflowClient` holds one URI: nothing is configured before
+a call. Client calls go through its `MlflowClient`; MLflow's fluent calls (a training run
+with its packaged model, loading a pyfunc) read global state, so `Registry` points MLflow
+at its store just before each of them.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +22,12 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from leadscore.config import ProjectConfig
+from leadscore.data.rules import RuleSet
 from leadscore.errors import ModelError
 from leadscore.io.uris import redact_uri
 from leadscore.modeling.estimator import LeadScoringModel
+from leadscore.scoring.scorer import Scorer
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -76,8 +87,14 @@ class Champion:
     def predict(self, rows: pd.DataFrame) -> np.ndarray:
         """Calibrated probabilities through the packaged pyfunc, as served."""
         schema = self.pyfunc.metadata.get_input_schema()
-        out = self.pyfunc.predict(rows if schema is None else conform_to_schema(rows, schema))
+        if schema is not None:
+            rows = conform_to_schema(rows, schema, set(self.model.features.input_columns))
+        out = self.pyfunc.predict(rows)
         return np.asarray(out["conversion_probability"], dtype=float)
+
+    def scorer(self, rules: RuleSet, config: ProjectConfig) -> Scorer:
+        """What scores leads with this model, as the registry serves it."""
+        return Scorer(self.model, self.predict, rules, config)
 
 
 def model_signature(model: LeadScoringModel):
@@ -97,19 +114,21 @@ def model_signature(model: LeadScoringModel):
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def conform_to_schema(rows: pd.DataFrame, schema) -> pd.DataFrame:
+def conform_to_schema(rows: pd.DataFrame, schema, reads: set[str] | None = None) -> pd.DataFrame:
     """`rows` as the packaged model's input schema asks: its columns, in its types.
 
-    A column the schema names but the rows lack is passed empty: a model registered before
-    signatures listed only the columns it reads still names the ones the leakage guard
-    excluded, which scoring never reads (a column the model does read is checked for
-    earlier, with a clear error). A string column that is empty for every lead arrives as
-    floats from some readers; it is passed as empty text, as MLflow's schema enforcement
-    would otherwise refuse it.
+    The signature of a model registered before signatures listed only the columns the
+    model reads also names columns it never reads (lead id, as-of, columns the leakage guard
+    excluded), some as required: those (all but `reads`) are passed as placeholders of their
+    type. A string column that is empty for every lead arrives as floats from some readers;
+    it is passed as empty text, as MLflow's schema enforcement would otherwise refuse it.
     """
     out = {}
     for spec in schema.inputs:
         kind = str(spec.type)
+        if reads is not None and spec.name not in reads:
+            out[spec.name] = _placeholder(kind, rows.index)
+            continue
         column = rows[spec.name] if spec.name in rows else pd.Series(np.nan, index=rows.index)
         if kind.endswith("string"):
             column = column.astype("str") if column.notna().any() else _empty_text(rows.index)
@@ -119,29 +138,21 @@ def conform_to_schema(rows: pd.DataFrame, schema) -> pd.DataFrame:
     return pd.DataFrame(out, index=rows.index)
 
 
+def _placeholder(kind: str, index: pd.Index) -> pd.Series:
+    """A column of `kind` the model does not read (any value of the right type will do)."""
+    if kind.endswith(("long", "integer")):
+        return pd.Series(0, index=index, dtype="int64")
+    if kind.endswith("boolean"):
+        return pd.Series(False, index=index)
+    if kind.endswith("datetime"):
+        return pd.Series(pd.Timestamp(0), index=index, dtype="datetime64[us]")
+    if kind.endswith(("double", "float")):
+        return pd.Series(np.nan, index=index, dtype="float64")
+    return _empty_text(index)
+
+
 def _empty_text(index: pd.Index) -> pd.Series:
     return pd.Series(pd.array([pd.NA] * len(index), dtype="str"), index=index)
-
-
-def configure(tracking_uri: str, experiment: str, artifact_location: str | None) -> str:
-    """Point MLflow at the tracking store and ensure the experiment; returns its id."""
-    mlflow = _mlflow()
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    try:
-        found = mlflow.get_experiment_by_name(experiment)
-        if found is None:
-            return mlflow.create_experiment(experiment, artifact_location=artifact_location)
-        return found.experiment_id
-    except Exception as exc:
-        raise ModelError(
-            f"cannot reach the MLflow tracking store {redact_uri(tracking_uri)}: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-            "check mlflow.tracking_uri in the project file (or LEADSCORE_MLFLOW_TRACKING_URI)",
-            transient=True,
-        ) from None
 
 
 def _requirements() -> list[str]:
@@ -154,110 +165,6 @@ def _requirements() -> list[str]:
     return reqs
 
 
-def log_training_run(
-    experiment_id: str,
-    registered_model: str,
-    model: LeadScoringModel,
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    figures: dict[str, Any],
-    tables: dict[str, pd.DataFrame],
-    tags: dict[str, str],
-    files: dict[str, bytes] | None = None,
-) -> RegisteredModel:
-    """Log one training run, package and register the model as the challenger.
-
-    `files` maps artifact paths (e.g. ``evaluation/test_cohort.parquet``) to their bytes.
-    """
-    mlflow = _mlflow()
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with mlflow.start_run(experiment_id=experiment_id) as run:
-            mlflow.set_tags(tags)
-            mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
-            for name, fig in figures.items():
-                mlflow.log_figure(fig, f"plots/{name}.png")
-            for name, frame in tables.items():
-                mlflow.log_table(frame, f"tables/{name}.json")
-            if files:
-                with tempfile.TemporaryDirectory() as tmp:
-                    for relative, content in files.items():
-                        target = Path(tmp) / relative
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        target.write_bytes(content)
-                    mlflow.log_artifacts(tmp)
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "lead_scoring_model.joblib"
-                joblib.dump(model, path)
-                from leadscore.lifecycle.pyfunc import LeadScoringPyfunc
-
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=LeadScoringPyfunc(),
-                    artifacts={"model": str(path)},
-                    signature=model_signature(model),
-                    pip_requirements=_requirements(),
-                )
-            version = mlflow.register_model(info.model_uri, registered_model)
-    # Every new version is the challenger until the promotion gate has judged it.
-    mlflow.MlflowClient().set_registered_model_alias(registered_model, CHALLENGER, version.version)
-    return RegisteredModel(registered_model, str(version.version), run.info.run_id, (CHALLENGER,))
-
-
-def champion_version(name: str) -> RegisteredModel | None:
-    """The version behind the champion alias, or None when there is none yet."""
-    return alias_version(name, CHAMPION)
-
-
-def alias_version(name: str, alias: str) -> RegisteredModel | None:
-    """The version behind `alias`, or None when the alias (or the model) does not exist."""
-    mlflow = _mlflow()
-    client = mlflow.MlflowClient()
-    try:
-        mv = client.get_model_version_by_alias(name, alias)
-    except Exception as exc:
-        if getattr(exc, "error_code", None) in _MISSING:
-            return None
-        raise ModelError(
-            f"cannot read alias '{alias}' of model '{name}' from the registry at "
-            f"{redact_uri(mlflow.get_tracking_uri())}: {type(exc).__name__}",
-            "check that the MLflow tracking server is reachable",
-            transient=True,
-        ) from None
-    return RegisteredModel(name, str(mv.version), mv.run_id, tuple(mv.aliases))
-
-
-def model_version(name: str, version: str) -> RegisteredModel:
-    """A registered version; a clear error when it does not exist."""
-    mlflow = _mlflow()
-    try:
-        mv = mlflow.MlflowClient().get_model_version(name, str(version))
-    except mlflow.exceptions.MlflowException:
-        raise ModelError(
-            f"model '{name}' has no version {version!r} in the registry at "
-            f"{redact_uri(mlflow.get_tracking_uri())}",
-            "list the versions with `leadscore promotions` or in the MLflow UI",
-        ) from None
-    return RegisteredModel(name, str(mv.version), mv.run_id, tuple(mv.aliases))
-
-
-def set_alias(entry: RegisteredModel, alias: str, tags: dict[str, str]) -> None:
-    """Point `alias` at `entry` and tag the version with why (the registry's own record)."""
-    client = _mlflow().MlflowClient()
-    client.set_registered_model_alias(entry.name, alias, entry.version)
-    for key, value in tags.items():
-        client.set_model_version_tag(entry.name, entry.version, key, str(value)[:5000])
-
-
-def tag_version(entry: RegisteredModel, tags: dict[str, str]) -> None:
-    """Tag a model version (e.g. with the promotion gate's verdict)."""
-    client = _mlflow().MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(entry.name, entry.version, key, str(value)[:5000])
-
-
 def resolve_legacy_modules() -> None:
     """Models registered before the package had layers name its old module paths."""
     from leadscore.lifecycle.pyfunc import resolve_legacy_modules as resolve
@@ -265,71 +172,261 @@ def resolve_legacy_modules() -> None:
     resolve()
 
 
-def load_version(entry: RegisteredModel) -> Champion:
-    """Load a specific registered version (e.g. to judge it on a cohort)."""
-    mlflow = _mlflow()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        resolve_legacy_modules()
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{entry.name}/{entry.version}")
-    return Champion(entry, pyfunc, pyfunc.unwrap_python_model().model)
+class Registry:
+    """The tracking store, experiment and registered model of one project."""
 
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        model_name: str,
+        artifact_location: str | None = None,
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.model_name = model_name
+        self.artifact_location = artifact_location
+        self._experiment_id: str | None = None
+        self._client = None
 
-def load_champion(name: str) -> Champion:
-    """Load `models:/<name>@champion`; a clear error names the command that fixes a miss."""
-    mlflow = _mlflow()
-    entry = champion_version(name)
-    if entry is None:
-        raise ModelError(
-            f"no model '{name}' with alias '{CHAMPION}' in the registry at "
-            f"{redact_uri(mlflow.get_tracking_uri())}",
-            "train one first: `leadscore train --config <your project file>`",
+    @classmethod
+    def of(cls, config: ProjectConfig) -> Registry:
+        """The registry a project file names."""
+        m = config.mlflow
+        return cls(config.tracking_uri, m.experiment, m.registered_model, config.artifact_location)
+
+    def __repr__(self) -> str:
+        return f"Registry({redact_uri(self.tracking_uri)!r}, model {self.model_name!r})"
+
+    @property
+    def client(self):
+        """An `MlflowClient` of this store (tracking and registry)."""
+        if self._client is None:
+            self._client = _mlflow().MlflowClient(
+                tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+            )
+        return self._client
+
+    def _fluent(self):
+        """MLflow, pointed at this store, for the calls only its fluent API makes."""
+        mlflow = _mlflow()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        return mlflow
+
+    def experiment_id(self) -> str:
+        """The experiment's id, created if missing (reaching the store on first use)."""
+        if self._experiment_id is not None:
+            return self._experiment_id
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            found = self.client.get_experiment_by_name(self.experiment)
+            self._experiment_id = (
+                found.experiment_id
+                if found is not None
+                else self.client.create_experiment(
+                    self.experiment, artifact_location=self.artifact_location
+                )
+            )
+        except Exception as exc:
+            raise ModelError(
+                f"cannot reach the MLflow tracking store {redact_uri(self.tracking_uri)}: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                "check mlflow.tracking_uri in the project file (or LEADSCORE_MLFLOW_TRACKING_URI)",
+                transient=True,
+            ) from None
+        return self._experiment_id
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def log_training_run(
+        self,
+        model: LeadScoringModel,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        figures: dict[str, Any],
+        tables: dict[str, pd.DataFrame],
+        tags: dict[str, str],
+        files: dict[str, bytes] | None = None,
+    ) -> RegisteredModel:
+        """Log one training run, package and register the model as the challenger.
+
+        `files` maps artifact paths (e.g. ``evaluation/test_cohort.parquet``) to their bytes.
+        """
+        experiment_id = self.experiment_id()
+        mlflow = self._fluent()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mlflow.start_run(experiment_id=experiment_id) as run:
+                mlflow.set_tags(tags)
+                mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+                mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+                for name, fig in figures.items():
+                    mlflow.log_figure(fig, f"plots/{name}.png")
+                for name, frame in tables.items():
+                    mlflow.log_table(frame, f"tables/{name}.json")
+                if files:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        for relative, content in files.items():
+                            target = Path(tmp) / relative
+                            target.parent.mkdir(parents=True, exist_ok=True)
+                            target.write_bytes(content)
+                        mlflow.log_artifacts(tmp)
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / "lead_scoring_model.joblib"
+                    joblib.dump(model, path)
+                    from leadscore.lifecycle.pyfunc import LeadScoringPyfunc
+
+                    info = mlflow.pyfunc.log_model(
+                        name="model",
+                        python_model=LeadScoringPyfunc(),
+                        artifacts={"model": str(path)},
+                        signature=model_signature(model),
+                        pip_requirements=_requirements(),
+                    )
+                version = mlflow.register_model(info.model_uri, self.model_name)
+        # Every new version is the challenger until the promotion gate has judged it.
+        self.client.set_registered_model_alias(self.model_name, CHALLENGER, version.version)
+        return RegisteredModel(
+            self.model_name, str(version.version), run.info.run_id, (CHALLENGER,)
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        resolve_legacy_modules()
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
-    return Champion(entry, pyfunc, pyfunc.unwrap_python_model().model)
 
+    def log_scoring_run(
+        self,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        tables: dict[str, pd.DataFrame],
+        tags: dict[str, str],
+    ) -> str:
+        """One tracking run per scoring run: its monitoring numbers and checks; its id."""
+        experiment_id = self.experiment_id()
+        client = self.client
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from mlflow.entities import Metric, Param
 
-def run_metrics(run_id: str) -> dict[str, float]:
-    """The metrics a run logged (e.g. the champion's test metrics)."""
-    mlflow = _mlflow()
-    try:
-        return dict(mlflow.MlflowClient().get_run(run_id).data.metrics)
-    except mlflow.exceptions.MlflowException:
-        return {}
-
-
-def log_scoring_run(
-    experiment_id: str,
-    params: dict[str, Any],
-    metrics: dict[str, float],
-    tables: dict[str, pd.DataFrame],
-    tags: dict[str, str],
-) -> str:
-    """One tracking run per scoring run: its monitoring numbers and checks; returns its id."""
-    mlflow = _mlflow()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
-            mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+            run = client.create_run(experiment_id, tags=tags)
+            run_id = run.info.run_id
+            stamp = int(time.time() * 1000)
+            client.log_batch(
+                run_id,
+                metrics=[
+                    Metric(k, float(v), stamp, 0) for k, v in metrics.items() if np.isfinite(v)
+                ],
+                params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+            )
             for name, frame in tables.items():
-                mlflow.log_table(frame, f"monitoring/{name}.json")
-    return run.info.run_id
+                client.log_table(run_id, frame, f"monitoring/{name}.json")
+            client.set_terminated(run_id)
+        return run_id
+
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        """The metrics a run logged (e.g. the champion's test metrics)."""
+        try:
+            return dict(self.client.get_run(run_id).data.metrics)
+        except _mlflow().exceptions.MlflowException:
+            return {}
+
+    def tag_run(self, run_id: str, tags: dict[str, str]) -> None:
+        """Tag a tracking run (e.g. with the promotion gate's verdict)."""
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, str(value)[:5000])
+
+    def log_run_text(self, run_id: str, text: str, path: str) -> None:
+        """Add a text artifact (e.g. the report) to an existing run."""
+        self.client.log_text(run_id, text, path)
+
+    def download_run_artifacts(self, run_id: str, path: str, destination: str) -> Path:
+        """Download a run's artifact folder; a clear error when the run never logged it."""
+        mlflow = _mlflow()
+        try:
+            local = self.client.download_artifacts(run_id, path, destination)
+        except FileNotFoundError:
+            raise _no_artifacts(run_id, path) from None
+        except (mlflow.exceptions.MlflowException, OSError) as exc:
+            if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
+                raise _no_artifacts(run_id, path) from None
+            raise ModelError(
+                f"cannot download the '{path}' artifacts of run {run_id}: {type(exc).__name__}",
+                "check that the MLflow tracking server and its artifact store are reachable",
+                transient=True,
+            ) from None
+        folder = Path(local)
+        if not folder.is_dir() or not any(folder.iterdir()):
+            raise _no_artifacts(run_id, path)
+        return folder
+
+    # -- the registry --------------------------------------------------------------------
+
+    def champion(self) -> RegisteredModel | None:
+        """The version behind the champion alias, or None when there is none yet."""
+        return self.alias(CHAMPION)
+
+    def alias(self, alias: str) -> RegisteredModel | None:
+        """The version behind `alias`, or None when the alias (or the model) does not exist."""
+        try:
+            mv = self.client.get_model_version_by_alias(self.model_name, alias)
+        except Exception as exc:
+            if getattr(exc, "error_code", None) in _MISSING:
+                return None
+            raise ModelError(
+                f"cannot read alias '{alias}' of model '{self.model_name}' from the registry "
+                f"at {redact_uri(self.tracking_uri)}: {type(exc).__name__}",
+                "check that the MLflow tracking server is reachable",
+                transient=True,
+            ) from None
+        return RegisteredModel(self.model_name, str(mv.version), mv.run_id, tuple(mv.aliases))
+
+    def version(self, version: str) -> RegisteredModel:
+        """A registered version; a clear error when it does not exist."""
+        try:
+            mv = self.client.get_model_version(self.model_name, str(version))
+        except _mlflow().exceptions.MlflowException:
+            raise ModelError(
+                f"model '{self.model_name}' has no version {version!r} in the registry at "
+                f"{redact_uri(self.tracking_uri)}",
+                "list the versions with `leadscore promotions` or in the MLflow UI",
+            ) from None
+        return RegisteredModel(self.model_name, str(mv.version), mv.run_id, tuple(mv.aliases))
+
+    def set_alias(self, entry: RegisteredModel, alias: str, tags: dict[str, str]) -> None:
+        """Point `alias` at `entry` and tag the version with why (the registry's own record)."""
+        self.client.set_registered_model_alias(entry.name, alias, entry.version)
+        self.tag_version(entry, tags)
+
+    def tag_version(self, entry: RegisteredModel, tags: dict[str, str]) -> None:
+        """Tag a model version (e.g. with the promotion gate's verdict)."""
+        for key, value in tags.items():
+            self.client.set_model_version_tag(entry.name, entry.version, key, str(value)[:5000])
+
+    def load(self, entry: RegisteredModel) -> Champion:
+        """Load a registered version (e.g. to judge it on a cohort)."""
+        return Champion(entry, *self._load(f"models:/{entry.name}/{entry.version}"))
+
+    def load_champion(self) -> Champion:
+        """Load `models:/<name>@champion`; a clear error names the command that fixes a miss."""
+        entry = self.champion()
+        if entry is None:
+            raise ModelError(
+                f"no model '{self.model_name}' with alias '{CHAMPION}' in the registry at "
+                f"{redact_uri(self.tracking_uri)}",
+                "train one first: `leadscore train --config <your project file>`",
+            )
+        return Champion(entry, *self._load(f"models:/{self.model_name}@{CHAMPION}"))
+
+    def _load(self, uri: str) -> tuple[Any, LeadScoringModel]:
+        resolve_legacy_modules()
+        mlflow = self._fluent()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pyfunc = mlflow.pyfunc.load_model(uri)
+        return pyfunc, pyfunc.unwrap_python_model().model
 
 
-def tag_run(run_id: str, tags: dict[str, str]) -> None:
-    """Tag a tracking run (e.g. with the promotion gate's verdict, shown in the run list)."""
-    client = _mlflow().MlflowClient()
-    for key, value in tags.items():
-        client.set_tag(run_id, key, str(value)[:5000])
-
-
-def log_run_text(run_id: str, text: str, path: str) -> None:
-    """Add a text artifact (e.g. the report) to an existing run."""
-    _mlflow().MlflowClient().log_text(run_id, text, path)
+def load_champion(config: ProjectConfig) -> Champion:
+    """The project's champion, loaded: the one place every scoring path loads it from."""
+    return Registry.of(config).load_champion()
 
 
 def _no_artifacts(run_id: str, path: str) -> ModelError:
@@ -337,29 +434,5 @@ def _no_artifacts(run_id: str, path: str) -> ModelError:
         f"the champion's run {run_id} has no '{path}' artifacts: it was trained by an older "
         "leadscore",
         "retrain with `leadscore train`; if the champion alias stays on the old version, move "
-        "it to the new one (MLflow UI, or MlflowClient().set_registered_model_alias(name, "
-        "'champion', version))",
+        "it to the new one (`leadscore promote VERSION --reason ...`)",
     )
-
-
-def download_run_artifacts(run_id: str, path: str, destination: str) -> Path:
-    """Download a run's artifact folder; a clear error when the run never logged it."""
-    mlflow = _mlflow()
-    try:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=path, dst_path=destination
-        )
-    except FileNotFoundError:
-        raise _no_artifacts(run_id, path) from None
-    except (mlflow.exceptions.MlflowException, OSError) as exc:
-        if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST":
-            raise _no_artifacts(run_id, path) from None
-        raise ModelError(
-            f"cannot download the '{path}' artifacts of run {run_id}: {type(exc).__name__}",
-            "check that the MLflow tracking server and its artifact store are reachable",
-            transient=True,
-        ) from None
-    folder = Path(local)
-    if not folder.is_dir() or not any(folder.iterdir()):
-        raise _no_artifacts(run_id, path)
-    return folder

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,6 +16,7 @@ from leadscore.config import ModelConfig
 from leadscore.data.features import FeatureBuilder
 from leadscore.modeling.attributions import PathAttributions
 from leadscore.modeling.drift import drift_reference
+from leadscore.progress import reporter
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -82,7 +82,6 @@ class LeadScoringModel:
         calib_rows: pd.DataFrame,
         y_calib: np.ndarray,
         calib_groups: np.ndarray,
-        progress: Callable[[int, int], None] | None = None,
         drift_bins: int = 10,
     ) -> LeadScoringModel:
         """Fit features on train, stop boosting on validation, calibrate on calibration.
@@ -105,15 +104,13 @@ class LeadScoringModel:
             **self.config.params,
         }
         self.booster_ = lgb.LGBMClassifier(**params)
-        callbacks = [lgb.early_stopping(self.config.early_stopping_rounds, verbose=False)]
-        if progress is not None:
-            total = self.config.max_trees
+        report, total = reporter(), self.config.max_trees
 
-            def _report(env: lgb.callback.CallbackEnv) -> None:
-                if env.iteration % 25 == 0:
-                    progress(env.iteration + 1, total)
+        def _report(env: lgb.callback.CallbackEnv) -> None:
+            if env.iteration % 25 == 0:
+                report("training", env.iteration + 1, total)
 
-            callbacks.append(_report)
+        callbacks = [lgb.early_stopping(self.config.early_stopping_rounds, verbose=False), _report]
         self.booster_.fit(
             x_train,
             y_train,
@@ -123,8 +120,7 @@ class LeadScoringModel:
             callbacks=callbacks,
         )
         self.best_iteration_ = int(self.booster_.best_iteration_ or self.config.max_trees)
-        if progress is not None:
-            progress(self.config.max_trees, self.config.max_trees)
+        report("training", total, total)
         raw = self.raw_probability(calib_rows)
         method, briers = choose_calibration(
             raw, np.asarray(y_calib, float), calib_groups, self.config.calibration

@@ -1,8 +1,8 @@
 """On-demand scoring of one or a few leads ("speed to lead"), exactly as the nightly batch.
 
 The batch's own code does the work: the leads are read from the source with a lead-id
-filter (or built from a posted payload) and go through :func:`leadscore.pipeline.score`
-with the packaged champion model, the rule file and the reasons. Only the percentile and
+filter (or built from a posted payload) and go through the batch's `Scorer` (the packaged
+champion model, the rule file and the reasons). Only the percentile and
 the tier differ, because one lead has no run of its own to be ranked in: it is ranked in a
 reference population instead, the latest published run (the leads sales sees), else the
 champion's test cohort, else nowhere (percentile None; tiers by probability still apply).
@@ -20,22 +20,24 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import ProjectConfig, TierConfig
-from leadscore.data.rules import RuleSet
 from leadscore.errors import ConfigError, DataError, LeadscoreError
-from leadscore.evaluation.comparison import TIERS, assign_tiers
 from leadscore.io import publish
 
 # `blank_placeholders` is the source's own cleaning of text fields (blank strings and the
 # configured placeholders become missing): a posted lead must be cleaned the same way.
 from leadscore.io.sources import CRMData, blank_placeholders, lead_id_text, load_crm
-from leadscore.lifecycle.registry import Champion
-from leadscore.scoring import pipeline
+from leadscore.modeling.estimator import LeadScoringModel
+from leadscore.scoring.inputs import now
+from leadscore.scoring.scorer import Scorer, open_leads
+from leadscore.scoring.tiers import TIERS, assign_tiers
 
 log = logging.getLogger(__name__)
 
 #: Most leads one on-demand call scores; more is a job for the batch (`leadscore score`).
 MAX_LEADS = 100
 MAX_LEAD_ID_LENGTH = 200
+#: The id a posted lead goes by inside scoring (it has none of its own; never returned).
+POSTED = "posted"
 
 
 class LeadNotFoundError(DataError):
@@ -102,7 +104,7 @@ def population_from_model(model: Any) -> Population | None:
     return Population(np.sort(np.asarray(reference, dtype=float)), None, None, "test_cohort")
 
 
-def load_population(config: ProjectConfig, champion: Champion) -> Population | None:
+def load_population(config: ProjectConfig, model: LeadScoringModel) -> Population | None:
     """The reference for percentiles and tiers: the latest published run, else the test cohort."""
     try:
         published = publish.read_scores(config.publish_uri, config.publish.table, latest=True)
@@ -111,10 +113,10 @@ def load_population(config: ProjectConfig, champion: Champion) -> Population | N
             "cannot read the published scores (%s); ranking against the test cohort", exc.problem
         )
         published = pd.DataFrame()
-    return population_from_published(published) or population_from_model(champion.model)
+    return population_from_published(published) or population_from_model(model)
 
 
-def standing(
+def rank_in_population(
     probability: np.ndarray,
     lead_ids: Sequence[Any] | None,
     population: Population | None,
@@ -171,29 +173,6 @@ def _tier_at(rank: np.ndarray, size: np.ndarray, tiers: TierConfig) -> np.ndarra
     return np.asarray(TIERS, dtype=object)[np.minimum(level, 3)]
 
 
-def now() -> pd.Timestamp:
-    """This moment in UTC, naive like every timestamp in leadscore."""
-    return pd.Timestamp.now(tz="UTC").tz_localize(None)
-
-
-def parse_moment(value: str | None) -> pd.Timestamp:
-    """The scoring moment: now, a date (midnight, as the batch) or a time; naive means UTC."""
-    if value is None:
-        return now()
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        stamp = pd.NaT
-    if pd.isna(stamp):
-        raise ConfigError(
-            f"--as-of {value!r} is not a date or a time",
-            "use ISO 8601, e.g. 2026-03-01 or 2026-03-01T14:05:00Z",
-        )
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return stamp.as_unit("us")
-
-
 def check_lead_ids(lead_ids: Sequence[str]) -> list[str]:
     """The requested ids, de-duplicated in order; too many or malformed ids are refused."""
     wanted = list(dict.fromkeys(str(i) for i in lead_ids))
@@ -213,17 +192,11 @@ def check_lead_ids(lead_ids: Sequence[str]) -> list[str]:
     return wanted
 
 
-def read_leads(
-    config: ProjectConfig,
-    lead_ids: Sequence[str],
-    as_of: pd.Timestamp,
-    champion: Champion,
-    rules: RuleSet,
-) -> CRMData:
+def read_leads(scorer: Scorer, lead_ids: Sequence[str], as_of: pd.Timestamp) -> CRMData:
     """Only these leads' rows, and their activities in the lookback of the model and rules."""
-    since = as_of - pd.Timedelta(days=pipeline.lookback_days(champion.model, rules))
+    since = as_of - pd.Timedelta(days=scorer.lookback_days)
     return load_crm(
-        config,
+        scorer.config,
         activities_since=since,
         activities_until=as_of,
         lead_ids=check_lead_ids(lead_ids),
@@ -233,9 +206,7 @@ def read_leads(
 def score_leads(
     crm: CRMData,
     lead_ids: Sequence[str],
-    champion: Champion,
-    rules: RuleSet,
-    config: ProjectConfig,
+    scorer: Scorer,
     as_of: pd.Timestamp,
     population: Population | None,
 ) -> pd.DataFrame:
@@ -244,6 +215,7 @@ def score_leads(
     Rows come back in the requested order with the batch's columns; percentile and tier
     are relative to `population`. Unknown and closed leads raise, naming every one.
     """
+    config = scorer.config
     wanted = check_lead_ids(lead_ids)
     known = set(lead_id_text(crm.leads["lead_id"]))
     missing = [i for i in wanted if i not in known]
@@ -253,7 +225,7 @@ def score_leads(
             f"lead(s) {_listed(missing)} not found in table '{config.source.tables.leads}'",
             f"pass ids as they are in column '{config.source.columns.lead_id}' of that table",
         )
-    snap = pipeline.open_leads(crm, as_of, config)
+    snap = open_leads(crm, as_of, config)
     open_ids = set(lead_id_text(snap["lead_id"]))
     closed = [i for i in wanted if i not in open_ids]
     if closed:
@@ -261,12 +233,10 @@ def score_leads(
             "; ".join(_why_not_open(crm, closed, as_of, config)),
             "only open leads are scored (as in the nightly batch); pick an open lead",
         )
-    scores = pipeline.score(
-        crm, champion.model, champion.predict, rules, config, as_of, whole_source=False
-    )
+    scores = scorer.score(crm, as_of, whole_source=False)
     scores = scores.iloc[pd.Index(lead_id_text(scores["lead_id"])).get_indexer(wanted)]
     scores = scores.reset_index(drop=True)
-    percentile, tier = standing(
+    percentile, tier = rank_in_population(
         scores["conversion_probability"].to_numpy(),
         scores["lead_id"].tolist(),
         population,
@@ -319,9 +289,9 @@ def _why_not_open(
     return reasons
 
 
-def payload_fields(champion: Champion, config: ProjectConfig) -> dict[str, str]:
+def payload_fields(scorer: Scorer) -> dict[str, str]:
     """Fields a posted lead may carry, name -> "text" or "number": the model's inputs, e-mail."""
-    features = champion.model.features
+    features, config = scorer.model.features, scorer.config
     fields = {name: "text" for name in features.categorical}
     fields |= {name: "number" for name in features.numeric}
     for name in (features.title_column, config.source.attributes.email):
@@ -330,26 +300,18 @@ def payload_fields(champion: Champion, config: ProjectConfig) -> dict[str, str]:
     return fields
 
 
-def _stand_in_id(champion: Champion) -> int | str:
-    """An id of the type the packaged model's input signature expects (it is checked)."""
-    schema = champion.pyfunc.metadata.get_input_schema()
-    spec = next((c for c in (schema.inputs if schema else []) if c.name == "lead_id"), None)
-    kind = getattr(getattr(spec, "type", None), "name", "")
-    return 0 if kind in ("long", "integer") else "posted"
-
-
 def crm_from_payload(
     attributes: Mapping[str, str | float | None],
     activities: pd.DataFrame,
     created_at: pd.Timestamp | None,
-    champion: Champion,
-    config: ProjectConfig,
+    scorer: Scorer,
 ) -> CRMData:
     """A posted lead as the source would give it: one open lead and its activities.
 
     `activities` has `occurred_at` (naive UTC), `activity_type` and `detail`.
     """
-    fields = payload_fields(champion, config)
+    config = scorer.config
+    fields = payload_fields(scorer)
     unknown = sorted(set(attributes) - set(fields))
     if unknown:
         raise PayloadError(
@@ -390,10 +352,9 @@ def crm_from_payload(
             f"{', '.join(late)}: timestamps in the future",
             "send UTC times or times with their offset; check the sender's clock",
         )
-    lead_id = _stand_in_id(champion)
     leads = pd.DataFrame(
         {
-            "lead_id": pd.Series([lead_id], dtype="int64" if lead_id == 0 else "str"),
+            "lead_id": pd.Series([POSTED], dtype="str"),
             "created_at": pd.Series([created_at], dtype="datetime64[us]"),
         }
     )
@@ -419,25 +380,19 @@ def crm_from_payload(
 
 
 def score_payload(
-    crm: CRMData,
-    champion: Champion,
-    rules: RuleSet,
-    config: ProjectConfig,
-    as_of: pd.Timestamp,
-    population: Population | None,
+    crm: CRMData, scorer: Scorer, as_of: pd.Timestamp, population: Population | None
 ) -> pd.DataFrame:
     """Score a posted lead (from :func:`crm_from_payload`) as the batch would score it."""
-    if pipeline.open_leads(crm, as_of, config).empty:
+    config = scorer.config
+    if open_leads(crm, as_of, config).empty:
         raise PayloadError(
             "; ".join(
                 _why_not_open(crm, lead_id_text(crm.leads["lead_id"]), as_of, config, posted=True)
             ),
             "created_at must lie before as_of (and within snapshots.max_lead_age_days)",
         )
-    scores = pipeline.score(
-        crm, champion.model, champion.predict, rules, config, as_of, whole_source=False
-    )
-    percentile, tier = standing(
+    scores = scorer.score(crm, as_of, whole_source=False)
+    percentile, tier = rank_in_population(
         scores["conversion_probability"].to_numpy(), None, population, config.tiers
     )
     return scores.assign(lead_id=None, percentile=percentile, tier=tier)

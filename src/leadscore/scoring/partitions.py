@@ -3,7 +3,7 @@
 The source folder is staged once: every table is streamed in chunks and each row goes to
 the partition of its lead, so a lead's row, activities and outcomes always land together.
 Each partition is then an ordinary source folder, read, checked and scored by the same
-functions as a whole source (`load_crm`, `pipeline.score_partial`). Only what ranks leads
+functions as a whole source (`load_crm`, `Scorer.score_partial`). Only what ranks leads
 against each other (percentile, tier) and the run's monitoring are done once, over all
 partitions, so the published scores equal an unpartitioned run's.
 
@@ -26,20 +26,15 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from leadscore.config import ProjectConfig
-from leadscore.data.rules import RuleSet
 from leadscore.errors import ConfigError, DataError
 from leadscore.io.sources import CRMData, load_crm
 from leadscore.io.uris import check_file_table, is_database_uri, redact_uri
-from leadscore.scoring import pipeline
+from leadscore.progress import reporter
+from leadscore.scoring.inputs import activity_types, check_inputs, model_activity_types
+from leadscore.scoring.scorer import Scorer, finish_scores, no_open_leads, open_leads
 
 #: Rows read from the source per chunk while staging (bounds the staging memory).
 CHUNK_ROWS = 1_000_000
-
-Progress = Callable[[str, int, int], None]
-
-
-def _noop(stage: str, done: int, total: int) -> None:
-    return None
 
 
 _INTEGER_TEXT = r"^(-?)0*(\d+?)(?:\.0*)?$"
@@ -107,7 +102,6 @@ def stage(
     since: pd.Timestamp | None,
     until: pd.Timestamp | None,
     folder: Path,
-    progress: Progress = _noop,
 ) -> list[Partition]:
     """Split the source folder into `scale.partitions` folders of Parquet files.
 
@@ -115,6 +109,7 @@ def stage(
     their time as a timestamp (the exact window is applied when a partition is read).
     Memory holds one chunk of `CHUNK_ROWS` rows, whatever the size of the source.
     """
+    progress = reporter()
     uri = config.source_uri
     if is_database_uri(uri):
         raise ConfigError(
@@ -263,15 +258,10 @@ def partition_config(config: ProjectConfig, part: Partition) -> ProjectConfig:
 
 
 def score_partition(
-    part: Partition,
-    config: ProjectConfig,
-    model,
-    predict: Callable[[pd.DataFrame], np.ndarray],
-    rules: RuleSet,
-    since: pd.Timestamp | None,
-    as_of: pd.Timestamp,
+    part: Partition, scorer: Scorer, since: pd.Timestamp | None, as_of: pd.Timestamp
 ) -> PartitionResult:
     """Read, check and score one partition, exactly as a whole source would be."""
+    config = scorer.config
     if part.leads == 0:  # more partitions than leads, or an unlucky hash: nothing here
         return PartitionResult(
             part.index,
@@ -290,12 +280,12 @@ def score_partition(
             exc.fix,
             transient=exc.transient,
         ) from None
-    snap = pipeline.open_leads(crm, as_of, config)
+    snap = open_leads(crm, as_of, config)
     if snap.empty:
         scores = pd.DataFrame(columns=SCORE_PARTIAL_COLUMNS)
         rows = pd.DataFrame()
     else:
-        scores, rows = pipeline.score_partial(crm, model, predict, rules, config, snap)
+        scores, rows = scorer.score_partial(crm, snap)
         share = max(1, -(-config.scale.monitoring_rows // part.count))  # at least one row
         if len(rows) > share:
             keep = np.sort(
@@ -309,7 +299,7 @@ def score_partition(
         outcomes=crm.outcomes,
         flat=crm.flat,
         warnings=crm.checks.summary(),
-        activity_types=pipeline.activity_types(crm.activities),
+        activity_types=activity_types(crm.activities),
     )
 
 
@@ -326,29 +316,25 @@ SCORE_PARTIAL_COLUMNS = [
 
 
 def combine(
-    results: list[PartitionResult],
-    config: ProjectConfig,
-    as_of: pd.Timestamp,
-    source: str,
-    rules: RuleSet,
-    model,
+    results: list[PartitionResult], scorer: Scorer, as_of: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame, CRMData]:
     """All partitions' scores with percentiles and tiers over all leads, the monitoring row
     sample, and the outcomes (for monitoring's realised quality) as a CRMData.
 
     The source is checked as a whole first, as an unpartitioned run checks it (an empty
     activities window, rules on activity types the data never had)."""
+    config = scorer.config
     results = sorted(results, key=lambda r: r.index)
     flat = any(r.flat for r in results)
     types = tuple(sorted({t for r in results for t in r.activity_types}))
-    window = (as_of - pd.Timedelta(days=pipeline.lookback_days(model, rules)), as_of)
-    known = pipeline.model_activity_types(model)
-    pipeline.check_inputs(rules, config, flat, types, known, window=window)
+    window = (as_of - pd.Timedelta(days=scorer.lookback_days), as_of)
+    known = model_activity_types(scorer.model)
+    check_inputs(scorer.rules, config, flat, types, known, window=window)
     filled = [r.scores for r in results if len(r.scores)]
     if not filled:
-        raise pipeline.no_open_leads(flat, config, as_of)
+        raise no_open_leads(flat, config, as_of)
     partial = pd.concat(filled, ignore_index=True)
-    scores = pipeline.finish_scores(partial, config)
+    scores = finish_scores(partial, config)
     rows = pd.concat([r.rows for r in results if len(r.rows)] or [pd.DataFrame()])
     rows = rows.reset_index(drop=True)
     outcomes = pd.concat([r.outcomes for r in results if len(r.outcomes.columns)])
@@ -359,5 +345,51 @@ def combine(
     empty = pd.DataFrame(
         {"lead_id": pd.Series(dtype="str"), "occurred_at": pd.Series(dtype="datetime64[us]")}
     )
-    crm = CRMData(leads=leads, activities=empty, outcomes=outcomes, source=source)
+    crm = CRMData(
+        leads=leads, activities=empty, outcomes=outcomes, source=redact_uri(config.source_uri)
+    )
     return scores, rows, crm
+
+
+def partitioned(config: ProjectConfig) -> bool:
+    """Does this project score its source in lead partitions (or on Dask)?"""
+    return config.scale.partitions > 1 or config.scale.dask is not None
+
+
+RunPartitions = Callable[[list[Partition]], list[PartitionResult]]
+ScoreOne = Callable[[Partition, Scorer, pd.Timestamp, pd.Timestamp], PartitionResult]
+
+
+def score_partitions(
+    scorer: Scorer,
+    since: pd.Timestamp,
+    as_of: pd.Timestamp,
+    score_one: ScoreOne | None = None,
+    run_all: RunPartitions | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, CRMData]:
+    """Stage the source by lead, score every partition, rank all leads together.
+
+    By default the partitions are scored one after the other on this machine, so memory
+    holds one partition, each with `score_one` (`score_partition`, or a flow's task of
+    it); `run_all` scores them all at once instead (e.g. as tasks on a Dask cluster). The
+    staged folder is kept when a partition fails (its error names the staged file) and
+    removed with `remove_staging` once the scores are published.
+    """
+    config = scorer.config
+    parts = stage(config, since, as_of, staging_folder(config, as_of))
+    if run_all is not None:
+        results = run_all(parts)
+    else:
+        score_one = score_one or score_partition
+        report = reporter()
+        results = []
+        for n, part in enumerate(parts):
+            report("scoring partitions", n, len(parts))
+            results.append(score_one(part, scorer, since, as_of))
+        report("scoring partitions", len(parts), len(parts))
+    return combine(results, scorer, as_of)
+
+
+def remove_staging(config: ProjectConfig, as_of: pd.Timestamp) -> None:
+    """The staged partitions of a run whose scores are published."""
+    shutil.rmtree(staging_folder(config, as_of), ignore_errors=True)

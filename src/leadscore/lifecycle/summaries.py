@@ -1,0 +1,229 @@
+"""The JSON summaries of `train`, `score` and `report` (`--json`, and what the flows
+return): stable keys, rounded numbers, masked URIs, never a lead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from leadscore.config import ProjectConfig
+from leadscore.evaluation.evidence import Evidence
+from leadscore.io.uris import redact_uri
+from leadscore.lifecycle.monitoring import MonitoringResult
+from leadscore.lifecycle.promotion import Verdict
+from leadscore.lifecycle.registry import CHAMPION, RegisteredModel
+from leadscore.modeling.metrics import METRIC_KEYS
+from leadscore.scoring.training import TrainingResult
+
+#: Metrics in the JSON summary, under `model` and `rules`.
+SUMMARY_METRICS = METRIC_KEYS
+
+
+def number(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return round(value, 6) if np.isfinite(value) else None
+
+
+def _summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: number(metrics.get(k)) for k in SUMMARY_METRICS}
+
+
+def comparison_summary(evidence: Evidence) -> dict[str, Any]:
+    """The comparison block of the JSON summaries (intervals, captured conversions)."""
+    c = evidence.comparison
+    effect = evidence.suggestion.effect.set_index("rules")
+
+    def interval(key: str) -> dict[str, float | None]:
+        return {k: number(v) for k, v in c.intervals[key].as_dict().items()}
+
+    return {
+        "roc_auc": {who: interval(f"roc_auc_{who}") for who in ("model", "rules", "difference")},
+        "pr_auc": {who: interval(f"pr_auc_{who}") for who in ("model", "rules", "difference")},
+        "mql_volume": c.mql_volume,
+        "mql_per_date": number(c.mql_per_date),
+        "converting_leads": c.converting_leads,
+        "captured_at_mql_volume": {k: number(v) for k, v in c.captured_at_mql_volume.items()},
+        "capacity_per_week": c.capacity_per_week,
+        "captured_at_capacity": (
+            {k: number(v) for k, v in c.captured_at_capacity.items()}
+            if c.captured_at_capacity is not None
+            else None
+        ),
+        "suggested_rules": {
+            "mql_threshold": number(evidence.suggestion.threshold),
+            "mql_conversion_rate": {
+                "current": number(effect.loc["current rules", "mql_conversion_rate"]),
+                "suggested": number(effect.loc["suggested rules", "mql_conversion_rate"]),
+            },
+        },
+        "headline": c.headline(),
+    }
+
+
+def training_summary(
+    result: TrainingResult,
+    registered: RegisteredModel,
+    config: ProjectConfig,
+    oracle: float | None,
+    evidence: Evidence,
+    checks: dict[str, Any],
+    verdict: Verdict,
+    champion: RegisteredModel | None,
+) -> dict[str, Any]:
+    """The JSON summary of a training run (stable keys), with the gate's decision."""
+    return {
+        "comparison": comparison_summary(evidence),
+        "command": "train",
+        "model": _summary_metrics(result.metrics["model"]),
+        "rules": {
+            **_summary_metrics(result.metrics["rules"]),
+            "mql_rate": number(result.metrics["rules"]["mql_rate"]),
+        },
+        "baseline": {**_summary_metrics(result.metrics["baseline"]), "c": result.baseline.c},
+        "leakage": {
+            "excluded": [f.column for f in result.leakage if f.excluded],
+            "kept": [f.column for f in result.leakage if not f.excluded],
+            "findings": [f.as_dict() for f in result.leakage],
+        },
+        "shift": {
+            "auc": number(result.shift.auc),
+            "top": [{"feature": f, "share": number(v)} for f, v in result.shift.top()],
+        },
+        "split_method": result.data.plan.method,
+        "oracle_auc": number(oracle),
+        "rows": result.data.counts(),
+        "splits": result.data.plan.describe(),
+        "calibration": result.model.calibration_method_,
+        "best_iteration": result.model.best_iteration_,
+        "model_name": registered.name,
+        "model_version": registered.version,
+        "aliases": ["champion", "challenger"] if verdict.promote else ["challenger"],
+        "run_id": registered.run_id,
+        "uris": {
+            "source": redact_uri(config.source_uri),
+            "tracking": redact_uri(config.tracking_uri),
+            "model": f"models:/{registered.name}/{registered.version}",
+        },
+        "warnings": checks["warnings"],
+        "promotion": verdict_summary(verdict, registered, champion),
+    }
+
+
+def report_summary(
+    path: str,
+    html: str,
+    entry: RegisteredModel,
+    config: ProjectConfig,
+    metrics: dict[str, float],
+    evidence: Evidence,
+    saved: Any,
+    open_leads: pd.DataFrame,
+    open_source: str,
+) -> dict[str, Any]:
+    """The JSON summary of a report run: the champion's test metrics and where it is."""
+    return {
+        "command": "report",
+        "path": path,
+        **champion_test_metrics(metrics),
+        "rows": {"test": len(saved.test), "open_leads": len(open_leads)},
+        "uris": {**champion_uris(config, entry), "report": path},
+        "model_name": entry.name,
+        "model_version": entry.version,
+        "run_id": entry.run_id,
+        "open_leads": {"rows": len(open_leads), "from": open_source},
+        "comparison": comparison_summary(evidence),
+        "test_period": evidence.test_period,
+        "bytes": len(html.encode("utf-8")),
+    }
+
+
+def scoring_summary(
+    scores: pd.DataFrame,
+    entry: RegisteredModel,
+    config: ProjectConfig,
+    as_of: pd.Timestamp,
+    published: int,
+    champion_metrics: dict[str, float],
+) -> dict[str, Any]:
+    """The JSON summary of a scoring run; `model`/`rules` are the champion's test metrics."""
+    return {
+        "command": "score",
+        "as_of": str(as_of.date()),
+        **champion_test_metrics(champion_metrics),
+        "rows": {
+            "scored": len(scores),
+            "published": int(published),
+            "mql": int(scores["is_mql"].sum()),
+        },
+        "tiers": {t: int((scores["tier"] == t).sum()) for t in ("A", "B", "C", "D")},
+        "mean_probability": number(scores["conversion_probability"].mean()),
+        "model_name": entry.name,
+        "model_version": entry.version,
+        "run_id": entry.run_id,
+        "monitoring_table": config.monitoring.table,
+        "uris": champion_uris(config, entry),
+    }
+
+
+def champion_test_metrics(metrics: dict[str, float]) -> dict[str, Any]:
+    """`model`, `rules` and `oracle_auc` blocks from the champion's training run metrics."""
+
+    def block(who: str) -> dict[str, float | None]:
+        return {k: number(metrics.get(f"test_{who}_{k}")) for k in SUMMARY_METRICS}
+
+    return {
+        "model": block("model"),
+        "rules": block("rules"),
+        "oracle_auc": number(metrics.get("test_oracle_roc_auc")),
+    }
+
+
+def champion_uris(config: ProjectConfig, entry: RegisteredModel) -> dict[str, str]:
+    """Where the source, tracking store, scores and the champion model are (masked)."""
+    return {
+        "source": redact_uri(config.source_uri),
+        "tracking": redact_uri(config.tracking_uri),
+        "publish": redact_uri(config.publish_uri),
+        "table": config.publish.table,
+        "history_table": config.publish.history_table,
+        "model": f"models:/{entry.name}@{CHAMPION}",
+    }
+
+
+def verdict_summary(
+    verdict: Verdict,
+    challenger: RegisteredModel,
+    champion: RegisteredModel | None,
+) -> dict[str, Any]:
+    """The gate's decision in the training summary."""
+    return {
+        "decision": verdict.action,
+        "promoted": verdict.promote,
+        "reason": verdict.reason,
+        "challenger_version": challenger.version,
+        "champion_version": challenger.version
+        if verdict.promote
+        else (champion.version if champion else None),
+        "previous_champion": champion.version if champion else None,
+        "challenger": {
+            "roc_auc": number(verdict.challenger_auc),
+            "ece": number(verdict.challenger_ece),
+        },
+        "champion": {"roc_auc": number(verdict.champion_auc), "ece": number(verdict.champion_ece)},
+    }
+
+
+def monitoring_summary(result: MonitoringResult, run_id: str | None) -> dict[str, Any]:
+    """The checks in the scoring summary."""
+    return {
+        "status": result.status,
+        "failed": result.failed,
+        "messages": result.messages(),
+        "realised": result.realised,
+        "run_id": run_id,
+    }

@@ -1,0 +1,258 @@
+"""What a training run records in the tracking store: parameters, metrics, plots, tables,
+the evaluation files a report is rebuilt from, and the packaged model.
+
+The layout of the evaluation files is written and read here only (`evaluation_files`,
+`read_evaluation`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from leadscore.config import ProjectConfig
+from leadscore.data.rules import RuleSet, load_rules
+from leadscore.evaluation import plots
+from leadscore.evaluation.evidence import Evidence, evidence_metrics
+from leadscore.evaluation.report import ReportInputs
+from leadscore.io.sources import load_ground_truth
+from leadscore.io.uris import redact_uri
+from leadscore.lifecycle.registry import RegisteredModel, Registry
+from leadscore.lifecycle.summaries import number
+from leadscore.scoring.training import TrainingResult
+from leadscore.synthetic import true_conversion_probability
+
+
+def oracle_auc(config: ProjectConfig, result: TrainingResult) -> float | None:
+    """AUC of the generator's true probabilities on the test cohort (generated data only)."""
+    truth = load_ground_truth(config)
+    if truth is None:
+        return None
+    snapshots = result.data.snapshots["test"]
+    p = true_conversion_probability(truth[0], truth[1], snapshots, config.horizon_days)
+    return float(roc_auc_score(snapshots["converted"], p))
+
+
+def training_params(config: ProjectConfig, result: TrainingResult) -> dict[str, Any]:
+    """Parameters of a training run: data window, split, features, model settings."""
+    plan = result.data.plan
+    model = result.model
+    params: dict[str, Any] = {
+        "horizon_days": config.horizon_days,
+        "snapshot_every_days": config.snapshots.every_days,
+        "max_lead_age_days": config.snapshots.max_lead_age_days,
+        "sample_leads": config.snapshots.sample_leads,
+        "gap_days": config.gap_days,
+        "data_start": str(min(d for dates in plan.dates.values() for d in dates).date()),
+        "data_end": str(plan.data_end),
+        "label_end": str(plan.label_end.date()),
+        **{f"split_{k}": v for k, v in plan.describe().items()},
+        "n_features": len(model.features.feature_names_),
+        "categorical_features": ",".join(model.features.categorical_features),
+        "activity_types": ",".join(model.features.behaviour.activity_types),
+        "page_categories": ",".join(model.features.behaviour.page_categories),
+        "windows_days": ",".join(map(str, model.features.behaviour.windows_days)),
+        "max_trees": config.model.max_trees,
+        "early_stopping_rounds": config.model.early_stopping_rounds,
+        "best_iteration": model.best_iteration_,
+        "calibration_method": model.calibration_method_,
+        "calibration_choice": config.model.calibration,
+        "seed": config.model.seed,
+        "num_threads": config.model.num_threads,
+        "source": redact_uri(config.source_uri),
+        "rules_file": config.rules_path.name,
+        "split_method": plan.method,
+        "leakage_excluded": ",".join(f.column for f in result.leakage if f.excluded)[:500],
+        "leakage_kept": ",".join(f.column for f in result.leakage if not f.excluded)[:500],
+        "baseline_c": result.baseline.c,
+    }
+    params.update({f"lgbm_{k}": v for k, v in config.model.params.items()})
+    return params
+
+
+def training_metrics(result: TrainingResult, oracle: float | None) -> dict[str, float]:
+    """Flat metric names for MLflow: test_<model|rules>_<metric>, row counts, oracle."""
+    out: dict[str, float] = {}
+    for who, metrics in result.metrics.items():
+        for name, value in metrics.items():
+            out[f"test_{who}_{name}"] = float(value)
+    out.update({k: float(v) for k, v in result.data.counts().items()})
+    for name, brier in result.model.calibration_briers_.items():
+        out[f"calibration_cv_brier_{name}"] = brier
+    if oracle is not None:
+        out["test_oracle_roc_auc"] = oracle
+    out["shift_auc"] = result.shift.auc
+    out["leakage_excluded_columns"] = float(sum(f.excluded for f in result.leakage))
+    return out
+
+
+def checks_payload(result: TrainingResult, warnings: list[str] | None = None) -> dict[str, Any]:
+    """The run's guard findings, baseline, shift check, split and data warnings (JSON-able).
+
+    Stored with the run (evaluation/checks.json) so a later report shows them without
+    retraining. Column names and numbers only: no values from the data.
+    """
+    plan = result.data.plan
+    return {
+        "split": {"method": plan.method, "cohorts": plan.describe()},
+        "leakage": [f.as_dict() for f in result.leakage],
+        "baseline": {
+            "c": result.baseline.c,
+            "metrics": {k: number(v) for k, v in result.baseline.metrics.items()},
+            "validation_auc": {
+                str(k): number(v) for k, v in result.baseline.validation_auc.items()
+            },
+        },
+        "shift": {
+            "auc": number(result.shift.auc),
+            "shifted": bool(result.shift.shifted),
+            "rows": int(result.shift.rows),
+            "top": [{"feature": f, "share": number(v)} for f, v in result.shift.top()],
+        },
+        "warnings": list(warnings or []),
+    }
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def evaluation_files(
+    test: pd.DataFrame,
+    fit: pd.DataFrame,
+    evidence: Evidence,
+    open_leads: pd.DataFrame,
+    rules_path: Path,
+    checks: dict[str, Any] | None = None,
+) -> dict[str, bytes]:
+    """What a report needs later without retraining: cohorts, rules and the open leads.
+
+    `test` and `fit` are the frames of `evidence.cohort_frames`. Only ids, dates, labels,
+    scores, rule hits and reasons: no names or e-mail addresses.
+    """
+    return {
+        "evaluation/test_cohort.parquet": _parquet(test),
+        "evaluation/fit_cohorts.parquet": _parquet(fit),
+        "evaluation/open_leads.parquet": _parquet(open_leads),
+        "evaluation/mql_rules.yaml": rules_path.read_bytes(),
+        "evaluation/suggested_mql_rules.yaml": evidence.suggested_rules_yaml.encode("utf-8"),
+        "evaluation/checks.json": json.dumps(checks or {}, indent=2).encode("utf-8"),
+    }
+
+
+@dataclass(frozen=True)
+class SavedEvaluation:
+    """What a training run saved for later reports: its cohorts, open leads, rules, checks."""
+
+    test: pd.DataFrame
+    fit: pd.DataFrame
+    open_leads: pd.DataFrame
+    rules: RuleSet
+    checks: dict[str, Any]
+
+
+def read_evaluation(
+    registry: Registry, entry: RegisteredModel, destination: str
+) -> SavedEvaluation:
+    """The evaluation files of a model's training run (as `evaluation_files` wrote them)."""
+    folder = registry.download_run_artifacts(entry.run_id, "evaluation", destination)
+    return SavedEvaluation(
+        test=pd.read_parquet(folder / "test_cohort.parquet"),
+        fit=pd.read_parquet(folder / "fit_cohorts.parquet"),
+        open_leads=pd.read_parquet(folder / "open_leads.parquet"),
+        rules=load_rules(folder / "mql_rules.yaml"),
+        checks=json.loads((folder / "checks.json").read_text(encoding="utf-8")),
+    )
+
+
+def log_and_register(
+    result: TrainingResult,
+    evidence: Evidence,
+    files: dict[str, bytes],
+    config: ProjectConfig,
+    oracle: float | None,
+    registry: Registry,
+) -> RegisteredModel:
+    """Log the run (params, metrics, plots, tables, evaluation) and register the model."""
+    test = result.test_scores
+    y = test["converted"].to_numpy(dtype=float)
+    c = evidence.comparison
+    figures = {
+        "calibration": plots.calibration_figure(
+            y,
+            {
+                "model (calibrated)": test["conversion_probability"].to_numpy(),
+                "rule score (mapped)": test["rule_probability"].to_numpy(),
+            },
+            "Calibration on the newest labelled cohort",
+        ),
+        "feature_importance": plots.importance_figure(result.model.feature_importance()),
+        "gains": plots.gains_figure(c.curves),
+        "lift": plots.lift_figure(c.gains),
+    }
+    importance = result.model.feature_importance()
+    tables = {
+        "feature_importance": pd.DataFrame(
+            {"feature": importance.index, "gain": importance.to_numpy()}
+        ),
+        "metrics": pd.DataFrame(result.metrics).reset_index(names="metric"),
+        "rule_diagnostics": evidence.rules,
+        "suggested_rule_effect": evidence.suggestion.effect,
+        "gains_model": c.gains["model"],
+        "gains_rules": c.gains["rules"],
+        "rule_mql_x_model_hot": c.quadrants,
+        "tiers": c.tiers,
+        "leakage_guard": pd.DataFrame(
+            [f.as_dict() for f in result.leakage],
+            columns=["column", "check", "evidence", "excluded"],
+        ),
+        "shift_importance": pd.DataFrame(
+            {"feature": result.shift.importance.index, "share": result.shift.importance.to_numpy()}
+        ),
+    }
+    metrics = training_metrics(result, oracle)
+    metrics.update(evidence_metrics(evidence))
+    try:
+        return registry.log_training_run(
+            result.model,
+            training_params(config, result),
+            metrics,
+            figures,
+            tables,
+            tags={"leadscore.kind": "training", "leadscore.horizon_days": str(config.horizon_days)},
+            files=files,
+        )
+    finally:
+        for fig in figures.values():
+            plots.close(fig)
+
+
+def report_inputs(
+    evidence: Evidence,
+    open_leads: pd.DataFrame,
+    entry: RegisteredModel,
+    config: ProjectConfig,
+    rules_file: str,
+    oracle: float | None,
+    checks: dict[str, Any] | None,
+) -> ReportInputs:
+    """What the report shows of a registered model besides its evidence."""
+    return ReportInputs(
+        evidence=evidence,
+        open_leads=open_leads,
+        model_name=entry.name,
+        model_version=entry.version,
+        run_id=entry.run_id,
+        source=redact_uri(config.source_uri),
+        rules_file=rules_file,
+        oracle_auc=oracle,
+        checks=checks,
+    )
