@@ -539,9 +539,8 @@ def test_training_attaches_the_references_the_scoring_run_is_checked_against(tra
 
 def test_a_run_with_many_failed_checks_says_so_in_a_few_lines() -> None:
     """Eighty drifted inputs: the message lists a few, counts the rest, one line each."""
-    from leadscore.lifecycle.monitoring import MAX_FAILURES_SHOWN, raise_if_monitoring_failed
-
     from leadscore.errors import LeadscoreError
+    from leadscore.lifecycle.monitoring import MAX_FAILURES_SHOWN, raise_if_monitoring_failed
 
     columns = {f"input_{i:02d}": np.random.default_rng(i).normal(0, 1, 4_000) for i in range(80)}
     reference = reference_of(pd.DataFrame(columns))

@@ -58,6 +58,35 @@ def test_help_and_generate_import_neither_prefect_nor_mlflow(tmp_path, cli_home)
     assert (tmp_path / "crm.db").exists()
 
 
+#: What `leadscore --help` and `--version` must not import: each costs a second or more.
+LIBRARIES = ("prefect", "mlflow", "lightgbm", "pandas", "sklearn", "duckdb", "leadscore_flows")
+
+FIRST_LOOK = """
+import json, sys
+from typer.testing import CliRunner
+from leadscore.apps.cli import app
+
+runner = CliRunner()
+codes = {" ".join(a): runner.invoke(app, a).exit_code for a in (["--help"], ["--version"])}
+version = runner.invoke(app, ["--version"]).stdout.strip()
+print(json.dumps({"codes": codes, "version": version,
+                  "loaded": [m for m in sys.argv[1:] if m in sys.modules]}))
+"""
+
+
+def test_help_and_version_import_no_heavy_library(cli_home) -> None:
+    """A fast first look: the CLI's own modules and its two presentation libraries only."""
+    result = subprocess.run(
+        [sys.executable, "-c", FIRST_LOOK, *LIBRARIES],
+        env=cli_home, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["codes"] == {"--help": 0, "--version": 0}
+    assert probe["version"].startswith("leadscore 0.")
+    assert probe["loaded"] == [], f"imported by --help/--version: {probe['loaded']}"
+
+
 def _project(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({"source": {"uri": "sqlite:///crm.db"}}))
     shutil.copy(

@@ -28,6 +28,25 @@ app = typer.Typer(
 err = Console(stderr=True, soft_wrap=True)
 out = Console()
 
+
+def _show_version(value: bool) -> None:
+    if value:
+        out.print(f"leadscore {_version()}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Predictive lead scoring: calibrated conversion probabilities next to your MQL rules."""
+
+
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="Project file (leadscore.yaml).")
 ]
@@ -224,9 +243,7 @@ def _generate(
     start = time.perf_counter()
     with _progress(progress):
         report = reporter()
-        crm = generate_crm(
-            leads, seed=seed, end=end, progress=lambda d, t: report("generating", d, t)
-        )
+        crm = generate_crm(leads, seed=seed, end=end)
         report("writing", 0, 1)
         write_tables(crm.tables(), uri, file_format)
         report("writing", 1, 1)

@@ -42,11 +42,7 @@ from leadscore.config import (
 from leadscore.errors import ConfigError, DataError
 from leadscore.io.tables import SAMPLE_ROWS, list_tables, local_source, read_sample
 from leadscore.io.uris import is_database_uri, redact_uri
-
-#: Text values that CRM exports use for "nothing chosen" (compared lower-case, stripped).
-PLACEHOLDERS = frozenset(
-    {"select", "unknown", "n/a", "na", "null", "none", "nan", "nil", "-", "--", "?", "#n/a"}
-)
+from leadscore.io.validation import PLACEHOLDERS
 
 #: Written for a required key that could not be guessed: it validates, and loading data
 #: fails on it with "no column 'TODO'", so a forgotten TODO cannot train silently.

@@ -214,7 +214,7 @@ def index_activities(
 _DAY_US = 86_400_000_000
 
 
-def snapshot_dates(snapshots: pd.DataFrame) -> list[np.ndarray]:
+def rows_by_date(snapshots: pd.DataFrame) -> list[np.ndarray]:
     """Positions of the snapshot rows of each distinct as-of date, oldest first."""
     codes, _ = pd.factorize(snapshots["as_of"].to_numpy(dtype="datetime64[us]"), sort=True)
     order = np.argsort(codes, kind="stable")
@@ -320,7 +320,7 @@ def behaviour_features(
     widest = int(max(windows))
     # One snapshot date at a time: the join holds each event once per snapshot it precedes,
     # so all of a training history's dates at once would multiply it by their number.
-    for part in snapshot_dates(snapshots):
+    for part in rows_by_date(snapshots):
         with window_events(
             snapshots.iloc[part],
             activities,

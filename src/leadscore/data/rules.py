@@ -20,7 +20,7 @@ from leadscore.config import ProjectConfig
 from leadscore.data.features import (
     ActivityIndex,
     derive_attributes,
-    snapshot_dates,
+    rows_by_date,
     window_events,
 )
 from leadscore.errors import ConfigError
@@ -179,7 +179,7 @@ def behaviour_counts(
         filters.append((i, f"count(*) FILTER ({where}) AS r{i}"))
     counts = {r.name: np.zeros(len(snapshots)) for r in rules}
     if filters:
-        for part in snapshot_dates(snapshots):  # one date at a time bounds the join
+        for part in rows_by_date(snapshots):  # one date at a time bounds the join
             with window_events(
                 snapshots.iloc[part],
                 activities,

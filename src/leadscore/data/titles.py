@@ -30,9 +30,6 @@ DEPARTMENTS = (
     "other",
     "unknown",
 )
-#: Seniority levels at or above director, used by the classic "director-level or above" rule.
-DIRECTOR_OR_ABOVE = ("c_level", "vp", "director")
-
 # First match wins, so the order goes from the most specific to the least specific pattern.
 _SENIORITY_PATTERNS: tuple[tuple[str, str], ...] = (
     ("student", r"\bstudent\b|\bmba candidate\b|\bphd candidate\b|学生|大学院生"),

@@ -20,7 +20,7 @@ import pandas as pd
 from leadscore.config import LabelConfig, ProjectConfig, SourceConfig
 from leadscore.io.tables import lead_id_text, read_table, row_origin
 from leadscore.io.uris import redact_uri
-from leadscore.io.validation import Checks, row_numbers
+from leadscore.io.validation import PLACEHOLDERS, Checks, row_numbers
 
 
 @dataclass(frozen=True)
@@ -156,10 +156,6 @@ def _timestamps(
     return parsed.where(~future).astype("datetime64[us]")
 
 
-#: Values that often mean "not filled in"; warned about when not listed in missing_values.
-PLACEHOLDER_HINTS = ("select", "unknown", "n/a", "na", "null", "none", "-", "--", "?", "not set")
-
-
 def blank_placeholders(frame: pd.DataFrame, columns: list[str], missing: list[str]) -> None:
     """Blank and whitespace strings, and the configured placeholders, become missing."""
     placeholders = set(missing)
@@ -206,7 +202,7 @@ def _attribute_warnings(
         if pd.api.types.is_numeric_dtype(values):
             continue
         counts = values.astype("str").str.strip().str.lower().value_counts()
-        seen = [v for v in PLACEHOLDER_HINTS if v in counts.index and v not in listed]
+        seen = [v for v in PLACEHOLDERS if v in counts.index and v not in listed]
         if seen:
             checks.warn(
                 table,

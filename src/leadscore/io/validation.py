@@ -21,6 +21,13 @@ from leadscore.errors import DataError
 
 log = logging.getLogger(__name__)
 
+#: Values exports use for "not filled in" (compared stripped and lower-case): `init` reads
+#: them as missing, loading warns about those not listed in source.missing_values.
+PLACEHOLDERS = (
+    "select", "unknown", "n/a", "na", "null", "none", "nan", "nil", "-", "--", "?", "#n/a",
+    "not set",
+)  # fmt: skip
+
 
 #: Positions in the rows as read (0-based) → their row numbers in the table (1-based).
 RowNumbers = Callable[[np.ndarray], np.ndarray]

@@ -1,0 +1,599 @@
+"""Synthetic B2B CRM: leads, activities and outcomes from a hidden, known model.
+
+Each lead has a latent *fit* (from firmographics, title, e-mail domain and source, plus
+unobserved noise) and a latent *interest* that jumps at random "research episodes" and
+decays geometrically. Interest drives activities (Poisson, with weekday effects) and, with
+fit, the daily conversion hazard. Because interest is a linear recurrence with independent
+Bernoulli shocks, the probability that a lead converts within H days of a snapshot, given
+everything latent up to it, has a closed form: :func:`true_conversion_probability` is the
+oracle the model is measured against. Its inputs live in the ground-truth tables, which no
+training or scoring code reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from leadscore.progress import reporter
+
+HISTORY_DAYS = 730
+#: Leads go cold (no activity, no conversion) this many days after creation.
+LEAD_LIFETIME_DAYS = 540
+
+PERSONAS = ("buyer", "student", "job_seeker", "competitor", "partner")
+PERSONA_SHARE = (0.78, 0.08, 0.06, 0.03, 0.05)
+
+INDUSTRIES = (
+    "software",
+    "financial_services",
+    "manufacturing",
+    "healthcare",
+    "retail",
+    "telecom",
+    "public_sector",
+    "education",
+    "other",
+)
+INDUSTRY_SHARE = (0.24, 0.14, 0.15, 0.10, 0.10, 0.06, 0.06, 0.05, 0.10)
+INDUSTRY_EFFECT = (0.45, 0.35, 0.15, 0.05, -0.1, 0.1, -0.35, -0.6, -0.3)
+
+COUNTRIES = ("US", "JP", "GB", "DE", "FR", "IN", "AU", "CA", "BR")
+COUNTRY_SHARE = (0.34, 0.22, 0.10, 0.09, 0.05, 0.08, 0.05, 0.05, 0.02)
+COUNTRY_EFFECT = (0.1, 0.05, 0.05, 0.05, 0.0, -0.3, 0.0, 0.05, -0.2)
+
+LEAD_SOURCES = (
+    "web_form",
+    "organic_search",
+    "paid_search",
+    "webinar",
+    "content_syndication",
+    "referral",
+    "event",
+    "purchased_list",
+    "partner",
+)
+SOURCE_SHARE = (0.18, 0.20, 0.14, 0.10, 0.12, 0.06, 0.07, 0.08, 0.05)
+SOURCE_EFFECT = (0.35, 0.1, 0.0, 0.1, -0.4, 0.7, 0.25, -0.9, 0.3)
+SOURCE_INITIAL_INTEREST = (1.4, 0.9, 0.9, 1.1, 0.6, 1.2, 1.0, 0.3, 0.9)
+
+# Channels of activity: (activity_type, page category or None).
+CHANNELS: tuple[tuple[str, str | None], ...] = (
+    ("page_view", "home"),
+    ("page_view", "blog"),
+    ("page_view", "pricing"),
+    ("page_view", "case_studies"),
+    ("page_view", "product"),
+    ("page_view", "docs"),
+    ("page_view", "careers"),
+    ("content_download", None),
+    ("webinar_registration", None),
+    ("email_open", None),
+    ("email_click", None),
+    ("demo_request", None),
+    ("contact_request", None),
+)
+# Events per day per unit of interest, by persona (rows follow PERSONAS, columns CHANNELS).
+_INTEREST_RATES = 0.45 * np.array(
+    [
+        # home blog price case  prod  docs  car   dl    web   open  click demo  contact
+        [0.15, 0.22, 0.22, 0.12, 0.30, 0.12, 0.01, 0.07, 0.03, 0.30, 0.12, 0.035, 0.02],
+        [0.10, 0.45, 0.03, 0.05, 0.08, 0.35, 0.12, 0.22, 0.05, 0.20, 0.08, 0.002, 0.004],
+        [0.20, 0.10, 0.02, 0.03, 0.10, 0.02, 0.60, 0.03, 0.01, 0.10, 0.03, 0.001, 0.01],
+        [0.05, 0.10, 0.45, 0.20, 0.40, 0.30, 0.02, 0.10, 0.05, 0.15, 0.05, 0.002, 0.002],
+        [0.10, 0.20, 0.10, 0.10, 0.20, 0.10, 0.01, 0.05, 0.04, 0.20, 0.05, 0.004, 0.02],
+    ]
+)
+# Events per day regardless of interest (newsletters, stray visits).
+_BASE_RATES = np.array(
+    [0.004, 0.006, 0.001, 0.001, 0.002, 0.001, 0.001, 0.0, 0.0, 0.03, 0.004, 0.0, 0.0]
+)
+# Channels whose rate also scales with fit: buying intent.
+_INTENT_CHANNELS = np.array([c in {2, 3, 11, 12} for c in range(len(CHANNELS))])
+_EMAIL_CHANNELS = np.array([c in {9, 10} for c in range(len(CHANNELS))])
+
+PAGE_PATHS = {
+    "home": ("/",),
+    "blog": (
+        "/blog/lead-scoring-101",
+        "/blog/mql-vs-sql",
+        "/blog/abm-playbook",
+        "/blog/2026-trends",
+    ),
+    "pricing": ("/pricing", "/pricing/enterprise", "/ja/pricing"),
+    "case_studies": ("/customers/acme", "/customers/globex", "/case-studies/manufacturing"),
+    "product": ("/product", "/product/integrations", "/product/analytics", "/ja/product"),
+    "docs": ("/docs/getting-started", "/docs/api", "/docs/security"),
+    "careers": ("/careers", "/careers/engineering", "/ja/careers"),
+}
+ASSETS = ("whitepaper:buyers-guide", "ebook:roi-calculator", "report:state-of-b2b", "checklist:rfp")
+WEBINARS = ("webinar:product-tour", "webinar:customer-panel", "webinar:ja-seminar")
+CAMPAIGNS = ("newsletter", "nurture", "product-update", "event-invite")
+
+FREE_MAIL_DOMAINS = (
+    "gmail.com",
+    "yahoo.com",
+    "outlook.com",
+    "hotmail.com",
+    "yahoo.co.jp",
+    "icloud.com",
+)
+STUDENT_DOMAINS = ("stanford.edu", "mit.edu", "u-tokyo.ac.jp", "ox.ac.uk", "tum.de", "iitb.ac.in")
+COMPETITOR_DOMAINS = ("rivalscore.com", "leadmagic.io", "scorely.co")
+
+_SENIORITIES = ("c_level", "vp", "director", "manager", "individual")
+_SENIORITY_SHARE = (0.06, 0.08, 0.16, 0.30, 0.40)
+_SENIORITY_EFFECT = (0.45, 0.55, 0.5, 0.2, -0.15)
+_DEPARTMENTS = ("marketing", "sales", "it", "engineering", "finance", "hr", "operations")
+_DEPARTMENT_SHARE = (0.26, 0.14, 0.18, 0.20, 0.08, 0.06, 0.08)
+_DEPARTMENT_EFFECT = (0.45, 0.15, 0.4, 0.3, -0.1, -0.5, -0.1)
+
+_TITLES_EN = {
+    ("c_level", "marketing"): ("Chief Marketing Officer", "CMO"),
+    ("c_level", "sales"): ("Chief Revenue Officer", "CEO"),
+    ("c_level", "it"): ("CIO", "Chief Information Officer"),
+    ("c_level", "engineering"): ("CTO", "Chief Technology Officer", "Founder & CTO"),
+    ("c_level", "finance"): ("CFO", "Chief Financial Officer"),
+    ("c_level", "hr"): ("Chief People Officer", "CEO"),
+    ("c_level", "operations"): ("COO", "CEO", "President"),
+    ("vp", "marketing"): ("VP Marketing", "Vice President, Demand Generation"),
+    ("vp", "sales"): ("VP Sales", "SVP Sales"),
+    ("vp", "it"): ("VP IT", "Vice President, Information Technology"),
+    ("vp", "engineering"): ("VP Engineering", "VP of Software Engineering"),
+    ("vp", "finance"): ("VP Finance",),
+    ("vp", "hr"): ("VP Human Resources",),
+    ("vp", "operations"): ("VP Operations",),
+    ("director", "marketing"): ("Director of Marketing", "Marketing Director", "Head of Growth"),
+    ("director", "sales"): ("Sales Director", "Head of Sales"),
+    ("director", "it"): ("IT Director", "Director, Information Systems"),
+    ("director", "engineering"): ("Director of Engineering", "Head of Data"),
+    ("director", "finance"): ("Finance Director",),
+    ("director", "hr"): ("HR Director", "Head of Talent"),
+    ("director", "operations"): ("Director of Operations",),
+    ("manager", "marketing"): ("Marketing Manager", "Demand Gen Manager"),
+    ("manager", "sales"): ("Sales Manager", "Account Manager"),
+    ("manager", "it"): ("IT Manager",),
+    ("manager", "engineering"): ("Engineering Manager", "Lead Data Engineer"),
+    ("manager", "finance"): ("Accounting Manager",),
+    ("manager", "hr"): ("Recruiting Manager",),
+    ("manager", "operations"): ("Operations Manager", "Procurement Manager"),
+    ("individual", "marketing"): ("Marketing Specialist", "Content Marketing Associate"),
+    ("individual", "sales"): ("Account Executive", "Sales Representative", "SDR"),
+    ("individual", "it"): ("IT Administrator", "Systems Analyst"),
+    ("individual", "engineering"): ("Software Engineer", "Data Scientist", "Developer"),
+    ("individual", "finance"): ("Financial Analyst", "Accountant"),
+    ("individual", "hr"): ("HR Coordinator",),
+    ("individual", "operations"): ("Operations Analyst",),
+}
+_SENIORITY_JA = {
+    "c_level": ("代表取締役社長", "代表取締役"),
+    "vp": ("執行役員", "取締役", "本部長"),
+    "director": ("部長",),
+    "manager": ("課長", "係長"),
+    "individual": ("主任", "担当", "スタッフ"),
+}
+_DEPARTMENT_JA = {
+    "marketing": "マーケティング部",
+    "sales": "営業部",
+    "it": "情報システム部",
+    "engineering": "開発部",
+    "finance": "経理部",
+    "hr": "人事部",
+    "operations": "総務部",
+}
+_STUDENT_TITLES = ("Student", "MBA Student", "PhD student", "学生", "大学院生")
+_PARTNER_TITLES = (
+    "Channel Partner Manager",
+    "Alliance Manager",
+    "Agency Owner",
+    "Reseller",
+    "Independent Consultant",
+    "代理店 パートナー担当",
+)
+_JOB_SEEKER_TITLES = (
+    "Intern",
+    "Marketing Intern",
+    "Graduate trainee",
+    "インターン",
+    "Looking for opportunities",
+)
+
+
+@dataclass(frozen=True)
+class SyntheticCRM:
+    """Generated tables; `truth_leads` and `truth_shocks` are the hidden ground truth."""
+
+    leads: pd.DataFrame
+    activities: pd.DataFrame
+    outcomes: pd.DataFrame
+    truth_leads: pd.DataFrame
+    truth_shocks: pd.DataFrame
+    end: pd.Timestamp
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """All tables by their default names."""
+        return {
+            "leads": self.leads,
+            "activities": self.activities,
+            "outcomes": self.outcomes,
+            "ground_truth_leads": self.truth_leads,
+            "ground_truth_shocks": self.truth_shocks,
+        }
+
+
+def _choice(rng: np.random.Generator, options: tuple, shares: tuple, size: int) -> np.ndarray:
+    return rng.choice(len(options), size=size, p=np.asarray(shares) / np.sum(shares))
+
+
+def _pick(rng: np.random.Generator, options: tuple[str, ...], size: int) -> np.ndarray:
+    return np.asarray(options, dtype=object)[rng.integers(0, len(options), size)]
+
+
+def _make_titles(
+    rng: np.random.Generator,
+    persona: np.ndarray,
+    seniority: np.ndarray,
+    department: np.ndarray,
+    japanese: np.ndarray,
+) -> np.ndarray:
+    n = len(persona)
+    titles = np.empty(n, dtype=object)
+    for (sen, dep), options in _TITLES_EN.items():
+        mask = (seniority == _SENIORITIES.index(sen)) & (department == _DEPARTMENTS.index(dep))
+        titles[mask] = _pick(rng, options, int(mask.sum()))
+        ja = mask & japanese
+        if sen in ("c_level",):
+            titles[ja] = _pick(rng, _SENIORITY_JA[sen], int(ja.sum()))
+        else:
+            titles[ja] = np.char.add(
+                _DEPARTMENT_JA[dep] + " ", _pick(rng, _SENIORITY_JA[sen], int(ja.sum())).astype(str)
+            ).astype(object)
+    student = persona == PERSONAS.index("student")
+    titles[student] = _pick(rng, _STUDENT_TITLES, int(student.sum()))
+    partner = persona == PERSONAS.index("partner")
+    titles[partner] = _pick(rng, _PARTNER_TITLES, int(partner.sum()))
+    seeker = persona == PERSONAS.index("job_seeker")
+    titles[seeker] = _pick(rng, _JOB_SEEKER_TITLES, int(seeker.sum()))
+    # Forms often leave the title empty.
+    titles[rng.random(n) < 0.07] = None
+    return titles
+
+
+def _make_leads(rng: np.random.Generator, n: int, end: pd.Timestamp) -> tuple[pd.DataFrame, dict]:
+    """Lead attributes plus the latent parameters that drive them."""
+    persona = _choice(rng, PERSONAS, PERSONA_SHARE, n)
+    is_buyer = persona == 0
+    # Lead volume grows over the two years: density proportional to 1 + 0.6 t / T.
+    u = rng.random(n)
+    a = 0.6
+    t = (-1 + np.sqrt(1 + a * (2 + a) * u)) / a  # inverse CDF on [0, 1]
+    created_day = np.minimum((t * HISTORY_DAYS).astype(np.int64), HISTORY_DAYS - 1)
+    created_frac = np.clip(rng.normal(0.55, 0.15, n), 0.0, 0.999)
+
+    industry = _choice(rng, INDUSTRIES, INDUSTRY_SHARE, n)
+    industry[persona == 1] = INDUSTRIES.index("education")
+    country = _choice(rng, COUNTRIES, COUNTRY_SHARE, n)
+    japanese = (country == COUNTRIES.index("JP")) & (rng.random(n) < 0.75)
+    employees = np.round(np.exp(rng.normal(5.6, 1.7, n))).clip(1, 300_000)
+    employees[rng.random(n) < 0.12] = np.nan
+    employees[persona == 1] = np.nan
+
+    seniority = _choice(rng, _SENIORITIES, _SENIORITY_SHARE, n)
+    department = _choice(rng, _DEPARTMENTS, _DEPARTMENT_SHARE, n)
+    source = _choice(rng, LEAD_SOURCES, SOURCE_SHARE, n)
+    source[(persona == 2) & (rng.random(n) < 0.6)] = LEAD_SOURCES.index("organic_search")
+
+    # E-mail domain kind follows the persona.
+    kind = np.where(rng.random(n) < 0.8, 0, 1)  # 0 corporate, 1 free mail
+    kind[persona == 1] = np.where(rng.random(int((persona == 1).sum())) < 0.8, 2, 1)
+    kind[persona == 2] = np.where(rng.random(int((persona == 2).sum())) < 0.85, 1, 0)
+    kind[persona == 3] = 3
+    company_id = rng.integers(0, max(n // 6, 50), n)
+    domain = np.char.add(np.char.add("company", company_id.astype(str)), ".example").astype(object)
+    domain[kind == 1] = _pick(rng, FREE_MAIL_DOMAINS, int((kind == 1).sum()))
+    domain[kind == 2] = _pick(rng, STUDENT_DOMAINS, int((kind == 2).sum()))
+    domain[kind == 3] = _pick(rng, COMPETITOR_DOMAINS, int((kind == 3).sum()))
+    lead_id = np.arange(1, n + 1)
+    email = np.char.add(np.char.add("lead", lead_id.astype(str)), "@").astype(object) + domain
+
+    # Fit: the log of the conversion hazard scale.
+    log_emp = np.log(np.nan_to_num(employees, nan=150.0))
+    size_effect = -0.08 * (log_emp - 6.5) ** 2 + 0.3
+    fit = (
+        np.asarray(INDUSTRY_EFFECT)[industry]
+        + np.asarray(COUNTRY_EFFECT)[country]
+        + np.asarray(SOURCE_EFFECT)[source]
+        + np.asarray(_SENIORITY_EFFECT)[seniority]
+        + np.asarray(_DEPARTMENT_EFFECT)[department]
+        + size_effect
+        + np.where(kind == 1, -0.5, 0.0)
+        + np.where(is_buyer, 0.0, -3.2)
+        + rng.normal(0.0, 0.1, n)
+    )
+    titles = _make_titles(rng, persona, seniority, department, japanese)
+    # A missing title hides seniority; treat it as neutral for fit only through the noise.
+    leads = pd.DataFrame(
+        {
+            "lead_id": lead_id,
+            "created_at": end
+            - pd.to_timedelta(HISTORY_DAYS, "D")
+            + pd.to_timedelta(created_day + created_frac, "D").round("s"),
+            "email": email.astype(str),
+            "job_title": pd.array(titles, dtype="str"),
+            "industry": np.asarray(INDUSTRIES, dtype=object)[industry],
+            "employees": employees,
+            "country": np.asarray(COUNTRIES, dtype=object)[country],
+            "lead_source": np.asarray(LEAD_SOURCES, dtype=object)[source],
+        }
+    )
+    leads["industry"] = leads["industry"].mask(rng.random(n) < 0.05)
+    latent = {
+        "persona": persona,
+        "created_day": created_day,
+        "created_frac": created_frac,
+        "fit": fit,
+        "source": source,
+    }
+    return leads, latent
+
+
+def _latent_dynamics(rng: np.random.Generator, latent: dict, n: int) -> dict:
+    persona = latent["persona"]
+    half_life = rng.uniform(15.0, 18.0, n)
+    decay = np.exp(-np.log(2.0) / half_life)
+    # How often a lead starts a research episode and how strong it is: mostly traits of the
+    # persona, so that what the oracle knows beyond the data is small but not nothing.
+    shock_prob = 0.004 * np.exp(rng.normal(0.0, 0.1, n)) * np.where(persona == 1, 1.8, 1.0)
+    shock_size = rng.gamma(100.0, 0.04, n)
+    initial = np.asarray(SOURCE_INITIAL_INTEREST)[latent["source"]] * rng.gamma(3.0, 1 / 3.0, n)
+    # Hazard per unit interest; scaled so an average open lead converts at ~7% in 90 days.
+    hazard_scale = np.exp(latent["fit"]) * 0.0016
+    base_hazard = np.full(n, 2e-5)
+    return {
+        "decay": decay,
+        "shock_prob": shock_prob,
+        "shock_size": shock_size,
+        "initial_interest": initial,
+        "hazard_scale": hazard_scale,
+        "base_hazard": base_hazard,
+    }
+
+
+def _simulate_chunk(
+    rng: np.random.Generator,
+    idx: np.ndarray,
+    latent: dict,
+    dyn: dict,
+    end_offset_day: int,
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Simulate interest, conversions and activities for the leads in `idx`."""
+    n = len(idx)
+    days = LEAD_LIFETIME_DAYS
+    created = latent["created_day"][idx]
+    # Days of the lead's life that fall before the end of the history.
+    observed = np.minimum(days, end_offset_day - created)
+    shocks = rng.random((n, days), dtype=np.float32) < dyn["shock_prob"][idx, None]
+    shocks[:, 0] = False
+    interest = np.empty((n, days), dtype=np.float32)
+    interest[:, 0] = dyn["initial_interest"][idx]
+    decay = dyn["decay"][idx].astype(np.float32)
+    size = dyn["shock_size"][idx].astype(np.float32)
+    for d in range(1, days):
+        interest[:, d] = decay * interest[:, d - 1] + size * shocks[:, d]
+    hazard = dyn["base_hazard"][idx, None] + dyn["hazard_scale"][idx, None] * interest
+    cumulative = np.cumsum(hazard, axis=1)
+    threshold = rng.exponential(1.0, n)
+    crossed = cumulative >= threshold[:, None]
+    converts = crossed.any(axis=1)
+    conversion_day = np.where(converts, crossed.argmax(axis=1), days)
+    # Nothing happens on the creation day before the lead exists.
+    created_frac = latent["created_frac"][idx]
+    conversion_frac = rng.random(n)
+    conversion_frac = np.where(
+        conversion_day == 0, created_frac + conversion_frac * (1 - created_frac), conversion_frac
+    )
+    # Activity stops at conversion (the lead becomes an opportunity) or the end of history.
+    alive_until = np.minimum(conversion_day + 1, observed)
+    alive = np.arange(days)[None, :] < alive_until[:, None]
+
+    persona = latent["persona"][idx]
+    fit_factor = 0.4 + 1.2 / (1.0 + np.exp(-(latent["fit"][idx] + 0.2)))
+    weekday = (created[:, None] + np.arange(days)[None, :] + 3) % 7  # day 0 of history: Thursday
+    weekday_factor = np.where(weekday >= 5, 0.25, 1.0).astype(np.float32)
+    unsub_day = rng.geometric(0.0015, n)
+
+    channel_interest = _INTEREST_RATES[persona] * np.where(
+        _INTENT_CHANNELS[None, :], fit_factor[:, None], 1.0
+    )
+    total_interest_rate = channel_interest.sum(axis=1).astype(np.float32)
+    total_base_rate = np.float32(_BASE_RATES.sum())
+    rate = (total_base_rate + total_interest_rate[:, None] * interest) * weekday_factor * alive
+    counts = rng.poisson(rate)
+    lead_pos, day = np.nonzero(counts)
+    repeats = counts[lead_pos, day]
+    lead_pos = np.repeat(lead_pos, repeats)
+    day = np.repeat(day, repeats)
+    # Split each event into a channel proportional to the channel rates on that day.
+    weights = _BASE_RATES[None, :] + channel_interest[lead_pos] * interest[lead_pos, day][:, None]
+    emails_off = day > unsub_day[lead_pos]
+    weights[emails_off[:, None] & _EMAIL_CHANNELS[None, :]] = 0.0
+    cumulative_w = np.cumsum(weights, axis=1)
+    draw = rng.random(len(lead_pos)) * cumulative_w[:, -1]
+    channel = (draw[:, None] > cumulative_w).sum(axis=1)
+    # Time of day: business hours, after the lead's creation on day 0 and before the
+    # conversion on the conversion day.
+    u = np.clip(rng.normal(0.55, 0.13, len(lead_pos)), 0.0, 0.999)
+    lo = np.where(day == 0, created_frac[lead_pos], 0.0)
+    hi = np.where(day == conversion_day[lead_pos], conversion_frac[lead_pos], 1.0)
+    frac = lo + u * (hi - lo)
+    events = [lead_pos, day, channel, frac]
+
+    # Unsubscribes within the observed life.
+    unsub = unsub_day < alive_until
+    events_unsub = (np.nonzero(unsub)[0], unsub_day[unsub])
+    # Ground-truth shocks (relative day indices).
+    shock_lead, shock_day = np.nonzero(shocks & (np.arange(days)[None, :] < observed[:, None]))
+    conversion_day = np.where(conversion_day < observed, conversion_day, -1)
+    return (
+        events + list(events_unsub),
+        conversion_day + np.where(conversion_day >= 0, conversion_frac, 0.0),
+        shock_lead,
+        shock_day,
+    )
+
+
+def generate_crm(
+    n_leads: int = 20_000,
+    seed: int = 7,
+    end: str | pd.Timestamp | None = None,
+) -> SyntheticCRM:
+    """Generate a seeded, deterministic synthetic CRM ending at `end` (default: today, UTC)."""
+    report = reporter()
+    if n_leads < 1:
+        raise ValueError(f"n_leads must be at least 1, got {n_leads}")
+    end_ts = (
+        pd.Timestamp(end) if end is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
+    ).normalize()
+    start = end_ts - pd.Timedelta(days=HISTORY_DAYS)
+    rng = np.random.default_rng(seed)
+    leads, latent = _make_leads(rng, n_leads, end_ts)
+    dyn = _latent_dynamics(rng, latent, n_leads)
+
+    chunk = 10_000
+    act_parts, conv_at, shock_parts = [], np.full(n_leads, np.nan), []
+    for start_i in range(0, n_leads, chunk):
+        idx = np.arange(start_i, min(start_i + chunk, n_leads))
+        chunk_rng = np.random.default_rng([seed, start_i])
+        events, conv, s_lead, s_day = _simulate_chunk(chunk_rng, idx, latent, dyn, HISTORY_DAYS)
+        lead_pos, day, channel, frac, u_lead, u_day = events
+        act_parts.append(
+            (idx[lead_pos], day + frac, channel, idx[u_lead], u_day + chunk_rng.random(len(u_day)))
+        )
+        conv_at[idx] = np.where(conv >= 0, conv, np.nan)
+        shock_parts.append((idx[s_lead], s_day))
+        report("generating", min(start_i + chunk, n_leads), n_leads)
+
+    activities = _activities_frame(rng, act_parts, latent, start)
+    created_abs = latent["created_day"]
+    converted_at = start + pd.to_timedelta(created_abs + conv_at, "D")
+    outcomes = pd.DataFrame(
+        {"lead_id": leads["lead_id"].to_numpy(), "converted_at": converted_at.round("s")}
+    )
+    truth_leads = pd.DataFrame(
+        {
+            "lead_id": leads["lead_id"].to_numpy(),
+            "persona": np.asarray(PERSONAS, dtype=object)[latent["persona"]],
+            "created_day": (start + pd.to_timedelta(created_abs, "D")),
+            "fit": latent["fit"],
+            **{k: v for k, v in dyn.items()},
+        }
+    )
+    s_lead = np.concatenate([p[0] for p in shock_parts])
+    s_day = np.concatenate([p[1] for p in shock_parts])
+    truth_shocks = pd.DataFrame({"lead_id": s_lead + 1, "day_index": s_day.astype(np.int32)})
+    return SyntheticCRM(leads, activities, outcomes, truth_leads, truth_shocks, end_ts)
+
+
+def _activities_frame(
+    rng: np.random.Generator, parts: list, latent: dict, start: pd.Timestamp
+) -> pd.DataFrame:
+    lead_idx = np.concatenate([p[0] for p in parts])
+    rel_day = np.concatenate([p[1] for p in parts])
+    channel = np.concatenate([p[2] for p in parts])
+    u_lead = np.concatenate([p[3] for p in parts])
+    u_day = np.concatenate([p[4] for p in parts])
+
+    activity_type = np.asarray([c[0] for c in CHANNELS], dtype=object)[channel]
+    category = np.asarray([c[1] or "" for c in CHANNELS], dtype=object)[channel]
+    detail = np.full(len(channel), "", dtype=object)
+    for cat, paths in PAGE_PATHS.items():
+        mask = category == cat
+        detail[mask] = _pick(rng, paths, int(mask.sum()))
+    for name, options in (
+        ("content_download", ASSETS),
+        ("webinar_registration", WEBINARS),
+        ("email_open", CAMPAIGNS),
+        ("email_click", CAMPAIGNS),
+    ):
+        mask = activity_type == name
+        detail[mask] = _pick(rng, options, int(mask.sum()))
+    detail[activity_type == "demo_request"] = "form:demo"
+    detail[activity_type == "contact_request"] = "form:contact"
+
+    # Half of the webinar registrants attend, on the webinar day a few days later.
+    reg = np.nonzero(activity_type == "webinar_registration")[0]
+    attends = reg[rng.random(len(reg)) < 0.5]
+    att_day = rel_day[attends] + rng.integers(2, 10, len(attends))
+    lifetime_end = np.minimum(LEAD_LIFETIME_DAYS, HISTORY_DAYS - latent["created_day"])
+
+    frames_lead = [lead_idx, lead_idx[attends], u_lead]
+    frames_day = [rel_day, att_day, u_day.astype(float)]
+    frames_type = [activity_type, np.full(len(attends), "webinar_attendance", dtype=object)]
+    frames_type.append(np.full(len(u_lead), "email_unsubscribe", dtype=object))
+    frames_detail = [detail, detail[attends], _pick(rng, CAMPAIGNS, len(u_lead))]
+
+    all_lead = np.concatenate(frames_lead)
+    all_day = np.concatenate(frames_day)
+    keep = all_day < lifetime_end[all_lead]
+    abs_day = latent["created_day"][all_lead] + all_day
+    order = np.lexsort((all_lead, abs_day))
+    order = order[keep[order]]
+    occurred = start + pd.to_timedelta(abs_day[order], "D").round("s")
+    return pd.DataFrame(
+        {
+            "activity_id": np.arange(1, len(order) + 1),
+            "lead_id": all_lead[order] + 1,
+            "occurred_at": occurred,
+            "activity_type": pd.array(np.concatenate(frames_type)[order], dtype="str"),
+            "detail": pd.array(np.concatenate(frames_detail)[order], dtype="str"),
+        }
+    )
+
+
+def true_conversion_probability(
+    truth_leads: pd.DataFrame,
+    truth_shocks: pd.DataFrame,
+    examples: pd.DataFrame,
+    horizon_days: int,
+) -> np.ndarray:
+    """The oracle: P(convert within `horizon_days` of `as_of` | all latent state before it).
+
+    `examples` has columns `lead_id` and `as_of` (a midnight timestamp after the lead's
+    creation). Exact under the generator's model: future shocks are integrated out.
+    """
+    truth = truth_leads.set_index("lead_id")
+    rows = truth.loc[examples["lead_id"].to_numpy()]
+    created = rows["created_day"].to_numpy().astype("datetime64[D]")
+    as_of = examples["as_of"].to_numpy().astype("datetime64[D]")
+    s = (as_of - created).astype(np.int64)  # first unseen relative day
+    if (s < 1).any():
+        raise ValueError("every example's as_of must be after the lead's creation day")
+    decay = rows["decay"].to_numpy()
+    # Interest on the last known day s-1.
+    interest = rows["initial_interest"].to_numpy() * decay ** (s - 1)
+    ex = pd.DataFrame({"lead_id": examples["lead_id"].to_numpy(), "s": s, "pos": np.arange(len(s))})
+    joined = ex.merge(truth_shocks, on="lead_id", how="inner")
+    joined = joined[joined["day_index"] <= joined["s"] - 1]
+    if len(joined):
+        contrib = truth.loc[joined["lead_id"].to_numpy(), "shock_size"].to_numpy() * decay[
+            joined["pos"].to_numpy()
+        ] ** (joined["s"].to_numpy() - 1 - joined["day_index"].to_numpy())
+        interest = interest + np.bincount(joined["pos"].to_numpy(), contrib, minlength=len(s))
+    window = np.clip(np.minimum(horizon_days, LEAD_LIFETIME_DAYS - s), 0, None)
+    c = rows["hazard_scale"].to_numpy()
+    p = rows["shock_prob"].to_numpy()
+    a = rows["shock_size"].to_numpy()
+
+    def geometric_sum(m: np.ndarray) -> np.ndarray:
+        return (1.0 - decay**m) / (1.0 - decay)
+
+    log_survival = -rows["base_hazard"].to_numpy() * window
+    log_survival -= c * interest * decay * geometric_sum(window)
+    for j in range(horizon_days):
+        active = j < window
+        remaining = window - j
+        term = np.log1p(-p + p * np.exp(-c * a * geometric_sum(remaining)))
+        log_survival += np.where(active, term, 0.0)
+    return 1.0 - np.exp(log_survival)
