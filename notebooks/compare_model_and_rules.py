@@ -83,7 +83,7 @@ print(evidence.suggested_rules_yaml)
 # %%
 as_of = data.data_end.normalize()
 model = result.model
-open_leads = ls.score(data, model, model.predict_proba, rules, config, as_of)
+open_leads = ls.Scorer.unregistered(model, rules, config).score(data, as_of)
 missed = open_leads[~open_leads["is_mql"]].nlargest(5, "conversion_probability")
 missed[["lead_id", "conversion_probability", "tier", "rule_score", "reasons_up", "reasons_down"]]
 

@@ -16,6 +16,26 @@ import pandas as pd
 import pytest
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers by folder: unit tests are fast; integration ones train models and use real
+    stores in-process (`slow`); e2e ones run the real command, servers and workers
+    (`slow` and `e2e`).
+
+    Groups for the two workers (`--dist loadgroup`): a module's tests stay on one worker,
+    so its module-scoped fixtures (a trained model, a server) are built once; every test
+    that reads the shared `leadscore demo` project runs on one worker too.
+    """
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in ("integration", "e2e"):
+            item.add_marker(pytest.mark.slow)
+        if folder == "e2e":
+            item.add_marker(pytest.mark.e2e)
+        group = "demo" if "demo" in item.fixturenames else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Keep every run's Prefect and MLflow state out of the user's home.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -27,12 +47,32 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(var, None)
 
 
+@pytest.fixture(autouse=True)
+def _no_flow_heartbeat(request: pytest.FixtureRequest):
+    """Flows run in this process end ~0.8 s sooner without Prefect's flow heartbeat, whose
+    thread stops in one-second steps (~1.1 s per flow call instead of ~0.3 s). Unit tests
+    run no flow and do not import Prefect."""
+    if request.node.path.parent.name == "unit":
+        yield
+        return
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
 @pytest.fixture(scope="session")
 def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> str:
     home = tmp_path_factory.mktemp("prefect_home")
     yield str(home)
     shutil.rmtree(home, ignore_errors=True)
 
+
+#: The repository, and the real data beside it (../shared/data: see its README).
+REPO = Path(__file__).resolve().parents[1]
+X_EDUCATION = REPO.parent / "shared" / "data" / "x_education"
+#: The default MQL rule file.
+DEFAULT_RULES = REPO / "models" / "mql_rules.yaml"
 
 #: The installed console script, exactly as a user runs it.
 CLI = [str(Path(sys.executable).with_name("leadscore"))]
@@ -43,6 +83,31 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Compl
     return subprocess.run(
         [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=900
     )
+
+
+class InProcess:
+    """A command run in this process: exit code, the --json summary, what it printed."""
+
+    def __init__(self, result) -> None:
+        self.returncode = result.exit_code
+        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+        self.stdout = lines[-1] if lines else result.stdout
+        self.stderr = result.output
+
+
+def invoke_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> InProcess:
+    """Run `leadscore ARGS` in this process (Prefect's engine starts once per session), in
+    `cwd` and with `env` set for the run: where the point is the result, not the process."""
+    from typer.testing import CliRunner
+
+    from leadscore.apps.cli import app
+
+    here = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return InProcess(CliRunner().invoke(app, args, env=env))
+    finally:
+        os.chdir(here)
 
 
 @pytest.fixture(scope="session")
@@ -94,14 +159,80 @@ def prefect_api(prefect_home: str) -> str:
         log.close()
 
 
-@pytest.fixture(scope="module")
-def cli_env(prefect_home: str, prefect_api: str) -> dict[str, str]:
+def _cli_environment(prefect_home: str, prefect_api: str) -> dict[str, str]:
     return {
         **os.environ,
         "PREFECT_HOME": prefect_home,
         "PREFECT_API_URL": prefect_api,
         "OMP_NUM_THREADS": "1",
     }
+
+
+@pytest.fixture(scope="module")
+def cli_env(prefect_home: str, prefect_api: str) -> dict[str, str]:
+    return _cli_environment(prefect_home, prefect_api)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory, prefect_home: str, prefect_api: str) -> tuple[Path, dict]:
+    """One `leadscore demo` project (4,000 generated leads, a champion, a published run),
+    run through the real command once, for every test that only reads it."""
+    import json
+
+    workdir = tmp_path_factory.mktemp("demo")
+    args = ["demo", "--leads", "4000", "--workdir", str(workdir), "--json"]
+    result = run_cli(args, _cli_environment(prefect_home, prefect_api), workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir, json.loads(result.stdout)
+
+
+@pytest.fixture(scope="session")
+def demo_batch(demo):
+    """The batch's own scores of every open lead of the demo at its published as-of."""
+    from types import SimpleNamespace
+
+    from leadscore.config import load_config
+    from leadscore.data.rules import load_rules
+    from leadscore.io.publish import read_scores
+    from leadscore.io.sources import load_crm
+    from leadscore.lifecycle.registry import load_champion
+
+    workdir, summary = demo
+    config = load_config(workdir / "leadscore.yaml")
+    rules = load_rules(config.rules_path)
+    crm = load_crm(config)
+    as_of = pd.Timestamp(summary["as_of"])
+    scores = load_champion(config).scorer(rules, config).score(crm, as_of)
+    published = read_scores(config.publish_uri, config.publish.table, latest=True)
+    return SimpleNamespace(
+        config=config, crm=crm, as_of=as_of, scores=scores.set_index("lead_id"),
+        published=published.set_index("lead_id"), rules=rules,
+    )  # fmt: skip
+
+
+def sample_leads(batch, k: int = 25) -> list:
+    """Leads across the range: the top, MQLs, and a seeded random draw."""
+    s = batch.scores
+    top = s["conversion_probability"].nlargest(5).index
+    mql = s.index[s["is_mql"]][:5]
+    rest = s.sample(k, random_state=0).index
+    return list(dict.fromkeys([*top, *mql, *rest]))
+
+
+def assert_same_as_batch(answer: dict, row: pd.Series, published: pd.Series | None) -> None:
+    """An on-demand answer is the batch's row (and, at its as-of, its published standing)."""
+    assert answer["conversion_probability"] == pytest.approx(
+        row["conversion_probability"], abs=1e-9
+    )
+    assert answer["reasons_up"] == [r for r in row["reasons_up"].split("; ") if r]
+    assert answer["reasons_down"] == [r for r in row["reasons_down"].split("; ") if r]
+    assert answer["rule_score"] == row["rule_score"]
+    assert answer["is_mql"] == bool(row["is_mql"])
+    assert ",".join(answer["rules_fired"]) == row["rules_fired"]
+    if published is not None:
+        # Ranked in the published run, at its own as-of, it gets its published standing.
+        assert answer["percentile"] == pytest.approx(published["percentile"], abs=1e-9)
+        assert answer["tier"] == published["tier"]
 
 
 def ts(value: str) -> pd.Timestamp:
@@ -388,3 +519,30 @@ def mlflow_client(uri: str):
     import mlflow
 
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def payload_of(batch, lead, email: str) -> dict:
+    """A lead as a form handler would post it: its fields and recent activities."""
+    row = batch.crm.leads.set_index("lead_id").loc[lead]
+    acts = batch.crm.activities
+    # The lookback and what came after the as-of, which must not count, as in the batch.
+    acts = acts[
+        (acts["lead_id"] == lead) & (acts["occurred_at"] >= batch.as_of - pd.Timedelta(days=200))
+    ]
+    attributes = {
+        name: None if pd.isna(row[name]) else float(row[name]) if name == "employees" else row[name]
+        for name in ("industry", "country", "lead_source", "employees", "job_title")
+    }  # fmt: skip
+    return {
+        "created_at": row["created_at"].isoformat() + "Z",
+        "attributes": {**attributes, "email": email},
+        "activities": [
+            {
+                "occurred_at": a.occurred_at.isoformat() + "+00:00",
+                "activity_type": a.activity_type,
+                "detail": None if pd.isna(a.detail) else a.detail,
+            }
+            for a in acts.itertuples()
+        ],
+        "as_of": batch.as_of.isoformat() + "Z",
+    }

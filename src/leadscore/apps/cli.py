@@ -54,7 +54,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON summary
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
 
 
-def _prefect_environment(verbose: bool) -> None:
+def prefect_environment(verbose: bool) -> None:
     """Settings for the embedded Prefect engine; the user's own settings win."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
@@ -176,7 +176,7 @@ def _run_flow(name: str, verbose: bool, **params: Any) -> dict[str, Any]:
         from leadscore.scoring.inputs import parse_as_of
 
         parse_as_of(params["as_of"])
-    _prefect_environment(verbose)
+    prefect_environment(verbose)
     _check_prefect_api()
     import leadscore_flows.report as report_module
     import leadscore_flows.score as score_module
@@ -535,7 +535,7 @@ def _move_champion(config: Path | None, as_json: bool, version: str | None, reas
     from leadscore.config import load_config
     from leadscore.lifecycle import promotion
 
-    _prefect_environment(verbose=False)
+    prefect_environment(verbose=False)
     try:
         project = load_config(config)
         if version is None:
@@ -755,7 +755,7 @@ def _score_on_demand(
     from leadscore.scoring import ondemand
     from leadscore.scoring.inputs import parse_as_of
 
-    _prefect_environment(verbose=False)
+    prefect_environment(verbose=False)
     try:
         project = load_config(config)
         moment = parse_as_of(as_of, moment=True)
@@ -826,7 +826,7 @@ def serve(
     from leadscore.apps import service
     from leadscore.config import load_config
 
-    _prefect_environment(verbose=False)
+    prefect_environment(verbose=False)
     try:
         project = load_config(config)
         service.check_champion(project)

@@ -406,6 +406,7 @@ class Registry:
 
     def load_champion(self) -> Champion:
         """Load `models:/<name>@champion`; a clear error names the command that fixes a miss."""
+        self.experiment_id()  # an unreachable store says so first, whatever is asked of it
         entry = self.champion()
         if entry is None:
             raise ModelError(

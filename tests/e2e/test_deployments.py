@@ -21,13 +21,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import fresh_pg_database, mlflow_client, run_cli
+from conftest import REPO, fresh_pg_database, mlflow_client, run_cli
 
 from leadscore.io import uris
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[1]
 PREFECT = Path(sys.executable).with_name("prefect")
 TIMEZONE = "Europe/Berlin"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,9 +14,6 @@ from leadscore.errors import ConfigError
 from leadscore.lifecycle.monitoring import judge_realised, run_checks, score_distribution
 from leadscore.modeling.drift import DriftReference, categorical_reference, numeric_reference, psi
 from leadscore.modeling.metrics import expected_calibration_error
-from leadscore.scoring import training
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def reference_of(rows: pd.DataFrame, bins: int = 10) -> DriftReference:
@@ -48,9 +44,6 @@ def sample(n: int, seed: int, employees_scale: float = 1.0, pricing_rate: float 
             ),
         }
     )
-
-
-# --- PSI -----------------------------------------------------------------------------------
 
 
 def test_psi_is_zero_on_its_own_rows_and_small_on_a_fresh_sample() -> None:
@@ -156,9 +149,6 @@ def test_psi_of_a_wide_frame_is_near_zero_against_itself() -> None:
     assert (drift["psi"] < 0.01).all()
 
 
-# --- score distribution ----------------------------------------------------------------------
-
-
 def test_score_distribution_counts_quantiles_and_tier_shares() -> None:
     p = np.linspace(0, 1, 101)
     tiers = np.array(["A"] * 10 + ["B"] * 20 + ["C"] * 30 + ["D"] * 41)
@@ -174,9 +164,9 @@ def test_score_distribution_counts_quantiles_and_tier_shares() -> None:
     assert bad["mean"] == pytest.approx(0.2)
 
 
-# --- realised performance ------------------------------------------------------------------
-
 AS_OF = pd.Timestamp("2026-06-30")
+
+
 HORIZON = 90
 
 
@@ -270,9 +260,6 @@ def test_realised_performance_matches_ids_and_time_zones_across_sources() -> Non
     outcomes = outcomes.assign(converted_at=outcomes["converted_at"].dt.tz_localize("UTC"))
     out = judge_realised(run, outcomes, AS_OF, HORIZON, min_leads=100)[0]
     assert out is not None and out["conversions"] == int(labels.sum())
-
-
-# --- checks --------------------------------------------------------------------------------
 
 
 def checks_of(result) -> pd.DataFrame:
@@ -483,58 +470,6 @@ def test_monitoring_config_defaults_and_validation() -> None:
     for bad in ({"psi_warn": 0.3}, {"table": "drop table;"}, {"psi_bin": 5}):
         with pytest.raises(ConfigError, match="monitoring"):
             config_from_dict({"monitoring": bad}, environ={})
-
-
-# --- a real trained model ------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def trained():
-    from leadscore.data.rules import load_rules
-    from leadscore.io.sources import CRMData
-    from leadscore.synthetic import generate_crm
-
-    crm = generate_crm(4_000, seed=3, end="2026-06-30")
-    data = CRMData(crm.leads, crm.activities, crm.outcomes.dropna(), "generated")
-    config = config_from_dict({"model": {"max_trees": 100}}, environ={})
-    training_set = training.build_training_set(
-        data, config, load_rules(REPO / "models/mql_rules.yaml")
-    )
-    return training.train(training_set, config), config
-
-
-@pytest.mark.slow
-def test_training_attaches_the_references_the_scoring_run_is_checked_against(trained) -> None:
-    result, config = trained
-    model = result.model
-    reference = model.drift_reference_
-    features = model.features
-    assert set(reference.categorical) == set(features.categorical)
-    assert set(reference.numeric) == {*features.numeric, *features.behaviour.columns()}
-    fitting = pd.concat([result.data.rows[s] for s in ("train", "validation", "calibration")])
-    assert reference.rows == len(fitting)
-    assert psi(reference, fitting)["psi"].max() < 0.01
-    assert psi(reference, result.data.rows["train"])["psi"].max() < config.monitoring.psi_fail
-    probabilities = model.reference_probabilities_
-    assert probabilities.dtype == np.float64
-    assert len(probabilities) == len(result.data.rows["test"])
-    assert np.all(np.diff(probabilities) >= 0)
-    assert np.allclose(probabilities, np.sort(result.test_scores["conversion_probability"]))
-    again = pickle.loads(pickle.dumps(model))
-    pd.testing.assert_frame_equal(
-        psi(again.drift_reference_, result.data.rows["test"]),
-        psi(reference, result.data.rows["test"]),
-    )
-    checks = run_checks(
-        model.predict_proba(result.data.rows["test"]),
-        np.full(len(result.data.rows["test"]), "B"),
-        config.monitoring,
-        rows=result.data.rows["test"],
-        reference=reference,
-        reference_probabilities=probabilities,
-    )
-    assert checks_of(checks).loc[("score_psi", ""), "value"] == pytest.approx(0, abs=1e-12)
-    assert not checks.failed, checks.messages()
 
 
 def test_a_run_with_many_failed_checks_says_so_in_a_few_lines() -> None:

@@ -1,7 +1,8 @@
 """Production: PostgreSQL source and scores, a killed run, concurrent runs, faults, MLflow server.
 
 Everything here runs against the real PostgreSQL on 127.0.0.1:5432 (CI fails, never skips,
-when it is missing) and through the real `leadscore` CLI in subprocesses.
+when it is missing): through the real `leadscore` process where the process is the point
+(killed mid-publish, two at once, retries in its log), else through the command in-process.
 """
 
 from __future__ import annotations
@@ -19,14 +20,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import CLI, fresh_pg_database, mlflow_client, run_cli
+from conftest import CLI, DEFAULT_RULES, fresh_pg_database, invoke_cli, mlflow_client, run_cli
 
-from leadscore.apps.cli import _default_rules_text
 from leadscore.io import locking, uris
 from leadscore.io.tables import write_tables
 from leadscore.synthetic import generate_crm
-
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 END = "2026-06-30"
 D1, D2 = "2026-06-29", "2026-06-30"
@@ -48,7 +46,7 @@ def pg_project(tmp_path_factory: pytest.TempPathFactory, cli_env: dict[str, str]
     with fresh_pg_database() as uri:
         tables = generate_crm(2500, seed=5, end=END).tables()
         write_tables({k: tables[k] for k in ("leads", "activities", "outcomes")}, uri)
-        (folder / "rules.yaml").write_text(_default_rules_text())
+        (folder / "rules.yaml").write_text(DEFAULT_RULES.read_text(encoding="utf-8"))
         config = {
             "source": {"uri": uri},
             "publish": {"uri": uri},
@@ -57,7 +55,8 @@ def pg_project(tmp_path_factory: pytest.TempPathFactory, cli_env: dict[str, str]
         }
         path = folder / "leadscore.yaml"
         path.write_text(yaml.safe_dump(config))
-        result = run_cli(["train", "--config", str(path)], cli_env, folder)
+        os.environ["PREFECT_HOME"] = cli_env["PREFECT_HOME"]
+        result = invoke_cli(["train", "--config", str(path)], folder)
         assert result.returncode == 0, result.stderr[-3000:]
         yield folder, path, uri
 
@@ -65,7 +64,7 @@ def pg_project(tmp_path_factory: pytest.TempPathFactory, cli_env: dict[str, str]
 def test_scores_from_and_to_postgres_with_history(pg_project, cli_env) -> None:
     folder, path, uri = pg_project
     for day in (D1, D2):
-        result = run_cli(["score", "--config", str(path), "--as-of", day], cli_env, folder)
+        result = invoke_cli(["score", "--config", str(path), "--as-of", day], folder)
         assert result.returncode == 0, result.stderr[-3000:]
     latest = _read(uri, "SELECT * FROM lead_scores")
     history = _read(uri, "SELECT * FROM lead_score_history")
@@ -80,7 +79,7 @@ def test_scores_from_and_to_postgres_with_history(pg_project, cli_env) -> None:
     assert (merged["conversion_probability"] == merged["conversion_probability_h"]).all()
     # A rerun of the same as-of replaces its rows: no duplicates, same count.
     before = len(history)
-    result = run_cli(["score", "--config", str(path), "--as-of", D2], cli_env, folder)
+    result = invoke_cli(["score", "--config", str(path), "--as-of", D2], folder)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(_read(uri, "SELECT lead_id FROM lead_score_history")) == before
 
@@ -95,7 +94,7 @@ def _snapshot(uri: str) -> dict[str, pd.DataFrame]:
 def test_a_run_killed_mid_publish_leaves_the_previous_scores(pg_project, cli_env) -> None:
     """SIGKILL the CLI while its publish transaction is open: nothing of it survives."""
     folder, path, uri = pg_project
-    result = run_cli(["score", "--config", str(path), "--as-of", D1], cli_env, folder)
+    result = invoke_cli(["score", "--config", str(path), "--as-of", D1], folder)
     assert result.returncode == 0, result.stderr[-3000:]
     holder = uris.create_engine(uri)
     conn = holder.connect()
@@ -158,7 +157,7 @@ def test_a_run_killed_mid_publish_leaves_the_previous_scores(pg_project, cli_env
     for table, frame in before.items():
         pd.testing.assert_frame_equal(after[table], frame, check_dtype=False)
     # And a rerun completes.
-    result = run_cli(["score", "--config", str(path), "--as-of", "2026-06-28"], cli_env, folder)
+    result = invoke_cli(["score", "--config", str(path), "--as-of", "2026-06-28"], folder)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = _read(uri, "SELECT as_of_date FROM lead_score_runs")
     assert "2026-06-28" in set(runs["as_of_date"].astype(str))
@@ -168,7 +167,7 @@ def test_a_second_run_exits_cleanly_while_one_holds_the_lock(pg_project, cli_env
     folder, path, uri = pg_project
     before = _snapshot(uri)
     with locking.run_lock(uri, "score-lead_scores", 0, folder):
-        result = run_cli(["score", "--config", str(path), "--as-of", "2026-06-27"], cli_env, folder)
+        result = invoke_cli(["score", "--config", str(path), "--as-of", "2026-06-27"], folder)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "skipped" in result.stderr and "another 'score-lead_scores' run" in result.stderr
     after = _snapshot(uri)
@@ -236,9 +235,9 @@ def test_unreachable_database_is_retried_then_reported(pg_project, cli_env, tmp_
 
 def test_unreachable_tracking_server_is_reported(pg_project, cli_env) -> None:
     folder, path, _ = pg_project
-    env = {**cli_env, "LEADSCORE_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{_free_port()}"}
+    env = {"LEADSCORE_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{_free_port()}"}
     env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    result = run_cli(["score", "--config", str(path)], env, folder)
+    result = invoke_cli(["score", "--config", str(path)], folder, env)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "cannot reach the MLflow tracking store http://127.0.0.1" in result.stderr
     assert "LEADSCORE_MLFLOW_TRACKING_URI" in result.stderr
@@ -297,10 +296,10 @@ def test_train_and_score_against_an_mlflow_server_on_postgres(
 ) -> None:
     folder, path, uri = pg_project
     url, backend, artifacts = mlflow_server
-    env = {**cli_env, "LEADSCORE_MLFLOW_TRACKING_URI": url}
-    trained = run_cli(["train", "--config", str(path), "--json"], env, folder)
+    env = {"LEADSCORE_MLFLOW_TRACKING_URI": url}
+    trained = invoke_cli(["train", "--config", str(path), "--json"], folder, env)
     assert trained.returncode == 0, trained.stderr[-3000:]
-    result = run_cli(["score", "--config", str(path), "--as-of", "2026-06-25"], env, folder)
+    result = invoke_cli(["score", "--config", str(path), "--as-of", "2026-06-25"], folder, env)
     assert result.returncode == 0, result.stderr[-3000:]
     # Runs and the registry live in PostgreSQL; artifacts under the server's root.
     versions = _read(backend, "SELECT name, version FROM model_versions")
@@ -323,9 +322,7 @@ def test_realised_performance_of_scores_published_a_horizon_ago(pg_project, cli_
     judged.write_text(yaml.safe_dump(config))
     old, now = "2026-03-01", "2026-06-30"
     for day in (old, now):
-        result = run_cli(
-            ["score", "--config", str(judged), "--as-of", day, "--json"], cli_env, folder
-        )
+        result = invoke_cli(["score", "--config", str(judged), "--as-of", day, "--json"], folder)
         assert result.returncode in (0, 3), result.stderr[-3000:]
     summary = json.loads(result.stdout)
     realised = summary["monitoring"]["realised"]
@@ -350,9 +347,7 @@ def test_drifted_inputs_fail_the_run_but_keep_the_scores(pg_project, cli_env) ->
         conn.execute(sa.text("UPDATE leads SET employees = employees * 50"))
     try:
         day = "2026-06-24"
-        result = run_cli(
-            ["score", "--config", str(path), "--as-of", day, "--json"], cli_env, folder
-        )
+        result = invoke_cli(["score", "--config", str(path), "--as-of", day, "--json"], folder)
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE leads SET employees = employees / 50"))

@@ -1,21 +1,21 @@
-"""Lead partitions and Dask: the same scores as reading the source whole, with less memory."""
+"""Scoring in lead partitions, one after the other and on a Dask LocalCluster: the same
+scores as the whole source, errors that name the partition, and the monitoring sample."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 from leadscore.config import config_from_dict
 from leadscore.data.rules import load_rules
-from leadscore.errors import ConfigError, DataError
+from leadscore.errors import DataError
 from leadscore.io.sources import load_crm
 from leadscore.io.tables import write_tables
 from leadscore.scoring import partitions, training
@@ -23,33 +23,7 @@ from leadscore.scoring.inputs import lookback_days
 from leadscore.scoring.scorer import Scorer
 from leadscore.synthetic import generate_crm
 
-REPO = Path(__file__).resolve().parents[1]
 AS_OF = pd.Timestamp("2026-06-30")
-
-
-def test_a_lead_has_one_partition_whatever_the_type_of_its_id() -> None:
-    same = [
-        partitions.partition_of(pd.Series([42, 7, 123456789012]), 16),
-        partitions.partition_of(pd.Series([42.0, 7.0, 123456789012.0]), 16),
-        partitions.partition_of(pd.Series(["42", " 7", "123456789012 "]), 16),
-        partitions.partition_of(pd.Series(["42", "7", "123456789012"], dtype="category"), 16),
-    ]
-    for other in same[1:]:
-        np.testing.assert_array_equal(same[0], other)
-    text = partitions.partition_of(pd.Series(["L-1", " L-1", "L-2"]), 16)
-    assert text[0] == text[1]
-
-
-def test_partitions_are_balanced_and_stable() -> None:
-    ids = pd.Series([f"lead-{i}" for i in range(20_000)])
-    part = partitions.partition_of(ids, 8)
-    counts = np.bincount(part, minlength=8)
-    assert counts.min() > 0.9 * 2_500 and counts.max() < 1.1 * 2_500
-    # A fixed function of the id (not of the process: Dask workers must agree).
-    np.testing.assert_array_equal(part, partitions.partition_of(ids.iloc[::-1], 8)[::-1])
-    assert partitions.partition_of(pd.Series(["lead-0", "lead-1", "lead-2"]), 8).tolist() == (
-        part[:3].tolist()
-    )
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +79,6 @@ def _in_partitions(config, rules, model, since, count: int, folder: Path):
     return parts, results, combined
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["parquet"])
 def test_partitioned_scores_equal_the_whole_source(trained, tmp_path, kind, monkeypatch) -> None:
     root, config, rules, model = trained
@@ -139,7 +112,6 @@ def test_partitioned_scores_equal_the_whole_source(trained, tmp_path, kind, monk
     assert len(rows) == len(scores)
 
 
-@pytest.mark.slow
 def test_a_bad_row_names_its_partition_and_staged_file(trained, tmp_path) -> None:
     root, config, rules, model = trained
     bad = _with_blank_types(root / "parquet", tmp_path / "bad", 1)
@@ -151,17 +123,6 @@ def test_a_bad_row_names_its_partition_and_staged_file(trained, tmp_path) -> Non
     problem = str(caught.value.problem)
     assert "lead partition" in problem and "of 3" in problem
     assert "empty activity type" in problem and str(tmp_path / "staged") in problem
-
-
-def test_a_database_source_is_refused_with_the_fix(tmp_path) -> None:
-    config = config_from_dict(
-        {"source": {"uri": "sqlite:///crm.db"}, "scale": {"partitions": 4}}, tmp_path, "t", {}
-    )
-    with pytest.raises(ConfigError, match="Parquet"):
-        partitions.stage(config, None, AS_OF, tmp_path / "staged")
-
-
-# -- the real CLI: partitions on one machine and on a Dask LocalCluster ---------------------
 
 
 @pytest.fixture(scope="module")
@@ -213,8 +174,6 @@ def _score(project: Path, env: dict[str, str], scale: dict, publish: str) -> pd.
     return frame.drop(columns=["scored_at"])
 
 
-@pytest.mark.e2e
-@pytest.mark.slow
 def test_dask_local_cluster_publishes_the_single_machine_scores(project, cli_env) -> None:
     whole = _score(project, cli_env, {}, "whole.db")
     env = {**cli_env, "DASK_LOGGING__DISTRIBUTED": "warning"}
@@ -227,7 +186,6 @@ def test_dask_local_cluster_publishes_the_single_machine_scores(project, cli_env
         )
 
 
-@pytest.mark.slow
 def test_quarantine_mode_sets_bad_rows_aside_per_partition(trained, tmp_path) -> None:
     root, config, rules, model = trained
     bad = _with_blank_types(root / "parquet", tmp_path / "bad", 3)
@@ -246,23 +204,6 @@ def test_quarantine_mode_sets_bad_rows_aside_per_partition(trained, tmp_path) ->
     assert len(scores) > 0
 
 
-def test_a_table_name_with_a_path_is_refused_before_staging(tmp_path) -> None:
-    (tmp_path / "src").mkdir()
-    config = config_from_dict(
-        {
-            "source": {"uri": str(tmp_path / "src"), "tables": {"activities": "../secret"}},
-            "scale": {"partitions": 2},
-        },
-        tmp_path,
-        "t",
-        {},
-    )
-    with pytest.raises(DataError, match="not a plain file name"):
-        partitions.stage(config, None, AS_OF, tmp_path / "staged")
-    assert not (tmp_path / "staged").exists()
-
-
-@pytest.mark.slow
 def test_monitoring_gets_a_bounded_sample_from_every_partition(trained, tmp_path) -> None:
     _, config, rules, model = trained
     config = _with(config, monitoring_rows=1000)
@@ -286,7 +227,6 @@ def test_a_csv_source_is_refused_with_the_conversion(trained, tmp_path) -> None:
     assert not (tmp_path / "staged").exists()
 
 
-@pytest.mark.slow
 def test_more_partitions_than_leads_score_like_the_whole_source(trained, tmp_path) -> None:
     root, config, rules, model = trained
     small = tmp_path / "small"
@@ -307,10 +247,3 @@ def test_more_partitions_than_leads_score_like_the_whole_source(trained, tmp_pat
     pd.testing.assert_frame_equal(
         _by_lead(scores), _by_lead(whole), check_dtype=False, rtol=1e-12, atol=0
     )
-
-
-def test_ids_hash_exactly_whatever_their_length() -> None:
-    big = 1234567890123456789  # above 2**53: a float would round it
-    as_int = partitions.partition_of(pd.Series([big, big + 1]), 997)
-    as_text = partitions.partition_of(pd.Series([str(big), f" {big + 1}", ""]), 997)
-    np.testing.assert_array_equal(as_int, as_text[:2])

@@ -1,5 +1,5 @@
-"""A user's own exports through the documented CLI: the real X Education export, and a flat
-export that trains, scores and reports end to end."""
+"""A user's own exports through the documented command (in-process): the real X Education
+export, and a flat export that trains, scores and reports end to end."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import FLAT_CONFIG, FLAT_RULES, mlflow_client, run_cli, write_flat_export
+from conftest import (
+    FLAT_CONFIG,
+    FLAT_RULES,
+    REPO,
+    X_EDUCATION,
+    invoke_cli,
+    mlflow_client,
+    write_flat_export,
+)
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[1]
-X_EDUCATION = REPO.parent / "shared" / "data" / "x_education"
 #: Columns the data's publisher documents as filled in after the lead exists.
 POST_OUTCOME = {
     "Tags",
@@ -32,12 +36,12 @@ POST_OUTCOME = {
 }
 
 
-@pytest.fixture(scope="module")
-def env(cli_env: dict[str, str]) -> dict[str, str]:
-    return cli_env
+@pytest.fixture(scope="module", autouse=True)
+def _prefect_home(prefect_home: str) -> None:
+    os.environ["PREFECT_HOME"] = prefect_home
 
 
-def test_x_education_trains_through_the_example_config(tmp_path: Path, env) -> None:
+def test_x_education_trains_through_the_example_config(tmp_path: Path) -> None:
     if not X_EDUCATION.is_dir():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{X_EDUCATION} is missing in CI; the real-data test must run there")
@@ -49,7 +53,7 @@ def test_x_education_trains_through_the_example_config(tmp_path: Path, env) -> N
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "data").symlink_to(X_EDUCATION.parent)
     config = project / "leadscore.yaml"
-    result = run_cli(["train", "--config", str(config), "--json"], env, tmp_path)
+    result = invoke_cli(["train", "--config", str(config), "--json"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
 
@@ -78,7 +82,7 @@ def test_x_education_trains_through_the_example_config(tmp_path: Path, env) -> N
     assert "Shift between the training and test cohorts" in html
 
 
-def test_flat_export_trains_scores_and_reports(tmp_path: Path, env) -> None:
+def test_flat_export_trains_scores_and_reports(tmp_path: Path) -> None:
     write_flat_export(tmp_path / "data", leads=3000)
     config = yaml.safe_load(yaml.safe_dump(FLAT_CONFIG))
     config["publish"] = {"uri": "sqlite:///scores.db"}
@@ -86,14 +90,14 @@ def test_flat_export_trains_scores_and_reports(tmp_path: Path, env) -> None:
     path = tmp_path / "leadscore.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
-    trained = run_cli(["train", "--config", str(path), "--json"], env, tmp_path)
+    trained = invoke_cli(["train", "--config", str(path), "--json"], tmp_path)
     assert trained.returncode == 0, trained.stderr[-3000:]
     summary = json.loads(trained.stdout)
     assert summary["leakage"]["excluded"] == ["Sales Status"]
     assert summary["model"]["roc_auc"] > summary["rules"]["roc_auc"]
     assert "Lead Number" in summary["splits"]["test"]
 
-    scored = run_cli(["score", "--config", str(path), "--json"], env, tmp_path)
+    scored = invoke_cli(["score", "--config", str(path), "--json"], tmp_path)
     assert scored.returncode == 0, scored.stderr[-3000:]
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'scores.db'}")
     scores = pd.read_sql_table("lead_scores", engine)
@@ -106,7 +110,7 @@ def test_flat_export_trains_scores_and_reports(tmp_path: Path, env) -> None:
     assert not scores.astype(str).apply(lambda c: c.str.contains("@")).any().any()
     assert not scores["reasons_up"].str.contains("Sales Status").any()
 
-    reported = run_cli(["report", "--config", str(path), "--json"], env, tmp_path)
+    reported = invoke_cli(["report", "--config", str(path), "--json"], tmp_path)
     assert reported.returncode == 0, reported.stderr[-3000:]
     html = Path(json.loads(reported.stdout)["path"]).read_text(encoding="utf-8")
     assert "Sales Status" in html and "flat export" in html

@@ -4,9 +4,9 @@ import runpy
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-pytestmark = pytest.mark.slow
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.py"))
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.py"))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -6,11 +6,10 @@ oracle was 0.013-0.018 there, the lead over the rules 0.13-0.15 and ECE at most 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO
 from sklearn.metrics import roc_auc_score
 
 from leadscore.config import config_from_dict
@@ -21,9 +20,6 @@ from leadscore.scoring import training
 from leadscore.scoring.inputs import lookback_days
 from leadscore.scoring.scorer import Scorer
 from leadscore.synthetic import generate_crm, true_conversion_probability
-
-pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

@@ -96,7 +96,7 @@ def fitted_builder(tiny_leads, tiny_activities):
     )
 
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def test_a_model_registered_before_the_package_had_layers_still_scores(tmp_path) -> None:

@@ -22,14 +22,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import FLAT_CONFIG, FLAT_RULES, write_flat_export
+from conftest import DEFAULT_RULES, FLAT_CONFIG, FLAT_RULES, write_flat_export
 from typer.testing import CliRunner
 
-from leadscore.apps.cli import _default_rules_text, app
+from leadscore.apps.cli import app
 from leadscore.io.tables import write_tables
 from leadscore.synthetic import generate_crm
-
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -302,14 +300,18 @@ def _write(case_dir: Path, kind: str, tables: dict, config: dict) -> Path:
             frame.to_csv(data / f"{name}.csv", index=False)
         else:
             write_tables({name: frame}, str(data), "csv")
-    (case_dir / "rules.yaml").write_text(FLAT_RULES if kind == "flat" else _default_rules_text())
-    (case_dir / "behaviour_rules.yaml").write_text(_default_rules_text())
+    (case_dir / "rules.yaml").write_text(
+        FLAT_RULES if kind == "flat" else DEFAULT_RULES.read_text(encoding="utf-8")
+    )
+    (case_dir / "behaviour_rules.yaml").write_text(DEFAULT_RULES.read_text(encoding="utf-8"))
     (case_dir / "bad_field_rules.yaml").write_text(
         "mql_threshold: 10\nattribute_rules:\n"
         "  - {name: x, field: Revenue, equals: 1, points: 10}\n"
     )
     (case_dir / "typo_rules.yaml").write_text(
-        _default_rules_text().replace("activity: content_download", "activity: content_downlaod")
+        DEFAULT_RULES.read_text(encoding="utf-8").replace(
+            "activity: content_download", "activity: content_downlaod"
+        )
     )
     (case_dir / "inf_rules.yaml").write_text(FLAT_RULES.replace("points: 30", "points: .inf"))
     (case_dir / "bool_rules.yaml").write_text(FLAT_RULES.replace("points: 30", "points: true"))

@@ -1,8 +1,7 @@
 """Property: nothing that happens at or after the snapshot changes a feature or a rule score."""
 
-from pathlib import Path
-
 import pandas as pd
+from conftest import REPO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +14,6 @@ from leadscore.data.features import (
 )
 from leadscore.data.rules import evaluate_rules, load_rules
 
-REPO = Path(__file__).resolve().parents[1]
 AS_OF = pd.Timestamp("2026-03-01")
 TYPES = ["page_view", "content_download", "email_open", "demo_request"]
 DETAILS = ["/pricing", "/careers", "/blog/x", "whitepaper:y", ""]

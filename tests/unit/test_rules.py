@@ -2,13 +2,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPO
 
 from leadscore.config import FeatureConfig
 from leadscore.data.features import derive_attributes, email_domain, index_activities
 from leadscore.data.rules import RuleSet, evaluate_rules, load_rules
 from leadscore.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[1]
 AS_OF = pd.Timestamp("2026-03-01")
 CATEGORIES = {"pricing": "/pricing", "careers": "/careers"}
 

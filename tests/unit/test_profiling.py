@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import X_EDUCATION
 from pydantic import BaseModel, Field
 
 from leadscore.apps import profiling
@@ -26,8 +27,6 @@ from leadscore.config import ProjectConfig, load_config
 from leadscore.errors import ConfigError, DataError
 from leadscore.io.sources import load_crm
 from leadscore.io.tables import write_tables
-
-X_EDUCATION = Path(__file__).resolve().parents[2] / "shared" / "data" / "x_education"
 
 
 @pytest.fixture(scope="module")

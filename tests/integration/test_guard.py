@@ -13,8 +13,6 @@ from leadscore.io.sources import CRMData
 from leadscore.scoring.training import build_training_set, train
 from leadscore.synthetic import generate_crm
 
-pytestmark = pytest.mark.slow
-
 
 def _frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)

@@ -20,13 +20,10 @@ import psutil
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import mlflow_client
+from conftest import DEFAULT_RULES, mlflow_client
 
-from leadscore.apps.cli import _default_rules_text
 from leadscore.io.tables import write_tables
 from leadscore.synthetic import generate_crm
-
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 #: Runs `leadscore ARGS` with TARGET wrapped: as it begins, the process records the time
 #: and its child processes, then sends itself SIGNAL (to its process group for SIGINT,
@@ -71,7 +68,7 @@ def project(tmp_path_factory) -> Path:
         {k: tables[k] for k in ("leads", "activities", "outcomes")},
         "sqlite:///" + str(folder / "crm.db"),
     )
-    (folder / "rules.yaml").write_text(_default_rules_text())
+    (folder / "rules.yaml").write_text(DEFAULT_RULES.read_text(encoding="utf-8"))
     config = {"source": {"uri": "sqlite:///crm.db"}, "rules": "rules.yaml",
               "report": {"bootstrap_samples": 100}}  # fmt: skip
     (folder / "leadscore.yaml").write_text(yaml.safe_dump(config))

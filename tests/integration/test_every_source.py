@@ -20,11 +20,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import FLAT_CONFIG, FLAT_RULES, fresh_pg_database, write_flat_export
+from conftest import (
+    DEFAULT_RULES,
+    FLAT_CONFIG,
+    FLAT_RULES,
+    REPO,
+    X_EDUCATION,
+    fresh_pg_database,
+    write_flat_export,
+)
 from typer.testing import CliRunner
 
 from leadscore.apps import cli, service
-from leadscore.apps.cli import _default_rules_text, app
+from leadscore.apps.cli import app
 from leadscore.config import load_config
 from leadscore.io import publish
 from leadscore.io.tables import write_tables
@@ -32,10 +40,6 @@ from leadscore.lifecycle import registry
 from leadscore.lifecycle.registry import load_champion
 from leadscore.synthetic import generate_crm
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-REPO = Path(__file__).resolve().parents[1]
-X_EDUCATION = REPO.parent / "shared" / "data" / "x_education"
 #: Open leads of the X Education reproduction: its newest labels are blanked.
 X_EDUCATION_OPEN = 300
 
@@ -105,7 +109,7 @@ def _write_project(folder: Path, config: dict, rules: str) -> Path:
 def _csv_folder(folder: Path, _: object) -> Project:
     tables = _timed_tables(1500, seed=21, padded_ids=True)
     write_tables(tables, str(folder / "data"), "csv")
-    path = _write_project(folder, _timed_config("data"), _default_rules_text())
+    path = _write_project(folder, _timed_config("data"), DEFAULT_RULES.read_text(encoding="utf-8"))
     as_of = _today()
     return Project(path, _timed_open_ids(tables, as_of), {"region"}, str(as_of.date()))
 
@@ -114,7 +118,7 @@ def _parquet_partitions(folder: Path, _: object) -> Project:
     tables = _timed_tables(1500, seed=22)
     write_tables(tables, str(folder / "data"), "parquet")
     config = _timed_config("data", scale={"partitions": 3})
-    path = _write_project(folder, config, _default_rules_text())
+    path = _write_project(folder, config, DEFAULT_RULES.read_text(encoding="utf-8"))
     as_of = _today()
     return Project(path, _timed_open_ids(tables, as_of), {"region"}, str(as_of.date()))
 
@@ -123,7 +127,7 @@ def _postgresql(folder: Path, pg: str) -> Project:
     tables = _timed_tables(1500, seed=23)
     write_tables(tables, pg)
     config = _timed_config(pg, publish={"uri": pg})
-    path = _write_project(folder, config, _default_rules_text())
+    path = _write_project(folder, config, DEFAULT_RULES.read_text(encoding="utf-8"))
     as_of = _today()
     return Project(path, _timed_open_ids(tables, as_of), {"region"}, str(as_of.date()))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "leadscore"
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "leadscore"
 
 #: Lowest first. A module may import its own layer and the layers below it.
 LAYERS = [

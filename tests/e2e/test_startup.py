@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli
+from conftest import DEFAULT_RULES, run_cli
 
 #: Imported only by the commands that run flows or touch the registry (seconds apiece).
 HEAVY = ("prefect", "mlflow", "leadscore_flows")
@@ -90,7 +90,7 @@ def test_help_and_version_import_no_heavy_library(cli_home) -> None:
 def _project(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({"source": {"uri": "sqlite:///crm.db"}}))
     shutil.copy(
-        Path(__file__).resolve().parents[1] / "models" / "mql_rules.yaml",
+        DEFAULT_RULES,
         tmp_path / "mql_rules.yaml",
     )
 
@@ -133,7 +133,7 @@ def test_cli_never_overrides_where_prefect_runs(monkeypatch) -> None:
     monkeypatch.setattr(os, "environ", environ)
     mlflow_logger = logging.getLogger("mlflow")
     monkeypatch.setattr(mlflow_logger, "level", mlflow_logger.level)
-    cli._prefect_environment(verbose=False)
+    cli.prefect_environment(verbose=False)
     assert environ["PREFECT_API_URL"] == "http://127.0.0.1:4200/api"
     assert "PREFECT_HOME" not in environ
     assert "PREFECT_SERVER_EPHEMERAL_ENABLED" not in environ

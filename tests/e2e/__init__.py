@@ -1,0 +1,1 @@
+"""e2e tests (markers by folder: see tests/conftest.py)."""

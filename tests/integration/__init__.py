@@ -1,0 +1,1 @@
+"""integration tests (markers by folder: see tests/conftest.py)."""

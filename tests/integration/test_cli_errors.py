@@ -1,0 +1,122 @@
+"""Refused inputs through the `leadscore` command, in-process: each ends with its own
+message and fix, exit code 2, no traceback, and nothing published. (The real process's
+exit code and stream separation: tests/e2e/test_e2e.py.)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+from conftest import DEFAULT_RULES
+from typer.testing import CliRunner
+
+from leadscore.apps.cli import app
+from leadscore.io.tables import write_tables
+from leadscore.synthetic import generate_crm
+
+
+@pytest.fixture(scope="module")
+def runner(prefect_home: str) -> CliRunner:
+    os.environ["PREFECT_HOME"] = prefect_home
+    return CliRunner()
+
+
+def _count(db: Path, table: str = "lead_scores") -> pd.DataFrame:
+    engine = sa.create_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql(sa.text(f"SELECT * FROM {table}"), conn)
+    finally:
+        engine.dispose()
+
+
+def _bad_project(
+    workdir: Path, name: str, source: dict | None = None, extra: dict | None = None
+) -> Path:
+    cfg = yaml.safe_load((workdir / "leadscore.yaml").read_text())
+    if source is not None:
+        cfg["source"].update(source)
+        cfg["source"]["ground_truth"] = None
+    cfg.update(extra or {})
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _bad_inputs(workdir: Path) -> dict[str, tuple[Path, str]]:
+    folder = workdir / "bad_exports"
+    folder.mkdir(exist_ok=True)
+    leads = pd.DataFrame({"lead_id": [1, 2], "created": ["2026-01-01", "2026-01-02"]})
+    (folder / "missing_column").mkdir(exist_ok=True)
+    leads.to_csv(folder / "missing_column" / "leads.csv", index=False)
+    (folder / "empty").mkdir(exist_ok=True)
+    (folder / "empty" / "leads.csv").write_text(
+        "lead_id,created_at,industry,country,lead_source,employees,job_title,email\n"
+    )
+    garbage = folder / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    return {
+        "missing required column": (
+            _bad_project(workdir, "missing", {"uri": str(folder / "missing_column")}),
+            "missing column(s) 'created_at'",
+        ),
+        "unreadable source": (
+            _bad_project(workdir, "unreadable", {"uri": f"sqlite:///{garbage}"}),
+            "cannot",
+        ),
+        "empty table": (
+            _bad_project(workdir, "empty", {"uri": str(folder / "empty")}),
+            "is empty",
+        ),
+        "unknown config key": (
+            _bad_project(workdir, "unknown", extra={"horizon": 30}),
+            "unknown key 'horizon'",
+        ),
+        "missing folder": (
+            _bad_project(workdir, "nofolder", {"uri": str(folder / "nope")}),
+            "does not exist",
+        ),
+    }
+
+
+def _refused(result, capfd, expected: str) -> None:
+    terminal = result.output + "".join(capfd.readouterr())
+    assert result.exit_code == 2, terminal[-2000:]
+    assert expected in result.output and "fix:" in result.output
+    assert "Traceback" not in terminal
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing required column", "unreadable source", "empty table", "missing folder"],
+)
+def test_bad_input_fails_cleanly_and_publishes_nothing(demo, runner, capfd, case) -> None:
+    workdir, summary = demo
+    project, expected = _bad_inputs(workdir)[case]
+    before = _count(workdir / "crm.db")
+    result = runner.invoke(app, ["score", "-c", str(project), "--as-of", summary["as_of"]])
+    _refused(result, capfd, expected)
+    pd.testing.assert_frame_equal(_count(workdir / "crm.db"), before)
+
+
+def test_score_without_champion_names_the_fix(tmp_path, runner, capfd) -> None:
+    tables = generate_crm(600, seed=7).tables()
+    write_tables({k: tables[k] for k in ("leads", "activities", "outcomes")},
+                 f"sqlite:///{tmp_path / 'crm.db'}")  # fmt: skip
+    cfg = {"source": {"uri": "sqlite:///crm.db"}, "mlflow": {"tracking_uri": "sqlite:///empty.db"}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(cfg))
+    shutil.copy(DEFAULT_RULES, tmp_path / "mql_rules.yaml")
+    result = runner.invoke(app, ["score", "-c", str(tmp_path / "p.yaml")])
+    _refused(result, capfd, "leadscore train")
+
+
+def test_bad_as_of_is_refused_before_anything_runs(demo, runner, capfd) -> None:
+    workdir, _ = demo
+    config = str(workdir / "leadscore.yaml")
+    result = runner.invoke(app, ["score", "-c", config, "--as-of", "next tuesday"])
+    _refused(result, capfd, "is not a date")

@@ -1,0 +1,1 @@
+"""unit tests (markers by folder: see tests/conftest.py)."""
