@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,24 +18,43 @@ import pandas as pd
 import pytest
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Markers by folder: unit tests are fast; integration ones train models and use real
     stores in-process (`slow`); e2e ones run the real command, servers and workers
-    (`slow` and `e2e`).
-
-    Groups for the two workers (`--dist loadgroup`): a module's tests stay on one worker,
-    so its module-scoped fixtures (a trained model, a server) are built once; every test
-    that reads the shared `leadscore demo` project runs on one worker too.
-    """
+    (`slow` and `e2e`)."""
     for item in items:
         folder = Path(str(item.fspath)).parent.name
         if folder in ("integration", "e2e"):
             item.add_marker(pytest.mark.slow)
         if folder == "e2e":
             item.add_marker(pytest.mark.e2e)
-        group = "demo" if "demo" in item.fixturenames else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+
+
+_DEMO_READER = re.compile(r"def \w+\([^)]*\bdemo(?:_batch)?\b")
+
+
+@functools.cache
+def _reads_demo(path: str) -> bool:
+    file = Path(path)
+    file = file if file.is_absolute() else REPO / file
+    return file.is_file() and bool(_DEMO_READER.search(file.read_text(encoding="utf-8")))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Two workers: each test module runs on one worker (its module fixtures, a trained
+    model or a server, are built once), and every module that reads the shared `demo`
+    project runs on the same worker (the demo is built once).
+
+    (pytest-xdist's own `--dist loadgroup` cannot group with pytest 9: it renames items
+    through an attribute pytest 9 no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Modules(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "the demo's readers" if _reads_demo(path) else path
+
+    return Modules(config, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:
