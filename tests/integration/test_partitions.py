@@ -4,6 +4,7 @@ scores as the whole source, errors that name the partition, and the monitoring s
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import REPO, run_cli
+from conftest import DEFAULT_RULES, REPO, invoke_cli, run_cli
 
 from leadscore.config import config_from_dict
 from leadscore.data.rules import load_rules
@@ -126,41 +127,37 @@ def test_a_bad_row_names_its_partition_and_staged_file(trained, tmp_path) -> Non
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory, cli_env: dict[str, str]) -> Path:
-    """A project on a Parquet folder with a champion trained through the CLI."""
+def project(tmp_path_factory: pytest.TempPathFactory, prefect_home: str) -> Path:
+    """A project on a Parquet folder with a champion trained through the command."""
     root = tmp_path_factory.mktemp("dask")
-    made = run_cli(
-        ["generate", "--out", str(root / "crm"), "--leads", "3000", "--seed", "5",
-         "--end", str(AS_OF.date())],
-        cli_env,
-        root,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr[-3000:]
+    tables = generate_crm(3000, seed=5, end=str(AS_OF.date())).tables()
+    write_tables({k: tables[k] for k in ("leads", "activities", "outcomes")}, str(root / "crm"))
     (root / "leadscore.yaml").write_text(
         yaml.safe_dump(
             {
                 "source": {"uri": "crm"},
-                "rules": str(REPO / "models" / "mql_rules.yaml"),
+                "rules": str(DEFAULT_RULES),
                 "mlflow": {"tracking_uri": "sqlite:///mlflow.db"},
                 "publish": {"uri": "sqlite:///scores.db"},
                 "report": {"bootstrap_samples": 100},
             }
         )
     )
-    trained = run_cli(["train", "--config", "leadscore.yaml", "--json"], cli_env, root)
+    os.environ["PREFECT_HOME"] = prefect_home
+    trained = invoke_cli(["train", "--config", "leadscore.yaml", "--json"], root)
     assert trained.returncode == 0, trained.stderr[-3000:]
     return root
 
 
-def _score(project: Path, env: dict[str, str], scale: dict, publish: str) -> pd.DataFrame:
+def _score(project: Path, scale: dict, publish: str, env: dict[str, str] | None) -> pd.DataFrame:
+    """Score through the real process with `env`, else through the command in-process."""
     config = yaml.safe_load((project / "leadscore.yaml").read_text())
     config["scale"] = scale
     config["publish"]["uri"] = f"sqlite:///{publish}"
     path = project / f"{publish}.yaml"
     path.write_text(yaml.safe_dump(config))
-    out = run_cli(
-        ["score", "--config", path.name, "--as-of", str(AS_OF.date()), "--json"], env, project
-    )
+    args = ["score", "--config", path.name, "--as-of", str(AS_OF.date()), "--json"]
+    out = run_cli(args, env, project) if env is not None else invoke_cli(args, project)
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout)
     assert summary["rows"]["published"] == summary["rows"]["scored"] > 0
@@ -175,10 +172,12 @@ def _score(project: Path, env: dict[str, str], scale: dict, publish: str) -> pd.
 
 
 def test_dask_local_cluster_publishes_the_single_machine_scores(project, cli_env) -> None:
-    whole = _score(project, cli_env, {}, "whole.db")
+    """The real process starts a LocalCluster (worker processes): the same scores as the
+    whole source and as partitions scored one after the other."""
+    whole = _score(project, {}, "whole.db", None)
     env = {**cli_env, "DASK_LOGGING__DISTRIBUTED": "warning"}
-    on_dask = _score(project, env, {"partitions": 3, "dask": "local"}, "dask.db")
-    local = _score(project, cli_env, {"partitions": 3}, "local.db")
+    on_dask = _score(project, {"partitions": 3, "dask": "local"}, "dask.db", env)
+    local = _score(project, {"partitions": 3}, "local.db", None)
     assert len(whole) > 100
     for other in (on_dask, local):
         pd.testing.assert_frame_equal(
