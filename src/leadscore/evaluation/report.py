@@ -29,7 +29,7 @@ class ReportInputs:
     source: str
     rules_file: str
     oracle_auc: float | None = None
-    #: The run's leakage findings, baseline, shift check and split (runs.checks_payload).
+    #: The run's leakage findings, baseline, shift check and split (tracking.checks_payload).
     checks: dict | None = None
 
 

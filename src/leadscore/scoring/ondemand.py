@@ -25,7 +25,8 @@ from leadscore.io import publish
 
 # `blank_placeholders` is the source's own cleaning of text fields (blank strings and the
 # configured placeholders become missing): a posted lead must be cleaned the same way.
-from leadscore.io.sources import CRMData, blank_placeholders, lead_id_text, load_crm
+from leadscore.io.sources import CRMData, blank_placeholders, load_crm
+from leadscore.io.tables import lead_id_text
 from leadscore.modeling.estimator import LeadScoringModel
 from leadscore.scoring.inputs import now
 from leadscore.scoring.scorer import Scorer, open_leads
