@@ -567,3 +567,31 @@ def payload_of(batch, lead, email: str) -> dict:
         ],
         "as_of": batch.as_of.isoformat() + "Z",
     }
+
+
+def sqlite_table(db: Path, table: str = "lead_scores") -> pd.DataFrame:
+    """A whole table of a SQLite file (the demo's published scores, by default)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql(sa.text(f"SELECT * FROM {table}"), conn)
+    finally:
+        engine.dispose()
+
+
+def demo_variant(
+    workdir: Path, name: str, source: dict | None = None, extra: dict | None = None
+) -> Path:
+    """A copy of the demo's project file with `source` keys and top-level keys replaced."""
+    import yaml
+
+    cfg = yaml.safe_load((workdir / "leadscore.yaml").read_text())
+    if source is not None:
+        cfg["source"].update(source)
+        cfg["source"]["ground_truth"] = None
+    cfg.update(extra or {})
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

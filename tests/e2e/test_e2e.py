@@ -8,17 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-import yaml
-from conftest import mlflow_client, run_cli
-
-
-def _count(db: Path, table: str = "lead_scores") -> pd.DataFrame:
-    engine = sa.create_engine(f"sqlite:///{db}")
-    try:
-        with engine.connect() as conn:
-            return pd.read_sql(sa.text(f"SELECT * FROM {table}"), conn)
-    finally:
-        engine.dispose()
+from conftest import demo_variant, mlflow_client, run_cli, sqlite_table
 
 
 def test_demo_publishes_scores_and_registers_a_champion(demo) -> None:
@@ -27,7 +17,7 @@ def test_demo_publishes_scores_and_registers_a_champion(demo) -> None:
         assert set(summary[who]) >= {"roc_auc", "pr_auc", "brier", "ece"}
     assert summary["oracle_auc"] is not None
     assert summary["model"]["roc_auc"] > summary["rules"]["roc_auc"]
-    scores = _count(workdir / "crm.db")
+    scores = sqlite_table(workdir / "crm.db")
     assert len(scores) == summary["rows"]["published"] > 100
     assert scores["lead_id"].is_unique
     assert scores["conversion_probability"].between(0, 1).all()
@@ -50,7 +40,7 @@ def test_demo_publishes_scores_and_registers_a_champion(demo) -> None:
 
 def test_demo_publishes_tiers_and_reasons(demo) -> None:
     workdir, summary = demo
-    scores = _count(workdir / "crm.db")
+    scores = sqlite_table(workdir / "crm.db")
     assert set(scores["tier"]) == {"A", "B", "C", "D"}
     assert scores.groupby("tier")["conversion_probability"].mean().is_monotonic_decreasing
     assert summary["tiers"] == scores["tier"].value_counts().to_dict()
@@ -105,31 +95,18 @@ def test_report_command_uses_the_published_scores(demo, cli_env, tmp_path) -> No
 
 def test_rescoring_the_same_as_of_replaces_rows(demo, cli_env) -> None:
     workdir, summary = demo
-    before = _count(workdir / "crm.db")
+    before = sqlite_table(workdir / "crm.db")
     result = run_cli(
         ["score", "-c", "leadscore.yaml", "--as-of", summary["as_of"], "--json"], cli_env, workdir
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout)
     assert out["model"]["roc_auc"] == pytest.approx(summary["model"]["roc_auc"])
-    after = _count(workdir / "crm.db")
+    after = sqlite_table(workdir / "crm.db")
     assert len(after) == len(before)
     # Every row was rewritten by this run (scored_at has second resolution; a run takes more).
     assert pd.to_datetime(after["scored_at"]).min() > pd.to_datetime(before["scored_at"]).max()
     assert set(after["lead_id"]) == set(before["lead_id"])
-
-
-def _bad_project(
-    workdir: Path, name: str, source: dict | None = None, extra: dict | None = None
-) -> Path:
-    cfg = yaml.safe_load((workdir / "leadscore.yaml").read_text())
-    if source is not None:
-        cfg["source"].update(source)
-        cfg["source"]["ground_truth"] = None
-    cfg.update(extra or {})
-    path = workdir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def test_no_personal_data_in_mlflow_scores_or_logs(demo, cli_env) -> None:
@@ -163,7 +140,7 @@ def test_no_personal_data_in_mlflow_scores_or_logs(demo, cli_env) -> None:
             if leaks(values):
                 found.append(f"mlflow.db:{table}")
     engine.dispose()
-    scores = _count(workdir / "crm.db", "lead_score_history").astype(str).to_csv()
+    scores = sqlite_table(workdir / "crm.db", "lead_score_history").astype(str).to_csv()
     if leaks(scores):
         found.append("lead_score_history")
     verbose = run_cli(
@@ -181,11 +158,11 @@ def test_a_refused_input_exits_2_with_the_message_on_stderr_only(demo, cli_env) 
     The other refused inputs are checked in-process (tests/integration/test_cli_errors.py).
     """
     workdir, summary = demo
-    project = _bad_project(workdir, "unknown", extra={"horizon": 30})
-    before = _count(workdir / "crm.db")
+    project = demo_variant(workdir, "unknown", extra={"horizon": 30})
+    before = sqlite_table(workdir / "crm.db")
     args = ["score", "-c", str(project), "--as-of", summary["as_of"], "--json"]
     result = run_cli(args, cli_env, workdir)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "unknown key 'horizon'" in result.stderr and "fix:" in result.stderr
     assert result.stdout == "" and "Traceback" not in result.stderr
-    pd.testing.assert_frame_equal(_count(workdir / "crm.db"), before)
+    pd.testing.assert_frame_equal(sqlite_table(workdir / "crm.db"), before)

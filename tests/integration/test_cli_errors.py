@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 import yaml
-from conftest import DEFAULT_RULES
+from conftest import DEFAULT_RULES, demo_variant, sqlite_table
 from typer.testing import CliRunner
 
 from leadscore.apps.cli import app
@@ -24,28 +23,6 @@ from leadscore.synthetic import generate_crm
 def runner(prefect_home: str) -> CliRunner:
     os.environ["PREFECT_HOME"] = prefect_home
     return CliRunner()
-
-
-def _count(db: Path, table: str = "lead_scores") -> pd.DataFrame:
-    engine = sa.create_engine(f"sqlite:///{db}")
-    try:
-        with engine.connect() as conn:
-            return pd.read_sql(sa.text(f"SELECT * FROM {table}"), conn)
-    finally:
-        engine.dispose()
-
-
-def _bad_project(
-    workdir: Path, name: str, source: dict | None = None, extra: dict | None = None
-) -> Path:
-    cfg = yaml.safe_load((workdir / "leadscore.yaml").read_text())
-    if source is not None:
-        cfg["source"].update(source)
-        cfg["source"]["ground_truth"] = None
-    cfg.update(extra or {})
-    path = workdir / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def _bad_inputs(workdir: Path) -> dict[str, tuple[Path, str]]:
@@ -62,23 +39,23 @@ def _bad_inputs(workdir: Path) -> dict[str, tuple[Path, str]]:
     garbage.write_bytes(b"this is not a database" * 100)
     return {
         "missing required column": (
-            _bad_project(workdir, "missing", {"uri": str(folder / "missing_column")}),
+            demo_variant(workdir, "missing", {"uri": str(folder / "missing_column")}),
             "missing column(s) 'created_at'",
         ),
         "unreadable source": (
-            _bad_project(workdir, "unreadable", {"uri": f"sqlite:///{garbage}"}),
+            demo_variant(workdir, "unreadable", {"uri": f"sqlite:///{garbage}"}),
             "cannot",
         ),
         "empty table": (
-            _bad_project(workdir, "empty", {"uri": str(folder / "empty")}),
+            demo_variant(workdir, "empty", {"uri": str(folder / "empty")}),
             "is empty",
         ),
         "unknown config key": (
-            _bad_project(workdir, "unknown", extra={"horizon": 30}),
+            demo_variant(workdir, "unknown", extra={"horizon": 30}),
             "unknown key 'horizon'",
         ),
         "missing folder": (
-            _bad_project(workdir, "nofolder", {"uri": str(folder / "nope")}),
+            demo_variant(workdir, "nofolder", {"uri": str(folder / "nope")}),
             "does not exist",
         ),
     }
@@ -98,10 +75,10 @@ def _refused(result, capfd, expected: str) -> None:
 def test_bad_input_fails_cleanly_and_publishes_nothing(demo, runner, capfd, case) -> None:
     workdir, summary = demo
     project, expected = _bad_inputs(workdir)[case]
-    before = _count(workdir / "crm.db")
+    before = sqlite_table(workdir / "crm.db")
     result = runner.invoke(app, ["score", "-c", str(project), "--as-of", summary["as_of"]])
     _refused(result, capfd, expected)
-    pd.testing.assert_frame_equal(_count(workdir / "crm.db"), before)
+    pd.testing.assert_frame_equal(sqlite_table(workdir / "crm.db"), before)
 
 
 def test_score_without_champion_names_the_fix(tmp_path, runner, capfd) -> None:
