@@ -1,9 +1,19 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from leadscore.data.snapshots import build_snapshots
 from leadscore.synthetic import generate_crm, true_conversion_probability
+
+#: Checksums of `generate_crm(800, seed=3, end="2026-01-31")`, taken before the scenarios.
+STATIONARY_DIGEST = {
+    "leads": 768735657,
+    "activities": 359825471,
+    "outcomes": 910227538,
+    "ground_truth_leads": 884365675,
+    "ground_truth_shocks": 99039726,
+}
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +83,15 @@ def test_nothing_happens_before_a_lead_exists(crm) -> None:
     assert (acts["occurred_at"].to_numpy() >= created.loc[acts["lead_id"]].to_numpy()).all()
 
 
-def test_oracle_matches_a_monte_carlo_of_the_future(crm) -> None:
-    """Given the latent state at the snapshot, simulate many futures; compare per example."""
+@pytest.fixture(scope="module")
+def drifting():
+    return generate_crm(6000, seed=11, end="2026-06-30", scenario="drift")
+
+
+def _monte_carlo(crm, snaps: pd.DataFrame, as_of: pd.Timestamp, horizon: int) -> np.ndarray:
+    """Given the latent state at the snapshot, simulate many futures (per-day hazard factor
+    from the truth table, when the scenario has one)."""
     rng = np.random.default_rng(0)
-    as_of = crm.end - pd.Timedelta(days=200)
-    snaps = build_snapshots(crm.leads, crm.outcomes.dropna(), [as_of], 365, 90).sample(
-        200, random_state=1
-    )
-    closed = true_conversion_probability(crm.truth_leads, crm.truth_shocks, snaps, 90)
     truth = crm.truth_leads.set_index("lead_id").loc[snaps["lead_id"]]
     s = (as_of - truth["created_day"]).dt.days.to_numpy()
     decay = truth["decay"].to_numpy()
@@ -99,12 +110,93 @@ def test_oracle_matches_a_monte_carlo_of_the_future(crm) -> None:
     paths = 4000
     level = np.repeat(interest[:, None], paths, axis=1)
     hazard = np.zeros_like(level)
-    for _ in range(90):
+    for k in range(horizon):
+        factor = 1.0
+        if "hazard_drift_day" in truth:
+            day = as_of + pd.Timedelta(days=k)
+            factor = np.where(day >= truth["hazard_drift_day"], truth["hazard_drift_factor"], 1.0)
         jumps = rng.random(level.shape) < truth["shock_prob"].to_numpy()[:, None]
         level = decay[:, None] * level + truth["shock_size"].to_numpy()[:, None] * jumps
-        hazard += (
+        daily = (
             truth["base_hazard"].to_numpy()[:, None]
             + truth["hazard_scale"].to_numpy()[:, None] * level
         )
-    monte_carlo = (1 - np.exp(-hazard)).mean(axis=1)
-    assert np.max(np.abs(monte_carlo - closed)) < 0.01
+        hazard += np.asarray(factor).reshape(-1, 1) * daily
+    return (1 - np.exp(-hazard)).mean(axis=1)
+
+
+def test_oracle_matches_a_monte_carlo_of_the_future(crm) -> None:
+    as_of = crm.end - pd.Timedelta(days=200)
+    snaps = build_snapshots(crm.leads, crm.outcomes.dropna(), [as_of], 365, 90).sample(
+        200, random_state=1
+    )
+    closed = true_conversion_probability(crm.truth_leads, crm.truth_shocks, snaps, 90)
+    assert np.max(np.abs(_monte_carlo(crm, snaps, as_of, 90) - closed)) < 0.01
+
+
+@pytest.mark.parametrize("days_before_drift", [45, 0, -30])
+def test_drift_oracle_matches_a_monte_carlo_across_the_drift_day(
+    drifting, days_before_drift: int
+) -> None:
+    """Snapshots whose horizon straddles the drift day, starts on it, and lies after it."""
+    drift_day = drifting.truth_leads["hazard_drift_day"].iloc[0]
+    as_of = drift_day - pd.Timedelta(days=days_before_drift)
+    snaps = build_snapshots(drifting.leads, drifting.outcomes.dropna(), [as_of], 365, 90).sample(
+        200, random_state=1
+    )
+    closed = true_conversion_probability(drifting.truth_leads, drifting.truth_shocks, snaps, 90)
+    assert np.max(np.abs(_monte_carlo(drifting, snaps, as_of, 90) - closed)) < 0.01
+
+
+def test_drift_changes_the_base_rate_a_source_and_what_pricing_views_mean(crm, drifting) -> None:
+    drift_day = drifting.truth_leads["hazard_drift_day"].iloc[0]
+    assert drift_day == drifting.end - pd.Timedelta(days=730 - 438)
+    # The oracle is calibrated on both sides of the drift day, and the rate moves.
+    rates = []
+    for as_of in (drift_day - pd.Timedelta(days=120), drift_day + pd.Timedelta(days=30)):
+        snaps = build_snapshots(drifting.leads, drifting.outcomes.dropna(), [as_of], 365, 90)
+        p = true_conversion_probability(drifting.truth_leads, drifting.truth_shocks, snaps, 90)
+        y = snaps["converted"].to_numpy()
+        assert abs(p.mean() - y.mean()) < 4 * np.sqrt(p.mean() * (1 - p.mean()) / len(p))
+        rates.append(p.mean())
+    assert rates[1] > 1.4 * rates[0]
+    # The new source only among leads created from the drift day on.
+    new = drifting.leads["lead_source"] == "marketplace"
+    assert new.sum() > 100 and (drifting.leads.loc[new, "created_at"] >= drift_day).all()
+    assert not (crm.leads["lead_source"] == "marketplace").any()
+
+    # Pricing views in the 30 days before a snapshot tell who converts before the drift
+    # day, and barely after it (ROC-AUC of the count alone).
+    pricing = drifting.activities[drifting.activities["detail"].str.contains("pricing")]
+
+    def pricing_auc(as_of: pd.Timestamp) -> float:
+        snaps = build_snapshots(drifting.leads, drifting.outcomes.dropna(), [as_of], 365, 90)
+        recent = pricing[
+            (pricing["occurred_at"] < as_of)
+            & (pricing["occurred_at"] >= as_of - pd.Timedelta(days=30))
+        ]
+        views = recent.groupby("lead_id").size().reindex(snaps["lead_id"], fill_value=0)
+        return roc_auc_score(snaps["converted"], views.to_numpy())
+
+    before = pricing_auc(drift_day - pd.Timedelta(days=60))
+    after = pricing_auc(drift_day + pd.Timedelta(days=90))
+    assert before > 0.57 and after < 0.55, (before, after)
+
+
+def test_the_stationary_default_is_unchanged_by_the_scenarios() -> None:
+    """A checksum of a small default CRM, taken before the drift scenario existed."""
+    crm = generate_crm(800, seed=3, end="2026-01-31")
+    assert generate_crm(800, seed=3, end="2026-01-31", scenario="stationary").activities.equals(
+        crm.activities
+    )
+    assert "hazard_drift_day" not in crm.truth_leads
+    digest = {
+        name: int(pd.util.hash_pandas_object(frame, index=False).sum() % 1_000_000_007)
+        for name, frame in crm.tables().items()
+    }
+    assert digest == STATIONARY_DIGEST
+
+
+def test_unknown_scenario_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown scenario 'drfit'"):
+        generate_crm(10, scenario="drfit")

@@ -9,6 +9,7 @@ import re
 import sys
 import time
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,6 +53,20 @@ ConfigOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
+
+
+class Scenario(StrEnum):
+    stationary = "stationary"
+    drift = "drift"
+
+
+ScenarioOption = Annotated[
+    Scenario,
+    typer.Option(
+        help="stationary, or drift: from 60% into the history the conversion rate doubles, a "
+        "new lead source appears and pricing views stop tracking interest.",
+    ),
+]
 
 
 def prefect_environment(verbose: bool) -> None:
@@ -219,10 +234,11 @@ def generate(
     file_format: Annotated[
         str, typer.Option("--format", help="parquet or csv for folders.")
     ] = "parquet",
+    scenario: ScenarioOption = Scenario.stationary,
     as_json: JsonOption = False,
 ) -> None:
     """Generate a synthetic B2B CRM (leads, activities, outcomes, hidden ground truth)."""
-    summary = _generate(out_uri, leads, seed, end, file_format, progress=not as_json)
+    summary = _generate(out_uri, leads, seed, end, file_format, not as_json, scenario.value)
     _emit(summary, as_json)
     if not as_json:
         err.print(
@@ -232,7 +248,13 @@ def generate(
 
 
 def _generate(
-    uri: str, leads: int, seed: int, end: str | None, file_format: str, progress: bool
+    uri: str,
+    leads: int,
+    seed: int,
+    end: str | None,
+    file_format: str,
+    progress: bool,
+    scenario: str = "stationary",
 ) -> dict:
     from leadscore.config import resolve_uri
     from leadscore.io.tables import write_tables
@@ -243,7 +265,7 @@ def _generate(
     start = time.perf_counter()
     with _progress(progress):
         report = reporter()
-        crm = generate_crm(leads, seed=seed, end=end)
+        crm = generate_crm(leads, seed=seed, end=end, scenario=scenario)
         report("writing", 0, 1)
         write_tables(crm.tables(), uri, file_format)
         report("writing", 1, 1)
@@ -251,6 +273,7 @@ def _generate(
         "command": "generate",
         "uri": uri,
         "seed": seed,
+        "scenario": scenario,
         "end": str(crm.end.date()),
         "rows": {
             "leads": len(crm.leads),
@@ -657,6 +680,7 @@ def demo(
         Path, typer.Option("--workdir", "-w", help="Where data, MLflow and scores go.")
     ] = Path("leadscore-demo"),
     seed: Annotated[int, typer.Option(help="Random seed of the generated CRM.")] = 7,
+    scenario: ScenarioOption = Scenario.stationary,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -692,7 +716,13 @@ def demo(
         if not as_json:
             err.print(f"[bold]1/4[/] generating {leads:,} leads into {workdir / 'crm.db'}")
         generated = _generate(
-            f"sqlite:///{workdir / 'crm.db'}", leads, seed, None, "parquet", not as_json
+            f"sqlite:///{workdir / 'crm.db'}",
+            leads,
+            seed,
+            None,
+            "parquet",
+            not as_json,
+            scenario.value,
         )
         if not as_json:
             err.print(

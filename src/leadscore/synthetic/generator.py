@@ -8,6 +8,14 @@ Bernoulli shocks, the probability that a lead converts within H days of a snapsh
 everything latent up to it, has a closed form: :func:`true_conversion_probability` is the
 oracle the model is measured against. Its inputs live in the ground-truth tables, which no
 training or scoring code reads.
+
+Scenarios: ``stationary`` (the default) keeps the same mechanism over the whole history.
+``drift`` changes it on a calendar day 60% into the history, as real lead data does: the
+conversion hazard of every lead doubles from that day on (the base rate moves with the
+market), a new lead source appears among the leads created after it, and pricing-page views
+stop tracking interest (a redesign shows pricing to every visitor; the interested now read
+the product pages). The hazard change is stored per lead in the truth table
+(`hazard_drift_day`, `hazard_drift_factor`), so the oracle stays exact.
 """
 
 from __future__ import annotations
@@ -20,6 +28,15 @@ import pandas as pd
 from leadscore.progress import reporter
 
 HISTORY_DAYS = 730
+SCENARIOS = ("stationary", "drift")
+#: Drift scenario: the day (a fraction into the history) from which the mechanism changes,
+#: the factor on every lead's conversion hazard from then on, the new lead source (its share of
+#: the leads created after the day, fit effect and initial interest), and the rate of the
+#: pricing-page views everybody gets after the redesign (per day, regardless of interest).
+DRIFT_AT = 0.6
+DRIFT_HAZARD_FACTOR = 2.0
+DRIFT_SOURCE = ("marketplace", 0.2, 0.6, 1.3)
+DRIFT_PRICING_RATE = 0.05
 #: Leads go cold (no activity, no conversion) this many days after creation.
 LEAD_LIFETIME_DAYS = 540
 
@@ -93,6 +110,10 @@ _BASE_RATES = np.array(
 # Channels whose rate also scales with fit: buying intent.
 _INTENT_CHANNELS = np.array([c in {2, 3, 11, 12} for c in range(len(CHANNELS))])
 _EMAIL_CHANNELS = np.array([c in {9, 10} for c in range(len(CHANNELS))])
+_PRICING, _PRODUCT = (
+    CHANNELS.index(("page_view", "pricing")),
+    CHANNELS.index(("page_view", "product")),
+)
 
 PAGE_PATHS = {
     "home": ("/",),
@@ -261,8 +282,13 @@ def _make_titles(
     return titles
 
 
-def _make_leads(rng: np.random.Generator, n: int, end: pd.Timestamp) -> tuple[pd.DataFrame, dict]:
-    """Lead attributes plus the latent parameters that drive them."""
+def _make_leads(
+    rng: np.random.Generator, n: int, end: pd.Timestamp, drift_day: int | None = None
+) -> tuple[pd.DataFrame, dict]:
+    """Lead attributes plus the latent parameters that drive them.
+
+    With `drift_day`, a share of the leads created from that day on come from a new source.
+    """
     persona = _choice(rng, PERSONAS, PERSONA_SHARE, n)
     is_buyer = persona == 0
     # Lead volume grows over the two years: density proportional to 1 + 0.6 t / T.
@@ -284,6 +310,14 @@ def _make_leads(rng: np.random.Generator, n: int, end: pd.Timestamp) -> tuple[pd
     department = _choice(rng, _DEPARTMENTS, _DEPARTMENT_SHARE, n)
     source = _choice(rng, LEAD_SOURCES, SOURCE_SHARE, n)
     source[(persona == 2) & (rng.random(n) < 0.6)] = LEAD_SOURCES.index("organic_search")
+    sources, source_effect = LEAD_SOURCES, np.asarray(SOURCE_EFFECT)
+    source_interest = np.asarray(SOURCE_INITIAL_INTEREST)
+    if drift_day is not None:
+        name, share, effect, interest = DRIFT_SOURCE
+        sources = (*LEAD_SOURCES, name)
+        source_effect = np.append(source_effect, effect)
+        source_interest = np.append(source_interest, interest)
+        source[(created_day >= drift_day) & (rng.random(n) < share)] = len(LEAD_SOURCES)
 
     # E-mail domain kind follows the persona.
     kind = np.where(rng.random(n) < 0.8, 0, 1)  # 0 corporate, 1 free mail
@@ -304,7 +338,7 @@ def _make_leads(rng: np.random.Generator, n: int, end: pd.Timestamp) -> tuple[pd
     fit = (
         np.asarray(INDUSTRY_EFFECT)[industry]
         + np.asarray(COUNTRY_EFFECT)[country]
-        + np.asarray(SOURCE_EFFECT)[source]
+        + source_effect[source]
         + np.asarray(_SENIORITY_EFFECT)[seniority]
         + np.asarray(_DEPARTMENT_EFFECT)[department]
         + size_effect
@@ -325,7 +359,7 @@ def _make_leads(rng: np.random.Generator, n: int, end: pd.Timestamp) -> tuple[pd
             "industry": np.asarray(INDUSTRIES, dtype=object)[industry],
             "employees": employees,
             "country": np.asarray(COUNTRIES, dtype=object)[country],
-            "lead_source": np.asarray(LEAD_SOURCES, dtype=object)[source],
+            "lead_source": np.asarray(sources, dtype=object)[source],
         }
     )
     leads["industry"] = leads["industry"].mask(rng.random(n) < 0.05)
@@ -335,6 +369,7 @@ def _make_leads(rng: np.random.Generator, n: int, end: pd.Timestamp) -> tuple[pd
         "created_frac": created_frac,
         "fit": fit,
         "source": source,
+        "source_interest": source_interest,
     }
     return leads, latent
 
@@ -347,7 +382,7 @@ def _latent_dynamics(rng: np.random.Generator, latent: dict, n: int) -> dict:
     # persona, so that what the oracle knows beyond the data is small but not nothing.
     shock_prob = 0.004 * np.exp(rng.normal(0.0, 0.1, n)) * np.where(persona == 1, 1.8, 1.0)
     shock_size = rng.gamma(100.0, 0.04, n)
-    initial = np.asarray(SOURCE_INITIAL_INTEREST)[latent["source"]] * rng.gamma(3.0, 1 / 3.0, n)
+    initial = latent["source_interest"][latent["source"]] * rng.gamma(3.0, 1 / 3.0, n)
     # Hazard per unit interest; scaled so an average open lead converts at ~7% in 90 days.
     hazard_scale = np.exp(latent["fit"]) * 0.0016
     base_hazard = np.full(n, 2e-5)
@@ -367,8 +402,12 @@ def _simulate_chunk(
     latent: dict,
     dyn: dict,
     end_offset_day: int,
+    drift_day: int | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
-    """Simulate interest, conversions and activities for the leads in `idx`."""
+    """Simulate interest, conversions and activities for the leads in `idx`.
+
+    With `drift_day` (a day of the history), the drift scenario's changes apply from it on.
+    """
     n = len(idx)
     days = LEAD_LIFETIME_DAYS
     created = latent["created_day"][idx]
@@ -383,6 +422,9 @@ def _simulate_chunk(
     for d in range(1, days):
         interest[:, d] = decay * interest[:, d - 1] + size * shocks[:, d]
     hazard = dyn["base_hazard"][idx, None] + dyn["hazard_scale"][idx, None] * interest
+    if drift_day is not None:
+        drifted = (created[:, None] + np.arange(days)[None, :]) >= drift_day
+        hazard = np.where(drifted, hazard * np.float32(DRIFT_HAZARD_FACTOR), hazard)
     cumulative = np.cumsum(hazard, axis=1)
     threshold = rng.exponential(1.0, n)
     crossed = cumulative >= threshold[:, None]
@@ -422,6 +464,19 @@ def _simulate_chunk(
     cumulative_w = np.cumsum(weights, axis=1)
     draw = rng.random(len(lead_pos)) * cumulative_w[:, -1]
     channel = (draw[:, None] > cumulative_w).sum(axis=1)
+    if drift_day is not None:
+        # After the redesign the interested read the product pages, and everybody alive
+        # sees pricing now and then, whatever their interest or fit.
+        after = created[lead_pos] + day >= drift_day
+        channel[after & (channel == _PRICING)] = _PRODUCT
+        drifted_alive = alive & (created[:, None] + np.arange(days)[None, :] >= drift_day)
+        extra = rng.poisson(DRIFT_PRICING_RATE * weekday_factor * drifted_alive)
+        extra_pos, extra_day = np.nonzero(extra)
+        repeats = extra[extra_pos, extra_day]
+        extra_pos, extra_day = np.repeat(extra_pos, repeats), np.repeat(extra_day, repeats)
+        lead_pos = np.concatenate([lead_pos, extra_pos])
+        day = np.concatenate([day, extra_day])
+        channel = np.concatenate([channel, np.full(len(extra_pos), _PRICING)])
     # Time of day: business hours, after the lead's creation on day 0 and before the
     # conversion on the conversion day.
     u = np.clip(rng.normal(0.55, 0.13, len(lead_pos)), 0.0, 0.999)
@@ -448,17 +503,24 @@ def generate_crm(
     n_leads: int = 20_000,
     seed: int = 7,
     end: str | pd.Timestamp | None = None,
+    scenario: str = "stationary",
 ) -> SyntheticCRM:
-    """Generate a seeded, deterministic synthetic CRM ending at `end` (default: today, UTC)."""
+    """Generate a seeded, deterministic synthetic CRM ending at `end` (default: today, UTC).
+
+    `scenario`: ``stationary`` (the default) or ``drift`` (see the module's docstring).
+    """
     report = reporter()
     if n_leads < 1:
         raise ValueError(f"n_leads must be at least 1, got {n_leads}")
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
+    drift_day = int(DRIFT_AT * HISTORY_DAYS) if scenario == "drift" else None
     end_ts = (
         pd.Timestamp(end) if end is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
     ).normalize()
     start = end_ts - pd.Timedelta(days=HISTORY_DAYS)
     rng = np.random.default_rng(seed)
-    leads, latent = _make_leads(rng, n_leads, end_ts)
+    leads, latent = _make_leads(rng, n_leads, end_ts, drift_day)
     dyn = _latent_dynamics(rng, latent, n_leads)
 
     chunk = 10_000
@@ -466,7 +528,9 @@ def generate_crm(
     for start_i in range(0, n_leads, chunk):
         idx = np.arange(start_i, min(start_i + chunk, n_leads))
         chunk_rng = np.random.default_rng([seed, start_i])
-        events, conv, s_lead, s_day = _simulate_chunk(chunk_rng, idx, latent, dyn, HISTORY_DAYS)
+        events, conv, s_lead, s_day = _simulate_chunk(
+            chunk_rng, idx, latent, dyn, HISTORY_DAYS, drift_day
+        )
         lead_pos, day, channel, frac, u_lead, u_day = events
         act_parts.append(
             (idx[lead_pos], day + frac, channel, idx[u_lead], u_day + chunk_rng.random(len(u_day)))
@@ -490,6 +554,9 @@ def generate_crm(
             **{k: v for k, v in dyn.items()},
         }
     )
+    if drift_day is not None:
+        truth_leads["hazard_drift_day"] = start + pd.Timedelta(days=drift_day)
+        truth_leads["hazard_drift_factor"] = DRIFT_HAZARD_FACTOR
     s_lead = np.concatenate([p[0] for p in shock_parts])
     s_day = np.concatenate([p[1] for p in shock_parts])
     truth_shocks = pd.DataFrame({"lead_id": s_lead + 1, "day_index": s_day.astype(np.int32)})
@@ -585,15 +652,25 @@ def true_conversion_probability(
     c = rows["hazard_scale"].to_numpy()
     p = rows["shock_prob"].to_numpy()
     a = rows["shock_size"].to_numpy()
+    # The hazard's calendar factor on each day k of the window (k = 0 is day s): 1 in the
+    # stationary scenario, the drift factor from the drift day on in the drift one.
+    if "hazard_drift_day" in rows:
+        drift = rows["hazard_drift_day"].to_numpy().astype("datetime64[D]")
+        drift_rel = (drift - created).astype(np.int64) - s  # first drifted day of the window
+        factor = rows["hazard_drift_factor"].to_numpy(dtype=float)
+    else:
+        drift_rel, factor = np.full(len(s), horizon_days + 1), np.ones(len(s))
 
-    def geometric_sum(m: np.ndarray) -> np.ndarray:
-        return (1.0 - decay**m) / (1.0 - decay)
-
-    log_survival = -rows["base_hazard"].to_numpy() * window
-    log_survival -= c * interest * decay * geometric_sum(window)
-    for j in range(horizon_days):
+    # G_j = sum over the window's days k >= j of factor_k * decay^(k-j): what a unit of
+    # interest on day j adds to the cumulative hazard. Backwards: G_j = f_j + decay G_(j+1).
+    log_survival = np.zeros(len(s))
+    g = np.zeros(len(s))
+    for j in range(horizon_days - 1, -1, -1):
         active = j < window
-        remaining = window - j
-        term = np.log1p(-p + p * np.exp(-c * a * geometric_sum(remaining)))
+        f = np.where(j >= drift_rel, factor, 1.0)
+        g = np.where(active, f + decay * g, 0.0)
+        log_survival -= np.where(active, rows["base_hazard"].to_numpy() * f, 0.0)
+        term = np.log1p(-p + p * np.exp(-c * a * g))
         log_survival += np.where(active, term, 0.0)
+    log_survival -= c * interest * decay * g
     return 1.0 - np.exp(log_survival)
