@@ -224,14 +224,15 @@ def _references(config_path: Path, requests_path: Path, repeat: int) -> None:
     for col in model.features.categorical_features:  # what LightGBM does with a DataFrame
         numeric[col] = numeric[col].cat.codes.replace({-1: np.nan})
     matrix = numeric.to_numpy(dtype=np.float64)
-    booster, n_iter = model.booster_.booster_, model.best_iteration_
-    same = (
-        booster.predict(matrix, num_iteration=n_iter),
-        booster.predict(frame, num_iteration=n_iter),
-    )
-    assert np.allclose(*same), "the numpy row must give the DataFrame's prediction"
+    members = [(m.booster.booster_, m.iteration) for m in model.members_]
+    for booster, n_iter in members:
+        same = (
+            booster.predict(matrix, num_iteration=n_iter),
+            booster.predict(frame, num_iteration=n_iter),
+        )
+        assert np.allclose(*same), "the numpy row must give the DataFrame's prediction"
     out["in-process: raw LightGBM predict, one precomputed row (numpy)"] = timed(
-        lambda i: booster.predict(matrix, num_iteration=n_iter)
+        lambda i: [b.predict(matrix, num_iteration=n) for b, n in members]
     )
     out["in-process: LightGBM predict, one-row DataFrame"] = timed(
         lambda i: booster.predict(frame, num_iteration=n_iter)

@@ -132,8 +132,10 @@ def _median_seconds(fn, repeat: int) -> float:
 def timings(
     model: LeadScoringModel, matrix: pd.DataFrame, repeat: int, num_threads: int
 ) -> dict[str, float]:
-    """Rows/s of raw predict, path attributions and pred_contrib on the same matrix."""
-    booster, it, n = model.booster_.booster_, model.best_iteration_, len(matrix)
+    """Rows/s of raw predict, path attributions and pred_contrib on the same matrix, for one
+    member booster (each member costs the same)."""
+    member = model.members_[0]
+    booster, it, n = member.booster.booster_, member.iteration, len(matrix)
     start = time.perf_counter()
     table = PathAttributions.from_booster(booster, it)
     build = time.perf_counter() - start
@@ -189,15 +191,20 @@ def main() -> None:
         shap = model.contributions(rows, method="shap")
         agree = agreement(rows, path, shap, model.features, min_effect=args.min_effect)
         # The other node values, LightGBM's internal_value, for comparison.
-        internal = PathAttributions.from_booster(
-            model.booster_.booster_, model.best_iteration_, node_values="internal"
-        ).contributions(model.features.transform(rows))
+        x = model.features.transform(rows)
+        internal = np.mean(
+            [
+                PathAttributions.from_booster(
+                    m.booster.booster_, m.iteration, node_values="internal"
+                ).contributions(x)
+                for m in model.members_
+            ],
+            axis=0,
+        )
         internal = pd.DataFrame(internal, columns=path.columns, index=rows.index)
         agree_internal = agreement(rows, internal, shap, model.features, min_effect=args.min_effect)
-        bias = model.path_attributions().expected_value
-        raw = model.booster_.booster_.predict(
-            model.features.transform(rows), raw_score=True, num_iteration=model.best_iteration_
-        )
+        bias = np.mean([t.expected_value for t in model.path_attributions()])
+        raw = model.log_odds(rows)
         additivity = float(np.max(np.abs(path.sum(axis=1).to_numpy() + bias - raw)))
         matrix = model.features.transform(test_rows)
         matrix = matrix.iloc[rng.integers(0, len(matrix), args.timing_rows)]
@@ -205,7 +212,7 @@ def main() -> None:
         results.append(
             {
                 "seed": seed,
-                "trees": model.best_iteration_,
+                "trees": model.iterations,
                 "features": len(model.features.feature_names_),
                 "factors": len(factors(model.features)),
                 "compared_rows": len(rows),
@@ -216,7 +223,7 @@ def main() -> None:
                 **timed,
             }
         )
-        print(f"seed {seed}: {model.best_iteration_} trees, {time.perf_counter() - start:.0f} s")
+        print(f"seed {seed}: {model.iterations} trees, {time.perf_counter() - start:.0f} s")
 
     lines = [
         f"reasons: path attributions vs exact TreeSHAP — {args.leads:,} leads, "

@@ -53,6 +53,14 @@ TASK_DONE = re.compile(
 )
 
 
+def member_predict(model, matrix, **kwargs) -> list:
+    """LightGBM's own predict with every member booster: the raw work the model does."""
+    return [
+        m.booster.booster_.predict(matrix, num_iteration=m.iteration, **kwargs)
+        for m in model.members_
+    ]
+
+
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[str, str]:
     """Run `cmd`; its stdout and stderr; stop the benchmark if it fails."""
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
@@ -196,16 +204,15 @@ def _reference(config_path: str, as_of: str, contrib_rows: int) -> None:
         )
 
     matrix = model.features.transform(rows)
-    booster = model.booster_.booster_
     start = time.perf_counter()
-    booster.predict(matrix, num_iteration=model.best_iteration_)
+    member_predict(model, matrix)
     times["raw_predict"] = time.perf_counter() - start
     start = time.perf_counter()
     explain(rows, model.contributions(rows), model.features, config.report.labels)
     times["path_reasons"] = time.perf_counter() - start
     sample = matrix.iloc[: min(contrib_rows, len(matrix))]
     start = time.perf_counter()
-    booster.predict(sample, num_iteration=model.best_iteration_, pred_contrib=True)
+    member_predict(model, sample, pred_contrib=True)
     per_row = (time.perf_counter() - start) / max(1, len(sample))
     times["pred_contrib_extrapolated"] = per_row * len(matrix)
     print(
@@ -216,7 +223,7 @@ def _reference(config_path: str, as_of: str, contrib_rows: int) -> None:
                 "window_events": len(crm.activities),
                 "reference_leads": len(reference),
                 "features": int(matrix.shape[1]),
-                "trees": int(model.best_iteration_ or booster.num_trees()),
+                "trees": model.iterations,
                 "pred_contrib_sample": len(sample),
                 "checksum": float(np.nansum(reference.select_dtypes("number").to_numpy())),
                 "same_features_max_difference": difference,

@@ -123,7 +123,7 @@ def _assert_consistent(folder: Path) -> None:
 CASES = [
     # (library step the signal lands in, signal, does the step finish first?)
     ("leadscore_flows.tasks:load_crm", "SIGINT", False),
-    ("leadscore.modeling.estimator:LeadScoringModel.fit", "SIGTERM", False),
+    ("leadscore.modeling.estimator:LeadScoringModel.fit_crossfit", "SIGTERM", False),
     ("leadscore.lifecycle.registry:Registry.log_training_run", "SIGINT", True),
     ("leadscore.lifecycle.promotion:apply_verdict", "SIGTERM", True),
 ]

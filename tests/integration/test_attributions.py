@@ -35,18 +35,20 @@ def test_contributions_add_up_to_the_raw_log_odds_on_every_row(trained) -> None:
     contrib = model.contributions(rows)
     assert list(contrib.columns) == model.features.feature_names_
     assert contrib.index.equals(rows.index)
-    margin = model.booster_.booster_.predict(
-        model.features.transform(rows), raw_score=True, num_iteration=model.best_iteration_
-    )
-    total = contrib.sum(axis=1).to_numpy() + model.path_attributions().expected_value
-    assert np.max(np.abs(total - margin)) <= 1e-9
-    # The same holds with exact TreeSHAP, whose bias is the path attributions' too.
-    shap = model.booster_.booster_.predict(
-        model.features.transform(rows.head(50)),
-        pred_contrib=True,
-        num_iteration=model.best_iteration_,
-    )
-    assert shap[0, -1] == pytest.approx(model.path_attributions().expected_value, abs=1e-9)
+    tables = model.path_attributions()
+    assert len(tables) == len(model.members_) == 2
+    bias = np.mean([t.expected_value for t in tables])
+    total = contrib.sum(axis=1).to_numpy() + bias
+    assert np.max(np.abs(total - model.log_odds(rows))) <= 1e-9
+    # Per member, and with exact TreeSHAP, whose bias is the path attributions' too.
+    x = model.features.transform(rows)
+    for member, table in zip(model.members_, tables, strict=True):
+        booster = member.booster.booster_
+        margin = booster.predict(x, raw_score=True, num_iteration=member.iteration)
+        own = table.contributions(x).sum(axis=1) + table.expected_value
+        assert np.max(np.abs(own - margin)) <= 1e-9
+        shap = booster.predict(x.head(50), pred_contrib=True, num_iteration=member.iteration)
+        assert shap[0, -1] == pytest.approx(table.expected_value, abs=1e-9)
 
 
 def test_reasons_mostly_agree_with_exact_treeshap(trained) -> None:
@@ -86,18 +88,17 @@ def test_the_table_is_cached_but_never_pickled(trained) -> None:
     assert "_path_attributions" not in vars(fresh)  # as a model pickled before the cache
     size = len(pickle.dumps(fresh))
     first = fresh.contributions(rows)
-    assert fresh.path_attributions() is fresh.path_attributions()
+    assert fresh.path_attributions()[0] is fresh.path_attributions()[0]
     assert len(pickle.dumps(fresh)) == size
     again = pickle.loads(pickle.dumps(fresh))
     pd.testing.assert_frame_equal(again.contributions(rows), first)
     # A model told to use fewer trees gets a table of those trees.
-    again.best_iteration_ = 40
-    margin = again.booster_.booster_.predict(
-        again.features.transform(rows), raw_score=True, num_iteration=40
-    )
+    for member in again.members_:
+        member.iteration = 40
     total = again.contributions(rows).sum(axis=1).to_numpy()
-    assert again.path_attributions().num_iteration == 40
-    assert np.max(np.abs(total + again.path_attributions().expected_value - margin)) <= 1e-9
+    assert [t.num_iteration for t in again.path_attributions()] == [40, 40]
+    bias = np.mean([t.expected_value for t in again.path_attributions()])
+    assert np.max(np.abs(total + bias - again.log_odds(rows))) <= 1e-9
     with pytest.raises(ValueError, match="unknown contributions method"):
         again.contributions(rows, method="lime")
 

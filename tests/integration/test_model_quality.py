@@ -26,7 +26,9 @@ from leadscore.synthetic import generate_crm, true_conversion_probability
 def trained():
     crm = generate_crm(50_000, seed=5, end="2026-06-30")
     data = CRMData(crm.leads, crm.activities, crm.outcomes.dropna(), "generated")
-    config = config_from_dict({}, environ={})
+    # The newest fold does not depend on the older ones: one fold (and the refit) gives the
+    # default recipe's figures in a third of the time. The default backtest runs elsewhere.
+    config = config_from_dict({"backtest": {"folds": 1}}, environ={})
     rules = load_rules(REPO / "models" / "mql_rules.yaml")
     training_set = training.build_training_set(data, config, rules)
     result = training.train(training_set, config)
@@ -48,6 +50,7 @@ def test_model_is_close_to_the_oracle_and_beats_the_rules(trained) -> None:
 
 def test_model_is_calibrated_on_the_newest_cohort(trained) -> None:
     result, _, _ = trained
+    assert len(result.backtest.folds) == 1 and result.refit
     assert result.metrics["model"]["ece"] <= 0.015
     mean_p = result.test_scores["conversion_probability"].mean()
     assert abs(mean_p - result.data.labels("test").mean()) < 0.01
@@ -103,9 +106,8 @@ def test_contributions_add_up_to_the_raw_score(trained) -> None:
     rows = result.data.rows["test"].head(300)
     model = result.model
     contrib = model.contributions(rows)
-    raw = model.raw_probability(rows)
-    expected = np.log(raw / (1 - raw))
-    base = expected - contrib.sum(axis=1).to_numpy()
+    assert len(model.members_) == 2  # the cross-fit: the members' mean log-odds
+    base = model.log_odds(rows) - contrib.sum(axis=1).to_numpy()
     assert np.allclose(base, base[0], atol=1e-6)  # one expected value for every lead
 
 

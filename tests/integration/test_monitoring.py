@@ -38,8 +38,9 @@ def test_training_attaches_the_references_the_scoring_run_is_checked_against(tra
     features = model.features
     assert set(reference.categorical) == set(features.categorical)
     assert set(reference.numeric) == {*features.numeric, *features.behaviour.columns()}
-    fitting = pd.concat([result.data.rows[s] for s in ("train", "validation", "calibration")])
-    assert reference.rows == len(fitting)
+    # The refit learned from every labelled example: its reference is all of them.
+    fitting = result.data.examples.rows
+    assert result.refit and reference.rows == len(fitting)
     assert psi(reference, fitting)["psi"].max() < 0.01
     assert psi(reference, result.data.rows["train"])["psi"].max() < config.monitoring.psi_fail
     probabilities = model.reference_probabilities_
@@ -60,7 +61,9 @@ def test_training_attaches_the_references_the_scoring_run_is_checked_against(tra
         reference=reference,
         reference_probabilities=probabilities,
     )
-    assert checks_of(checks).loc[("score_psi", ""), "value"] == pytest.approx(0, abs=1e-12)
+    # The reference is the newest fold's out-of-sample probabilities; the refit, scoring
+    # the same leads (which it learned from), gives nearly the same distribution.
+    assert checks_of(checks).loc[("score_psi", ""), "value"] < 0.05
     assert not checks.failed, checks.messages()
 
 

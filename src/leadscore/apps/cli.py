@@ -284,9 +284,44 @@ def _generate(
     }
 
 
+def _print_backtest(backtest: dict[str, Any] | None) -> None:
+    if not backtest:
+        return
+    table = Table(title="Backtest: the recipe on each fold, fitted only on what was known before")
+    table.add_column("fold", no_wrap=True)
+    table.add_column("test period", ratio=1)
+    for who in ("model", "baseline", "rules"):
+        table.add_column(f"{who} AUC", justify="right", no_wrap=True, min_width=5)
+    table.add_column("model ECE", justify="right", no_wrap=True, min_width=6)
+    rows: dict[str, dict[str, Any]] = {}
+    for record in backtest["folds"]:
+        rows.setdefault(record["fold"], {"record": record})[record["scorer"]] = record
+    for fold, row in rows.items():
+        first = row["record"]
+        table.add_row(
+            fold,
+            first["test_period"],
+            *(_fmt(row[who]["roc_auc"]) for who in ("model", "baseline", "rules")),
+            _fmt(row["model"]["ece"], 4),
+        )
+    err.print(table)
+    for note in backtest["left_out"]:
+        err.print(f"backtest: {note}", highlight=False)
+    if backtest["refit"] and backtest["trained_through"]:
+        err.print(
+            f"registered model: the recipe refit on every labelled snapshot through "
+            f"{backtest['trained_through']} (outcomes counted through "
+            f"{backtest['outcomes_through']})",
+            highlight=False,
+        )
+
+
 def _print_training(summary: dict[str, Any]) -> None:
     _print_checks(summary)
-    table = Table(title=f"Test cohort: {summary['splits']['test']} (never used for any choice)")
+    table = Table(
+        title=f"Newest backtest fold: {summary['splits']['test']} (the same recipe fitted one "
+        "step earlier, never on these leads)"
+    )
     table.add_column("metric")
     table.add_column("model", justify="right")
     table.add_column("baseline (logistic)", justify="right")
@@ -304,6 +339,7 @@ def _print_training(summary: dict[str, Any]) -> None:
     if summary.get("oracle_auc") is not None:
         table.add_row("oracle ROC-AUC (true probabilities)", _fmt(summary["oracle_auc"]), "", "")
     err.print(table)
+    _print_backtest(summary.get("backtest"))
     _print_comparison(summary["comparison"])
     err.print(
         f"registered [bold]{summary['model_name']}[/] version {summary['model_version']}; "

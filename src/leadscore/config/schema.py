@@ -301,6 +301,29 @@ class ModelConfig(_Section):
     seed: int = 0
 
 
+class BacktestConfig(_Section):
+    """The rolling-origin backtest that evaluates the recipe, and the refit that follows it.
+
+    Fold 1 is the newest labelled `split.test_days` (the test cohort); each further fold
+    steps back `step_days` and is fitted only on snapshots whose outcomes were known
+    `gap_days` before it starts, as if training had run then. Flat exports step back by
+    `split.test_share` of the leads in arrival order (or take seeded blocks at random).
+    """
+
+    folds: int = Field(4, ge=1, le=12)
+    #: Days between the folds' test windows (default: split.test_days, so they tile).
+    step_days: int | None = Field(None, ge=1)
+    #: Refit the champion on every labelled snapshot up to the newest (else the newest
+    #: fold's model is registered, as fitted one step earlier).
+    refit: bool = True
+    #: Lead groups of the cross-fit: each member booster learns from the other groups and
+    #: scores its own, so the calibrator sees scores of rows the model never learned from.
+    groups: int = Field(2, ge=2, le=5)
+    #: Older folds whose fitting part holds less than this share of the labelled examples
+    #: are left out (said so in the run), as their models would learn from too little.
+    min_fit_share: float = Field(0.25, gt=0, lt=1)
+
+
 class MlflowConfig(_Section):
     tracking_uri: str = "sqlite:///mlflow.db"
     #: Where a new experiment's artifacts go. A relative folder resolves against the project
@@ -466,6 +489,7 @@ class ProjectConfig(_Section):
     features: FeatureConfig = FeatureConfig()
     rules: str = "mql_rules.yaml"
     model: ModelConfig = ModelConfig()
+    backtest: BacktestConfig = BacktestConfig()
     mlflow: MlflowConfig = MlflowConfig()
     promotion: PromotionConfig = PromotionConfig()
     publish: PublishConfig = PublishConfig()

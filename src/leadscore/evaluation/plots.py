@@ -143,6 +143,35 @@ def distribution_figure(y: np.ndarray, probability: np.ndarray, rule_score: np.n
     return fig
 
 
+def over_time_figure(table: pd.DataFrame):
+    """ROC-AUC and ECE per backtest fold (oldest left) for the model, baseline and rules.
+
+    `table` is `Backtest.table()`: one row per fold and scorer, then the pooled rows.
+    """
+    plt = _pyplot()
+    folds = table[table["fold"] != "pooled"]
+    order = list(dict.fromkeys(folds["fold"]))[::-1]  # oldest first
+    labels = [folds.loc[folds["fold"] == f, "test_period"].iloc[0] for f in order]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    colours = {"model": MODEL_COLOUR, "baseline": "#6e7781", "rules": RULES_COLOUR}
+    for ax, metric, title in zip(
+        axes, ("roc_auc", "ece"), ("ROC-AUC (higher is better)", "ECE (lower is better)"),
+        strict=True,
+    ):  # fmt: skip
+        for who, colour in colours.items():
+            mine = folds[folds["scorer"] == who].set_index("fold").reindex(order)
+            ax.plot(range(len(order)), mine[metric].to_numpy(float), marker="o", label=who,
+                    color=colour)  # fmt: skip
+        ax.set_xticks(range(len(order)), [f"{f}\n{p}" for f, p in zip(order, labels,
+                      strict=True)], fontsize=7)  # fmt: skip
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="best")
+    fig.suptitle("The recipe on each backtest fold (each fitted only on what was known before)")
+    fig.tight_layout()
+    return fig
+
+
 def to_svg(fig) -> str:
     """The figure as inline SVG markup (no XML prologue), for a self-contained page."""
     import io

@@ -124,6 +124,10 @@ def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
             c.distributions["rule_score"],
         ),
     }
+    checks = inputs.checks or {}
+    backtest = checks.get("backtest")
+    if backtest and backtest.get("folds"):
+        figures["over_time"] = plots.over_time_figure(pd.DataFrame(backtest["folds"]))
     try:
         charts = {name: plots.to_svg(fig) for name, fig in figures.items()}
     finally:
@@ -171,7 +175,6 @@ def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
     )
     env.globals.update(_formatters())
     as_of = pd.to_datetime(open_leads["as_of_date"]) if len(open_leads) else pd.Series([])
-    checks = inputs.checks or {}
     split = checks.get("split", {})
     flat = split.get("method") in ("order", "random")
     label = config.source.label.column if config.source.label is not None else None
@@ -219,11 +222,26 @@ def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
         leakage=checks.get("leakage"),
         baseline=checks.get("baseline"),
         shift=checks.get("shift"),
+        backtest=_backtest_rows(backtest),
         data_warnings=checks.get("warnings", []),
         samples=config.report.bootstrap_samples,
         rules_file=inputs.rules_file,
         source=inputs.source,
     )
+
+
+def _backtest_rows(backtest: dict | None) -> dict | None:
+    """The backtest per fold as table rows (fold, period, learned through, per scorer)."""
+    if not backtest or not backtest.get("folds"):
+        return None
+    rows: dict[str, dict] = {}
+    for record in backtest["folds"]:
+        row = rows.setdefault(
+            record["fold"],
+            {"fold": record["fold"], "period": record["test_period"], "fit_end": record["fit_end"]},
+        )
+        row[record["scorer"]] = record
+    return {**backtest, "rows": list(rows.values())}
 
 
 def choose_open_leads(

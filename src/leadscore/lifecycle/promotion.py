@@ -9,6 +9,7 @@ aliases and version tags.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from sklearn.metrics import roc_auc_score
 
 from leadscore import interrupts
-from leadscore.config import ProjectConfig, PromotionConfig
+from leadscore.config import ModelConfig, ProjectConfig, PromotionConfig
 from leadscore.errors import ConfigError, DataError, LeadscoreError, ModelError
 from leadscore.io import uris
 from leadscore.io.publish import read_scores
@@ -26,10 +27,15 @@ from leadscore.io.sources import CRMData
 from leadscore.io.uris import check_identifier, is_transient, redact_uri
 from leadscore.lifecycle.registry import CHAMPION, RegisteredModel, Registry
 from leadscore.modeling.metrics import expected_calibration_error
-from leadscore.scoring.training import TrainingResult, cohort_probabilities
+from leadscore.scoring.training import (
+    MIN_CONVERSIONS,
+    TrainingResult,
+    cohort_probabilities,
+    recipe_backtest,
+)
 
 #: Actions that made a version the champion (a rollback undoes the last of them).
-CHAMPION_CHANGES = ("first", "promoted", "manual")
+CHAMPION_CHANGES = ("first", "promoted", "refreshed", "manual")
 
 
 @dataclass(frozen=True)
@@ -229,14 +235,33 @@ def judge_challenger(
     registry: Registry,
     champion: RegisteredModel | None,
 ) -> Verdict:
-    """The gate's verdict on a freshly trained model against the current champion."""
+    """The gate's verdict on a freshly trained model against the current champion.
+
+    No model is judged on rows it learned from:
+
+    - The same recipe as the champion's: the challenger is the champion's recipe refit on
+      newer data ("refreshed"), promoted without a contest (its backtest is the run's).
+    - A recipe that differs only in the model's settings: the champion's recipe is fitted
+      on this run's backtest folds, and both recipes are judged on the same test rows,
+      pooled over the folds.
+    - Otherwise (other features, or a champion from before recipes were recorded): both
+      models are judged on the newest fold's rows the champion never learned from (dated
+      after its newest learned snapshot; for a flat export, leads it did not learn from).
+    """
     y = result.data.labels("test")
     challenger_p = result.test_scores["conversion_probability"].to_numpy(dtype=float)
     if champion is None:
         return judge(y, challenger_p, None, config.promotion)
     try:
         loaded = registry.load(champion)
+        theirs = getattr(loaded.model, "recipe_", None)
+        ours = getattr(result.model, "recipe_", None)
+        if theirs is not None and theirs == ours:
+            return _refreshed(result, loaded.model, champion)
+        if theirs is not None and _only_model_differs(theirs, ours):
+            return _judge_recipes(result, ModelConfig(**theirs["model"]), config, champion)
         champion_p = cohort_probabilities(loaded.model, result.data, crm, config, "test")
+        unseen = unseen_rows(loaded.model, result.data.snapshots["test"], registry, champion)
     except Exception as exc:  # the champion cannot read this data: never promote blindly
         problem = exc.problem if isinstance(exc, LeadscoreError) else type(exc).__name__
         return Verdict(
@@ -245,7 +270,119 @@ def judge_challenger(
             f"champion v{champion.version} cannot score this cohort ({problem}); compare "
             "by hand and promote with `leadscore promote VERSION --reason ...` if intended",
         )
-    return judge(y, challenger_p, champion_p, config.promotion, champion.version)
+    if unseen.all():
+        return judge(y, challenger_p, champion_p, config.promotion, champion.version)
+    need = MIN_CONVERSIONS["test"]
+    have = int(y[unseen].sum())
+    if have < need or int((1 - y[unseen]).sum()) < need:
+        return Verdict(
+            False,
+            "kept",
+            f"champion v{champion.version} learned from {int((~unseen).sum()):,} of the "
+            f"{len(y):,} rows of the newest fold and its recipe differs, so the two cannot be "
+            f"compared fairly ({have} conversion(s) among the rows it never saw; {need} needed); "
+            "promote by hand with `leadscore promote VERSION --reason ...` if intended",
+            cohort_rows=int(unseen.sum()),
+            cohort_conversions=have,
+        )
+    verdict = judge(
+        y[unseen], challenger_p[unseen], champion_p[unseen], config.promotion, champion.version
+    )
+    note = f" (on the {int(unseen.sum()):,} newest-fold rows the champion never learned from)"
+    return Verdict(**{**asdict(verdict), "reason": verdict.reason + note})
+
+
+def _only_model_differs(theirs: dict, ours: dict | None) -> bool:
+    if ours is None or set(theirs) != set(ours):
+        return False
+    return all(theirs[k] == ours[k] for k in theirs if k != "model")
+
+
+def _refreshed(result: TrainingResult, champion_model: Any, champion: RegisteredModel) -> Verdict:
+    through = result.trained_through
+    before = getattr(champion_model, "trained_through_", None)
+    if through is not None and before is not None:
+        newer = (
+            f"on newer data: learned from snapshots through {through.date()} (champion "
+            f"v{champion.version}: {before.date()})"
+            if through > before
+            else f"on the same history (through {through.date()}, as champion v{champion.version})"
+        )
+    else:
+        ours = getattr(result.model, "fitted_leads_", None)
+        theirs = getattr(champion_model, "fitted_leads_", None)
+        same = ours is not None and theirs is not None and np.array_equal(ours, theirs)
+        newer = (
+            f"on the same {len(ours):,} labelled leads as champion v{champion.version}"
+            if same
+            else "on the newest labelled leads"
+        )
+    m = result.metrics["model"]
+    return Verdict(
+        True,
+        "refreshed",
+        f"the champion's recipe refit {newer}; newest backtest fold ROC-AUC "
+        f"{m['roc_auc']:.4f}, ECE {m['ece']:.4f}",
+        challenger_auc=float(m["roc_auc"]),
+        challenger_ece=float(m["ece"]),
+        cohort_rows=int(m["n"]),
+        cohort_conversions=int(m["conversions"]),
+    )
+
+
+def _judge_recipes(
+    result: TrainingResult,
+    champion_model: ModelConfig,
+    config: ProjectConfig,
+    champion: RegisteredModel,
+) -> Verdict:
+    ours = result.backtest.predictions()
+    theirs = recipe_backtest(result, champion_model, config).predictions()
+    y = ours["converted"].to_numpy(dtype=float)
+    verdict = judge(
+        y,
+        ours["model"].to_numpy(dtype=float),
+        theirs["model"].to_numpy(dtype=float),
+        config.promotion,
+        champion.version,
+    )
+    note = (
+        f" (both recipes fitted on the same {len(result.backtest.folds)} backtest fold(s) "
+        "and judged on their test rows, pooled)"
+    )
+    return Verdict(**{**asdict(verdict), "reason": verdict.reason + note})
+
+
+def unseen_rows(
+    model: Any,
+    snapshots: pd.DataFrame,
+    registry: Registry | None = None,
+    entry: RegisteredModel | None = None,
+) -> np.ndarray:
+    """Which examples (lead_id, as_of) a registered model never learned from.
+
+    Dated models learned from snapshots up to `trained_through_`; a flat model from the
+    leads in `fitted_leads_`. A model from before these were recorded learned from its
+    own train, validation and calibration cohorts: up to the last calibration date its run
+    logged (`split_calibration`); without that, every row counts as unseen, as before.
+    """
+    fitted = getattr(model, "fitted_leads_", None)
+    if fitted is not None:
+        text = pd.Series(snapshots["lead_id"].to_numpy()).astype("str").to_numpy(dtype=object)
+        return ~np.isin(pd.util.hash_array(text), fitted)
+    through = getattr(model, "trained_through_", None)
+    if through is None and registry is not None and entry is not None:
+        through = _logged_fit_end(registry, entry)
+    if through is None:
+        return np.ones(len(snapshots), dtype=bool)
+    as_of = snapshots["as_of"].to_numpy(dtype="datetime64[us]")
+    return as_of > np.datetime64(pd.Timestamp(through))
+
+
+def _logged_fit_end(registry: Registry, entry: RegisteredModel) -> pd.Timestamp | None:
+    text = registry.run_params(entry.run_id).get("split_calibration", "")
+    found = re.match(r"(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2})", text)
+    return pd.Timestamp(found.group(2)) if found else None
 
 
 def apply_verdict(

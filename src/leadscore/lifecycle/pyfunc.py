@@ -41,8 +41,8 @@ class LeadScoringPyfunc(mlflow.pyfunc.PythonModel):
         self.model: LeadScoringModel = joblib.load(context.artifacts["model"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        raw = self.model.raw_probability(model_input)
+        probability, raw = self.model.scores(model_input)
         return pd.DataFrame(
-            {"conversion_probability": self.model.calibrator_.predict(raw), "raw_score": raw},
+            {"conversion_probability": probability, "raw_score": raw},
             index=model_input.index,
         )

@@ -249,10 +249,12 @@ class Registry:
         tables: dict[str, pd.DataFrame],
         tags: dict[str, str],
         files: dict[str, bytes] | None = None,
+        children: list[tuple[str, dict[str, Any], dict[str, float]]] | None = None,
     ) -> RegisteredModel:
         """Log one training run, package and register the model as the challenger.
 
-        `files` maps artifact paths (e.g. ``evaluation/test_cohort.parquet``) to their bytes.
+        `files` maps artifact paths (e.g. ``evaluation/test_cohort.parquet``) to their bytes;
+        `children` are nested runs (name, params, metrics), e.g. one per backtest fold.
         """
         experiment_id = self.experiment_id()
         mlflow = self._fluent()
@@ -262,6 +264,13 @@ class Registry:
                 mlflow.set_tags(tags)
                 mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
                 mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+                for name, child_params, child_metrics in children or []:
+                    with mlflow.start_run(run_name=name, nested=True):
+                        mlflow.set_tags({**tags, "leadscore.kind": "backtest fold"})
+                        mlflow.log_params({k: str(v)[:6000] for k, v in child_params.items()})
+                        mlflow.log_metrics(
+                            {k: float(v) for k, v in child_metrics.items() if np.isfinite(v)}
+                        )
                 for name, fig in figures.items():
                     mlflow.log_figure(fig, f"plots/{name}.png")
                 for name, frame in tables.items():
@@ -325,6 +334,13 @@ class Registry:
         """The metrics a run logged (e.g. the champion's test metrics)."""
         try:
             return dict(self.client.get_run(run_id).data.metrics)
+        except _mlflow().exceptions.MlflowException:
+            return {}
+
+    def run_params(self, run_id: str) -> dict[str, str]:
+        """The parameters a run logged (e.g. the champion's split)."""
+        try:
+            return dict(self.client.get_run(run_id).data.params)
         except _mlflow().exceptions.MlflowException:
             return {}
 

@@ -99,7 +99,10 @@ def training_summary(
         "rows": result.data.counts(),
         "splits": result.data.plan.describe(),
         "calibration": result.model.calibration_method_,
-        "best_iteration": result.model.best_iteration_,
+        "trees": ",".join(map(str, result.model.iterations)),
+        "evaluated_on": "newest backtest fold: the same recipe fitted one step earlier, "
+        "judged on the newest labelled cohort",
+        "backtest": checks.get("backtest"),
         "model_name": registered.name,
         "model_version": registered.version,
         "aliases": ["champion", "challenger"] if verdict.promote else ["challenger"],

@@ -60,7 +60,15 @@ def training_params(config: ProjectConfig, result: TrainingResult) -> dict[str, 
         "windows_days": ",".join(map(str, model.features.behaviour.windows_days)),
         "max_trees": config.model.max_trees,
         "early_stopping_rounds": config.model.early_stopping_rounds,
-        "best_iteration": model.best_iteration_,
+        "trees": ",".join(map(str, model.iterations)),
+        "refit": result.refit,
+        "trained_through": None
+        if result.trained_through is None
+        else str(result.trained_through.date()),
+        "backtest_folds": 0 if result.backtest is None else len(result.backtest.folds),
+        "backtest_step_days": config.backtest.step_days or config.split.test_days,
+        "backtest_groups": config.backtest.groups,
+        "backtest_left_out": "; ".join(result.backtest.notes)[:500] if result.backtest else "",
         "calibration_method": model.calibration_method_,
         "calibration_choice": config.model.calibration,
         "seed": config.model.seed,
@@ -88,8 +96,34 @@ def training_metrics(result: TrainingResult, oracle: float | None) -> dict[str, 
     if oracle is not None:
         out["test_oracle_roc_auc"] = oracle
     out["shift_auc"] = result.shift.auc
+    if result.backtest is not None:
+        for who, metrics in result.backtest.pooled.items():
+            for name, value in metrics.items():
+                out[f"backtest_{who}_{name}"] = float(value)
     out["leakage_excluded_columns"] = float(sum(f.excluded for f in result.leakage))
     return out
+
+
+def fold_runs(result: TrainingResult) -> list[tuple[str, dict[str, Any], dict[str, float]]]:
+    """One child run per backtest fold: its windows, trees and metrics per scorer."""
+    runs = []
+    for fold in result.backtest.folds if result.backtest else []:
+        params = {
+            "fold": fold.fold.number,
+            "test_period": fold.fold.test_period,
+            "fit_end": None if fold.fold.fit_end is None else str(fold.fold.fit_end.date()),
+            "fit_rows": int(fold.fold.fit.sum()),
+            "trees": ",".join(map(str, fold.iterations)),
+            "calibration_method": fold.calibration,
+            "baseline_c": fold.baseline.c,
+        }
+        metrics = {
+            f"{who}_{name}": float(value)
+            for who, m in fold.metrics.items()
+            for name, value in m.items()
+        }
+        runs.append((f"backtest {fold.fold.name}", params, metrics))
+    return runs
 
 
 def checks_payload(result: TrainingResult, warnings: list[str] | None = None) -> dict[str, Any]:
@@ -115,7 +149,30 @@ def checks_payload(result: TrainingResult, warnings: list[str] | None = None) ->
             "rows": int(result.shift.rows),
             "top": [{"feature": f, "share": number(v)} for f, v in result.shift.top()],
         },
+        "backtest": backtest_payload(result),
         "warnings": list(warnings or []),
+    }
+
+
+def backtest_payload(result: TrainingResult) -> dict[str, Any] | None:
+    """Per-fold and pooled figures, the folds left out, and what the model learned from."""
+    if result.backtest is None:
+        return None
+    table = result.backtest.table()
+    records = [
+        {k: (number(v) if isinstance(v, int | float) else v) for k, v in row.items()}
+        for row in table.to_dict("records")
+    ]
+    through = result.trained_through
+    return {
+        "folds": records,
+        "left_out": list(result.backtest.notes),
+        "refit": bool(result.refit),
+        "trained_through": None if through is None else str(through.date()),
+        "outcomes_through": None
+        if result.outcomes_through is None
+        else str(result.outcomes_through.date()),
+        "trees": ",".join(map(str, result.model.iterations)),
     }
 
 
@@ -195,6 +252,7 @@ def log_and_register(
             "Calibration on the newest labelled cohort",
         ),
         "feature_importance": plots.importance_figure(result.model.feature_importance()),
+        "over_time": plots.over_time_figure(result.backtest.table()),
         "gains": plots.gains_figure(c.curves),
         "lift": plots.lift_figure(c.gains),
     }
@@ -204,6 +262,7 @@ def log_and_register(
             {"feature": importance.index, "gain": importance.to_numpy()}
         ),
         "metrics": pd.DataFrame(result.metrics).reset_index(names="metric"),
+        "backtest": result.backtest.table(),
         "rule_diagnostics": evidence.rules,
         "suggested_rule_effect": evidence.suggestion.effect,
         "gains_model": c.gains["model"],
@@ -229,6 +288,7 @@ def log_and_register(
             tables,
             tags={"leadscore.kind": "training", "leadscore.horizon_days": str(config.horizon_days)},
             files=files,
+            children=fold_runs(result),
         )
     finally:
         for fig in figures.values():

@@ -1,7 +1,23 @@
-"""The conversion model: feature builder + LightGBM booster + calibrator, as one object."""
+"""The conversion model: feature builder + LightGBM boosters + calibrator, as one object.
+
+Two ways to fit it:
+
+- `fit_crossfit` (the recipe training uses): the leads are split into groups by a hash of
+  their id; each member booster learns from every labelled row of the other groups, stops
+  boosting on its own group's rows of the stopping window, and scores its own group's rows
+  of the recent window, which it never saw. The calibrator is fitted on those out-of-fold
+  scores of the most recent period, so the model can be fitted on all labelled rows up to
+  the newest and still be calibrated on the newest period's base rate. A prediction is the
+  mean of the members' calibrated probabilities (as scikit-learn's
+  ``CalibratedClassifierCV(ensemble=True)`` does).
+- `fit` (the recipe before, kept for comparison and for models that were fitted with it):
+  one booster on a train cohort, stopped on a validation cohort, calibrated on a third.
+"""
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -66,6 +82,23 @@ def choose_calibration(
     return min(briers, key=briers.get), briers
 
 
+def lead_groups(lead_ids: np.ndarray, groups: int) -> np.ndarray:
+    """A stable group per lead (a hash of its id as text), the same in every run and fold."""
+    text = pd.Series(np.asarray(lead_ids)).astype("str").to_numpy(dtype=object)
+    return (pd.util.hash_array(text) % np.uint64(groups)).astype(np.int64)
+
+
+@dataclass
+class Member:
+    """One booster of the model and the number of trees it uses."""
+
+    booster: lgb.LGBMClassifier
+    iteration: int
+
+    def raw(self, x: pd.DataFrame) -> np.ndarray:
+        return self.booster.predict_proba(x, num_iteration=self.iteration)[:, 1]
+
+
 @dataclass
 class LeadScoringModel:
     """Raw snapshot rows in, calibrated conversion probabilities out."""
@@ -95,32 +128,7 @@ class LeadScoringModel:
         self.features.fit(train_rows)
         x_train = self.features.transform(train_rows)
         x_valid = self.features.transform(valid_rows)
-        params = {
-            "objective": "binary",
-            "n_estimators": self.config.max_trees,
-            "random_state": self.config.seed,
-            "n_jobs": self.config.num_threads,
-            "verbose": -1,
-            **self.config.params,
-        }
-        self.booster_ = lgb.LGBMClassifier(**params)
-        report, total = reporter(), self.config.max_trees
-
-        def _report(env: lgb.callback.CallbackEnv) -> None:
-            if env.iteration % 25 == 0:
-                report("training", env.iteration + 1, total)
-
-        callbacks = [lgb.early_stopping(self.config.early_stopping_rounds, verbose=False), _report]
-        self.booster_.fit(
-            x_train,
-            y_train,
-            eval_X=(x_valid,),
-            eval_y=(y_valid,),
-            eval_metric="binary_logloss",
-            callbacks=callbacks,
-        )
-        self.best_iteration_ = int(self.booster_.best_iteration_ or self.config.max_trees)
-        report("training", total, total)
+        self.members_ = [self._boost(x_train, y_train, x_valid, y_valid, "training")]
         raw = self.raw_probability(calib_rows)
         method, briers = choose_calibration(
             raw, np.asarray(y_calib, float), calib_groups, self.config.calibration
@@ -132,14 +140,120 @@ class LeadScoringModel:
         self.drift_reference_ = drift_reference(fitting, self.features, drift_bins)
         return self
 
-    def raw_probability(self, rows: pd.DataFrame) -> np.ndarray:
-        """The booster's uncalibrated probability."""
+    def fit_crossfit(
+        self,
+        rows: pd.DataFrame,
+        y: np.ndarray,
+        lead_ids: np.ndarray,
+        stopping: np.ndarray,
+        recent: np.ndarray,
+        groups: int = 2,
+        drift_bins: int = 10,
+    ) -> LeadScoringModel:
+        """Fit on every row of `rows`: cross-fitted members, calibrated on the recent period.
+
+        `stopping` and `recent` are boolean masks over `rows`: the window each member stops
+        boosting on (its own group's rows there) and the newest period the calibrator is
+        fitted on (each row scored by the member that did not learn from it). The drift
+        reference is the distribution of the inputs over all the rows.
+        """
+        y = np.asarray(y, dtype=float)
+        stopping, recent = np.asarray(stopping, bool), np.asarray(recent, bool)
+        group = lead_groups(lead_ids, groups)
+        self.features.fit(rows)
         x = self.features.transform(rows)
-        return self.booster_.predict_proba(x, num_iteration=self.best_iteration_)[:, 1]
+        out_of_fold = np.full(len(rows), np.nan)
+
+        def member(g: int) -> Member:
+            own = group == g
+            stop = stopping & own
+            return self._boost(x[~own], y[~own], x[stop], y[stop], f"training {g + 1}/{groups}")
+
+        # LightGBM releases the GIL while it trains: the members train side by side, one
+        # thread each (`model.num_threads`), on as many cores as there are members.
+        workers = max(1, min(groups, (os.cpu_count() or 1) // self.config.num_threads))
+        with ThreadPoolExecutor(workers) as pool:
+            self.members_ = list(pool.map(member, range(groups)))
+        for g, m in enumerate(self.members_):
+            held = recent & (group == g)
+            out_of_fold[held] = m.raw(x[held])
+        raw, y_recent = out_of_fold[recent], y[recent]
+        method, briers = choose_calibration(
+            raw, y_recent, np.asarray(lead_ids)[recent], self.config.calibration
+        )
+        self.calibration_method_ = method
+        self.calibration_briers_ = briers
+        self.calibrator_ = Calibrator(method).fit(raw, y_recent)
+        self.drift_reference_ = drift_reference(rows, self.features, drift_bins)
+        return self
+
+    def _boost(
+        self,
+        x_train: pd.DataFrame,
+        y_train: np.ndarray,
+        x_valid: pd.DataFrame,
+        y_valid: np.ndarray,
+        stage: str,
+    ) -> Member:
+        """One booster, stopped early on the validation rows."""
+        params = {
+            "objective": "binary",
+            "n_estimators": self.config.max_trees,
+            "random_state": self.config.seed,
+            "n_jobs": self.config.num_threads,
+            "verbose": -1,
+            **self.config.params,
+        }
+        booster = lgb.LGBMClassifier(**params)
+        report, total = reporter(), self.config.max_trees
+
+        def _report(env: lgb.callback.CallbackEnv) -> None:
+            if env.iteration % 25 == 0:
+                report(stage, env.iteration + 1, total)
+
+        callbacks = [lgb.early_stopping(self.config.early_stopping_rounds, verbose=False), _report]
+        booster.fit(
+            x_train,
+            y_train,
+            eval_X=(x_valid,),
+            eval_y=(y_valid,),
+            eval_metric="binary_logloss",
+            callbacks=callbacks,
+        )
+        report(stage, total, total)
+        return Member(booster, int(booster.best_iteration_ or self.config.max_trees))
+
+    @property
+    def iterations(self) -> list[int]:
+        """Trees per member booster."""
+        return [m.iteration for m in self.members_]
+
+    def scores(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probability and the members' mean raw probability, in one transform."""
+        x = self.features.transform(rows)
+        raw = np.column_stack([m.raw(x) for m in self.members_])
+        calibrated = np.column_stack(
+            [self.calibrator_.predict(raw[:, i]) for i in range(raw.shape[1])]
+        )
+        return calibrated.mean(axis=1), raw.mean(axis=1)
+
+    def raw_probability(self, rows: pd.DataFrame) -> np.ndarray:
+        """The boosters' uncalibrated probability (the mean over the members)."""
+        x = self.features.transform(rows)
+        return np.mean([m.raw(x) for m in self.members_], axis=0)
+
+    def log_odds(self, rows: pd.DataFrame) -> np.ndarray:
+        """The members' mean raw log-odds: what `contributions` and the bias add up to."""
+        x = self.features.transform(rows)
+        return np.mean(
+            [m.booster.booster_.predict(x, raw_score=True, num_iteration=m.iteration)
+             for m in self.members_],
+            axis=0,
+        )  # fmt: skip
 
     def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of converting within the horizon."""
-        return self.calibrator_.predict(self.raw_probability(rows))
+        return self.scores(rows)[0]
 
     def contributions(
         self, rows: pd.DataFrame, method: Literal["path", "shap"] = "path"
@@ -152,35 +266,44 @@ class LeadScoringModel:
         `method="shap"`: exact TreeSHAP (`pred_contrib`), about ten times slower still.
         Either way the contributions add up, with the bias (the expected value, the same
         for both), to the booster's raw log-odds exactly, up to rounding; the calibrator is
-        monotone, so a positive contribution raises the calibrated probability too.
+        monotone, so a positive contribution raises the calibrated probability too. With
+        several member boosters, the contributions and the bias are the members' means: they
+        add up to the mean of the members' log-odds.
         """
         x = self.features.transform(rows)
         if method == "path":
-            values = self.path_attributions().contributions(x)
+            values = np.mean([table.contributions(x) for table in self.path_attributions()], 0)
         elif method == "shap":
-            values = self.booster_.booster_.predict(
-                x, pred_contrib=True, num_iteration=self.best_iteration_
-            )[:, :-1]
+            values = np.mean(
+                [
+                    m.booster.booster_.predict(x, pred_contrib=True, num_iteration=m.iteration)[
+                        :, :-1
+                    ]
+                    for m in self.members_
+                ],
+                axis=0,
+            )
         else:
             raise ValueError(f"unknown contributions method {method!r}; use 'path' or 'shap'")
         return pd.DataFrame(
             values, columns=self.features.feature_names_, index=rows.index, copy=False
         )
 
-    def path_attributions(self) -> PathAttributions:
-        """The per-leaf path-attribution table of this model, built on first use and cached.
+    def path_attributions(self) -> list[PathAttributions]:
+        """The per-leaf path-attribution table of each member, built on first use and cached.
 
         The cache is not pickled (`__getstate__`), and a model pickled before it existed
         simply builds it on first use.
         """
-        booster = self.booster_.booster_
-        cached = getattr(self, "_path_attributions", None)
-        if (
-            cached is None
-            or cached.booster is not booster
-            or cached.num_iteration != self.best_iteration_
+        cached = getattr(self, "_path_attributions", None) or []
+        if len(cached) != len(self.members_) or any(
+            table.booster is not m.booster.booster_ or table.num_iteration != m.iteration
+            for table, m in zip(cached, self.members_, strict=True)
         ):
-            cached = PathAttributions.from_booster(booster, self.best_iteration_)
+            cached = [
+                PathAttributions.from_booster(m.booster.booster_, m.iteration)
+                for m in self.members_
+            ]
             self._path_attributions = cached
         return cached
 
@@ -189,8 +312,21 @@ class LeadScoringModel:
         state.pop("_path_attributions", None)  # a cache, rebuilt in well under a second
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Models pickled before the members (one booster, `booster_` and `best_iteration_`)
+        # load as a model of one member and score exactly as before.
+        if "members_" not in state and "booster_" in state:
+            state = dict(state)
+            booster, iteration = state.pop("booster_"), state.pop("best_iteration_")
+            state["members_"] = [Member(booster, int(iteration or booster.n_estimators))]
+        state.pop("_path_attributions", None)
+        self.__dict__.update(state)
+
     def feature_importance(self) -> pd.Series:
-        """Total gain per feature, largest first."""
-        booster = self.booster_.booster_
-        gain = booster.feature_importance(importance_type="gain", iteration=self.best_iteration_)
-        return pd.Series(gain, index=booster.feature_name()).sort_values(ascending=False)
+        """Total gain per feature over the members, largest first."""
+        gains = []
+        for m in self.members_:
+            booster = m.booster.booster_
+            gain = booster.feature_importance(importance_type="gain", iteration=m.iteration)
+            gains.append(pd.Series(gain, index=booster.feature_name()))
+        return sum(gains[1:], gains[0]).sort_values(ascending=False)

@@ -6,13 +6,15 @@ Plain functions over loaded data: no MLflow and no Prefect here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
-from leadscore.config import ProjectConfig
+from leadscore.config import ModelConfig, ProjectConfig
 from leadscore.data.features import (
     BehaviourSpec,
     FeatureBuilder,
@@ -22,13 +24,30 @@ from leadscore.data.features import (
 )
 from leadscore.data.leakage import Finding, excluded, guard
 from leadscore.data.rules import RuleSet, rule_results
-from leadscore.data.snapshots import SPLITS, SplitPlan, build_snapshots, plan_splits
+from leadscore.data.snapshots import (
+    SPLITS,
+    SplitPlan,
+    build_snapshots,
+    plan_splits,
+    snapshot_dates,
+)
 from leadscore.errors import DataError, ModelError
 from leadscore.io.sources import CRMData
-from leadscore.modeling.diagnostics import Baseline, Shift, fit_baseline, shift_check
+from leadscore.modeling.diagnostics import Baseline, Shift, shift_check
 from leadscore.modeling.estimator import LeadScoringModel
-from leadscore.modeling.metrics import classification_metrics
 from leadscore.progress import reporter
+from leadscore.scoring.backtest import (
+    Backtest,
+    Examples,
+    Fold,
+    fit_recipe,
+    flat_folds,
+    flat_refit,
+    rule_mapping,
+    run_backtest,
+    time_folds,
+    time_refit,
+)
 from leadscore.scoring.inputs import activity_types, check_inputs
 from leadscore.scoring.scorer import model_rows
 
@@ -36,33 +55,87 @@ from leadscore.scoring.scorer import model_rows
 MIN_CONVERSIONS = {"train": 50, "validation": 10, "calibration": 20, "test": 10}
 
 
+class _Parts(Mapping):
+    """A split's part of the examples' frame, selected on access (no copy is kept)."""
+
+    def __init__(self, frame: pd.DataFrame, masks: dict[str, np.ndarray]) -> None:
+        self._frame, self._masks = frame, masks
+
+    def __getitem__(self, split: str) -> pd.DataFrame:
+        return self._frame[self._masks[split]].reset_index(drop=True)
+
+    def __iter__(self):
+        return iter(self._masks)
+
+    def __len__(self) -> int:
+        return len(self._masks)
+
+
 @dataclass
 class TrainingSet:
-    """Snapshot rows, labels and rule results for each split."""
+    """Every labelled example once, and the split of the newest backtest fold over them.
+
+    `examples` holds one row per lead and labelled snapshot date (for a flat export, one
+    per labelled lead, in arrival or seeded order); `splits` are boolean masks over it:
+    train, validation, calibration and test as the newest fold uses them (the snapshot
+    dates between calibration and test, the gap, are in no split). `snapshots`, `rows` and
+    `rules` give a split's part of each frame.
+    """
 
     plan: SplitPlan
     spec: BehaviourSpec
-    snapshots: dict[str, pd.DataFrame]
-    rows: dict[str, pd.DataFrame]
-    rules: dict[str, pd.DataFrame]
+    examples: Examples
+    splits: dict[str, np.ndarray]
     #: Every activity type in the training history (what the rules were checked against).
     activity_types: tuple[str, ...] = ()
+    #: Flat exports split by order: each example's value of the order column.
+    order: np.ndarray | None = None
+
+    @property
+    def snapshots(self) -> Mapping[str, pd.DataFrame]:
+        return _Parts(self.examples.snapshots, self.splits)
+
+    @property
+    def rows(self) -> Mapping[str, pd.DataFrame]:
+        return _Parts(self.examples.rows, self.splits)
+
+    @property
+    def rules(self) -> Mapping[str, pd.DataFrame]:
+        return _Parts(self.examples.rules, self.splits)
 
     def labels(self, split: str) -> np.ndarray:
-        return self.snapshots[split]["converted"].to_numpy(dtype=float)
+        return self.examples.labels[self.splits[split]]
 
     def counts(self) -> dict[str, int]:
         out = {}
+        snaps = self.examples.snapshots
         for name in SPLITS:
-            out[f"{name}_rows"] = len(self.snapshots[name])
-            out[f"{name}_conversions"] = int(self.snapshots[name]["converted"].sum())
-            out[f"{name}_leads"] = int(self.snapshots[name]["lead_id"].nunique())
+            part = snaps[self.splits[name]]
+            out[f"{name}_rows"] = len(part)
+            out[f"{name}_conversions"] = int(part["converted"].sum())
+            out[f"{name}_leads"] = int(part["lead_id"].nunique())
         return out
+
+    def newest_fold(self) -> Fold:
+        """The newest backtest fold, exactly the split: it learns from train, validation
+        and calibration, stops on validation, calibrates on calibration, is judged on test."""
+        s = self.splits
+        fit = s["train"] | s["validation"] | s["calibration"]
+        period = self.plan.describe()["test"]
+        fit_end = None
+        if self.plan.method == "time":
+            fit_end = max(self.plan.dates["calibration"])
+            period = f"{self.plan.dates['test'][0].date()}..{self.plan.dates['test'][-1].date()}"
+        return Fold(1, fit, s["validation"], s["calibration"], s["test"], fit_end, period)
 
 
 @dataclass
 class TrainingResult:
-    """A fitted model and its evaluation on the newest labelled cohort."""
+    """The refit model, and the recipe's evaluation: newest fold and every backtest fold.
+
+    `metrics`, `test_scores` and `baseline` are the newest backtest fold's: the same recipe
+    fitted one step earlier, judged on the newest labelled cohort it never saw.
+    """
 
     model: LeadScoringModel
     data: TrainingSet
@@ -73,6 +146,16 @@ class TrainingResult:
     leakage: list[Finding]
     baseline: Baseline
     shift: Shift
+    backtest: Backtest | None = None
+    #: Newest snapshot date the registered model learned from (None: a flat export).
+    trained_through: pd.Timestamp | None = None
+    #: Whether the registered model is the refit (else the newest fold's model).
+    refit: bool = True
+    #: The backtest's fold models by fold number (1 = newest).
+    fold_models: dict[int, LeadScoringModel] = field(default_factory=dict)
+    #: Until when the outcomes of the newest learned snapshot were counted (its horizon's
+    #: end, at most the end of the data).
+    outcomes_through: pd.Timestamp | None = None
 
 
 def _require_both_outcomes(split: str, snap: pd.DataFrame, where: str) -> None:
@@ -154,25 +237,30 @@ def build_flat_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet)
     check_inputs(rules, config, True, ())
     activities = index_activities(crm.activities, {}, "")
     attrs = config.source.attributes
-    snapshots, rows, rule_out = {}, {}, {}
-    for i, split in enumerate(SPLITS):
-        progress("features", i, len(SPLITS))
+    for split in SPLITS:
         part = parts[split]
-        snap = pd.DataFrame(
-            {
-                "lead_id": part["lead_id"].to_numpy(),
-                "as_of": pd.Series(as_of, index=range(len(part))).astype("datetime64[us]"),
-                "converted": part["converted"].to_numpy(dtype=np.int8),
-            }
+        _require_both_outcomes(
+            split, pd.DataFrame({"converted": part["converted"].to_numpy()}), plan.describe()[split]
         )
-        _require_both_outcomes(split, snap, plan.describe()[split])
-        snapshots[split] = snap
-        rows[split] = snapshot_rows(
-            snap, crm.leads, activities, spec, _attribute_columns(config), attrs.email
-        )
-        rule_out[split] = rule_results(rules, rows[split], snap, activities, config)
-    progress("features", len(SPLITS), len(SPLITS))
-    return TrainingSet(plan, spec, snapshots, rows, rule_out)
+    progress("features", 0, 1)
+    ranked = pd.concat([parts[name] for name in SPLITS])
+    snap = pd.DataFrame(
+        {
+            "lead_id": ranked["lead_id"].to_numpy(),
+            "as_of": pd.Series(as_of, index=range(len(ranked))).astype("datetime64[us]"),
+            "converted": ranked["converted"].to_numpy(dtype=np.int8),
+        }
+    )
+    rows = snapshot_rows(snap, crm.leads, activities, spec, _attribute_columns(config), attrs.email)
+    examples = Examples(snap, rows, rule_results(rules, rows, snap, activities, config))
+    progress("features", 1, 1)
+    bounds = np.cumsum([0, *(len(parts[name]) for name in SPLITS)])
+    position = np.arange(len(snap))
+    splits = {
+        name: (position >= bounds[i]) & (position < bounds[i + 1]) for i, name in enumerate(SPLITS)
+    }
+    order = ranked["_order"].to_numpy() if config.split_method == "order" else None
+    return TrainingSet(plan, spec, examples, splits, order=order)
 
 
 def build_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> TrainingSet:
@@ -200,23 +288,39 @@ def build_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> T
     check_inputs(rules, config, False, types)
     activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
     attrs = config.source.attributes
-    snapshots, rows, rule_out = {}, {}, {}
-    for i, split in enumerate(SPLITS):
-        progress("features", i, len(SPLITS))
-        snap = build_snapshots(
-            crm.leads,
-            crm.outcomes,
-            plan.dates[split],
-            config.snapshots.max_lead_age_days,
-            config.horizon_days,
-        )
-        _require_both_outcomes(split, snap, plan.describe()[split])
-        snapshots[split] = snap
-        columns = _attribute_columns(config)
-        rows[split] = snapshot_rows(snap, crm.leads, activities, spec, columns, attrs.email)
-        rule_out[split] = rule_results(rules, rows[split], snap, activities, config)
-    progress("features", len(SPLITS), len(SPLITS))
-    return TrainingSet(plan, spec, snapshots, rows, rule_out, types)
+    # Every labelled snapshot date once (the gap between calibration and test included: the
+    # older backtest folds learn from it), in chunks for the progress line.
+    labelled = snapshot_dates(
+        data_start,
+        plan.label_end,
+        config.snapshots.every_days,
+        config.snapshots.min_history_days,
+    )
+    snaps = build_snapshots(
+        crm.leads,
+        crm.outcomes,
+        labelled,
+        config.snapshots.max_lead_age_days,
+        config.horizon_days,
+    )
+    as_of = snaps["as_of"]
+    splits = {name: as_of.isin(plan.dates[name]).to_numpy() for name in SPLITS}
+    for name in SPLITS:
+        _require_both_outcomes(name, snaps[splits[name]], plan.describe()[name])
+    columns = _attribute_columns(config)
+    chunks = [c for c in np.array_split(np.arange(len(snaps)), 8) if len(c)]
+    rows, rule_out = [], []
+    for i, chunk in enumerate(chunks):
+        progress("features", i, len(chunks))
+        snap = snaps.iloc[chunk]
+        part = snapshot_rows(snap, crm.leads, activities, spec, columns, attrs.email)
+        rows.append(part)
+        rule_out.append(rule_results(rules, part, snap, activities, config))
+    progress("features", len(chunks), len(chunks))
+    examples = Examples(
+        snaps, pd.concat(rows, ignore_index=True), pd.concat(rule_out, ignore_index=True)
+    )
+    return TrainingSet(plan, spec, examples, splits, types)
 
 
 def leakage_findings(
@@ -238,21 +342,27 @@ def leakage_findings(
     )
 
 
-def train(
-    data: TrainingSet,
-    config: ProjectConfig,
-    crm: CRMData | None = None,
-) -> TrainingResult:
-    """Fit the calibrated model and evaluate it, the baseline and the rules on the test cohort.
+#: The parts of a project file that make the recipe: how examples are drawn and split, what
+#: the model reads and how it is fitted and calibrated. Two runs with the same recipe differ
+#: only in the data they learned from.
+RECIPE_SECTIONS = ("horizon_days", "snapshots", "split", "features", "model", "backtest")
 
-    The leakage guard runs first; the columns it excludes never reach the model or the
-    baseline. `crm` lets the guard compare timestamp columns with conversions.
-    """
-    progress = reporter()
+
+def recipe(config: ProjectConfig) -> dict[str, Any]:
+    """The recipe of a project file, as plain data (stored with every model)."""
+    dumped = config.model_dump(mode="json")
+    out = {key: dumped[key] for key in RECIPE_SECTIONS}
+    out["snapshots"].pop("sample_leads", None)
+    out["backtest"] = {"groups": out["backtest"]["groups"]}
+    out["model"].pop("num_threads", None)  # how fast, not what
+    out["attributes"] = dumped["source"]["attributes"]
+    out["leakage"] = dumped["leakage"]
+    return out
+
+
+def _builder(config: ProjectConfig, data: TrainingSet, dropped: set[str]) -> FeatureBuilder:
     attrs = config.source.attributes
-    findings = leakage_findings(data, config, crm)
-    dropped = excluded(findings)
-    builder = FeatureBuilder(
+    return FeatureBuilder(
         categorical=[c for c in attrs.categorical if c not in dropped],
         numeric=[c for c in attrs.numeric if c not in dropped],
         title_column=attrs.job_title,
@@ -261,67 +371,155 @@ def train(
         derive_title=attrs.job_title is not None,
         derive_email=attrs.email is not None,
     )
-    model = LeadScoringModel(builder, config.model).fit(
-        data.rows["train"],
-        data.labels("train"),
-        data.rows["validation"],
-        data.labels("validation"),
-        data.rows["calibration"],
-        data.labels("calibration"),
-        data.snapshots["calibration"]["lead_id"].to_numpy(),
-        drift_bins=config.monitoring.psi_bins,
+
+
+def _fold_guard(
+    data: TrainingSet, fold: Fold, config: ProjectConfig, crm: CRMData | None
+) -> list[Finding]:
+    """The leakage guard as a training run on the fold's day would have run it: on the
+    fold's own fitting rows before its stopping window, and that window."""
+    attrs = config.source.attributes
+    columns = {c: False for c in attrs.categorical} | {c: True for c in attrs.numeric}
+    rows, y = data.examples.rows, data.examples.labels
+    older = fold.fit & ~fold.stopping & ~fold.recent
+    return guard(
+        columns,
+        rows[older],
+        y[older],
+        rows[fold.stopping],
+        y[fold.stopping],
+        config.leakage,
+        flat=config.flat,
+        leads=None if crm is None else crm.leads,
+        outcomes=None if crm is None else crm.outcomes,
     )
-    # The rule score as a probability: a monotone fit on the calibration cohort, so both
-    # scores read as probabilities on the test cohort.
-    rule_probability = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(
-        data.rules["calibration"]["rule_score"].to_numpy(), data.labels("calibration")
-    )
-    y_test = data.labels("test")
-    model_p = model.predict_proba(data.rows["test"])
-    # The test cohort's probabilities: what a scoring run's scores are compared with.
-    model.reference_probabilities_ = np.sort(np.asarray(model_p, dtype=np.float64))
+
+
+def backtest_folds(data: TrainingSet, config: ProjectConfig) -> tuple[list[Fold], list[str], Fold]:
+    """The backtest's folds (newest first: the split itself), the folds left out (in
+    words), and the refit's windows."""
+    examples = data.examples
+    y = examples.labels
+    newest = data.newest_fold()
+    if data.plan.method == "time":
+        folds, notes = time_folds(examples.snapshots["as_of"], y, config, data.plan.label_end)
+        refit = time_refit(examples.snapshots["as_of"], config, data.plan.label_end)
+    else:
+        sizes = {name: int(data.splits[name].sum()) for name in SPLITS}
+        folds, notes = flat_folds(len(y), y, config, sizes, data.order)
+        refit = flat_refit(len(y), config, sizes)
+    return [newest, *folds], notes, refit
+
+
+def train(
+    data: TrainingSet,
+    config: ProjectConfig,
+    crm: CRMData | None = None,
+) -> TrainingResult:
+    """Backtest the recipe, refit it on every labelled example, and evaluate the newest fold.
+
+    The leakage guard runs first (on the newest fold's fitting cohorts; each older fold
+    runs its own on its own rows); the columns it excludes never reach the model or the
+    baseline. The registered model is the refit (`backtest.refit`), whose newest learned
+    snapshot is the newest labelled date; every figure of the run is the newest fold's, the
+    same recipe fitted one step earlier. `crm` lets the guard compare timestamp columns with
+    conversions.
+    """
+    progress = reporter()
+    findings = leakage_findings(data, config, crm)
+    dropped = excluded(findings)
+    folds, notes, refit = backtest_folds(data, config)
+
+    def make_builder(fold: Fold) -> FeatureBuilder:
+        if fold.number <= 1:
+            return _builder(config, data, dropped)
+        return _builder(config, data, dropped | excluded(_fold_guard(data, fold, config, crm)))
+
+    backtest, fold_models = run_backtest(data.examples, folds, make_builder, config, notes)
+    newest = backtest.newest
+    if config.backtest.refit:
+        progress("refit", 0, 1)
+        model = fit_recipe(data.examples, refit, make_builder(refit), config)
+        progress("refit", 1, 1)
+        trained_through = refit.fit_end
+    else:
+        model, trained_through = fold_models[1], newest.fold.fit_end
+    predictions = newest.predictions
+    model_p = predictions["model"].to_numpy(dtype=float)
+    # The newest fold's probabilities: what a scoring run's scores are compared with.
+    model.reference_probabilities_ = np.sort(model_p)
     # The rules are checked against these at scoring too (a rule on a type that is only
     # absent from tonight's window is fine; one the data never had is a typo).
     model.activity_types_ = data.activity_types
-    rules_test = data.rules["test"]
-    rule_p = rule_probability.predict(rules_test["rule_score"].to_numpy())
-    metrics = {
-        "model": classification_metrics(y_test, model_p, model_p),
-        "rules": classification_metrics(y_test, rules_test["rule_score"].to_numpy(), rule_p),
-    }
-    mql = rules_test["is_mql"].to_numpy()
+    model.trained_through_ = trained_through
+    model.recipe_ = recipe(config)
+    if data.plan.method != "time":
+        # A flat export has no dates: the leads it learned from say which it never saw.
+        model.fitted_leads_ = lead_hashes(data.examples.snapshots["lead_id"].to_numpy())
+    metrics = {who: dict(m) for who, m in newest.metrics.items()}
+    mql = predictions["is_mql"].to_numpy(dtype=bool)
+    y_test = predictions["converted"].to_numpy(dtype=float)
     metrics["rules"]["mql_rate"] = float(mql.mean())
     metrics["rules"]["mql_conversion_rate"] = (
         float(y_test[mql].mean()) if mql.any() else float("nan")
     )
     test_scores = data.snapshots["test"].assign(
         conversion_probability=model_p,
-        rule_score=rules_test["rule_score"].to_numpy(),
-        rule_probability=rule_p,
+        rule_score=predictions["rule_score"].to_numpy(),
+        rule_probability=predictions["rule_probability"].to_numpy(),
         is_mql=mql,
     )
-    progress("baseline", 0, 1)
-    baseline = fit_baseline(
-        model.features,
-        data.rows["train"],
-        data.labels("train"),
-        data.rows["validation"],
-        data.labels("validation"),
-        data.rows["test"],
-        y_test,
-    )
-    metrics["baseline"] = baseline.metrics
+    progress("shift check", 0, 1)
     shift = shift_check(
-        model.features,
+        fold_models[1].features,
         data.rows["train"],
         data.rows["test"],
         seed=config.model.seed,
         num_threads=config.model.num_threads,
     )
-    progress("baseline", 1, 1)
+    progress("shift check", 1, 1)
     return TrainingResult(
-        model, data, metrics, test_scores, rule_probability, findings, baseline, shift
+        model,
+        data,
+        metrics,
+        test_scores,
+        rule_mapping(data.examples, newest.fold),
+        findings,
+        newest.baseline,
+        shift,
+        backtest,
+        trained_through,
+        config.backtest.refit,
+        fold_models,
+        None
+        if trained_through is None
+        else min(trained_through + pd.Timedelta(days=config.horizon_days), data.plan.data_end),
     )
+
+
+def lead_hashes(lead_ids: np.ndarray) -> np.ndarray:
+    """Sorted 64-bit hashes of lead ids as text (what a flat model records it learned from)."""
+    text = pd.Series(np.asarray(lead_ids)).astype("str").to_numpy(dtype=object)
+    return np.sort(pd.util.hash_array(text))
+
+
+def recipe_backtest(
+    result: TrainingResult, model_config: ModelConfig, config: ProjectConfig
+) -> Backtest:
+    """Another model configuration's recipe on exactly this run's folds and features.
+
+    What the promotion gate compares a champion of other parameters with: both recipes fit
+    on the same fitting rows of every fold and are judged on the same test rows.
+    """
+    other = config.model_copy(update={"model": model_config})
+
+    def make_builder(fold: Fold) -> FeatureBuilder:
+        fitted = result.fold_models[fold.number].features
+        return replace(fitted, categories_={}, feature_names_=[])
+
+    folds = [r.fold for r in result.backtest.folds]
+    backtest, _ = run_backtest(result.data.examples, folds, make_builder, other)
+    return backtest
 
 
 def cohort_probabilities(

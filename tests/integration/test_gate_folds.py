@@ -1,0 +1,107 @@
+"""The gate never judges a model on rows it learned from.
+
+The champion is trained on a history cut two weeks earlier, the challenger on the whole
+history. The champion's recipe differs in its features, so the gate cannot rerun it on the
+challenger's folds: it judges both on the newest fold's rows dated after the champion's
+newest learned snapshot. A sentinel makes the champion perfect on every row it learned from
+and uninformative on the others: if a single learned row reached the verdict, the champion
+would win.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import REPO
+
+from leadscore.config import config_from_dict
+from leadscore.data.rules import load_rules
+from leadscore.io.sources import CRMData
+from leadscore.lifecycle import promotion
+from leadscore.lifecycle.registry import Champion, RegisteredModel, Registry
+from leadscore.scoring import training
+from leadscore.synthetic import generate_crm
+
+CUT = pd.Timestamp("2026-06-15")
+
+
+def _until(crm: CRMData, cut: pd.Timestamp) -> CRMData:
+    return CRMData(
+        crm.leads[crm.leads["created_at"] < cut],
+        crm.activities[crm.activities["occurred_at"] < cut],
+        crm.outcomes[crm.outcomes["converted_at"] < cut],
+        "generated",
+    )
+
+
+def _train(crm: CRMData, overrides: dict) -> training.TrainingResult:
+    config = config_from_dict({"backtest": {"folds": 1}, **overrides}, environ={})
+    rules = load_rules(REPO / "models" / "mql_rules.yaml")
+    return training.train(training.build_training_set(crm, config, rules), config, crm)
+
+
+@pytest.fixture(scope="module")
+def runs():
+    generated = generate_crm(4000, seed=21, end="2026-06-30")
+    crm = CRMData(generated.leads, generated.activities, generated.outcomes.dropna(), "g")
+    champion = _train(_until(crm, CUT), {"features": {"windows_days": [14, 60]}})
+    challenger = _train(crm, {})
+    return crm, champion, challenger
+
+
+class _Sentinel:
+    """The champion's model, perfect on the rows it learned from, 0.5 elsewhere."""
+
+    def __init__(self, model, labels: pd.DataFrame) -> None:
+        self._model, self._labels = model, labels.set_index(["lead_id", "as_of"])["converted"]
+        self.trained_through_ = model.trained_through_
+        self.recipe_ = model.recipe_
+        self.features = model.features
+
+    def predict_proba(self, rows: pd.DataFrame) -> np.ndarray:
+        keys = pd.MultiIndex.from_frame(rows[["lead_id", "as_of"]])
+        learned = rows["as_of"].to_numpy() <= np.datetime64(self.trained_through_)
+        truth = self._labels.reindex(keys).to_numpy(dtype=float)
+        return np.where(learned, truth, 0.5)
+
+
+def _judge(crm, champion, challenger, model, monkeypatch) -> promotion.Verdict:
+    config = config_from_dict({}, environ={})
+    registry = Registry("sqlite:///unused.db", "unused", "leadscore-conversion")
+    entry = RegisteredModel("leadscore-conversion", "1", "run", ("champion",))
+    monkeypatch.setattr(registry, "load", lambda e: Champion(e, None, model))
+    return promotion.judge_challenger(challenger, crm, config, registry, entry)
+
+
+def test_the_champion_is_judged_only_on_rows_it_never_learned_from(runs, monkeypatch) -> None:
+    crm, champion, challenger = runs
+    through = champion.model.trained_through_
+    assert through == champion.data.plan.label_end  # the refit learned up to the newest
+    assert champion.outcomes_through <= _until(crm, CUT).data_end
+    test = challenger.data.snapshots["test"]
+    unseen = test["as_of"] > through
+    assert 0 < unseen.sum() < len(test)  # both kinds are in the newest fold
+    sentinel = _Sentinel(champion.model, test)
+    verdict = _judge(crm, champion, challenger, sentinel, monkeypatch)
+    assert verdict.cohort_rows == unseen.sum()
+    assert verdict.champion_auc == pytest.approx(0.5)
+    assert verdict.action == "promoted" and "never learned from" in verdict.reason
+
+
+def test_no_fair_comparison_without_unseen_rows_keeps_the_champion(runs, monkeypatch) -> None:
+    """The same history: the champion learned from every row of the newest fold."""
+    crm, _, challenger = runs
+    champion = _train(crm, {"features": {"windows_days": [14, 60]}})
+    sentinel = _Sentinel(champion.model, challenger.data.snapshots["test"])
+    verdict = _judge(crm, champion, challenger, sentinel, monkeypatch)
+    assert verdict.action == "kept" and "cannot be compared fairly" in verdict.reason
+
+
+def test_the_same_recipe_on_newer_data_is_a_refresh(runs, monkeypatch) -> None:
+    crm, _, challenger = runs
+    older = _train(_until(crm, CUT), {})
+    verdict = _judge(crm, older, challenger, older.model, monkeypatch)
+    assert verdict.promote and verdict.action == "refreshed"
+    assert str(challenger.trained_through.date()) in verdict.reason
+    assert str(older.trained_through.date()) in verdict.reason
