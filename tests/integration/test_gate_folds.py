@@ -78,7 +78,10 @@ def test_the_champion_is_judged_only_on_rows_it_never_learned_from(runs, monkeyp
     crm, champion, challenger = runs
     through = champion.model.trained_through_
     assert through == champion.data.plan.label_end  # the refit learned up to the newest
-    assert champion.outcomes_through <= _until(crm, CUT).data_end
+    # At most a horizon and one snapshot step before the end of its data.
+    end = _until(crm, CUT).data_end
+    assert end - through <= pd.Timedelta(days=90 + 30)
+    assert champion.outcomes_through <= end
     test = challenger.data.snapshots["test"]
     unseen = test["as_of"] > through
     assert 0 < unseen.sum() < len(test)  # both kinds are in the newest fold

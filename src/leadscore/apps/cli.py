@@ -290,9 +290,12 @@ def _print_backtest(backtest: dict[str, Any] | None) -> None:
     table = Table(title="Backtest: the recipe on each fold, fitted only on what was known before")
     table.add_column("fold", no_wrap=True)
     table.add_column("test period", ratio=1)
-    for who in ("model", "baseline", "rules"):
-        table.add_column(f"{who} AUC", justify="right", no_wrap=True, min_width=5)
-    table.add_column("model ECE", justify="right", no_wrap=True, min_width=6)
+    chosen = backtest.get("learner", "lightgbm")
+    scorers = ("lightgbm", "logistic", "rules")
+    for who in scorers:
+        mark = "*" if who == chosen else ""
+        table.add_column(f"{who}{mark} AUC", justify="right", no_wrap=True, min_width=5)
+    table.add_column(f"{chosen}* ECE", justify="right", no_wrap=True, min_width=6)
     rows: dict[str, dict[str, Any]] = {}
     for record in backtest["folds"]:
         rows.setdefault(record["fold"], {"record": record})[record["scorer"]] = record
@@ -301,10 +304,18 @@ def _print_backtest(backtest: dict[str, Any] | None) -> None:
         table.add_row(
             fold,
             first["test_period"],
-            *(_fmt(row[who]["roc_auc"]) for who in ("model", "baseline", "rules")),
-            _fmt(row["model"]["ece"], 4),
+            *(_fmt(row[who]["roc_auc"]) for who in scorers),
+            _fmt(row[chosen]["ece"], 4),
         )
     err.print(table)
+    if backtest.get("leaderboard"):
+        pooled = {r["candidate"]: r for r in backtest["leaderboard"]}
+        other = next((c for c in pooled if c != chosen), None)
+        metric = backtest.get("metric", "log_loss")
+        line = f"chosen recipe (*): {chosen}, by pooled {metric} {_fmt(pooled[chosen][metric], 4)}"
+        if other:
+            line += f" against {_fmt(pooled[other][metric], 4)} for {other}"
+        err.print(line, highlight=False)
     for note in backtest["left_out"]:
         err.print(f"backtest: {note}", highlight=False)
     if backtest["refit"] and backtest["trained_through"]:

@@ -294,6 +294,9 @@ class ModelConfig(_Section):
             "reg_lambda": 1.0,
         }
     )
+    #: lightgbm (boosted trees, `params`) or logistic (an L2 logistic regression on the
+    #: same features: imputed, signed-log, standardised, one-hot; C chosen on validation).
+    learner: Literal["lightgbm", "logistic"] = "lightgbm"
     max_trees: int = Field(2000, ge=1)
     early_stopping_rounds: int = Field(100, ge=1)
     calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
@@ -322,6 +325,17 @@ class BacktestConfig(_Section):
     #: Older folds whose fitting part holds less than this share of the labelled examples
     #: are left out (said so in the run), as their models would learn from too little.
     min_fit_share: float = Field(0.25, gt=0, lt=1)
+    #: The recipes the backtest compares: `project` (the `model` section) and `logistic`
+    #: (the same, with a logistic regression for the boosters; also the run's baseline).
+    candidates: list[Literal["project", "logistic"]] = Field(
+        default_factory=lambda: ["project", "logistic"], min_length=1
+    )
+    #: What chooses among them, pooled over the folds: log_loss (lower is better; judges
+    #: ranking and calibration at once), roc_auc or pr_auc.
+    metric: Literal["log_loss", "roc_auc", "pr_auc"] = "log_loss"
+    #: A difference no larger than this, in the metric's units, is a tie: the simpler
+    #: recipe (logistic) wins it.
+    tie_tolerance: float = Field(0.0005, ge=0)
 
 
 class MlflowConfig(_Section):

@@ -153,7 +153,7 @@ def over_time_figure(table: pd.DataFrame):
     order = list(dict.fromkeys(folds["fold"]))[::-1]  # oldest first
     labels = [folds.loc[folds["fold"] == f, "test_period"].iloc[0] for f in order]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
-    colours = {"model": MODEL_COLOUR, "baseline": "#6e7781", "rules": RULES_COLOUR}
+    colours = {"lightgbm": MODEL_COLOUR, "logistic": "#6e7781", "rules": RULES_COLOUR}
     for ax, metric, title in zip(
         axes, ("roc_auc", "ece"), ("ROC-AUC (higher is better)", "ECE (lower is better)"),
         strict=True,

@@ -241,7 +241,8 @@ def _backtest_rows(backtest: dict | None) -> dict | None:
             {"fold": record["fold"], "period": record["test_period"], "fit_end": record["fit_end"]},
         )
         row[record["scorer"]] = record
-    return {**backtest, "rows": list(rows.values())}
+    defaults = {"learner": "lightgbm", "leaderboard": None, "metric": "log_loss"}
+    return {**defaults, **backtest, "rows": list(rows.values())}
 
 
 def choose_open_leads(

@@ -337,11 +337,11 @@ def _judge_recipes(
     champion: RegisteredModel,
 ) -> Verdict:
     ours = result.backtest.predictions()
-    theirs = recipe_backtest(result, champion_model, config).predictions()
     y = ours["converted"].to_numpy(dtype=float)
+    theirs = recipe_backtest(result, champion_model, config).predictions()
     verdict = judge(
         y,
-        ours["model"].to_numpy(dtype=float),
+        ours[result.chosen_column].to_numpy(dtype=float),
         theirs["model"].to_numpy(dtype=float),
         config.promotion,
         champion.version,

@@ -61,6 +61,7 @@ def training_params(config: ProjectConfig, result: TrainingResult) -> dict[str, 
         "max_trees": config.model.max_trees,
         "early_stopping_rounds": config.model.early_stopping_rounds,
         "trees": ",".join(map(str, model.iterations)),
+        "learner": result.learner,
         "refit": result.refit,
         "trained_through": None
         if result.trained_through is None
@@ -173,6 +174,14 @@ def backtest_payload(result: TrainingResult) -> dict[str, Any] | None:
         if result.outcomes_through is None
         else str(result.outcomes_through.date()),
         "trees": ",".join(map(str, result.model.iterations)),
+        "learner": result.learner,
+        "metric": result.metric,
+        "leaderboard": None
+        if result.leaderboard is None
+        else [
+            {k: (number(v) if isinstance(v, float) else v) for k, v in row.items()}
+            for row in result.leaderboard.to_dict("records")
+        ],
     }
 
 
@@ -263,6 +272,7 @@ def log_and_register(
         ),
         "metrics": pd.DataFrame(result.metrics).reset_index(names="metric"),
         "backtest": result.backtest.table(),
+        **({"leaderboard": result.leaderboard} if result.leaderboard is not None else {}),
         "rule_diagnostics": evidence.rules,
         "suggested_rule_effect": evidence.suggestion.effect,
         "gains_model": c.gains["model"],

@@ -41,19 +41,43 @@ def _signed_log(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
-def _design(builder: FeatureBuilder) -> ColumnTransformer:
+def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.astype("object").where(frame.notna(), "__missing__")
+
+
+def design(builder: FeatureBuilder) -> ColumnTransformer:
+    """A linear model's design on the model's feature matrix: numerics imputed (with a
+    missing indicator), signed-log and standardised; categoricals one-hot (rare levels
+    pooled). Picklable: it travels inside a packaged model."""
     cats = builder.categorical_features
     nums = [c for c in builder.feature_names_ if c not in cats]
     numeric = make_pipeline(
         SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-        FunctionTransformer(_signed_log),
+        FunctionTransformer(_signed_log, feature_names_out="one-to-one"),
         StandardScaler(),
     )
     categorical = make_pipeline(
-        FunctionTransformer(lambda f: f.astype("object").where(f.notna(), "__missing__")),
+        FunctionTransformer(_as_text, feature_names_out="one-to-one"),
         OneHotEncoder(handle_unknown="ignore", min_frequency=20),
     )
-    return ColumnTransformer([("num", numeric, nums), ("cat", categorical, cats)])
+    return ColumnTransformer(
+        [("num", numeric, nums), ("cat", categorical, cats)], sparse_threshold=0
+    )
+
+
+def design_features(transformer: ColumnTransformer, builder: FeatureBuilder) -> np.ndarray:
+    """For each column of a fitted design, the index of the model feature it comes from."""
+    names = list(builder.feature_names_)
+    cats = sorted(builder.categorical_features, key=len, reverse=True)
+    out = []
+    for name in transformer.get_feature_names_out():
+        kind, rest = str(name).split("__", 1)
+        if kind == "num":
+            rest = rest.removeprefix("missingindicator_")
+            out.append(names.index(rest))
+        else:
+            out.append(names.index(next(c for c in cats if rest.startswith(f"{c}_"))))
+    return np.asarray(out, dtype=np.int64)
 
 
 @dataclass
@@ -88,8 +112,8 @@ def fit_baseline(
         keep = np.sort(rng.choice(len(fit_rows), BASELINE_ROWS, replace=False))
         fit_rows, y_fit, stopping = fit_rows.iloc[keep], y_fit[keep], stopping[keep]
     x = builder.transform(fit_rows)
-    design = _design(builder).fit(x[~stopping])
-    z = design.transform(x)
+    transformer = design(builder).fit(x[~stopping])
+    z = transformer.transform(x)
     aucs: dict[float, float] = {}
     lr = LogisticRegression(max_iter=300, warm_start=True)
     # One BLAS thread: the solver's small matrix products ran 4-15x slower on two
@@ -100,7 +124,7 @@ def fit_baseline(
             aucs[c] = float(roc_auc_score(y_fit[stopping], lr.predict_proba(z[stopping])[:, 1]))
         best = max(aucs, key=aucs.get)
         lr.set_params(C=best).fit(z, y_fit)  # every fitting row, from the last solution
-        p = lr.predict_proba(design.transform(builder.transform(test_rows)))[:, 1]
+        p = lr.predict_proba(transformer.transform(builder.transform(test_rows)))[:, 1]
     return Baseline(best, classification_metrics(y_test, p, p), aucs, p)
 
 

@@ -21,23 +21,25 @@ seeded blocks of a random order), with the same windows as shares of the leads.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
-from leadscore.config import ProjectConfig
+from leadscore.config import ModelConfig, ProjectConfig
 from leadscore.data.features import FeatureBuilder
-from leadscore.modeling.diagnostics import Baseline, fit_baseline
+from leadscore.modeling.diagnostics import Baseline
 from leadscore.modeling.estimator import LeadScoringModel
 from leadscore.modeling.metrics import captured_in_top, classification_metrics
 from leadscore.progress import reporter
 
 #: Fewest conversions a fold needs in each part to be fitted and judged honestly.
 MIN_FOLD_CONVERSIONS = {"fit": 50, "stopping": 10, "recent": 20, "test": 10}
-#: Who is scored on every fold.
+#: Who is scored on every fold: the project's recipe, the logistic candidate, the rules.
 SCORERS = ("model", "baseline", "rules")
+#: Their names in tables: the candidates by learner.
+SCORER_NAMES = {"model": "lightgbm", "baseline": "logistic", "rules": "rules"}
 
 
 @dataclass
@@ -116,10 +118,28 @@ class Backtest:
                         "fit_end": None
                         if result is None or result.fold.fit_end is None
                         else str(result.fold.fit_end.date()),
-                        "scorer": who,
+                        "scorer": SCORER_NAMES[who],
                         **{k: m.get(k) for k in FOLD_METRICS},
                     }
                 )
+        return pd.DataFrame.from_records(records)
+
+    def leaderboard(self, chosen: str) -> pd.DataFrame:
+        """The candidates' pooled figures over the folds, the fold-to-fold spread of their
+        ROC-AUC, and which one was chosen."""
+        records = []
+        for who in ("model", "baseline"):
+            aucs = [r.metrics[who]["roc_auc"] for r in self.folds]
+            pooled = self.pooled[who]
+            records.append(
+                {
+                    "candidate": SCORER_NAMES[who],
+                    **{k: pooled[k] for k in ("log_loss", "roc_auc", "pr_auc", "brier", "ece")},
+                    "newest_fold_roc_auc": aucs[0],
+                    "fold_auc_spread": float(np.max(aucs) - np.min(aucs)),
+                    "chosen": SCORER_NAMES[who] == chosen,
+                }
+            )
         return pd.DataFrame.from_records(records)
 
     def predictions(self) -> pd.DataFrame:
@@ -294,11 +314,13 @@ def fit_recipe(
     fold: Fold,
     builder: FeatureBuilder,
     config: ProjectConfig,
+    model_config: ModelConfig | None = None,
 ) -> LeadScoringModel:
-    """The model of the recipe, fitted on a fold's fitting rows (or every row: the refit)."""
+    """The model of the recipe, fitted on a fold's fitting rows (or every row: the refit);
+    `model_config` replaces the project's model settings (another candidate)."""
     fit = fold.fit
     rows = examples.rows[fit]
-    return LeadScoringModel(builder, config.model).fit_crossfit(
+    return LeadScoringModel(builder, model_config or config.model).fit_crossfit(
         rows,
         examples.labels[fit],
         examples.snapshots["lead_id"].to_numpy()[fit],
@@ -316,17 +338,31 @@ def rule_mapping(examples: Examples, fold: Fold) -> IsotonicRegression:
     )
 
 
-def fold_baseline(examples: Examples, fold: Fold, model: LeadScoringModel) -> Baseline:
-    """The logistic baseline of a fold: C chosen on the stopping window, refitted on all
-    the fold's fitting rows, on the model's own feature matrix."""
-    return fit_baseline(
-        model.features,
-        examples.rows[fold.fit],
-        examples.labels[fold.fit],
-        fold.stopping[fold.fit],
-        examples.rows[fold.test],
-        examples.labels[fold.test],
+def logistic(config: ProjectConfig) -> ModelConfig:
+    """The logistic candidate: the project's model settings with the logistic learner."""
+    return config.model.model_copy(update={"learner": "logistic"})
+
+
+def fold_baseline(
+    examples: Examples, fold: Fold, model: LeadScoringModel, builder: FeatureBuilder,
+    config: ProjectConfig, fit: bool = True,
+) -> tuple[Baseline, LeadScoringModel]:  # fmt: skip
+    """The logistic candidate of a fold (also the run's baseline): the same recipe, cross-fit
+    and calibration, with a logistic regression for the boosters. A project whose learner
+    is already logistic is its own baseline."""
+    linear = model
+    if fit and model.learner != "logistic":
+        linear = fit_recipe(examples, fold, builder, config, logistic(config))
+    p = np.asarray(linear.predict_proba(examples.rows[fold.test]), dtype=float)
+    y = examples.labels[fold.test]
+    members = [m for m in linear.members_ if hasattr(m, "c")]
+    baseline = Baseline(
+        float(np.median([m.c for m in members])) if members else float("nan"),
+        classification_metrics(y, p, p),
+        members[0].validation_auc if members else {},
+        p,
     )
+    return baseline, linear
 
 
 def score_fold(
@@ -385,20 +421,26 @@ def run_backtest(
     make_builder,
     config: ProjectConfig,
     notes: list[str] | None = None,
-) -> tuple[Backtest, dict[int, LeadScoringModel]]:
-    """Fit and judge the recipe on every fold (newest first); also return the fold models.
+    candidates: bool = True,
+) -> tuple[Backtest, dict[int, LeadScoringModel], dict[int, LeadScoringModel]]:
+    """Fit and judge the recipe and the logistic candidate on every fold (newest first);
+    also return both's fold models by fold number.
 
     `make_builder(fold)` gives the fold's unfitted feature builder (its columns follow the
-    leakage guard as run on that fold's own fitting rows).
+    leakage guard as run on that fold's own fitting rows). Without `candidates`, only the
+    recipe is fitted (it then stands in for the logistic candidate too).
     """
     progress = reporter()
-    results, models = [], {}
+    results, models, linears = [], {}, {}
     for i, fold in enumerate(folds):
         progress("backtest", i, len(folds))
-        model = fit_recipe(examples, fold, make_builder(fold), config)
-        baseline = fold_baseline(examples, fold, model)
+        builder = make_builder(fold)
+        model = fit_recipe(examples, fold, replace(builder), config)
+        baseline, linear = fold_baseline(
+            examples, fold, model, replace(builder), config, candidates
+        )
         results.append(score_fold(examples, fold, model, baseline))
-        models[fold.number] = model
+        models[fold.number], linears[fold.number] = model, linear
     progress("backtest", len(folds), len(folds))
     pooled = fold_metrics(pd.concat([r.predictions for r in results], ignore_index=True))
-    return Backtest(results, pooled, list(notes or [])), models
+    return Backtest(results, pooled, list(notes or [])), models, linears

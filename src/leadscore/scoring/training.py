@@ -156,6 +156,13 @@ class TrainingResult:
     #: Until when the outcomes of the newest learned snapshot were counted (its horizon's
     #: end, at most the end of the data).
     outcomes_through: pd.Timestamp | None = None
+    #: The chosen recipe's learner (lightgbm or logistic), and the candidates' figures.
+    learner: str = "lightgbm"
+    leaderboard: pd.DataFrame | None = None
+    #: The backtest predictions' column of the chosen recipe ("model": the project's).
+    chosen_column: str = "model"
+    #: The pooled backtest metric that chose it.
+    metric: str = "log_loss"
 
 
 def _require_both_outcomes(split: str, snap: pd.DataFrame, where: str) -> None:
@@ -435,28 +442,37 @@ def train(
             return _builder(config, data, dropped)
         return _builder(config, data, dropped | excluded(_fold_guard(data, fold, config, crm)))
 
-    backtest, fold_models = run_backtest(data.examples, folds, make_builder, config, notes)
+    candidates = "logistic" in config.backtest.candidates
+    backtest, fold_models, linears = run_backtest(
+        data.examples, folds, make_builder, config, notes, candidates
+    )
     newest = backtest.newest
+    learner = choose_learner(backtest, config)
+    column = "baseline" if learner == "logistic" and config.model.learner != "logistic" else "model"
+    chosen = config.model.model_copy(update={"learner": learner})
+    if column == "baseline":
+        fold_models = linears
     if config.backtest.refit:
         progress("refit", 0, 1)
-        model = fit_recipe(data.examples, refit, make_builder(refit), config)
+        model = fit_recipe(data.examples, refit, make_builder(refit), config, chosen)
         progress("refit", 1, 1)
         trained_through = refit.fit_end
     else:
         model, trained_through = fold_models[1], newest.fold.fit_end
     predictions = newest.predictions
-    model_p = predictions["model"].to_numpy(dtype=float)
+    model_p = predictions[column].to_numpy(dtype=float)
     # The newest fold's probabilities: what a scoring run's scores are compared with.
     model.reference_probabilities_ = np.sort(model_p)
     # The rules are checked against these at scoring too (a rule on a type that is only
     # absent from tonight's window is fine; one the data never had is a typo).
     model.activity_types_ = data.activity_types
     model.trained_through_ = trained_through
-    model.recipe_ = recipe(config)
+    model.recipe_ = recipe(config.model_copy(update={"model": chosen}))
     if data.plan.method != "time":
         # A flat export has no dates: the leads it learned from say which it never saw.
         model.fitted_leads_ = lead_hashes(data.examples.snapshots["lead_id"].to_numpy())
     metrics = {who: dict(m) for who, m in newest.metrics.items()}
+    metrics["model"] = dict(newest.metrics[column])
     mql = predictions["is_mql"].to_numpy(dtype=bool)
     y_test = predictions["converted"].to_numpy(dtype=float)
     metrics["rules"]["mql_rate"] = float(mql.mean())
@@ -494,7 +510,24 @@ def train(
         None
         if trained_through is None
         else min(trained_through + pd.Timedelta(days=config.horizon_days), data.plan.data_end),
+        learner,
+        backtest.leaderboard(learner) if candidates else None,
+        column,
+        config.backtest.metric,
     )
+
+
+def choose_learner(backtest: Backtest, config: ProjectConfig) -> str:
+    """The candidate with the better pooled backtest metric; a tie goes to the simpler
+    (logistic). With one candidate, that one."""
+    bt = config.backtest
+    if config.model.learner == "logistic" or "logistic" not in bt.candidates:
+        return config.model.learner
+    if "project" not in bt.candidates:
+        return "logistic"
+    trees, linear = backtest.pooled["model"][bt.metric], backtest.pooled["baseline"][bt.metric]
+    gain = (linear - trees) if bt.metric == "log_loss" else (trees - linear)
+    return "lightgbm" if gain > bt.tie_tolerance else "logistic"
 
 
 def lead_hashes(lead_ids: np.ndarray) -> np.ndarray:
@@ -518,7 +551,9 @@ def recipe_backtest(
         return replace(fitted, categories_={}, feature_names_=[])
 
     folds = [r.fold for r in result.backtest.folds]
-    backtest, _ = run_backtest(result.data.examples, folds, make_builder, other)
+    backtest, _, _ = run_backtest(
+        result.data.examples, folds, make_builder, other, candidates=False
+    )
     return backtest
 
 
