@@ -66,8 +66,8 @@ class _Sentinel:
         return np.where(learned, truth, 0.5)
 
 
-def _judge(crm, champion, challenger, model, monkeypatch) -> promotion.Verdict:
-    config = config_from_dict({}, environ={})
+def _judge(crm, champion, challenger, model, monkeypatch, **extra) -> promotion.Verdict:
+    config = config_from_dict(extra, environ={})
     registry = Registry("sqlite:///unused.db", "unused", "leadscore-conversion")
     entry = RegisteredModel("leadscore-conversion", "1", "run", ("champion",))
     monkeypatch.setattr(registry, "load", lambda e: Champion(e, None, model))
@@ -99,6 +99,9 @@ def test_no_fair_comparison_without_unseen_rows_keeps_the_champion(runs, monkeyp
     sentinel = _Sentinel(champion.model, challenger.data.snapshots["test"])
     verdict = _judge(crm, champion, challenger, sentinel, monkeypatch)
     assert verdict.action == "kept" and "cannot be compared fairly" in verdict.reason
+    # With the gate switched off, the challenger is promoted all the same.
+    off = _judge(crm, champion, challenger, sentinel, monkeypatch, promotion={"enabled": False})
+    assert off.promote and off.reason == "promotion gate disabled"
 
 
 def test_the_same_recipe_on_newer_data_is_a_refresh(runs, monkeypatch) -> None:

@@ -274,6 +274,8 @@ def judge_challenger(
         return judge(y, challenger_p, champion_p, config.promotion, champion.version)
     need = MIN_CONVERSIONS["test"]
     have = int(y[unseen].sum())
+    if not config.promotion.enabled:
+        return Verdict(True, "promoted", "promotion gate disabled", cohort_rows=len(y))
     if have < need or int((1 - y[unseen]).sum()) < need:
         return Verdict(
             False,
