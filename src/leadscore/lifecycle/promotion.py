@@ -26,6 +26,7 @@ from leadscore.io.publish import read_scores
 from leadscore.io.sources import CRMData
 from leadscore.io.uris import check_identifier, is_transient, redact_uri
 from leadscore.lifecycle.registry import CHAMPION, RegisteredModel, Registry
+from leadscore.modeling.estimator import hash_leads
 from leadscore.modeling.metrics import expected_calibration_error
 from leadscore.scoring.training import (
     MIN_CONVERSIONS,
@@ -370,8 +371,7 @@ def unseen_rows(
     """
     fitted = getattr(model, "fitted_leads_", None)
     if fitted is not None:
-        text = pd.Series(snapshots["lead_id"].to_numpy()).astype("str").to_numpy(dtype=object)
-        return ~np.isin(pd.util.hash_array(text), fitted)
+        return ~np.isin(hash_leads(snapshots["lead_id"].to_numpy()), fitted)
     through = getattr(model, "trained_through_", None)
     if through is None and registry is not None and entry is not None:
         through = _logged_fit_end(registry, entry)

@@ -91,10 +91,15 @@ def choose_calibration(
 LINEAR_ROWS = 100_000
 
 
-def lead_groups(lead_ids: np.ndarray, groups: int) -> np.ndarray:
-    """A stable group per lead (a hash of its id as text), the same in every run and fold."""
+def hash_leads(lead_ids: np.ndarray) -> np.ndarray:
+    """A stable 64-bit hash of each lead id as text, the same in every run and process."""
     text = pd.Series(np.asarray(lead_ids)).astype("str").to_numpy(dtype=object)
-    return (pd.util.hash_array(text) % np.uint64(groups)).astype(np.int64)
+    return pd.util.hash_array(text)
+
+
+def lead_groups(lead_ids: np.ndarray, groups: int) -> np.ndarray:
+    """A stable group per lead (a hash of its id), the same in every run and fold."""
+    return (hash_leads(lead_ids) % np.uint64(groups)).astype(np.int64)
 
 
 @dataclass
@@ -183,13 +188,7 @@ class LeadScoringModel:
         x_train = self.features.transform(train_rows)
         x_valid = self.features.transform(valid_rows)
         self.members_ = [self._boost(x_train, y_train, x_valid, y_valid, "training")]
-        raw = self.raw_probability(calib_rows)
-        method, briers = choose_calibration(
-            raw, np.asarray(y_calib, float), calib_groups, self.config.calibration
-        )
-        self.calibration_method_ = method
-        self.calibration_briers_ = briers
-        self.calibrator_ = Calibrator(method).fit(raw, np.asarray(y_calib, float))
+        self._calibrate(self.raw_probability(calib_rows), y_calib, calib_groups)
         fitting = pd.concat([train_rows, valid_rows, calib_rows])
         self.drift_reference_ = drift_reference(fitting, self.features, drift_bins)
         return self
@@ -233,15 +232,18 @@ class LeadScoringModel:
         for g, m in enumerate(self.members_):
             held = recent & (group == g)
             out_of_fold[held] = m.raw(x[held])
-        raw, y_recent = out_of_fold[recent], y[recent]
-        method, briers = choose_calibration(
-            raw, y_recent, np.asarray(lead_ids)[recent], self.config.calibration
-        )
-        self.calibration_method_ = method
-        self.calibration_briers_ = briers
-        self.calibrator_ = Calibrator(method).fit(raw, y_recent)
+        self._calibrate(out_of_fold[recent], y[recent], np.asarray(lead_ids)[recent])
         self.drift_reference_ = drift_reference(rows, self.features, drift_bins)
         return self
+
+    def _calibrate(self, raw: np.ndarray, y: np.ndarray, groups: np.ndarray) -> None:
+        """Choose (isotonic or sigmoid, by grouped cross-validated Brier) and fit the
+        calibrator on raw scores the members did not learn from."""
+        y = np.asarray(y, dtype=float)
+        method, briers = choose_calibration(raw, y, groups, self.config.calibration)
+        self.calibration_method_ = method
+        self.calibration_briers_ = briers
+        self.calibrator_ = Calibrator(method).fit(raw, y)
 
     def _boost(
         self,

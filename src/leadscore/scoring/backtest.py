@@ -166,12 +166,16 @@ def _conversions(y: np.ndarray, mask: np.ndarray) -> int:
     return int(y[mask].sum())
 
 
-def _short(fold_parts: dict[str, np.ndarray], y: np.ndarray) -> str | None:
-    """The first part of a fold with too few conversions, in words (None when all do)."""
+def _left_out(fold: Fold, y: np.ndarray, min_share: float, noun: str) -> str | None:
+    """Why a fold cannot be fitted and judged honestly, in words (None when it can): a part
+    with too few conversions (or only conversions), or too little to learn from."""
     for part, need in MIN_FOLD_CONVERSIONS.items():
-        have = _conversions(y, fold_parts[part])
-        if have < need or (part != "fit" and have == fold_parts[part].sum()):
-            return f"{part} has {have} conversion(s) of {int(fold_parts[part].sum())} examples"
+        mask = getattr(fold, part)
+        have = _conversions(y, mask)
+        if have < need or (part != "fit" and have == mask.sum()):
+            return f"{part} has {have} conversion(s) of {int(mask.sum())} examples"
+    if fold.fit.sum() < min_share * len(y):
+        return f"it would learn from {fold.fit.sum() / len(y):.0%} of the {noun}"
     return None
 
 
@@ -183,7 +187,6 @@ def time_folds(
     sp, bt = config.split, config.backtest
     step = pd.Timedelta(days=bt.step_days or sp.test_days)
     dates = as_of.to_numpy(dtype="datetime64[us]")
-    total = len(dates)
     folds, notes = [], []
     for k in range(1, bt.folds):
         end = label_end - k * step
@@ -196,10 +199,7 @@ def time_folds(
         first_test = pd.Timestamp(dates[test].min())
         fit_end = first_test - pd.Timedelta(days=config.gap_days)
         fold = _windows(dates, fit_end, config, k + 1, test)
-        parts = {"fit": fold.fit, "stopping": fold.stopping, "recent": fold.recent, "test": test}
-        problem = _short(parts, y)
-        if problem is None and fold.fit.sum() < bt.min_fit_share * total:
-            problem = f"it would learn from {fold.fit.sum() / total:.0%} of the examples"
+        problem = _left_out(fold, y, bt.min_fit_share, "examples")
         if problem:
             notes.append(f"fold {k + 1} ({fold.test_period}) left out: {problem}")
             break
@@ -264,10 +264,7 @@ def flat_folds(
             fit = ~test
             ranked_fit = np.r_[position[position >= hi], position[position < lo]]
         fold = _flat_windows(fit, ranked_fit, config, sizes, k + 1, test, order)
-        parts = {"fit": fold.fit, "stopping": fold.stopping, "recent": fold.recent, "test": test}
-        problem = _short(parts, y)
-        if problem is None and fit.sum() < bt.min_fit_share * n:
-            problem = f"it would learn from {fit.sum() / n:.0%} of the leads"
+        problem = _left_out(fold, y, bt.min_fit_share, "leads")
         if problem:
             notes.append(f"fold {k + 1} ({fold.test_period}) left out: {problem}")
             break

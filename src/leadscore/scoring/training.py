@@ -34,7 +34,7 @@ from leadscore.data.snapshots import (
 from leadscore.errors import DataError, ModelError
 from leadscore.io.sources import CRMData
 from leadscore.modeling.diagnostics import Baseline, Shift, shift_check
-from leadscore.modeling.estimator import LeadScoringModel
+from leadscore.modeling.estimator import LeadScoringModel, hash_leads
 from leadscore.progress import reporter
 from leadscore.scoring.backtest import (
     Backtest,
@@ -531,9 +531,8 @@ def choose_learner(backtest: Backtest, config: ProjectConfig) -> str:
 
 
 def lead_hashes(lead_ids: np.ndarray) -> np.ndarray:
-    """Sorted 64-bit hashes of lead ids as text (what a flat model records it learned from)."""
-    text = pd.Series(np.asarray(lead_ids)).astype("str").to_numpy(dtype=object)
-    return np.sort(pd.util.hash_array(text))
+    """Sorted hashes of lead ids (what a flat model records it learned from)."""
+    return np.sort(hash_leads(lead_ids))
 
 
 def recipe_backtest(
