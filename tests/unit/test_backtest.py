@@ -141,12 +141,13 @@ def test_the_cross_fit_never_scores_a_row_with_a_member_that_learned_its_lead(
     as_of = examples.snapshots["as_of"]
     fold = time_refit(as_of, config, as_of.max())
     fold = type(fold)(2, as_of < as_of.max(), *_shifted(fold, as_of), None, None, "")
-    learned: list[set] = []
+    learned: dict[int, set] = {}  # by member (the members train side by side)
     scored: list[tuple[int, set]] = []
     boost, raw = LeadScoringModel._boost, Member.raw
 
     def record_boost(self, x_train, *args, **kwargs):
-        learned.append(set(fit_rows.loc[x_train.index, "lead_id"]))
+        member = int(args[-1].split()[1].split("/")[0]) - 1  # stage "training g/groups"
+        learned[member] = set(fit_rows.loc[x_train.index, "lead_id"])
         assert fit_rows.loc[x_train.index, "as_of"].max() < as_of.max()  # after the cut-off
         return boost(self, x_train, *args, **kwargs)
 

@@ -11,7 +11,9 @@ STATIONARY_DIGEST = {
     "leads": 768735657,
     "activities": 359825471,
     "outcomes": 910227538,
-    "ground_truth_leads": 884365675,
+    # Taken again with its floats to 9 digits (the other four are as before the drift
+    # scenario): the unrounded digest differed between two CPUs, not between versions.
+    "ground_truth_leads": 439007093,
     "ground_truth_shocks": 99039726,
 }
 
@@ -191,10 +193,17 @@ def test_the_stationary_default_is_unchanged_by_the_scenarios() -> None:
     )
     assert "hazard_drift_day" not in crm.truth_leads
     digest = {
-        name: int(pd.util.hash_pandas_object(frame, index=False).sum() % 1_000_000_007)
+        name: int(pd.util.hash_pandas_object(_exact(frame), index=False).sum() % 1_000_000_007)
         for name, frame in crm.tables().items()
     }
     assert digest == STATIONARY_DIGEST
+
+
+def _exact(frame: pd.DataFrame) -> pd.DataFrame:
+    """The truth tables' floats to 9 significant digits: numpy's exp and log differ in the
+    last bit between CPUs (SIMD paths), and the digest must not."""
+    floats = frame.select_dtypes("float64").columns
+    return frame.assign(**{c: frame[c].map(lambda v: float(f"{v:.9g}")) for c in floats})
 
 
 def test_unknown_scenario_is_refused() -> None:
