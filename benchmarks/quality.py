@@ -42,10 +42,11 @@ def main() -> None:
     print(f"scenario {args.scenario}, {args.leads:,} leads")
     print(
         "| seed | test rows | conversions | model AUC | oracle AUC | gap | model ECE "
-        "| stale AUC | stale ECE | rules AUC | pooled model AUC | folds | train s | stale fit s |"
+        "| stale AUC | stale ECE | rules AUC | pooled model AUC | folds | chosen | train s "
+        "| stale fit s |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-          "| ---: | ---: |")  # fmt: skip
+          "| --- | ---: | ---: |")  # fmt: skip
     for seed in args.seeds:
         crm = generate_crm(args.leads, seed=seed, end=args.end, scenario=args.scenario)
         data = CRMData(crm.leads, crm.activities, crm.outcomes.dropna(), "generated")
@@ -61,13 +62,14 @@ def main() -> None:
         stale, stale_s = _stale(result, training_set, config)
         p_stale = stale.predict_proba(training_set.rows["test"])
         m, r = result.metrics["model"], result.metrics["rules"]
-        pooled = result.backtest.pooled["model"]
+        pooled = result.backtest.pooled[result.chosen_column]
+        chosen = result.backtest.names[result.chosen_column]
         print(
             f"| {seed} | {int(m['n']):,} | {int(m['conversions']):,} | {m['roc_auc']:.4f} "
             f"| {oracle:.4f} | {oracle - m['roc_auc']:.4f} | {m['ece']:.4f} "
             f"| {roc_auc_score(y, p_stale):.4f} | {expected_calibration_error(y, p_stale):.4f} "
             f"| {r['roc_auc']:.4f} | {pooled['roc_auc']:.4f} | {len(result.backtest.folds)} "
-            f"| {train_s:.0f} | {stale_s:.0f} |",
+            f"| {chosen} | {train_s:.0f} | {stale_s:.0f} |",
             flush=True,
         )
 

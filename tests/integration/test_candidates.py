@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from leadscore.apps.cli import app
@@ -110,6 +111,27 @@ def test_where_the_logistic_candidate_wins_the_backtest_it_is_the_champion(
     best = min(row["log_loss"] for row in board.values())
     spread = max(row["fold_auc_spread"] for row in board.values())
     assert board["logistic"]["log_loss"] <= best + spread
+    # Each fold's 95 % interval holds its AUC.
+    for record in backtest["folds"]:
+        assert record["roc_auc_low"] <= record["roc_auc"] <= record["roc_auc_high"]
+    assert set(board) == {"logistic", "lightgbm_shallow", "lightgbm"}
+
+    # MLflow: under the training run, one child run per candidate and one per fold, in the
+    # run's experiment; the leaderboard as a table and a plot.
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    run = client.get_run(trained["run_id"])
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'"
+    )
+    kinds = sorted(c.data.tags["leadscore.kind"] for c in children)
+    folds = len({r["fold"] for r in backtest["folds"]}) - 1  # without the pooled rows
+    assert kinds == ["backtest candidate"] * 3 + ["backtest fold"] * folds
+    chosen = [c for c in children if c.data.params.get("chosen") == "True"]
+    assert [c.data.params["candidate"] for c in chosen] == ["logistic"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/leaderboard.png", "plots/over_time.png"} <= artifacts
+
     champion = load_champion(load_config(path))
     assert champion.model.learner == "logistic"
     assert champion.model.recipe_["model"]["learner"] == "logistic"

@@ -284,18 +284,31 @@ def _generate(
     }
 
 
+def _auc_range(record: dict[str, Any]) -> str:
+    low, high = record.get("roc_auc_low"), record.get("roc_auc_high")
+    return "" if low is None or high is None else f"{_fmt(low)}-{_fmt(high)}"
+
+
+def _short(scorer: str) -> str:
+    """A candidate's name in a narrow column: the variants without the lightgbm_ prefix."""
+    return scorer.removeprefix("lightgbm_")
+
+
 def _print_backtest(backtest: dict[str, Any] | None) -> None:
     if not backtest:
         return
     table = Table(title="Backtest: the recipe on each fold, fitted only on what was known before")
-    table.add_column("fold", no_wrap=True)
-    table.add_column("test period", ratio=1)
-    chosen = backtest.get("learner", "lightgbm")
-    scorers = ("lightgbm", "logistic", "rules")
-    for who in scorers:
-        mark = "*" if who == chosen else ""
-        table.add_column(f"{who}{mark} AUC", justify="right", no_wrap=True, min_width=5)
-    table.add_column(f"{chosen}* ECE", justify="right", no_wrap=True, min_width=6)
+    table.add_column("fold", min_width=6)
+    table.add_column("test period", ratio=1, min_width=10, overflow="fold")
+    chosen = backtest.get("chosen", backtest.get("learner", "lightgbm"))
+    scorers = backtest.get("scorers") or ["lightgbm", "logistic", "rules"]
+    # The chosen recipe first, with its 95 % interval; then the other candidates and rules.
+    others = [who for who in scorers if who != chosen]
+    table.add_column(f"{_short(chosen)}*\nAUC", justify="right", no_wrap=True)
+    table.add_column("95 %\ninterval", justify="right", no_wrap=True)
+    for who in others:
+        table.add_column(f"{_short(who)}\nAUC", justify="right", no_wrap=True, min_width=5)
+    table.add_column(f"{_short(chosen)}*\nECE", justify="right", no_wrap=True, min_width=6)
     rows: dict[str, dict[str, Any]] = {}
     for record in backtest["folds"]:
         rows.setdefault(record["fold"], {"record": record})[record["scorer"]] = record
@@ -303,19 +316,20 @@ def _print_backtest(backtest: dict[str, Any] | None) -> None:
         first = row["record"]
         table.add_row(
             fold,
-            first["test_period"],
-            *(_fmt(row[who]["roc_auc"]) for who in scorers),
+            first["test_period"].replace("..", "..\n", 1),
+            _fmt(row[chosen]["roc_auc"]),
+            _auc_range(row[chosen]),
+            *(_fmt(row[who]["roc_auc"]) if who in row else "" for who in others),
             _fmt(row[chosen]["ece"], 4),
         )
     err.print(table)
     if backtest.get("leaderboard"):
-        pooled = {r["candidate"]: r for r in backtest["leaderboard"]}
-        other = next((c for c in pooled if c != chosen), None)
         metric = backtest.get("metric", "log_loss")
-        line = f"chosen recipe (*): {chosen}, by pooled {metric} {_fmt(pooled[chosen][metric], 4)}"
-        if other:
-            line += f" against {_fmt(pooled[other][metric], 4)} for {other}"
-        err.print(line, highlight=False)
+        board = sorted(backtest["leaderboard"], key=lambda r: r[metric] or 0.0,
+                       reverse=metric != "log_loss")  # fmt: skip
+        figures = ", ".join(f"{r['candidate']} {_fmt(r[metric], 4)}" for r in board)
+        line = f"chosen recipe (*): {chosen}, by pooled {metric} ({figures}; a difference "
+        err.print(line + "within backtest.tie_tolerance goes to the simpler)", highlight=False)
     for note in backtest["left_out"]:
         err.print(f"backtest: {note}", highlight=False)
     if backtest["refit"] and backtest["trained_through"]:
@@ -498,6 +512,121 @@ def train(
     _emit(summary, as_json)
     if not as_json:
         _print_training(summary)
+
+
+@app.command()
+def tune(
+    config: ConfigOption = None,
+    budget: Annotated[
+        str, typer.Option(help="How long to search: 90s, 10m, 1h (no trial starts after it).")
+    ] = "10m",
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many trials (the first: yours).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the winner and its diff; write nothing.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Search the LightGBM parameters on the backtest folds; write the winner to a params
+    file the project file points to (model.params_file), with the diff."""
+    try:
+        with _progress(not as_json):
+            summary = _tune(config, budget, trials, dry_run)
+    except LeadscoreError as exc:
+        _fail(exc, as_json)
+    _emit(summary, as_json)
+    if not as_json:
+        _print_tuning(summary)
+
+
+def _tune(config_path: Path | None, budget: str, trials: int | None, dry_run: bool) -> dict:
+    from leadscore.apps.tuning import params_diff, write_winner
+    from leadscore.config import load_config
+    from leadscore.data.rules import load_rules
+    from leadscore.io.sources import load_crm
+    from leadscore.lifecycle.registry import Registry
+    from leadscore.scoring.search import parse_budget, search
+    from leadscore.scoring.training import build_training_set
+
+    seconds = parse_budget(budget)
+    if config_path is None or not Path(config_path).is_file():
+        raise LeadscoreError(
+            "tune needs a project file to write the winner to",
+            "pass --config leadscore.yaml (`leadscore init` or `leadscore demo` writes one)",
+        )
+    config = load_config(config_path)
+    if config.model.learner != "lightgbm":
+        raise LeadscoreError(
+            "tune searches LightGBM parameters, and model.learner is logistic",
+            "set model.learner: lightgbm (the backtest still compares it with logistic)",
+        )
+    rules = load_rules(config.rules_path)
+    crm = load_crm(config, sample=config.snapshots.sample_leads)
+    data = build_training_set(crm, config, rules)
+    found = search(data, config, seconds, trials, crm)
+    best, current = found.best, found.current
+    gain = found.improvement()
+    better = best.number != current.number and gain > config.backtest.tie_tolerance
+    summary: dict[str, Any] = {
+        "metric": found.metric,
+        "folds": found.folds,
+        "trials": len(found.trials),
+        "seconds": round(found.seconds, 1),
+        "current": {"params": current.params, "metrics": current.metrics},
+        "best": {"trial": best.number, "params": best.params, "metrics": best.metrics},
+        "improvement": gain,
+        "written": None,
+        "diff": params_diff(current.params, best.params) if better else "",
+    }
+    table = found.table()
+    children = [
+        (f"trial {t.number}", {**t.params, "trial": t.number}, t.metrics) for t in found.trials
+    ]
+    summary["run_id"] = Registry.of(config).log_tuning_run(
+        {"metric": found.metric, "folds": found.folds, "trials": len(found.trials),
+         "budget_seconds": seconds, "best_trial": best.number, "improved": better},
+        {f"best_{k}": v for k, v in best.metrics.items()}
+        | {f"current_{k}": v for k, v in current.metrics.items()},
+        children,
+        {"trials": table},
+        {"leadscore.kind": "tuning"},
+    )  # fmt: skip
+    if better and not dry_run:
+        summary["written"] = write_winner(Path(config_path), config, best.params)
+    return summary
+
+
+def _print_tuning(summary: dict[str, Any]) -> None:
+    metric = summary["metric"]
+    current, best = summary["current"]["metrics"], summary["best"]["metrics"]
+    err.print(
+        f"{summary['trials']} trial(s) in {summary['seconds']:.0f} s, each the project's recipe "
+        f"on the same {summary['folds']} backtest fold(s); pooled {metric}: yours "
+        f"{_fmt(current[metric], 4)}, best {_fmt(best[metric], 4)} (trial "
+        f"{summary['best']['trial']}; ROC-AUC {_fmt(current['roc_auc'])} -> "
+        f"{_fmt(best['roc_auc'])})",
+        highlight=False,
+    )
+    if not summary["diff"]:
+        err.print(
+            "your parameters stay: no trial beat them by more than backtest.tie_tolerance",
+            highlight=False,
+        )
+        return
+    err.print(summary["diff"], highlight=False, markup=False)
+    written = summary["written"]
+    if written is None:
+        err.print("--dry-run: nothing written", highlight=False)
+        return
+    err.print(f"wrote {written['params_file']}", highlight=False)
+    if written["project_diff"]:
+        err.print(written["project_diff"], highlight=False, markup=False)
+    err.print(
+        "the winner was chosen on these folds, so its figure is optimistic; the next "
+        "`leadscore train` backtests it against the other candidates",
+        highlight=False,
+    )
 
 
 @app.command()

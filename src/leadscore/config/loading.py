@@ -131,6 +131,10 @@ def config_from_dict(
             block = dict(data.get(section) or {})
             block[key] = env[var]
             data[section] = block
+    model = data.get("model")
+    if isinstance(model, dict) and model.get("params_file"):
+        params = read_params_file(model["params_file"], base_dir, source)
+        data["model"] = {**model, "params": params}
     try:
         return ProjectConfig(**data, base_dir=(base_dir or Path.cwd()).resolve())
     except ValidationError as exc:
@@ -141,6 +145,27 @@ def config_from_dict(
         ) from None
     except TypeError as exc:  # e.g. a section given as a list
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def read_params_file(name: str, base_dir: Path | None, source: str) -> dict[str, Any]:
+    """The LightGBM parameters of `model.params_file` (a mapping of names to values)."""
+    path = Path(name)
+    path = path if path.is_absolute() else (base_dir or Path.cwd()) / path
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{source}: model.params_file {name} does not exist (looked for {path})",
+            "run `leadscore tune` to write it, or remove model.params_file",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}", "fix the YAML syntax") from None
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise ConfigError(
+            f"{path} must hold a mapping of LightGBM parameter names to values",
+            "e.g. `learning_rate: 0.05` on each line",
+        )
+    return params
 
 
 def load_config(path: str | Path | None, environ: dict[str, str] | None = None) -> ProjectConfig:

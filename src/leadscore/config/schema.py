@@ -294,9 +294,16 @@ class ModelConfig(_Section):
             "reg_lambda": 1.0,
         }
     )
+    #: A YAML file of LightGBM parameters that replaces `params` (relative to the project
+    #: file): what `leadscore tune` writes and points to.
+    params_file: str | None = None
     #: lightgbm (boosted trees, `params`) or logistic (an L2 logistic regression on the
     #: same features: imputed, signed-log, standardised, one-hot; C chosen on validation).
     learner: Literal["lightgbm", "logistic"] = "lightgbm"
+    #: Monotone constraints of the boosted trees, by model feature name: 1 (the odds never
+    #: fall as it grows) or -1. Usually left empty here and declared in
+    #: `backtest.monotone`, where the backtest tries them as a candidate.
+    monotone: dict[str, Literal[-1, 1]] = Field(default_factory=dict)
     max_trees: int = Field(2000, ge=1)
     early_stopping_rounds: int = Field(100, ge=1)
     calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
@@ -325,16 +332,26 @@ class BacktestConfig(_Section):
     #: Older folds whose fitting part holds less than this share of the labelled examples
     #: are left out (said so in the run), as their models would learn from too little.
     min_fit_share: float = Field(0.25, gt=0, lt=1)
-    #: The recipes the backtest compares: `project` (the `model` section) and `logistic`
-    #: (the same, with a logistic regression for the boosters; also the run's baseline).
-    candidates: list[Literal["project", "logistic"]] = Field(
-        default_factory=lambda: ["project", "logistic"], min_length=1
+    #: The recipes the backtest compares, each cross-fitted and calibrated the same way:
+    #: `project` (the `model` section); `shallow` (its trees cut to 3 leaves, with twice the
+    #: rows per leaf, ten times the L2 penalty, half the features per tree and three times
+    #: the learning rate: a more regularised fit for data that drifts or is small);
+    #: `monotone` (the project's trees under `monotone`; skipped when that is empty);
+    #: `logistic` (a logistic regression for the boosters; also the run's baseline).
+    candidates: list[Literal["project", "shallow", "monotone", "logistic"]] = Field(
+        default_factory=lambda: ["project", "shallow", "monotone", "logistic"], min_length=1
     )
+    #: Monotone constraints the `monotone` candidate tries, by model feature name (numeric
+    #: features: counts, recencies, numeric attributes): 1 or -1. E.g. `{pricing_views_30d: 1}`:
+    #: more pricing views never lower the odds.
+    monotone: dict[str, Literal[-1, 1]] = Field(default_factory=dict)
+    #: Resamples of leads for the 95 % intervals of each fold's ROC-AUC and PR-AUC.
+    interval_samples: int = Field(200, ge=0, le=5000)
     #: What chooses among them, pooled over the folds: log_loss (lower is better; judges
     #: ranking and calibration at once), roc_auc or pr_auc.
     metric: Literal["log_loss", "roc_auc", "pr_auc"] = "log_loss"
     #: A difference no larger than this, in the metric's units, is a tie: the simpler
-    #: recipe (logistic) wins it.
+    #: recipe wins it (logistic, then shallow, then monotone, then project).
     tie_tolerance: float = Field(0.0005, ge=0)
 
 
@@ -481,8 +498,8 @@ class ScaleConfig(_Section):
     )
     dask: str | None = Field(
         None,
-        description='run the partitions on Dask: "local" (a LocalCluster) or a scheduler '
-        "address such as tcp://10.0.0.5:8786",
+        description='run the scoring partitions and the backtest folds of training on Dask: '
+        '"local" (a LocalCluster) or a scheduler address such as tcp://10.0.0.5:8786',
     )
     staging_dir: str = Field(
         ".leadscore-partitions",

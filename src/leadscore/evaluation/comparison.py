@@ -14,7 +14,15 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import ReportConfig, TierConfig
-from leadscore.modeling.metrics import calibration_table, classification_metrics, expected_captured
+from leadscore.modeling.metrics import (  # noqa: F401  (the bootstrap, re-exported)
+    Interval,
+    _weighted_ranking_metrics,
+    bootstrap_ranking,
+    calibration_table,
+    classification_metrics,
+    expected_captured,
+    ranking_metrics,
+)
 from leadscore.scoring.tiers import TIERS, assign_tiers
 
 # --------------------------------------------------------------------------- ranking metrics
@@ -102,108 +110,6 @@ def leads_found(y: np.ndarray, lead_id: np.ndarray, worked: np.ndarray) -> float
         {"lead": np.asarray(lead_id)[converted], "miss": 1.0 - np.asarray(worked)[converted]}
     )
     return float((1.0 - frame.groupby("lead", sort=False)["miss"].prod()).sum())
-
-
-# ------------------------------------------------------------------------------- bootstrap
-
-
-def _weighted_ranking_metrics(
-    y: np.ndarray, score: np.ndarray, weights: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """ROC-AUC and average precision for each row of `weights` (replicates x rows).
-
-    Ties count half in the AUC and form one threshold in the average precision, as in
-    scikit-learn; one sort serves all replicates.
-    """
-    order = np.argsort(score, kind="stable")
-    s = score[order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    w = weights[:, order]
-    pos = np.add.reduceat(w * y[order], starts, axis=1)  # per tie group, ascending score
-    neg = np.add.reduceat(w * (1 - y[order]), starts, axis=1)
-    total_pos = pos.sum(axis=1)
-    total_neg = neg.sum(axis=1)
-    neg_below = np.cumsum(neg, axis=1) - neg
-    with np.errstate(divide="ignore", invalid="ignore"):
-        auc = (pos * (neg_below + 0.5 * neg)).sum(axis=1) / (total_pos * total_neg)
-        # Average precision walks thresholds from the highest score down.
-        tp = np.cumsum(pos[:, ::-1], axis=1)
-        fp = np.cumsum(neg[:, ::-1], axis=1)
-        precision = tp / (tp + fp)
-        ap = (pos[:, ::-1] * np.nan_to_num(precision)).sum(axis=1) / total_pos
-    return auc, ap
-
-
-def ranking_metrics(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
-    """ROC-AUC and PR-AUC (average precision) of one score."""
-    y = np.asarray(y, dtype=float)
-    auc, ap = _weighted_ranking_metrics(y, np.asarray(score, float), np.ones((1, len(y))))
-    return float(auc[0]), float(ap[0])
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A point estimate with a bootstrap interval."""
-
-    estimate: float
-    low: float
-    high: float
-
-    def as_dict(self) -> dict[str, float]:
-        return {"estimate": self.estimate, "low": self.low, "high": self.high}
-
-
-def bootstrap_ranking(
-    y: np.ndarray,
-    scores: dict[str, np.ndarray],
-    groups: np.ndarray,
-    samples: int = 1000,
-    level: float = 0.95,
-    seed: int = 0,
-    chunk: int | None = None,
-) -> dict[str, Interval]:
-    """ROC-AUC and PR-AUC of each score, and of the first minus the second, with intervals.
-
-    Leads are resampled, not rows: a lead's snapshots move together, so the interval is not
-    narrowed by counting one lead twice. Every replicate scores both on the same resample
-    (a paired bootstrap), which is what makes the interval of the difference meaningful.
-    """
-    y = np.asarray(y, dtype=float)
-    names = list(scores)
-    codes, uniques = pd.factorize(pd.Series(groups))
-    n_groups = len(uniques)
-    rng = np.random.default_rng(seed)
-    draws: dict[str, list[np.ndarray]] = {f"{m}_{n}": [] for n in names for m in ("auc", "ap")}
-    # Replicates per batch: a few (replicates x rows) float arrays stay near 160 MB each.
-    chunk = chunk or int(min(50, max(1, 20_000_000 // max(len(y), 1))))
-    done = 0
-    while done < samples:
-        size = min(chunk, samples - done)
-        counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=size)
-        weights = counts[:, codes].astype(np.float64)
-        for name in names:
-            auc, ap = _weighted_ranking_metrics(y, np.asarray(scores[name], float), weights)
-            draws[f"auc_{name}"].append(auc)
-            draws[f"ap_{name}"].append(ap)
-        done += size
-    tail = (1 - level) / 2 * 100
-    out: dict[str, Interval] = {}
-    point = {n: ranking_metrics(y, scores[n]) for n in names}
-
-    def interval(estimate: float, values: np.ndarray) -> Interval:
-        values = values[np.isfinite(values)]
-        low, high = np.percentile(values, [tail, 100 - tail]) if len(values) else (np.nan,) * 2
-        return Interval(float(estimate), float(low), float(high))
-
-    for name in names:
-        out[f"roc_auc_{name}"] = interval(point[name][0], np.concatenate(draws[f"auc_{name}"]))
-        out[f"pr_auc_{name}"] = interval(point[name][1], np.concatenate(draws[f"ap_{name}"]))
-    if len(names) >= 2:
-        a, b = names[:2]
-        for metric, key, idx in (("auc", "roc_auc", 0), ("ap", "pr_auc", 1)):
-            diff = np.concatenate(draws[f"{metric}_{a}"]) - np.concatenate(draws[f"{metric}_{b}"])
-            out[f"{key}_difference"] = interval(point[a][idx] - point[b][idx], diff)
-    return out
 
 
 # ------------------------------------------------------------------------------ tiers, 2x2

@@ -153,7 +153,7 @@ def over_time_figure(table: pd.DataFrame):
     order = list(dict.fromkeys(folds["fold"]))[::-1]  # oldest first
     labels = [folds.loc[folds["fold"] == f, "test_period"].iloc[0] for f in order]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
-    colours = {"lightgbm": MODEL_COLOUR, "logistic": "#6e7781", "rules": RULES_COLOUR}
+    colours = _scorer_colours(list(dict.fromkeys(folds["scorer"])))
     for ax, metric, title in zip(
         axes, ("roc_auc", "ece"), ("ROC-AUC (higher is better)", "ECE (lower is better)"),
         strict=True,
@@ -168,6 +168,73 @@ def over_time_figure(table: pd.DataFrame):
         ax.grid(alpha=0.3)
     axes[0].legend(loc="best")
     fig.suptitle("The recipe on each backtest fold (each fitted only on what was known before)")
+    fig.tight_layout()
+    return fig
+
+
+#: Colours of the candidates after the first two (lightgbm blue, logistic grey).
+_OTHER_COLOURS = ("#2da44e", "#8250df", "#bf3989", "#0a7ea4")
+
+
+def _scorer_colours(scorers: list[str]) -> dict[str, str]:
+    fixed = {"lightgbm": MODEL_COLOUR, "logistic": "#6e7781", "rules": RULES_COLOUR}
+    others = iter(_OTHER_COLOURS * 3)
+    return {s: fixed.get(s) or next(others) for s in scorers}
+
+
+def leaderboard_figure(
+    table: pd.DataFrame,
+    leaderboard: pd.DataFrame,
+    metric: str = "log_loss",
+    tolerance: float | None = None,
+):
+    """The candidates side by side: the pooled backtest metric that chose among them (the
+    chosen one filled; shaded: within `tolerance` of the best, a tie the simpler wins),
+    and each one's ROC-AUC per fold with its 95 % interval.
+
+    `table` is `Backtest.table()`, `leaderboard` `Backtest.leaderboard()`.
+    """
+    plt = _pyplot()
+    names = list(leaderboard["candidate"])
+    colours = _scorer_colours(names)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    values = leaderboard[metric].to_numpy(float)
+    for i, row in enumerate(leaderboard.itertuples()):
+        colour = colours[row.candidate]
+        left.barh(i, values[i], color=colour if row.chosen else "white", edgecolor=colour,
+                  hatch=None if row.chosen else "//")  # fmt: skip
+        left.text(values[i], i, f" {values[i]:.4f}", va="center", fontsize=8)
+    left.set_yticks(range(len(names)), [f"{n}{' (chosen)' if c else ''}" for n, c in
+                    zip(names, leaderboard["chosen"], strict=True)], fontsize=8)  # fmt: skip
+    lo, hi = np.nanmin(values), np.nanmax(values)
+    pad = max((hi - lo) * 0.6, abs(hi) * 0.01, 1e-4)
+    left.set_xlim(lo - pad, hi + pad)
+    if tolerance:
+        best = lo if metric == "log_loss" else hi
+        band = (best, best + tolerance) if metric == "log_loss" else (best - tolerance, best)
+        left.axvspan(*band, color="#d0d7de", alpha=0.6, zorder=0, label="a tie with the best")
+        left.legend(fontsize=7, loc="lower right")
+    better = "lower" if metric == "log_loss" else "higher"
+    left.set_title(f"Pooled backtest {metric.replace('_', ' ')} ({better} is better)")
+    left.invert_yaxis()
+    folds = table[(table["fold"] != "pooled") & table["scorer"].isin(names)]
+    order = list(dict.fromkeys(folds["fold"]))[::-1]  # oldest first
+    width = 0.8 / max(len(names), 1)
+    for j, name in enumerate(names):
+        mine = folds[folds["scorer"] == name].set_index("fold").reindex(order)
+        auc = mine["roc_auc"].to_numpy(float)
+        x = np.arange(len(order)) + (j - (len(names) - 1) / 2) * width
+        err = None
+        if "roc_auc_low" in mine and mine["roc_auc_low"].notna().all():
+            err = np.vstack([auc - mine["roc_auc_low"].to_numpy(float),
+                             mine["roc_auc_high"].to_numpy(float) - auc])  # fmt: skip
+        right.errorbar(x, auc, yerr=err, fmt="o", color=colours[name], label=name, capsize=2,
+                       markersize=4)  # fmt: skip
+    right.set_xticks(range(len(order)), order, fontsize=8)
+    right.set_title("ROC-AUC per fold, 95 % interval (oldest left)")
+    right.grid(alpha=0.3)
+    right.legend(fontsize=7, loc="best")
+    fig.suptitle("Candidate recipes, each fitted and judged on the same backtest folds")
     fig.tight_layout()
     return fig
 

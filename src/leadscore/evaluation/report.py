@@ -128,6 +128,13 @@ def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
     backtest = checks.get("backtest")
     if backtest and backtest.get("folds"):
         figures["over_time"] = plots.over_time_figure(pd.DataFrame(backtest["folds"]))
+        if backtest.get("leaderboard"):
+            figures["leaderboard"] = plots.leaderboard_figure(
+                pd.DataFrame(backtest["folds"]),
+                pd.DataFrame(backtest["leaderboard"]),
+                backtest.get("metric", "log_loss"),
+                backtest.get("tie_tolerance"),
+            )
     try:
         charts = {name: plots.to_svg(fig) for name, fig in figures.items()}
     finally:
@@ -242,7 +249,14 @@ def _backtest_rows(backtest: dict | None) -> dict | None:
         )
         row[record["scorer"]] = record
     defaults = {"learner": "lightgbm", "leaderboard": None, "metric": "log_loss"}
-    return {**defaults, **backtest, "rows": list(rows.values())}
+    out = {**defaults, **backtest, "rows": list(rows.values())}
+    # Runs logged before the variants name no chosen candidate nor scorers.
+    out.setdefault("chosen", out["learner"])
+    out.setdefault("scorers", list(dict.fromkeys(r["scorer"] for r in backtest["folds"])))
+    for row in out["rows"]:
+        for who in out["scorers"]:
+            row.setdefault(who, None)
+    return out
 
 
 def choose_open_leads(

@@ -28,6 +28,7 @@ from leadscore.io.uris import check_identifier, is_transient, redact_uri
 from leadscore.lifecycle.registry import CHAMPION, RegisteredModel, Registry
 from leadscore.modeling.estimator import hash_leads
 from leadscore.modeling.metrics import expected_calibration_error
+from leadscore.scoring.backtest import candidate_configs
 from leadscore.scoring.training import (
     MIN_CONVERSIONS,
     TrainingResult,
@@ -260,7 +261,7 @@ def judge_challenger(
         if theirs is not None and theirs == ours:
             return _refreshed(result, loaded.model, champion)
         if theirs is not None and _only_model_differs(theirs, ours):
-            return _judge_recipes(result, ModelConfig(**theirs["model"]), config, champion)
+            return _judge_recipes(result, theirs["model"], config, champion)
         champion_p = cohort_probabilities(loaded.model, result.data, crm, config, "test")
         unseen = unseen_rows(loaded.model, result.data.snapshots["test"], registry, champion)
     except Exception as exc:  # the champion cannot read this data: never promote blindly
@@ -335,17 +336,30 @@ def _refreshed(result: TrainingResult, champion_model: Any, champion: Registered
 
 def _judge_recipes(
     result: TrainingResult,
-    champion_model: ModelConfig,
+    champion_model: dict[str, Any],
     config: ProjectConfig,
     champion: RegisteredModel,
 ) -> Verdict:
     ours = result.backtest.predictions()
     y = ours["converted"].to_numpy(dtype=float)
-    theirs = recipe_backtest(result, champion_model, config).predictions()
+    # The champion's recipe may be one of this run's candidates: its fold predictions are
+    # already there (same folds, same features), else it is fitted on them now.
+    same = [
+        who
+        for who, settings in candidate_configs(config).items()
+        if who in ours
+        and settings.model_dump(mode="json", exclude={"num_threads", "params_file"})
+        == champion_model
+    ]
+    if same:
+        theirs_p = ours[same[0]].to_numpy(dtype=float)
+    else:
+        settings = ModelConfig(**champion_model)
+        theirs_p = recipe_backtest(result, settings, config).predictions()["model"].to_numpy(float)
     verdict = judge(
         y,
         ours[result.chosen_column].to_numpy(dtype=float),
-        theirs["model"].to_numpy(dtype=float),
+        theirs_p,
         config.promotion,
         champion.version,
     )

@@ -254,7 +254,8 @@ class Registry:
         """Log one training run, package and register the model as the challenger.
 
         `files` maps artifact paths (e.g. ``evaluation/test_cohort.parquet``) to their bytes;
-        `children` are nested runs (name, params, metrics), e.g. one per backtest fold.
+        `children` are nested runs (name, params, metrics): one per backtest candidate
+        (named "candidate ...") and one per fold.
         """
         experiment_id = self.experiment_id()
         mlflow = self._fluent()
@@ -265,8 +266,9 @@ class Registry:
                 mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
                 mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
                 for name, child_params, child_metrics in children or []:
-                    with mlflow.start_run(run_name=name, nested=True):
-                        mlflow.set_tags({**tags, "leadscore.kind": "backtest fold"})
+                    with mlflow.start_run(run_name=name, nested=True, experiment_id=experiment_id):
+                        kind = "candidate" if name.startswith("candidate") else "fold"
+                        mlflow.set_tags({**tags, "leadscore.kind": f"backtest {kind}"})
                         mlflow.log_params({k: str(v)[:6000] for k, v in child_params.items()})
                         mlflow.log_metrics(
                             {k: float(v) for k, v in child_metrics.items() if np.isfinite(v)}
@@ -329,6 +331,34 @@ class Registry:
                 client.log_table(run_id, frame, f"monitoring/{name}.json")
             client.set_terminated(run_id)
         return run_id
+
+    def log_tuning_run(
+        self,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        children: list[tuple[str, dict[str, Any], dict[str, float]]],
+        tables: dict[str, pd.DataFrame],
+        tags: dict[str, str],
+    ) -> str:
+        """One tracking run per search, with a nested run per trial; its id."""
+        experiment_id = self.experiment_id()
+        mlflow = self._fluent()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mlflow.start_run(experiment_id=experiment_id, run_name="tune") as run:
+                mlflow.set_tags(tags)
+                mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+                mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+                for name, child_params, child_metrics in children:
+                    with mlflow.start_run(run_name=name, nested=True, experiment_id=experiment_id):
+                        mlflow.set_tags({**tags, "leadscore.kind": "tuning trial"})
+                        mlflow.log_params({k: str(v)[:6000] for k, v in child_params.items()})
+                        mlflow.log_metrics(
+                            {k: float(v) for k, v in child_metrics.items() if np.isfinite(v)}
+                        )
+                for name, frame in tables.items():
+                    mlflow.log_table(frame, f"tables/{name}.json")
+        return run.info.run_id
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """The metrics a run logged (e.g. the champion's test metrics)."""

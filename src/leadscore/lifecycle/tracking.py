@@ -25,6 +25,7 @@ from leadscore.io.sources import load_ground_truth
 from leadscore.io.uris import redact_uri
 from leadscore.lifecycle.registry import RegisteredModel, Registry
 from leadscore.lifecycle.summaries import number
+from leadscore.scoring.backtest import candidate_configs
 from leadscore.scoring.training import TrainingResult
 from leadscore.synthetic import true_conversion_probability
 
@@ -62,6 +63,9 @@ def training_params(config: ProjectConfig, result: TrainingResult) -> dict[str, 
         "early_stopping_rounds": config.model.early_stopping_rounds,
         "trees": ",".join(map(str, model.iterations)),
         "learner": result.learner,
+        "candidate": _chosen(result),
+        "candidates": ",".join(config.backtest.candidates),
+        "backtest_metric": config.backtest.metric,
         "refit": result.refit,
         "trained_through": None
         if result.trained_through is None
@@ -105,6 +109,43 @@ def training_metrics(result: TrainingResult, oracle: float | None) -> dict[str, 
     return out
 
 
+def _chosen(result: TrainingResult) -> str:
+    """The chosen candidate's name (e.g. lightgbm_shallow)."""
+    if result.backtest is None:
+        return result.learner
+    return result.backtest.names[result.chosen_column]
+
+
+def candidate_runs(
+    result: TrainingResult, config: ProjectConfig
+) -> list[tuple[str, dict[str, Any], dict[str, float]]]:
+    """One child run per candidate recipe: its settings, its trees on each fold, and its
+    figures pooled and per fold (`fold_<k>_<metric>`)."""
+    backtest = result.backtest
+    if backtest is None:
+        return []
+    settings = candidate_configs(config)
+    runs = []
+    for who in backtest.candidates:
+        model = settings[who]
+        params: dict[str, Any] = {
+            "candidate": backtest.names[who],
+            "learner": model.learner,
+            "chosen": who == result.chosen_column,
+            "monotone": ",".join(f"{k}:{v}" for k, v in model.monotone.items())[:500],
+            **{f"lgbm_{k}": v for k, v in model.params.items()},
+        }
+        for fold in backtest.folds:
+            params[f"fold_{fold.fold.number}_trees"] = ",".join(map(str, fold.trees.get(who, [])))
+        metrics = {f"pooled_{k}": float(v) for k, v in backtest.pooled[who].items()}
+        for fold in backtest.folds:
+            metrics.update(
+                {f"fold_{fold.fold.number}_{k}": float(v) for k, v in fold.metrics[who].items()}
+            )
+        runs.append((f"candidate {backtest.names[who]}", params, metrics))
+    return runs
+
+
 def fold_runs(result: TrainingResult) -> list[tuple[str, dict[str, Any], dict[str, float]]]:
     """One child run per backtest fold: its windows, trees and metrics per scorer."""
     runs = []
@@ -115,11 +156,15 @@ def fold_runs(result: TrainingResult) -> list[tuple[str, dict[str, Any], dict[st
             "fit_end": None if fold.fold.fit_end is None else str(fold.fold.fit_end.date()),
             "fit_rows": int(fold.fold.fit.sum()),
             "trees": ",".join(map(str, fold.iterations)),
+            **{
+                f"trees_{result.backtest.names[who]}": ",".join(map(str, trees))
+                for who, trees in fold.trees.items()
+            },
             "calibration_method": fold.calibration,
             "baseline_c": fold.baseline.c,
         }
         metrics = {
-            f"{who}_{name}": float(value)
+            f"{result.backtest.names[who]}_{name}": float(value)
             for who, m in fold.metrics.items()
             for name, value in m.items()
         }
@@ -175,7 +220,10 @@ def backtest_payload(result: TrainingResult) -> dict[str, Any] | None:
         else str(result.outcomes_through.date()),
         "trees": ",".join(map(str, result.model.iterations)),
         "learner": result.learner,
+        "chosen": _chosen(result),
+        "scorers": [result.backtest.names[w] for w in result.backtest.scorers],
         "metric": result.metric,
+        "tie_tolerance": result.tie_tolerance,
         "leaderboard": None
         if result.leaderboard is None
         else [
@@ -262,6 +310,18 @@ def log_and_register(
         ),
         "feature_importance": plots.importance_figure(result.model.feature_importance()),
         "over_time": plots.over_time_figure(result.backtest.table()),
+        **(
+            {
+                "leaderboard": plots.leaderboard_figure(
+                    result.backtest.table(),
+                    result.leaderboard,
+                    result.metric,
+                    config.backtest.tie_tolerance,
+                )
+            }
+            if result.leaderboard is not None
+            else {}
+        ),
         "gains": plots.gains_figure(c.curves),
         "lift": plots.lift_figure(c.gains),
     }
@@ -298,7 +358,7 @@ def log_and_register(
             tables,
             tags={"leadscore.kind": "training", "leadscore.horizon_days": str(config.horizon_days)},
             files=files,
-            children=fold_runs(result),
+            children=[*candidate_runs(result, config), *fold_runs(result)],
         )
     finally:
         for fig in figures.values():

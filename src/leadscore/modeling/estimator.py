@@ -202,19 +202,23 @@ class LeadScoringModel:
         recent: np.ndarray,
         groups: int = 2,
         drift_bins: int = 10,
+        x: pd.DataFrame | None = None,
     ) -> LeadScoringModel:
         """Fit on every row of `rows`: cross-fitted members, calibrated on the recent period.
 
         `stopping` and `recent` are boolean masks over `rows`: the window each member stops
         boosting on (its own group's rows there) and the newest period the calibrator is
         fitted on (each row scored by the member that did not learn from it). The drift
-        reference is the distribution of the inputs over all the rows.
+        reference is the distribution of the inputs over all the rows. `x`: `rows` already
+        transformed by `features`, fitted on exactly these rows (the candidates of one
+        backtest fold share one feature fit and transform).
         """
         y = np.asarray(y, dtype=float)
         stopping, recent = np.asarray(stopping, bool), np.asarray(recent, bool)
         group = lead_groups(lead_ids, groups)
-        self.features.fit(rows)
-        x = self.features.transform(rows)
+        if x is None:
+            self.features.fit(rows)
+            x = self.features.transform(rows)
         out_of_fold = np.full(len(rows), np.nan)
 
         fit = self._linear if self.config.learner == "logistic" else self._boost
@@ -262,6 +266,13 @@ class LeadScoringModel:
             "verbose": -1,
             **self.config.params,
         }
+        if self.config.monotone:
+            # Constraints on numeric columns only (LightGBM ignores them on categoricals); a
+            # feature this fold's model does not have is simply unconstrained.
+            params["monotone_constraints"] = [
+                self.config.monotone.get(c, 0) if c not in self.features.categories_ else 0
+                for c in x_train.columns
+            ]
         booster = lgb.LGBMClassifier(**params)
         report, total = reporter(), self.config.max_trees
 

@@ -6,7 +6,7 @@ Plain functions over loaded data: no MLflow and no Prefect here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,7 +31,7 @@ from leadscore.data.snapshots import (
     plan_splits,
     snapshot_dates,
 )
-from leadscore.errors import DataError, ModelError
+from leadscore.errors import ConfigError, DataError, ModelError
 from leadscore.io.sources import CRMData
 from leadscore.modeling.diagnostics import Baseline, Shift, shift_check
 from leadscore.modeling.estimator import LeadScoringModel, hash_leads
@@ -40,6 +40,7 @@ from leadscore.scoring.backtest import (
     Backtest,
     Examples,
     Fold,
+    candidate_configs,
     fit_recipe,
     flat_folds,
     flat_refit,
@@ -161,8 +162,9 @@ class TrainingResult:
     leaderboard: pd.DataFrame | None = None
     #: The backtest predictions' column of the chosen recipe ("model": the project's).
     chosen_column: str = "model"
-    #: The pooled backtest metric that chose it.
+    #: The pooled backtest metric that chose it, and the difference that was a tie.
     metric: str = "log_loss"
+    tie_tolerance: float = 0.0005
 
 
 def _require_both_outcomes(split: str, snap: pd.DataFrame, where: str) -> None:
@@ -362,6 +364,7 @@ def recipe(config: ProjectConfig) -> dict[str, Any]:
     out["snapshots"].pop("sample_leads", None)
     out["backtest"] = {"groups": out["backtest"]["groups"]}
     out["model"].pop("num_threads", None)  # how fast, not what
+    out["model"].pop("params_file", None)  # where the params came from: they are in params
     out["attributes"] = dumped["source"]["attributes"]
     out["leakage"] = dumped["leakage"]
     return out
@@ -402,6 +405,26 @@ def _fold_guard(
     )
 
 
+def fold_builders(
+    data: TrainingSet, config: ProjectConfig, crm: CRMData | None = None
+) -> tuple[list[Finding], Callable[[Fold], FeatureBuilder]]:
+    """The leakage guard's findings on the newest fold, and each fold's unfitted feature
+    builder: the newest fold and the refit leave out what those findings exclude; an older
+    fold also what the guard finds on its own rows (run once per fold)."""
+    findings = leakage_findings(data, config, crm)
+    dropped = excluded(findings)
+    own: dict[int, set[str]] = {}
+
+    def make_builder(fold: Fold) -> FeatureBuilder:
+        if fold.number <= 1:
+            return _builder(config, data, dropped)
+        if fold.number not in own:
+            own[fold.number] = excluded(_fold_guard(data, fold, config, crm))
+        return _builder(config, data, dropped | own[fold.number])
+
+    return findings, make_builder
+
+
 def backtest_folds(data: TrainingSet, config: ProjectConfig) -> tuple[list[Fold], list[str], Fold]:
     """The backtest's folds (newest first: the split itself), the folds left out (in
     words), and the refit's windows."""
@@ -433,25 +456,15 @@ def train(
     conversions.
     """
     progress = reporter()
-    findings = leakage_findings(data, config, crm)
-    dropped = excluded(findings)
+    findings, make_builder = fold_builders(data, config, crm)
     folds, notes, refit = backtest_folds(data, config)
-
-    def make_builder(fold: Fold) -> FeatureBuilder:
-        if fold.number <= 1:
-            return _builder(config, data, dropped)
-        return _builder(config, data, dropped | excluded(_fold_guard(data, fold, config, crm)))
-
-    candidates = "logistic" in config.backtest.candidates
-    backtest, fold_models, linears = run_backtest(
-        data.examples, folds, make_builder, config, notes, candidates
-    )
+    check_monotone(config, make_builder(folds[0]))
+    backtest, models = run_backtest(data.examples, folds, make_builder, config, notes)
     newest = backtest.newest
-    learner = choose_learner(backtest, config)
-    column = "baseline" if learner == "logistic" and config.model.learner != "logistic" else "model"
-    chosen = config.model.model_copy(update={"learner": learner})
-    if column == "baseline":
-        fold_models = linears
+    column = choose_candidate(backtest, config)
+    chosen = candidate_configs(config)[column]
+    learner = chosen.learner
+    fold_models = models[column]
     if config.backtest.refit:
         progress("refit", 0, 1)
         model = fit_recipe(data.examples, refit, make_builder(refit), config, chosen)
@@ -511,23 +524,38 @@ def train(
         if trained_through is None
         else min(trained_through + pd.Timedelta(days=config.horizon_days), data.plan.data_end),
         learner,
-        backtest.leaderboard(learner) if candidates else None,
+        backtest.leaderboard(column) if len(backtest.candidates) > 1 else None,
         column,
         config.backtest.metric,
+        config.backtest.tie_tolerance,
     )
 
 
-def choose_learner(backtest: Backtest, config: ProjectConfig) -> str:
-    """The candidate with the better pooled backtest metric; a tie goes to the simpler
-    (logistic). With one candidate, that one."""
-    bt = config.backtest
-    if config.model.learner == "logistic" or "logistic" not in bt.candidates:
-        return config.model.learner
-    if "project" not in bt.candidates:
-        return "logistic"
-    trees, linear = backtest.pooled["model"][bt.metric], backtest.pooled["baseline"][bt.metric]
-    gain = (linear - trees) if bt.metric == "log_loss" else (trees - linear)
-    return "lightgbm" if gain > bt.tie_tolerance else "logistic"
+def choose_candidate(backtest: Backtest, config: ProjectConfig) -> str:
+    """The competing candidate (its column) with the best pooled backtest metric; one
+    within `tie_tolerance` of the best that is simpler wins instead (the candidates are
+    in order of simplicity)."""
+    metric, sign = config.backtest.metric, (1 if config.backtest.metric == "log_loss" else -1)
+    loss = {who: sign * backtest.pooled[who][metric] for who in backtest.candidates}
+    best = min(loss.values())
+    return next(w for w in backtest.candidates if loss[w] <= best + config.backtest.tie_tolerance)
+
+
+def check_monotone(config: ProjectConfig, builder: FeatureBuilder) -> None:
+    """Every feature `backtest.monotone` (or `model.monotone`) names is a numeric feature of
+    the model; else a clear error naming the ones there are."""
+    wanted = {**config.backtest.monotone, **config.model.monotone}
+    if not wanted:
+        return
+    numeric = [*builder.numeric, *builder.behaviour.columns()]
+    unknown = sorted(set(wanted) - set(numeric))
+    if unknown:
+        shown = ", ".join(numeric[:12]) + (", ..." if len(numeric) > 12 else "")
+        raise ConfigError(
+            f"monotone constraints name {', '.join(unknown)}, which the model does not have "
+            f"as a numeric feature",
+            f"use numeric feature names, e.g. {shown}",
+        )
 
 
 def lead_hashes(lead_ids: np.ndarray) -> np.ndarray:
@@ -550,8 +578,8 @@ def recipe_backtest(
         return replace(fitted, categories_={}, feature_names_=[])
 
     folds = [r.fold for r in result.backtest.folds]
-    backtest, _, _ = run_backtest(
-        result.data.examples, folds, make_builder, other, candidates=False
+    backtest, _ = run_backtest(
+        result.data.examples, folds, make_builder, other, candidates=("project",)
     )
     return backtest
 
