@@ -10,6 +10,8 @@ would win.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,6 +23,7 @@ from leadscore.io.sources import CRMData
 from leadscore.lifecycle import promotion
 from leadscore.lifecycle.registry import Champion, RegisteredModel, Registry
 from leadscore.scoring import training
+from leadscore.scoring.backtest import candidate_configs
 from leadscore.synthetic import generate_crm
 
 CUT = pd.Timestamp("2026-06-15")
@@ -111,3 +114,31 @@ def test_the_same_recipe_on_newer_data_is_a_refresh(runs, monkeypatch) -> None:
     assert verdict.promote and verdict.action == "refreshed"
     assert str(challenger.trained_through.date()) in verdict.reason
     assert str(older.trained_through.date()) in verdict.reason
+
+
+def test_a_champion_recipe_that_lost_this_runs_backtest_is_replaced(runs, monkeypatch) -> None:
+    """The champion's recipe is one of this run's candidates (another one was chosen): its
+    fold predictions are already there, no recipe is refitted, and the challenger, which
+    won that contest on the same folds, is promoted even without the AUC margin."""
+    crm, _, challenger = runs
+    config = config_from_dict({"backtest": {"folds": 1}}, environ={})
+    settings = candidate_configs(config)
+    other = next(w for w in challenger.backtest.candidates if w != challenger.chosen_column)
+    recipe = copy.deepcopy(challenger.model.recipe_)
+    recipe["model"] = settings[other].model_dump(
+        mode="json", exclude={"num_threads", "params_file"}
+    )
+    champion = copy.copy(challenger.model)
+    champion.recipe_ = recipe
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("the champion's recipe was refitted")
+
+    monkeypatch.setattr(promotion, "recipe_backtest", no_refit)
+    verdict = _judge(crm, None, challenger, champion, monkeypatch, backtest={"folds": 1})
+    assert verdict.promote and verdict.action == "promoted"
+    gain = verdict.challenger_auc - verdict.champion_auc
+    if gain < config.promotion.min_auc_gain:
+        assert "was a candidate of this run" in verdict.reason
+    pooled = challenger.backtest.predictions()
+    assert verdict.cohort_rows == len(pooled)

@@ -498,7 +498,7 @@ class ScaleConfig(_Section):
     )
     dask: str | None = Field(
         None,
-        description='run the scoring partitions and the backtest folds of training on Dask: '
+        description="run the scoring partitions and the backtest folds of training on Dask: "
         '"local" (a LocalCluster) or a scheduler address such as tcp://10.0.0.5:8786',
     )
     staging_dir: str = Field(

@@ -244,8 +244,10 @@ def judge_challenger(
     - The same recipe as the champion's: the challenger is the champion's recipe refit on
       newer data ("refreshed"), promoted without a contest (its backtest is the run's).
     - A recipe that differs only in the model's settings: the champion's recipe is fitted
-      on this run's backtest folds, and both recipes are judged on the same test rows,
-      pooled over the folds.
+      on this run's backtest folds (or, when it is one of this run's candidates, its fold
+      predictions are taken), and both recipes are judged on the same test rows, pooled
+      over the folds. A champion recipe that was a candidate and lost the backtest is
+      replaced even without the AUC margin: keeping it would keep older data.
     - Otherwise (other features, or a champion from before recipes were recorded): both
       models are judged on the newest fold's rows the champion never learned from (dated
       after its newest learned snapshot; for a flat export, leads it did not learn from).
@@ -363,6 +365,20 @@ def _judge_recipes(
         config.promotion,
         champion.version,
     )
+    if same and not verdict.promote:
+        # The champion's recipe competed in this run's backtest and was not chosen: keeping
+        # it would keep a model fitted on older data for a recipe that did not win.
+        names, pooled = result.backtest.names, result.backtest.pooled
+        metric = result.metric
+        reason = (
+            f"the champion's recipe ({names[same[0]]}) was a candidate of this run and the "
+            f"backtest chose {names[result.chosen_column]}: pooled {metric.replace('_', ' ')} "
+            f"{pooled[result.chosen_column][metric]:.4f} vs {pooled[same[0]][metric]:.4f} "
+            f"(a difference within {result.tie_tolerance} goes to the simpler); "
+            f"ROC-AUC {verdict.challenger_auc:.4f} vs {verdict.champion_auc:.4f}"
+        )
+        verdict = Verdict(**{**asdict(verdict), "promote": True, "action": "promoted",
+                             "reason": reason})  # fmt: skip
     note = (
         f" (both recipes fitted on the same {len(result.backtest.folds)} backtest fold(s) "
         "and judged on their test rows, pooled)"
