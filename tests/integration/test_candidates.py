@@ -72,6 +72,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, prefect_home: str) -> Path
             },
         },
         "split": {"method": "order", "order_column": "Lead Number", "test_share": 0.15},
+        "backtest": {"candidates": ["project", "shallow", "monotone", "logistic"]},
         "rules": "rules.yaml",
         "publish": {"uri": "sqlite:///scores.db"},
         "report": {"bootstrap_samples": 100},

@@ -36,8 +36,9 @@ def _config(**backtest):
 
 def test_candidate_settings_follow_fixed_rules_on_the_projects_own() -> None:
     config = config_from_dict({}, environ={})
-    settings = candidate_configs(config)
-    assert list(settings) == ["model", "baseline", "shallow"]  # no monotone without constraints
+    assert list(candidate_configs(config)) == ["model", "baseline"]  # monotone: no constraints
+    settings = candidate_configs(config, ["project", "shallow", "logistic"])
+    assert list(settings) == ["model", "baseline", "shallow"]
     assert settings["model"] == config.model and settings["baseline"].learner == "logistic"
     project, shallow = config.model.params, settings["shallow"].params
     assert shallow["num_leaves"] == 3 < project["num_leaves"]
@@ -51,7 +52,10 @@ def test_candidate_settings_follow_fixed_rules_on_the_projects_own() -> None:
     assert candidate_configs(constrained)["model"].monotone == {}  # the project's stay free
     # A logistic project is its own logistic candidate.
     linear = config_from_dict({"model": {"learner": "logistic"}}, environ={})
-    assert list(candidate_configs(linear)) == ["model", "shallow"]
+    assert list(candidate_configs(linear, ["project", "shallow", "logistic"])) == [
+        "model",
+        "shallow",
+    ]
     only = config_from_dict({"backtest": {"candidates": ["project"]}}, environ={})
     assert list(candidate_configs(only)) == ["model"]
 
@@ -139,7 +143,7 @@ def test_the_monotone_candidate_never_lowers_the_odds_as_a_constrained_feature_g
 
 def test_every_candidate_is_fitted_and_judged_on_the_same_folds_with_intervals() -> None:
     examples = _examples()
-    config = _config()
+    config = _config(candidates=["project", "shallow", "logistic"])
     as_of = examples.snapshots["as_of"]
     folds, notes = time_folds(as_of, examples.labels, config, as_of.max())
     assert len(folds) == 2, notes
