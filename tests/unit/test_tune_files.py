@@ -65,10 +65,12 @@ def test_the_winner_is_written_and_read_back(tmp_path: Path) -> None:
 
 
 def test_a_project_that_cannot_read_the_winner_back_is_restored(tmp_path: Path) -> None:
+    """A second `model:` key wins in YAML, so the line added under the first is never read:
+    both files are written, the check fails, and both are put back."""
     project = tmp_path / "leadscore.yaml"
-    original = "model: {max_trees: 300}\n"
+    original = "model:\n  max_trees: 300\nhorizon_days: 60\nmodel:\n  max_trees: 200\n"
     project.write_text(original)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="does not read the tuned parameters back"):
         write_winner(project, load_config(project), {"num_leaves": 15})
     assert project.read_text() == original
     assert not (tmp_path / "tuned-params.yaml").exists()
