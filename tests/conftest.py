@@ -434,6 +434,24 @@ def write_flat_export(folder: Path, leads: int = 3000, seed: int = 1) -> Path:
     return folder / "export.csv"
 
 
+def flat_source(categorical: list[str], numeric: list[str], signed: list[str]) -> dict:
+    """The `source` section of a one-table export `data/export.csv` (ids in "Lead Id", the
+    label in "Converted") with these attribute columns and no title or e-mail."""
+    return {
+        "uri": "data",
+        "tables": {"leads": "export", "activities": None, "outcomes": None},
+        "columns": {"lead_id": "Lead Id", "created_at": None, "converted_at": None},
+        "label": {"column": "Converted"},
+        "attributes": {
+            "categorical": categorical,
+            "numeric": numeric,
+            "signed": signed,
+            "job_title": None,
+            "email": None,
+        },
+    }
+
+
 FLAT_CONFIG = {
     "source": {
         "uri": "data",

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import flat_source
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -58,19 +59,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, prefect_home: str) -> Path
     folder = tmp_path_factory.mktemp("candidates")
     frame = _export(folder)
     config = {
-        "source": {
-            "uri": "data",
-            "tables": {"leads": "export", "activities": None, "outcomes": None},
-            "columns": {"lead_id": "Lead Id", "created_at": None, "converted_at": None},
-            "label": {"column": "Converted"},
-            "attributes": {
-                "categorical": ["Industry"],
-                "numeric": ["Engagement", "Visits"],
-                "signed": ["Engagement"],
-                "job_title": None,
-                "email": None,
-            },
-        },
+        "source": flat_source(["Industry"], ["Engagement", "Visits"], ["Engagement"]),
         "split": {"method": "order", "order_column": "Lead Number", "test_share": 0.15},
         "backtest": {"candidates": ["project", "shallow", "monotone", "logistic"]},
         "rules": "rules.yaml",

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import flat_source
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -47,19 +48,7 @@ def _project(folder: Path, seed: int = 5) -> Path:
     (folder / "data").mkdir(parents=True)
     frame.to_csv(folder / "data" / "export.csv", index=False)
     config = {
-        "source": {
-            "uri": "data",
-            "tables": {"leads": "export", "activities": None, "outcomes": None},
-            "columns": {"lead_id": "Lead Id", "created_at": None, "converted_at": None},
-            "label": {"column": "Converted"},
-            "attributes": {
-                "categorical": ["Industry"],
-                "numeric": ["Fit", "Visits"],
-                "signed": ["Fit"],
-                "job_title": None,
-                "email": None,
-            },
-        },
+        "source": flat_source(["Industry"], ["Fit", "Visits"], ["Fit"]),
         "split": {"method": "order", "order_column": "Lead Number", "test_share": 0.15},
         "model": {
             "max_trees": 150,
