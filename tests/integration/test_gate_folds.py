@@ -1,11 +1,14 @@
 """The gate never judges a model on rows it learned from.
 
 The champion is trained on a history cut two weeks earlier, the challenger on the whole
-history. The champion's recipe differs in its features, so the gate cannot rerun it on the
-challenger's folds: it judges both on the newest fold's rows dated after the champion's
-newest learned snapshot. A sentinel makes the champion perfect on every row it learned from
-and uninformative on the others: if a single learned row reached the verdict, the champion
+history. A sentinel makes the champion perfect on every row it learned from and
+uninformative on the others: if a single learned row reached the verdict, the champion
 would win.
+
+- The champion's recipe differs in its split (its folds are not the challenger's), so the
+  gate judges both on the newest fold's rows dated after its newest learned snapshot.
+- The champion's recipe differs in its features: the gate reruns that recipe on the
+  challenger's folds, so the champion's model (the sentinel) never reaches the verdict.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ from leadscore.scoring.backtest import candidate_configs
 from leadscore.synthetic import generate_crm
 
 CUT = pd.Timestamp("2026-06-15")
+#: A recipe whose folds differ from the default's (a longer calibration window).
+OTHER_SPLIT = {"split": {"calibration_days": 120}}
+#: A recipe with other behaviour features (windows) on the same folds.
+OTHER_FEATURES = {"features": {"windows_days": [14, 60]}}
 
 
 def _until(crm: CRMData, cut: pd.Timestamp) -> CRMData:
@@ -48,7 +55,7 @@ def _train(crm: CRMData, overrides: dict) -> training.TrainingResult:
 def runs():
     generated = generate_crm(4000, seed=21, end="2026-06-30")
     crm = CRMData(generated.leads, generated.activities, generated.outcomes.dropna(), "g")
-    champion = _train(_until(crm, CUT), {"features": {"windows_days": [14, 60]}})
+    champion = _train(_until(crm, CUT), OTHER_SPLIT)
     challenger = _train(crm, {})
     return crm, champion, challenger
 
@@ -98,7 +105,7 @@ def test_the_champion_is_judged_only_on_rows_it_never_learned_from(runs, monkeyp
 def test_no_fair_comparison_without_unseen_rows_keeps_the_champion(runs, monkeypatch) -> None:
     """The same history: the champion learned from every row of the newest fold."""
     crm, _, challenger = runs
-    champion = _train(crm, {"features": {"windows_days": [14, 60]}})
+    champion = _train(crm, OTHER_SPLIT)
     sentinel = _Sentinel(champion.model, challenger.data.snapshots["test"])
     verdict = _judge(crm, champion, challenger, sentinel, monkeypatch)
     assert verdict.action == "kept" and "cannot be compared fairly" in verdict.reason
@@ -142,3 +149,85 @@ def test_a_champion_recipe_that_lost_this_runs_backtest_is_replaced(runs, monkey
         assert "was a candidate of this run" in verdict.reason
     pooled = challenger.backtest.predictions()
     assert verdict.cohort_rows == len(pooled)
+
+
+def test_a_champion_of_other_features_is_rerun_on_the_same_folds(runs, monkeypatch) -> None:
+    """Its recipe is fitted on the challenger's folds with its own features: the verdict
+    holds every pooled test row, and the sentinel model (perfect on rows it learned from)
+    never reaches it."""
+    crm, _, challenger = runs
+    champion = _train(_until(crm, CUT), OTHER_FEATURES)
+    seen: list[list[str]] = []
+    run_backtest = training.run_backtest
+
+    def recording(examples, *args, **kwargs):
+        seen.append(list(examples.rows.columns))
+        return run_backtest(examples, *args, **kwargs)
+
+    monkeypatch.setattr(training, "run_backtest", recording)
+    sentinel = _Sentinel(champion.model, challenger.data.snapshots["test"])
+    verdict = _judge(crm, champion, challenger, sentinel, monkeypatch, backtest={"folds": 1})
+    assert "on its own features" in verdict.reason
+    assert verdict.cohort_rows == len(challenger.backtest.predictions())
+    # The rerun read the champion's windows, not the challenger's.
+    assert len(seen) == 1
+    assert any(c.endswith("_14d") for c in seen[0]) and not any(c.endswith("_7d") for c in seen[0])
+    assert 0.6 < verdict.champion_auc < 0.95  # a real recipe, not the sentinel's 1.0
+
+
+def test_a_flat_export_champion_of_other_attributes_is_rerun(tmp_path, monkeypatch) -> None:
+    """A flat export: the champion learned from every labelled lead of this export, so no
+    row is unseen; its recipe (without Country) is rerun on the challenger's folds instead,
+    and the champion's model itself never scores a row of the verdict."""
+    import yaml
+    from conftest import FLAT_CONFIG, FLAT_RULES, write_flat_export
+
+    from leadscore.config import load_config
+    from leadscore.io.sources import load_crm
+
+    write_flat_export(tmp_path / "data", leads=3000)
+    (tmp_path / "rules.yaml").write_text(FLAT_RULES)
+
+    def project(name: str, categorical: list[str]):
+        raw = copy.deepcopy(FLAT_CONFIG)
+        raw["source"]["attributes"]["categorical"] = categorical
+        raw["backtest"] = {"folds": 2}
+        (tmp_path / name).write_text(yaml.safe_dump(raw))
+        return load_config(tmp_path / name)
+
+    ours = project("ours.yaml", ["Industry", "Country", "Lead Source", "Sales Status"])
+    theirs = project("theirs.yaml", ["Industry", "Lead Source", "Sales Status"])
+    crm = load_crm(ours)
+    rules = load_rules(ours.rules_path)
+
+    def fit(config):
+        return training.train(training.build_training_set(crm, config, rules), config, crm)
+
+    challenger, champion = fit(ours), fit(theirs)
+
+    class _Untouchable:
+        recipe_ = champion.model.recipe_
+        fitted_leads_ = champion.model.fitted_leads_
+        features = champion.model.features
+
+        def predict_proba(self, rows):
+            raise AssertionError("the champion's model scored a row it learned from")
+
+    registry = Registry("sqlite:///unused.db", "unused", "leadscore-conversion")
+    entry = RegisteredModel("leadscore-conversion", "1", "run", ("champion",))
+    monkeypatch.setattr(registry, "load", lambda e: Champion(e, None, _Untouchable()))
+    seen: list[list[str]] = []
+    run_backtest = training.run_backtest
+
+    def recording(examples, *args, **kwargs):
+        seen.append(list(examples.rows.columns))
+        return run_backtest(examples, *args, **kwargs)
+
+    monkeypatch.setattr(training, "run_backtest", recording)
+    verdict = promotion.judge_challenger(challenger, crm, ours, registry, entry)
+    assert "on its own features" in verdict.reason, verdict.reason
+    assert verdict.cohort_rows == len(challenger.backtest.predictions())
+    assert len(challenger.backtest.folds) == 2
+    assert seen and "Country" not in seen[0] and "Industry" in seen[0]
+    # "Sales Status" is a leak in this export: the champion's own guard excluded it again.
+    assert 0.6 < verdict.champion_auc < 0.97

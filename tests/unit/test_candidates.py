@@ -19,7 +19,13 @@ from leadscore.scoring.backtest import (
     time_folds,
     time_refit,
 )
-from leadscore.scoring.training import check_monotone, choose_candidate
+from leadscore.scoring.training import (
+    check_monotone,
+    choose_candidate,
+    recipe,
+    recipe_config,
+    same_folds,
+)
 
 
 def _config(**backtest):
@@ -167,3 +173,27 @@ def test_every_candidate_is_fitted_and_judged_on_the_same_folds_with_intervals()
     board = backtest.leaderboard("shallow")
     assert list(board["candidate"]) == ["logistic", "lightgbm_shallow", "lightgbm"]
     assert board.set_index("candidate").loc["lightgbm_shallow", "chosen"]
+
+
+def test_a_stored_recipe_makes_the_project_it_came_from() -> None:
+    """What the gate reruns a champion with: the stored recipe read back into a project file
+    is the same recipe, and only the sections that cut the examples decide the folds."""
+    ours = config_from_dict({}, environ={})
+    theirs = config_from_dict(
+        {
+            "features": {"windows_days": [14, 60]},
+            "model": {"learner": "logistic", "params": {"num_leaves": 7}},
+            "source": {"attributes": {"numeric": ["employees"], "categorical": ["industry"]}},
+            "leakage": {"enabled": False},
+            "backtest": {"groups": 3},
+        },
+        environ={},
+    )
+    stored = recipe(theirs)
+    rebuilt = recipe_config(ours, stored)
+    assert recipe(rebuilt) == stored
+    assert rebuilt.mlflow == ours.mlflow and rebuilt.source.tables == ours.source.tables
+    assert same_folds(stored, recipe(ours))
+    other_split = recipe(config_from_dict({"split": {"calibration_days": 120}}, environ={}))
+    assert not same_folds(other_split, recipe(ours))
+    assert not same_folds(stored, None)

@@ -33,7 +33,9 @@ from leadscore.scoring.training import (
     MIN_CONVERSIONS,
     TrainingResult,
     cohort_probabilities,
+    other_recipe_backtest,
     recipe_backtest,
+    same_folds,
 )
 
 #: Actions that made a version the champion (a rollback undoes the last of them).
@@ -248,9 +250,14 @@ def judge_challenger(
       predictions are taken), and both recipes are judged on the same test rows, pooled
       over the folds. A champion recipe that was a candidate and lost the backtest is
       replaced even without the AUC margin: keeping it would keep older data.
-    - Otherwise (other features, or a champion from before recipes were recorded): both
-      models are judged on the newest fold's rows the champion never learned from (dated
-      after its newest learned snapshot; for a flat export, leads it did not learn from).
+    - A recipe of other features (or attribute mapping, leakage settings), drawing the
+      same examples and folds: the champion's recipe is rerun on this run's folds, its rows
+      rebuilt with its own features and its own leakage guard per fold, and both recipes
+      are judged on the same pooled test rows.
+    - Otherwise (another horizon, snapshot schedule or split, or a champion from before
+      recipes were recorded): both models are judged on the newest fold's rows the
+      champion never learned from (dated after its newest learned snapshot; for a flat
+      export, leads it did not learn from).
     """
     y = result.data.labels("test")
     challenger_p = result.test_scores["conversion_probability"].to_numpy(dtype=float)
@@ -263,7 +270,9 @@ def judge_challenger(
         if theirs is not None and theirs == ours:
             return _refreshed(result, loaded.model, champion)
         if theirs is not None and _only_model_differs(theirs, ours):
-            return _judge_recipes(result, theirs["model"], config, champion)
+            return _judge_recipes(result, theirs, config, champion)
+        if theirs is not None and set(theirs) == set(ours or {}) and same_folds(theirs, ours):
+            return _judge_recipes(result, theirs, config, champion, crm)
         champion_p = cohort_probabilities(loaded.model, result.data, crm, config, "test")
         unseen = unseen_rows(loaded.model, result.data.snapshots["test"], registry, champion)
     except Exception as exc:  # the champion cannot read this data: never promote blindly
@@ -338,23 +347,31 @@ def _refreshed(result: TrainingResult, champion_model: Any, champion: Registered
 
 def _judge_recipes(
     result: TrainingResult,
-    champion_model: dict[str, Any],
+    theirs: dict[str, Any],
     config: ProjectConfig,
     champion: RegisteredModel,
+    crm: CRMData | None = None,
 ) -> Verdict:
+    """Both recipes on this run's folds, judged on the same pooled test rows. `crm` is
+    given when the champion's recipe reads other features: its rows are rebuilt."""
     ours = result.backtest.predictions()
     y = ours["converted"].to_numpy(dtype=float)
+    champion_model = theirs["model"]
     # The champion's recipe may be one of this run's candidates: its fold predictions are
     # already there (same folds, same features), else it is fitted on them now.
     same = [
         who
         for who, settings in candidate_configs(config).items()
-        if who in ours
+        if crm is None
+        and who in ours
         and settings.model_dump(mode="json", exclude={"num_threads", "params_file"})
         == champion_model
     ]
     if same:
         theirs_p = ours[same[0]].to_numpy(dtype=float)
+    elif crm is not None:
+        rerun = other_recipe_backtest(result, theirs, config, crm)
+        theirs_p = rerun.predictions()["model"].to_numpy(float)
     else:
         settings = ModelConfig(**champion_model)
         theirs_p = recipe_backtest(result, settings, config).predictions()["model"].to_numpy(float)
@@ -379,9 +396,10 @@ def _judge_recipes(
         )
         verdict = Verdict(**{**asdict(verdict), "promote": True, "action": "promoted",
                              "reason": reason})  # fmt: skip
+    own = ", the champion's on its own features," if crm is not None else ""
     note = (
-        f" (both recipes fitted on the same {len(result.backtest.folds)} backtest fold(s) "
-        "and judged on their test rows, pooled)"
+        f" (both recipes fitted on the same {len(result.backtest.folds)} backtest fold(s)"
+        f"{own} and judged on their test rows, pooled)"
     )
     return Verdict(**{**asdict(verdict), "reason": verdict.reason + note})
 

@@ -584,6 +584,84 @@ def recipe_backtest(
     return backtest
 
 
+#: The recipe sections that decide which examples there are and how the folds cut them: a
+#: recipe that agrees with this run's on these can be fitted on this run's folds.
+FOLD_SECTIONS = ("horizon_days", "snapshots", "split")
+
+
+def same_folds(theirs: dict[str, Any], ours: dict[str, Any] | None) -> bool:
+    """Whether another recipe draws the same examples and folds as this run's."""
+    return ours is not None and all(theirs.get(k) == ours.get(k) for k in FOLD_SECTIONS)
+
+
+def recipe_config(config: ProjectConfig, other: dict[str, Any]) -> ProjectConfig:
+    """This project file with another recipe's model, features, attribute mapping, leakage
+    settings and cross-fit groups (what a stored recipe says about how a model was made)."""
+    source = config.source.model_copy(
+        update={"attributes": type(config.source.attributes)(**other["attributes"])}
+    )
+    backtest = config.backtest.model_copy(update={"groups": other["backtest"]["groups"]})
+    return config.model_copy(
+        update={
+            "source": source,
+            "features": type(config.features)(**other["features"]),
+            "model": ModelConfig(**other["model"]),
+            "leakage": type(config.leakage)(**other["leakage"]),
+            "backtest": backtest,
+        }
+    )
+
+
+def recipe_examples(data: TrainingSet, crm: CRMData, config: ProjectConfig) -> TrainingSet:
+    """This run's examples (the same leads, snapshot dates, labels, rule results and splits)
+    with the rows another recipe reads: its attribute columns and its behaviour features,
+    chosen on what was known when the training cohort ended, as `build_training_set` does."""
+    if data.plan.method == "time":
+        train_end = max(data.plan.dates["train"])
+        known = crm.activities[crm.activities["occurred_at"] < train_end]
+        spec = behaviour_spec(known, config.features)
+    else:
+        spec = BehaviourSpec.none()
+    activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
+    columns = _attribute_columns(config)
+    missing = [c for c in dict.fromkeys(columns) if c not in crm.leads.columns]
+    if missing:
+        raise DataError(
+            f"the recipe maps lead column(s) {', '.join(missing)}, which the source no longer "
+            "provides",
+            "map them again under source.attributes, or retrain with `leadscore train`",
+        )
+    snaps = data.examples.snapshots
+    chunks = [c for c in np.array_split(np.arange(len(snaps)), 8) if len(c)]
+    progress = reporter()
+    rows = []
+    for i, chunk in enumerate(chunks):
+        progress("champion features", i, len(chunks))
+        part = snaps.iloc[chunk]
+        rows.append(
+            snapshot_rows(
+                part, crm.leads, activities, spec, columns, config.source.attributes.email
+            )
+        )
+    progress("champion features", len(chunks), len(chunks))
+    examples = Examples(snaps, pd.concat(rows, ignore_index=True), data.examples.rules)
+    return replace(data, spec=spec, examples=examples)
+
+
+def other_recipe_backtest(
+    result: TrainingResult, other: dict[str, Any], config: ProjectConfig, crm: CRMData
+) -> Backtest:
+    """A recipe of other features (a champion's) fitted on exactly this run's folds: its
+    rows rebuilt for the same examples, its own leakage guard per fold, its own model
+    settings; judged on the same test rows."""
+    theirs = recipe_config(config, other)
+    data = recipe_examples(result.data, crm, theirs)
+    _, make_builder = fold_builders(data, theirs, crm)
+    folds = [r.fold for r in result.backtest.folds]
+    backtest, _ = run_backtest(data.examples, folds, make_builder, theirs, candidates=("project",))
+    return backtest
+
+
 def cohort_probabilities(
     model: LeadScoringModel, data: TrainingSet, crm: CRMData, config: ProjectConfig, split: str
 ) -> np.ndarray:
