@@ -231,3 +231,20 @@ def test_a_flat_export_champion_of_other_attributes_is_rerun(tmp_path, monkeypat
     assert seen and "Country" not in seen[0] and "Industry" in seen[0]
     # "Sales Status" is a leak in this export: the champion's own guard excluded it again.
     assert 0.6 < verdict.champion_auc < 0.97
+
+
+def test_without_the_refit_the_newest_fold_model_is_registered_with_its_drift_reference(
+    runs,
+) -> None:
+    """`backtest.refit: false` registers the newest fold's model, learned through that
+    fold's fit end, with the drift reference monitoring needs; a fold model that is not
+    registered keeps none (it costs time and is never read)."""
+    crm, _, challenger = runs
+    kept = _train(crm, {"backtest": {"folds": 1, "refit": False}})
+    assert kept.model is kept.fold_models[1]
+    assert kept.trained_through == kept.backtest.newest.fold.fit_end < challenger.trained_through
+    reference, refit = kept.model.drift_reference_, challenger.model.drift_reference_
+    assert reference.features and reference.features == refit.features
+    # The newest fold's fitting rows: fewer than the refit's (it learned through an older date).
+    assert reference.rows == int(kept.backtest.newest.fold.fit.sum()) < refit.rows
+    assert not hasattr(challenger.fold_models[1], "drift_reference_")

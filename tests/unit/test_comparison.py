@@ -20,6 +20,7 @@ from leadscore.evaluation.comparison import (
     ranking_metrics,
     worked_probability,
 )
+from leadscore.modeling.metrics import _resampled_ranking_metrics
 
 
 def test_ranking_metrics_by_hand() -> None:
@@ -98,6 +99,22 @@ def test_weighted_metrics_match_scikit_learn_sample_weights() -> None:
     for i in range(3):
         assert auc[i] == pytest.approx(roc_auc_score(y, s, sample_weight=w[i]), abs=1e-12)
         assert ap[i] == pytest.approx(average_precision_score(y, s, sample_weight=w[i]), abs=1e-12)
+
+
+def test_resampled_leads_match_scikit_learn_sample_weights() -> None:
+    """The bootstrap's own path: counts per resampled lead (each with several rows, scores
+    with ties) weigh every row of that lead, summed per lead and tie group at once."""
+    rng = np.random.default_rng(5)
+    leads = rng.integers(0, 600, 2000)
+    codes, uniques = pd.factorize(pd.Series(leads))
+    y = (rng.random(2000) < 0.1).astype(float)
+    s = np.round(rng.normal(size=2000) + y, 1)
+    counts = rng.multinomial(len(uniques), np.full(len(uniques), 1 / len(uniques)), size=4)
+    auc, ap = _resampled_ranking_metrics(y, s, codes, counts)
+    for i in range(4):
+        w = counts[i, codes].astype(float)
+        assert auc[i] == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-12)
+        assert ap[i] == pytest.approx(average_precision_score(y, s, sample_weight=w), abs=1e-12)
 
 
 def test_bootstrap_interval_of_identical_scores_is_zero() -> None:

@@ -201,7 +201,7 @@ class LeadScoringModel:
         stopping: np.ndarray,
         recent: np.ndarray,
         groups: int = 2,
-        drift_bins: int = 10,
+        drift_bins: int | None = 10,
         x: pd.DataFrame | None = None,
     ) -> LeadScoringModel:
         """Fit on every row of `rows`: cross-fitted members, calibrated on the recent period.
@@ -209,7 +209,8 @@ class LeadScoringModel:
         `stopping` and `recent` are boolean masks over `rows`: the window each member stops
         boosting on (its own group's rows there) and the newest period the calibrator is
         fitted on (each row scored by the member that did not learn from it). The drift
-        reference is the distribution of the inputs over all the rows. `x`: `rows` already
+        reference is the distribution of the inputs over all the rows (`drift_bins` None: no
+        reference, for a backtest fold's model that is never registered). `x`: `rows` already
         transformed by `features`, fitted on exactly these rows (the candidates of one
         backtest fold share one feature fit and transform).
         """
@@ -233,11 +234,13 @@ class LeadScoringModel:
         workers = max(1, min(groups, (os.cpu_count() or 1) // self.config.num_threads))
         with ThreadPoolExecutor(workers) as pool:
             self.members_ = list(pool.map(member, range(groups)))
-        for g, m in enumerate(self.members_):
-            held = recent & (group == g)
-            out_of_fold[held] = m.raw(x[held])
+            held = [recent & (group == g) for g in range(groups)]
+            raw = list(pool.map(lambda g: self.members_[g].raw(x[held[g]]), range(groups)))
+        for g in range(groups):
+            out_of_fold[held[g]] = raw[g]
         self._calibrate(out_of_fold[recent], y[recent], np.asarray(lead_ids)[recent])
-        self.drift_reference_ = drift_reference(rows, self.features, drift_bins)
+        if drift_bins is not None:
+            self.drift_reference_ = drift_reference(rows, self.features, drift_bins)
         return self
 
     def _calibrate(self, raw: np.ndarray, y: np.ndarray, groups: np.ndarray) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 #: Metrics computed for both the model and the rules (stable names).
@@ -143,6 +144,37 @@ def _weighted_ranking_metrics(
     return auc, ap
 
 
+def _resampled_ranking_metrics(
+    y: np.ndarray, score: np.ndarray, codes: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_weighted_ranking_metrics` with the weights of resampled groups: row i weighs
+    `counts[:, codes[i]]`. The rows are summed per group and tie group once (a sparse
+    matrix), so no (replicates x rows) array is ever made."""
+    order = np.argsort(score, kind="stable")
+    s = score[order]
+    tie = np.empty(len(s), dtype=np.int64)
+    tie[order] = np.cumsum(np.r_[True, s[1:] != s[:-1]]) - 1
+    shape = (int(counts.shape[1]), int(tie[order[-1]]) + 1 if len(s) else 0)
+    per = counts.T.astype(np.float64)  # groups x replicates
+
+    def summed(values: np.ndarray) -> np.ndarray:
+        # Replicates x tie groups, highest score first (the walk of the average precision).
+        ties = sparse.csr_matrix((values, (codes, tie)), shape=shape).T @ per
+        return np.ascontiguousarray(ties[::-1].T)
+
+    pos, neg = summed(y), summed(1 - y)
+    total_pos = pos.sum(axis=1)
+    total_neg = neg.sum(axis=1)
+    tp = np.cumsum(pos, axis=1)
+    fp = np.cumsum(neg, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Negatives ranked below a tie group: all of them minus those at or above it.
+        auc = (pos * (total_neg[:, None] - fp + 0.5 * neg)).sum(axis=1) / (total_pos * total_neg)
+        precision = tp / (tp + fp)
+        ap = (pos * np.nan_to_num(precision)).sum(axis=1) / total_pos
+    return auc, ap
+
+
 def ranking_metrics(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     """ROC-AUC and PR-AUC (average precision) of one score."""
     y = np.asarray(y, dtype=float)
@@ -189,9 +221,8 @@ def bootstrap_ranking(
     while done < samples:
         size = min(chunk, samples - done)
         counts = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=size)
-        weights = counts[:, codes].astype(np.float64)
         for name in names:
-            auc, ap = _weighted_ranking_metrics(y, np.asarray(scores[name], float), weights)
+            auc, ap = _resampled_ranking_metrics(y, np.asarray(scores[name], float), codes, counts)
             draws[f"auc_{name}"].append(auc)
             draws[f"ap_{name}"].append(ap)
         done += size

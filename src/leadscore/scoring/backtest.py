@@ -22,6 +22,7 @@ seeded blocks of a random order), with the same windows as shares of the leads.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -344,7 +345,8 @@ def fit_recipe(
 ) -> LeadScoringModel:
     """The model of the recipe, fitted on a fold's fitting rows (or every row: the refit);
     `model_config` replaces the project's model settings (another candidate). `x`: the
-    fitting rows already transformed by `builder`, fitted on them (shared by candidates)."""
+    fitting rows already transformed by `builder`, fitted on them (shared by candidates).
+    Only the refit keeps a drift reference: a fold's model is never registered."""
     fit = fold.fit
     rows = examples.rows[fit]
     return LeadScoringModel(builder, model_config or config.model).fit_crossfit(
@@ -354,7 +356,7 @@ def fit_recipe(
         fold.stopping[fit],
         fold.recent[fit],
         groups=config.backtest.groups,
-        drift_bins=config.monitoring.psi_bins,
+        drift_bins=config.monitoring.psi_bins if fold.test is None else None,
         x=x,
     )
 
@@ -431,9 +433,11 @@ def score_fold(examples: Examples, fold: Fold, models: dict[str, LeadScoringMode
     stands in for the baseline."""
     test = fold.test
     rows = examples.rows[test]
-    probabilities = {
-        who: np.asarray(m.predict_proba(rows), dtype=float) for who, m in models.items()
-    }
+    # LightGBM and BLAS release the GIL: the candidates predict side by side.
+    with ThreadPoolExecutor(max(1, min(len(models), os.cpu_count() or 1))) as pool:
+        predicted = pool.map(lambda m: np.asarray(m.predict_proba(rows), dtype=float),
+                             models.values())  # fmt: skip
+        probabilities = dict(zip(models, predicted, strict=True))
     probabilities.setdefault("baseline", probabilities["model"])
     rules = examples.rules[test]
     rule_p = rule_mapping(examples, fold).predict(rules["rule_score"].to_numpy())

@@ -34,6 +34,7 @@ from leadscore.data.snapshots import (
 from leadscore.errors import ConfigError, DataError, ModelError
 from leadscore.io.sources import CRMData
 from leadscore.modeling.diagnostics import Baseline, Shift, shift_check
+from leadscore.modeling.drift import drift_reference
 from leadscore.modeling.estimator import LeadScoringModel, hash_leads
 from leadscore.progress import reporter
 from leadscore.scoring.backtest import (
@@ -472,6 +473,8 @@ def train(
         trained_through = refit.fit_end
     else:
         model, trained_through = fold_models[1], newest.fold.fit_end
+        fitted = data.examples.rows[newest.fold.fit]
+        model.drift_reference_ = drift_reference(fitted, model.features, config.monitoring.psi_bins)
     predictions = newest.predictions
     model_p = predictions[column].to_numpy(dtype=float)
     # The newest fold's probabilities: what a scoring run's scores are compared with.
