@@ -200,7 +200,7 @@ CASES = [
         "conversion before the lead was created",
     ),
     ("outcomes table missing", "timed", _drop_table("outcomes"), "table 'outcomes' not found"),
-    ("corrupt file", "timed", _corrupt_parquet, "check that the file is a valid Parquet/CSV"),
+    ("corrupt file", "timed", _corrupt_parquet, "check that the file is a valid parquet file"),
     (
         "too few conversions",
         "timed",

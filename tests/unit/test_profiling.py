@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -447,6 +448,10 @@ def _two_exports(tmp_path: Path) -> dict[str, Path]:
 
 
 def _section_type(annotation: object) -> type[BaseModel] | None:
+    """A section (`Section` or `Section | None`); a mapping of sections by the user's names
+    (`source.files`) is one key."""
+    if typing.get_origin(annotation) is dict:
+        return None
     for arg in (annotation, *getattr(annotation, "__args__", ())):
         if isinstance(arg, type) and issubclass(arg, BaseModel):
             return arg

@@ -450,8 +450,8 @@ def init(
     source: Annotated[
         str,
         typer.Argument(
-            help="Your export: a folder of .csv/.parquet files, one such file, or a database "
-            "URL (sqlite:///crm.db, postgresql://host/db)."
+            help="Your export: a folder of .csv/.tsv/.xlsx/.jsonl/.parquet files, one such "
+            "file, or a database URL (sqlite:///crm.db, postgresql://host/db)."
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Project file to write.")] = Path(

@@ -187,6 +187,10 @@ class TableProfile:
     undecided: list[str] = field(default_factory=list)
     #: Problems the user must fix before leadscore can read the table (encoding, file name).
     warnings: list[str] = field(default_factory=list)
+    #: How its file is written (separator, decimal mark, thousands, encoding; Excel sheet),
+    #: as `source.files` takes it, and in words; None for a database table or Parquet.
+    file_format: dict[str, Any] | None = None
+    format_text: str | None = None
 
     def column(self, name: str) -> ColumnProfile:
         """The profile of column `name`."""
@@ -684,13 +688,16 @@ def profile_source(uri: str, tables: list[str] | None = None) -> dict[str, Table
         where = redact_uri(uri)
         raise DataError(
             f"no tables found in {where}",
-            "pass the folder of your export (.csv or .parquet files) or a database URL",
+            "pass the folder of your export (.csv, .tsv, .xlsx, .jsonl or .parquet files) "
+            "or a database URL",
         )
     profiles: dict[str, TableProfile] = {}
     for name in names:
         frame, rows, problems = read_sample(uri, name)
         profile = profile_frame(frame, name, total_rows=rows)
         profile.warnings.extend(problems)
+        profile.file_format = frame.attrs.get("file_format")
+        profile.format_text = frame.attrs.get("format")
         profiles[name] = profile
     return profiles
 
@@ -1049,6 +1056,7 @@ def render_config(
             _label_comment(leads, label) if leads and label else "the outcome: converted or not",
         )
     _render_missing_values(out, plan)
+    _render_files(out, profiles)
     _render_attributes(out, plan)
     if not plan.flat:
         out.line(0, "horizon_days: 90", "a conversion within this many days counts")
@@ -1063,6 +1071,18 @@ def render_config(
     )
     out.comment("the README section 'The project file' lists every key.")
     return out.text()
+
+
+def _render_files(out: _Writer, profiles: dict[str, TableProfile]) -> None:
+    """How each file was found to be written, so every run reads it the same way."""
+    found = {name: p.file_format for name, p in profiles.items() if p.file_format}
+    if not found:
+        return
+    out.line(2, "files:", "how each file is written, as init found it (change it if it is wrong)")
+    for name, marks in found.items():
+        out.line(4, f"{_scalar(name)}:")
+        for key, value in marks.items():
+            out.line(6, f"{key}: {_yaml_scalar(value)}")
 
 
 def _render_header(out: _Writer, profiles: dict[str, TableProfile], plan: _Plan, uri: str) -> None:
@@ -1080,6 +1100,8 @@ def _render_header(out: _Writer, profiles: dict[str, TableProfile], plan: _Plan,
         )
         if table.sampled:
             out.comment(f"  sampled: types guessed from the first {table.sampled:,} rows", 0)
+        if table.format_text:
+            out.comment(f"  read as: {table.format_text}", 0)
     if plan.missing_values:
         seen = ", ".join(
             f"{_scalar_text(v)} (x{n:,} in {_count(c, 'column')})"
@@ -1479,10 +1501,11 @@ def summary_lines(profiles: dict[str, TableProfile]) -> list[str]:
     lines = []
     for table in profiles.values():
         sampled = f" (types from the first {table.sampled:,})" if table.sampled else ""
+        read_as = f"; read as {table.format_text}" if table.format_text else ""
         lines.append(
             f"{table.name}: {_count(table.rows, 'row')}, "
             f"{_count(len(table.columns), 'column')}{sampled} "
-            f"-> {_role_of(table, plan)}"
+            f"-> {_role_of(table, plan)}{read_as}"
         )
     leads = plan.leads
     if leads is None:

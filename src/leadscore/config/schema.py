@@ -131,6 +131,60 @@ class GroundTruth(_Section):
     shocks: str = "ground_truth_shocks"
 
 
+#: Field separators a CSV file may use (the sniffer tries them in this order).
+DELIMITERS = (",", ";", "\t", "|")
+#: Thousands separators inside numbers ("": none; "'" as in Switzerland).
+THOUSANDS = ("", ",", ".", " ", "'")
+
+
+class FileFormat(_Section):
+    """How one file of a folder source is written. "auto": sniffed from the file when it is
+    read; `leadscore init` writes what it found, so every run reads the file alike."""
+
+    #: Field separator of a CSV file: "," ";" tab ("\t") or "|".
+    delimiter: str = "auto"
+    #: Decimal mark of its numbers: "." or "," (much of Europe).
+    decimal: str = "auto"
+    #: Thousands separator inside its numbers: "" (none), ",", ".", " " or "'".
+    thousands: str = "auto"
+    #: Its encoding ("auto": source.encoding).
+    encoding: str = "auto"
+    #: An Excel workbook's sheet: its name, or its position (0: the first).
+    sheet: str | int = 0
+
+    @model_validator(mode="after")
+    def _known_marks(self) -> FileFormat:
+        if self.delimiter not in ("auto", *DELIMITERS):
+            raise ValueError(
+                f"delimiter {self.delimiter!r} is not one of , ; | or a tab (\\t), or auto"
+            )
+        if self.decimal not in ("auto", ".", ","):
+            raise ValueError(f"decimal {self.decimal!r} must be '.' or ',' (or auto)")
+        if self.thousands not in ("auto", *THOUSANDS):
+            raise ValueError(
+                f"thousands {self.thousands!r} must be '' (none), ',', '.', ' ' or \"'\" (or auto)"
+            )
+        if self.decimal != "auto" and self.decimal in (self.thousands, self.delimiter):
+            raise ValueError(
+                f"decimal {self.decimal!r} is also the thousands separator or the delimiter"
+            )
+        if self.encoding != "auto":
+            _codec(self.encoding)
+        return self
+
+
+def _codec(value: str) -> str:
+    import codecs
+
+    try:
+        return codecs.lookup(value).name
+    except LookupError:
+        raise ValueError(
+            f"unknown encoding {value!r}; use auto, utf-8, cp932 (Japanese Excel), "
+            "cp1252 (Western Excel), or another Python codec name"
+        ) from None
+
+
 class SourceConfig(_Section):
     uri: str = "sqlite:///crm.db"
     tables: TableNames = TableNames()
@@ -144,23 +198,23 @@ class SourceConfig(_Section):
     #: Encoding of CSV files: "auto" detects UTF-8, the common multi-byte encodings
     #: (Shift_JIS/cp932, EUC-JP, GB18030, Big5, EUC-KR, UTF-16), else reads Windows-1252.
     encoding: str = "auto"
+    #: How each file of a folder source is written, by table name (separator, decimal
+    #: mark, thousands separator, encoding, Excel sheet); a file not listed is sniffed.
+    files: dict[str, FileFormat] = Field(default_factory=dict)
     #: Tables of a generated source's hidden truth; used only to report the oracle AUC.
     ground_truth: GroundTruth | None = None
 
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, value: str) -> str:
-        if value == "auto":
-            return value
-        import codecs
+        return value if value == "auto" else _codec(value)
 
-        try:
-            return codecs.lookup(value).name
-        except LookupError:
-            raise ValueError(
-                f"unknown encoding {value!r}; use auto, utf-8, cp932 (Japanese Excel), "
-                "cp1252 (Western Excel), or another Python codec name"
-            ) from None
+    def file_format(self, table: str) -> FileFormat:
+        """How the file of `table` is written (its encoding defaulting to `encoding`)."""
+        given = self.files.get(table, FileFormat())
+        if given.encoding == "auto" and self.encoding != "auto":
+            return given.model_copy(update={"encoding": self.encoding})
+        return given
 
 
 class FeatureConfig(_Section):

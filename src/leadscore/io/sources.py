@@ -294,6 +294,7 @@ def load_crm(
         lead_filter=None if lead_ids is None else (cols.lead_id, lead_ids),
         text=[cols.lead_id],
         encoding=source.encoding,
+        file_format=source.file_format(tables.leads),
     )
     checks.origins[tables.leads] = row_origin(leads_raw)
     if leads_raw.attrs.get("encoding") not in (None, "utf-8-sig"):
@@ -463,6 +464,7 @@ def _load_activities(
         sample=None if sample is None else (cols.activity_lead_id, sample),
         text=[cols.activity_lead_id],
         encoding=source.encoding,
+        file_format=source.file_format(table),
     )
     checks.origins[table] = row_origin(raw)
     mapping = {
@@ -537,6 +539,7 @@ def _load_outcomes(
             sample=None if sample is None else (cols.outcome_lead_id, sample),
             text=[cols.outcome_lead_id],
             encoding=source.encoding,
+            file_format=source.file_format(table),
         )
         checks.origins[table] = row_origin(raw)
         _require(

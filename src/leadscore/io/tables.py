@@ -1,7 +1,9 @@
-"""Tables in and out: read one table from a database or a folder of Parquet/CSV files
-(whole, a time window, some leads, or a sample for profiling), and write tables.
+"""Tables in and out: read one table from a database or a folder of files (Parquet, CSV or
+TSV, Excel, JSON Lines), whole, a time window, some leads, or a sample for profiling; and
+write tables.
 
-Files have no types of their own in CSV: ids are read as text and the encoding is detected.
+Files have no types of their own in CSV: ids are read as text, and the encoding, separator
+and number format are sniffed (`leadscore.io.dialect`) unless the project file says them.
 Where the rows read are not the whole table in order, the frame carries how to name a row
 in its table (`row_origin`), so errors name the rows a user can find.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from leadscore.config.schema import FileFormat
 from leadscore.errors import DataError
 from leadscore.io import uris
+from leadscore.io.dialect import CSV_ENCODINGS, csv_encoding, sniff_csv
 from leadscore.io.uris import (
     check_file_table,
     check_identifier,
@@ -58,8 +63,10 @@ def read_table(
     sample: tuple[str, np.ndarray] | None = None,
     text: Sequence[str] = (),
     encoding: str = "auto",
+    file_format: FileFormat | None = None,
 ) -> pd.DataFrame:
-    """Read one table from a database or from `<folder>/<table>.parquet|.csv`.
+    """Read one table from a database or from a file `<folder>/<table>.<suffix>` (see
+    `FILE_SUFFIXES`).
 
     `columns` limits what is read (absent ones are left for the caller to report);
     `time_window` = (column, since, until) lets a database skip rows outside a window,
@@ -71,8 +78,9 @@ def read_table(
     `sample` = (column, lead ids of the leads' own type) lets a Parquet file skip other
     leads' rows while reading, where the column has that same type (exact); the caller
     keeps the sampled leads' rows, matched as `_align_ids` matches them. A CSV file, which
-    has no column types, gives the `text` columns (ids) as text, and is read in `encoding`
-    ("auto": detected, see `csv_encoding`).
+    has no column types, gives the `text` columns (ids) as text, and is read as
+    `file_format` says (its "auto" marks sniffed, its encoding defaulting to `encoding`);
+    an Excel workbook reads `file_format.sheet`.
     """
     if is_database_uri(uri):
         check_identifier(table, "table name")
@@ -160,25 +168,91 @@ def read_table(
             f"source folder {folder} does not exist",
             "set source.uri to a folder of .parquet/.csv files or a database URL",
         )
-    for suffix in (".parquet", ".csv"):
+    path = table_file(folder, table)
+    if path is None:
+        raise DataError(
+            f"table '{table}' not found: no {table}.parquet, .csv, .tsv, .xlsx or .jsonl in "
+            f"{folder}",
+            "export the table there or map source.tables to the right file name",
+        )
+    try:
+        kind = FILE_SUFFIXES[path.suffix.lower()]
+        if kind == "parquet":
+            frame = _read_parquet(path, columns, time_window, dictionary, sample)
+        elif kind == "excel":
+            frame = _read_excel(path, columns, text, (file_format or FileFormat()).sheet)
+        elif kind == "jsonl":
+            frame = _read_jsonl(path, columns, text)
+        else:
+            frame = _read_csv(path, columns, text, encoding, file_format)
+        return _only_leads(frame, lead_filter)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(
+            f"cannot read {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+            f"check that the file is a valid {kind} file",
+        ) from None
+
+
+#: The files a folder source reads, by suffix, in the order they are looked for.
+FILE_SUFFIXES = {
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".xlsx": "excel",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+
+def table_file(folder: Path, table: str) -> Path | None:
+    """The file of `table` in a source folder (None: there is none)."""
+    for suffix in FILE_SUFFIXES:
         path = folder / f"{table}{suffix}"
         if path.is_file():
-            try:
-                if suffix == ".parquet":
-                    frame = _read_parquet(path, columns, time_window, dictionary, sample)
-                    return _only_leads(frame, lead_filter)
-                return _only_leads(_read_csv(path, columns, text, encoding), lead_filter)
-            except DataError:
-                raise
-            except Exception as exc:
-                raise DataError(
-                    f"cannot read {path}: {type(exc).__name__}: {exc}",
-                    "check that the file is a valid Parquet/CSV file",
-                ) from None
-    raise DataError(
-        f"table '{table}' not found: neither {table}.parquet nor {table}.csv in {folder}",
-        "export the table there or map source.tables to the right file name",
-    )
+            return path
+    return None
+
+
+def _read_excel(
+    path: Path, columns: list[str] | None, text: Sequence[str], sheet: str | int
+) -> pd.DataFrame:
+    """One sheet of an Excel workbook; the `text` columns stay text (ids keep their zeros)."""
+    wanted = set(columns or [])
+    try:
+        frame = pd.read_excel(
+            path,
+            sheet_name=sheet,
+            usecols=(lambda c: c in wanted) if columns else None,
+            dtype=dict.fromkeys(text, "str") or None,
+            engine="openpyxl",
+        )
+    except ValueError as exc:
+        if "not found" not in str(exc) and "out of range" not in str(exc).lower():
+            raise
+        from openpyxl import load_workbook
+
+        names = load_workbook(path, read_only=True).sheetnames
+        raise DataError(
+            f"{path.name} has no sheet {sheet!r} (sheets: {', '.join(names)})",
+            f"set source.files.{path.stem}.sheet to one of them (a name, or 0 for the first)",
+        ) from None
+    frame.attrs["format"] = f"Excel sheet {sheet!r}"
+    return frame
+
+
+def _read_jsonl(path: Path, columns: list[str] | None, text: Sequence[str]) -> pd.DataFrame:
+    """A JSON Lines file (one object per line); values stay as written, so timestamps are
+    parsed like a CSV file's and the `text` columns (ids) are text."""
+    frame = pd.read_json(path, lines=True, dtype=False)
+    if columns:
+        frame = frame[[c for c in frame.columns if c in set(columns)]]
+    for column in text:
+        if column in frame:
+            frame[column] = lead_id_text(frame[column])
+    frame.attrs["format"] = "JSON Lines"
+    return frame
 
 
 def _read_parquet(
@@ -317,96 +391,45 @@ def _only_leads(frame: pd.DataFrame, lead_filter: tuple[str, Sequence[str]] | No
     return frame[keep].reset_index(drop=True)
 
 
-#: Encodings tried in turn for CSV files that are not UTF-8 and not in a multi-byte
-#: encoding detected with confidence; Latin-1 last, as it reads any bytes.
-CSV_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
-#: Multi-byte encodings that are detected reliably (their byte patterns are distinctive);
-#: a file in one of them is read in it, never as Windows-1252 (which would garble it).
-#: Shift_JIS is read as cp932, its Windows superset, which is what Excel writes.
-_MULTIBYTE = {
-    "cp932": "cp932",
-    "shift_jis": "cp932",
-    "shift_jis_2004": "cp932",
-    "shift_jisx0213": "cp932",
-    "euc_jp": "euc_jp",
-    "euc_jis_2004": "euc_jis_2004",
-    "euc_jisx0213": "euc_jisx0213",
-    "iso2022_jp": "iso2022_jp",
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "gb18030": "gb18030",
-    "big5": "big5",
-    "big5hkscs": "big5hkscs",
-    "cp950": "cp950",
-    "euc_kr": "cp949",
-    "cp949": "cp949",
-    "utf_16": "utf-16",
-    "utf_16_le": "utf-16",
-    "utf_16_be": "utf-16",
-}
-#: Bytes sniffed to detect an encoding (enough for a few thousand rows of text).
-_SNIFF_BYTES = 2_000_000
-
-
-def csv_encoding(path: Path, configured: str = "auto", utf8: bool = True) -> str:
-    """The encoding to read a CSV file with: the configured one, else detected.
-
-    UTF-8 (with or without BOM) when the sniffed bytes decode as UTF-8 (`utf8` False: the
-    file was found not to, further on); a multi-byte encoding (Shift_JIS, EUC-JP, GB18030,
-    Big5, EUC-KR, UTF-16) when its bytes say so; else Windows-1252, which Western CRMs
-    often write (Latin-1 if even that fails).
-    """
-    if configured != "auto":
-        return configured
-    with path.open("rb") as handle:
-        head = handle.read(_SNIFF_BYTES)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16"
-    if utf8:
-        try:
-            head.decode("utf-8-sig")
-            return "utf-8-sig"
-        except UnicodeDecodeError as exc:
-            cut_at_the_end = len(head) == _SNIFF_BYTES and exc.start >= len(head) - 3
-            if cut_at_the_end:  # a character cut by the sample, not a bad byte
-                return "utf-8-sig"
-    from charset_normalizer import from_path
-
-    # Chunks from across the file: the non-UTF-8 text may start far from the top.
-    best = from_path(path).best()
-    guess = _MULTIBYTE.get(best.encoding) if best is not None else None
-    if guess is not None:
-        return guess
-    try:
-        head.decode("cp1252")
-        return "cp1252"
-    except UnicodeDecodeError:
-        return "latin-1"
-
-
 def _read_csv(
     path: Path,
     columns: list[str] | None,
     text: Sequence[str] = (),
     encoding: str = "auto",
+    file_format: FileFormat | None = None,
 ) -> pd.DataFrame:
-    """A CSV export in its encoding (see `csv_encoding`); the `text` columns stay text.
+    """A CSV export as `file_format` says, the rest sniffed (see `sniff_csv`); the `text`
+    columns stay text.
 
     Ids are text in a CSV file: "00012" keeps its zeros, and is not the lead "12".
     """
     wanted = set(columns or [])
     usecols = (lambda c: c in wanted) if columns else None
-    chosen = csv_encoding(path, encoding)
+    dialect = sniff_csv(path, file_format, encoding)
+    chosen = dialect.encoding
     dtype = dict.fromkeys(text, "str")
+
+    def read(how: str) -> pd.DataFrame:
+        return pd.read_csv(
+            path,
+            usecols=usecols,
+            encoding=how,
+            dtype=dtype or None,
+            sep=dialect.delimiter,
+            decimal=dialect.decimal,
+            thousands=dialect.thousands or None,
+        )
+
+    given = (file_format.encoding if file_format else "auto") == "auto" and encoding == "auto"
     try:
         try:
-            frame = pd.read_csv(path, usecols=usecols, encoding=chosen, dtype=dtype or None)
+            frame = read(chosen)
         except UnicodeDecodeError:
-            if encoding != "auto" or chosen != "utf-8-sig":
+            if not given or chosen != "utf-8-sig":
                 raise
             # UTF-8 at the top, something else further down: detect on the whole file.
             chosen = csv_encoding(path, encoding, utf8=False)
-            frame = pd.read_csv(path, usecols=usecols, encoding=chosen, dtype=dtype or None)
+            frame = read(chosen)
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path.name} cannot be read as {chosen} (byte {exc.start:,} is not {chosen} text)",
@@ -414,6 +437,7 @@ def _read_csv(
             "written in (e.g. cp932 for Japanese Excel, cp1252 for Western Excel)",
         ) from None
     frame.attrs["encoding"] = chosen
+    frame.attrs["format"] = dialect.describe()
     return frame
 
 
@@ -455,13 +479,13 @@ def _schema(table: str) -> str | None:
 def local_source(uri: str) -> tuple[Path, list[str] | None]:
     """A folder, or a single file given directly (then its folder and its table)."""
     path = Path(uri).expanduser()
-    if path.is_file() and path.suffix.lower() in (".csv", ".parquet"):
+    if path.is_file() and path.suffix.lower() in FILE_SUFFIXES:
         return path.parent, [path.stem]
     return path, None
 
 
 def list_tables(uri: str) -> list[str]:
-    """Tables of a database, or the .csv/.parquet files of a folder (by file stem)."""
+    """Tables of a database, or the data files of a folder (by file stem)."""
     if is_database_uri(uri):
         engine = _engine(uri)
         try:
@@ -477,10 +501,12 @@ def list_tables(uri: str) -> list[str]:
     if not folder.is_dir():
         raise DataError(
             f"source folder {folder} does not exist",
-            "pass a folder of .csv/.parquet files or a database URL (sqlite:///crm.db)",
+            "pass a folder of .csv/.parquet/.xlsx/.jsonl files or a database URL (sqlite:///crm.db)",
         )
     stems = {
-        p.stem for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".csv", ".parquet")
+        p.stem
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in FILE_SUFFIXES and not p.name.startswith("~$")
     }
     return sorted(stems)
 
@@ -528,17 +554,43 @@ def read_sample(uri: str, table: str) -> tuple[pd.DataFrame, int, list[str]]:
             f"'{table}' is not a plain name: leadscore reads tables by names of letters, "
             f"digits and underscores; rename the file (e.g. to {plain})"
         )
-    parquet, csv = folder / f"{table}.parquet", folder / f"{table}.csv"
-    if parquet.is_file():
-        frame, rows = _read_parquet_sample(parquet)
+    path = table_file(folder, table)
+    if path is None:
+        raise DataError(
+            f"table '{table}' not found: no {table}.parquet, .csv, .tsv, .xlsx or .jsonl in "
+            f"{folder}",
+            "pass the folder that holds the export, or the right table names",
+        )
+    kind = FILE_SUFFIXES[path.suffix.lower()]
+    if kind == "parquet":
+        frame, rows = _read_parquet_sample(path)
         return frame, rows, problems
-    if csv.is_file():
-        frame, rows, csv_problems = _read_csv_sample(csv)
+    if kind == "csv":
+        frame, rows, csv_problems = _read_csv_sample(path)
         return frame, rows, problems + csv_problems
-    raise DataError(
-        f"table '{table}' not found: neither {table}.parquet nor {table}.csv in {folder}",
-        "pass the folder that holds the export, or the right table names",
-    )
+    try:
+        if kind == "excel":
+            from openpyxl import load_workbook
+
+            sheets = load_workbook(path, read_only=True).sheetnames
+            frame = _read_excel(path, None, (), 0)
+            frame.attrs["file_format"] = {"sheet": sheets[0]}
+            frame.attrs["format"] = f"Excel sheet {sheets[0]!r}" + (
+                f" (the first of {len(sheets)}: {', '.join(sheets)})" if len(sheets) > 1 else ""
+            )
+        else:
+            frame = _read_jsonl(path, None, ())
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(
+            f"cannot read {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+            f"check that the file is a valid {kind} file",
+        ) from None
+    rows = len(frame)
+    sample = frame.iloc[:SAMPLE_ROWS]
+    sample.attrs = frame.attrs
+    return sample, rows, problems
 
 
 def _read_db_sample(uri: str, table: str) -> tuple[pd.DataFrame, int, list[str]]:
@@ -587,15 +639,25 @@ def _read_parquet_sample(path: Path) -> tuple[pd.DataFrame, int]:
 def _read_csv_sample(path: Path) -> tuple[pd.DataFrame, int, list[str]]:
     """Read as leadscore's loader does, in the encoding it detects (`csv_encoding`)."""
     problems: list[str] = []
-    first = csv_encoding(path)
-    for encoding in dict.fromkeys([first, *CSV_ENCODINGS]):
+    dialect = sniff_csv(path)
+    marks = {
+        "sep": dialect.delimiter,
+        "decimal": dialect.decimal,
+        "thousands": dialect.thousands or None,
+    }
+    for encoding in dict.fromkeys([dialect.encoding, *CSV_ENCODINGS]):
         try:
-            frame = pd.read_csv(path, encoding=encoding, nrows=SAMPLE_ROWS + 1, low_memory=False)
+            frame = pd.read_csv(
+                path, encoding=encoding, nrows=SAMPLE_ROWS + 1, low_memory=False, **marks
+            )
             rows = len(frame)
             if rows > SAMPLE_ROWS:
                 frame = frame.iloc[:SAMPLE_ROWS]
-                chunks = pd.read_csv(path, encoding=encoding, usecols=[0], chunksize=500_000)
+                chunks = pd.read_csv(
+                    path, encoding=encoding, usecols=[0], chunksize=500_000, **marks
+                )
                 rows = sum(len(chunk) for chunk in chunks)
+            dialect = replace(dialect, encoding=encoding)
         except UnicodeDecodeError:
             continue
         except pd.errors.EmptyDataError:
@@ -605,11 +667,15 @@ def _read_csv_sample(path: Path) -> tuple[pd.DataFrame, int, list[str]]:
                 f"cannot read {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
                 "check that the file is a comma-separated CSV with a header row",
             ) from None
-        if len(frame.columns) == 1 and re.search(r"[;\t|]", str(frame.columns[0])):
+        if len(frame.columns) == 1 and re.search(r"[,;\t|]", str(frame.columns[0])):
             problems.append(
-                f"{path.name} looks separated by ';', tab or '|', not commas; leadscore reads "
-                "comma-separated files: re-export it with commas"
+                f"{path.name}: its header has separators (, ; tab or |), but no separator "
+                "splits its lines into the same number of fields; check the quoting of "
+                "fields that hold separators or line breaks, or set "
+                f"source.files.{path.stem}.delimiter"
             )
+        frame.attrs["file_format"] = dialect.as_format()
+        frame.attrs["format"] = dialect.describe()
         return frame, rows, problems
     raise AssertionError("latin-1 decodes any bytes")  # pragma: no cover
 

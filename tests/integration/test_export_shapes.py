@@ -1,0 +1,160 @@
+"""Exports as people write them: `;` with decimal commas in Windows-1252 (Excel in much of
+Europe), tabs, Shift_JIS (Japanese Excel), Excel workbooks and JSON Lines.
+
+`init` sniffs each file and writes what it found into the project file; every shape then
+loads exactly the values of the same export written as plain UTF-8 CSV (so a model learns
+the same thing from either), and the hardest shape goes `init` -> `train` -> `score` with
+no edit to what `init` wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import invoke_cli, write_flat_export
+
+from leadscore.config import load_config
+from leadscore.io import publish
+from leadscore.io.sources import load_crm
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prefect_home(prefect_home: str) -> None:
+    os.environ["PREFECT_HOME"] = prefect_home
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """A flat export with decimals, large amounts and text beyond ASCII."""
+    folder = tmp_path_factory.mktemp("base")
+    frame = pd.read_csv(write_flat_export(folder, leads=1500), dtype={"Lead Id": "str"})
+    rng = np.random.default_rng(0)
+    frame["Score"] = np.round(rng.gamma(2.0, 3.0, len(frame)), 2)
+    frame["Revenue"] = np.round(frame["Employees"].fillna(0) * 1234.5 + 0.25, 2)
+    return frame
+
+
+def _latin(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out["Country"] = out["Country"].replace({"DE": "Österreich", "FR": "Français"})
+    out["Job Title"] = out["Job Title"].where(out["Job Title"].str.isascii(), "Général")
+    return out
+
+
+def _japanese(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out["Country"] = out["Country"].replace({"JP": "日本", "DE": "ドイツ"})
+    out["Industry"] = out["Industry"].replace({"software": "ソフトウェア"})
+    return out
+
+
+#: name -> (file, how the values change, writer, the marks init must find)
+SHAPES = {
+    "semicolon_decimal_comma_cp1252": (
+        "export.csv",
+        _latin,
+        lambda f, p: f.to_csv(p, sep=";", decimal=",", index=False, encoding="cp1252"),
+        {"delimiter": ";", "decimal": ",", "thousands": "", "encoding": "cp1252"},
+    ),
+    "tab": (
+        "export.tsv",
+        lambda f: f,
+        lambda f, p: f.to_csv(p, sep="\t", index=False),
+        {"delimiter": "\t", "decimal": ".", "thousands": "", "encoding": "utf-8-sig"},
+    ),
+    "shift_jis": (
+        "export.csv",
+        _japanese,
+        lambda f, p: f.to_csv(p, index=False, encoding="cp932"),
+        {"delimiter": ",", "decimal": ".", "thousands": "", "encoding": "cp932"},
+    ),
+    "thousands_and_decimal_comma": (
+        "export.csv",
+        lambda f: f,
+        lambda f, p: _grouped(f).to_csv(p, sep=";", index=False),
+        {"delimiter": ";", "decimal": ",", "thousands": ".", "encoding": "utf-8-sig"},
+    ),
+    "excel": ("export.xlsx", lambda f: f, lambda f, p: f.to_excel(p, index=False), None),
+    "json_lines": (
+        "export.jsonl",
+        lambda f: f,
+        lambda f, p: f.to_json(p, orient="records", lines=True, force_ascii=False),
+        None,
+    ),
+}
+
+
+def _grouped(frame: pd.DataFrame) -> pd.DataFrame:
+    """Amounts as German Excel shows them: 1.234.567,25."""
+    out = frame.copy()
+    for column in ("Revenue", "Score"):
+        out[column] = [
+            "" if pd.isna(v) else f"{v:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
+            for v in out[column]
+        ]
+    out["Employees"] = out["Employees"].map(lambda v: "" if pd.isna(v) else f"{v:.1f}")
+    out["Employees"] = out["Employees"].str.replace(".", ",", regex=False)
+    return out
+
+
+def _init(folder: Path) -> Path:
+    result = invoke_cli(["init", str(folder), "--out", str(folder / "leadscore.yaml")], folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder / "leadscore.yaml"
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_every_shape_reads_the_values_of_a_plain_csv(shape, export, tmp_path) -> None:
+    file, change, write, marks = SHAPES[shape]
+    frame = change(export)
+    (tmp_path / "shape").mkdir()
+    (tmp_path / "plain").mkdir()
+    write(frame, tmp_path / "shape" / file)
+    frame.to_csv(tmp_path / "plain" / "export.csv", index=False)
+    project = _init(tmp_path / "shape")
+    written = yaml.safe_load(project.read_text(encoding="utf-8"))
+    if marks is not None:
+        assert written["source"]["files"]["export"] == marks
+    reference = yaml.safe_load(_init(tmp_path / "plain").read_text(encoding="utf-8"))
+    # init decided the same mapping from either file (only how the file is written differs).
+    for key in ("columns", "label", "attributes", "missing_values"):
+        assert written["source"][key] == reference["source"][key], key
+    got = load_crm(load_config(project)).leads
+    want = load_crm(load_config(tmp_path / "plain" / "leadscore.yaml")).leads
+    assert list(got.columns) == list(want.columns)
+    pd.testing.assert_frame_equal(
+        got.reset_index(drop=True), want.reset_index(drop=True), check_dtype=False
+    )
+    assert got["Revenue"].dtype.kind == "f" and got["Revenue"].max() > 1000
+
+
+def test_a_european_excel_export_trains_and_scores_as_init_wrote_it(export, tmp_path) -> None:
+    file, change, write, _ = SHAPES["semicolon_decimal_comma_cp1252"]
+    folder = tmp_path / "export"
+    folder.mkdir()
+    frame = change(export)
+    write(frame, folder / file)
+    project = _init(folder)
+    trained = invoke_cli(["train", "--config", str(project), "--json"], folder)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    summary = json.loads(trained.stdout)
+    assert summary["model"]["roc_auc"] > 0.6
+    # "Revenue" and "Score" were read as numbers (a decimal comma read as text would make
+    # them categorical, or fail).
+    config = load_config(project)
+    assert {"Revenue", "Employees"} <= set(config.source.attributes.numeric)
+    scored = invoke_cli(["score", "--config", str(project), "--json"], folder)
+    # 3: monitoring found drift in the open leads, after publishing (a small export).
+    assert scored.returncode in (0, 3), scored.stderr[-3000:]
+    result = json.loads(scored.stdout)
+    open_ids = set(frame.loc[frame["Converted"].isna(), "Lead Id"])
+    assert result["rows"]["published"] == len(open_ids) > 0
+    published = publish.read_scores(config.publish_uri, config.publish.table, latest=True)
+    assert set(published["lead_id"].astype(str)) == open_ids
+    assert published["conversion_probability"].between(0, 1).all()
