@@ -74,3 +74,26 @@ def test_publish_table_must_be_an_identifier() -> None:
 def test_gap_shorter_than_the_horizon_is_refused() -> None:
     with pytest.raises(ConfigError, match="gap_days"):
         config_from_dict({"horizon_days": 90, "split": {"gap_days": 30}}, environ={})
+
+
+def test_a_block_the_user_writes_replaces_the_default_one() -> None:
+    """`attributes:` with only `categorical` maps only those columns: nothing of the demo's
+    schema (employees, job_title, email) is merged in; `tables:` with only `leads` has no
+    activities or outcomes. Blocks not written keep their defaults."""
+    from leadscore.config import config_from_dict
+
+    written = config_from_dict(
+        {"source": {"attributes": {"categorical": ["Industry"]}, "tables": {"leads": "export"}}},
+        environ={},
+    ).source
+    assert written.attributes.categorical == ["Industry"]
+    assert written.attributes.numeric == [] and written.attributes.signed == []
+    assert written.attributes.job_title is None and written.attributes.email is None
+    assert (written.tables.leads, written.tables.activities, written.tables.outcomes) == (
+        "export",
+        None,
+        None,
+    )
+    default = config_from_dict({}, environ={}).source
+    assert default.attributes.numeric == ["employees"] and default.attributes.email == "email"
+    assert default.tables.outcomes == "outcomes"

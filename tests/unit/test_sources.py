@@ -81,7 +81,7 @@ def test_bad_leads_table_is_named(tmp_path: Path, crm, mutate, message) -> None:
         {"leads": mutate(crm.leads.copy()), "outcomes": crm.outcomes}, str(tmp_path), "csv"
     )
     with pytest.raises(DataError, match=message) as info:
-        load_crm(_config(str(tmp_path), tables={"activities": None}))
+        load_crm(_config(str(tmp_path), tables={"activities": None, "outcomes": "outcomes"}))
     assert "leads" in str(info.value)
 
 
@@ -89,9 +89,18 @@ def test_missing_table_and_injection(tmp_path: Path, crm) -> None:
     uri = f"sqlite:///{tmp_path / 'crm.db'}"
     write_tables({"leads": crm.leads}, uri)
     with pytest.raises(DataError, match="table 'outcomes' not found"):
-        load_crm(_config(uri, tables={"activities": None}))
+        load_crm(_config(uri, tables={"activities": None, "outcomes": "outcomes"}))
     with pytest.raises(DataError, match="not a plain identifier"):
-        load_crm(_config(uri, tables={"leads": "leads; DROP TABLE leads", "activities": None}))
+        load_crm(
+            _config(
+                uri,
+                tables={
+                    "leads": "leads; DROP TABLE leads",
+                    "activities": None,
+                    "outcomes": "outcomes",
+                },
+            )
+        )
 
 
 def test_redact_uri_hides_passwords() -> None:
@@ -119,12 +128,12 @@ def test_epoch_numbers_and_future_timestamps_are_refused(tmp_path: Path, crm) ->
     leads = crm.leads.assign(created_at=1_700_000_000 + crm.leads.index)
     write_tables({"leads": leads, "outcomes": crm.outcomes}, str(tmp_path / "a"), "csv")
     with pytest.raises(DataError, match="holds numbers"):
-        load_crm(_config(str(tmp_path / "a"), tables={"activities": None}))
+        load_crm(_config(str(tmp_path / "a"), tables={"activities": None, "outcomes": "outcomes"}))
     future = crm.leads.copy()
     future.loc[3, "created_at"] = pd.Timestamp("2100-01-01")
     write_tables({"leads": future, "outcomes": crm.outcomes}, str(tmp_path / "b"), "csv")
     with pytest.raises(DataError, match="future"):
-        load_crm(_config(str(tmp_path / "b"), tables={"activities": None}))
+        load_crm(_config(str(tmp_path / "b"), tables={"activities": None, "outcomes": "outcomes"}))
 
 
 def test_ids_of_other_types_are_aligned_or_refused(tmp_path: Path, crm) -> None:
@@ -300,7 +309,7 @@ def test_a_shift_jis_export_reads_as_its_utf8_twin(tmp_path: Path, crm) -> None:
     write_tables(tables, str(tmp_path / "sjis"), "csv")
     leads.to_csv(tmp_path / "utf8" / "leads.csv", index=False)
     leads.to_csv(tmp_path / "sjis" / "leads.csv", index=False, encoding="shift_jis")
-    config = {"tables": {"activities": None}}
+    config = {"tables": {"activities": None, "outcomes": "outcomes"}}
     utf8 = load_crm(_config(str(tmp_path / "utf8"), **config))
     sjis = load_crm(_config(str(tmp_path / "sjis"), **config))
     pd.testing.assert_frame_equal(sjis.leads, utf8.leads)

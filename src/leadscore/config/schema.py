@@ -126,6 +126,14 @@ class AttributeColumns(_Section):
     email: str | None = "email"
 
 
+#: Blocks of `source` that map the user's data: written, they replace the default block
+#: (what a key left out of them means).
+WRITTEN_BLOCKS = {
+    "attributes": {"categorical": [], "numeric": [], "signed": [], "job_title": None, "email": None},
+    "tables": {"activities": None, "outcomes": None},
+}
+
+
 class GroundTruth(_Section):
     leads: str = "ground_truth_leads"
     shocks: str = "ground_truth_shocks"
@@ -203,6 +211,21 @@ class SourceConfig(_Section):
     files: dict[str, FileFormat] = Field(default_factory=dict)
     #: Tables of a generated source's hidden truth; used only to report the oracle AUC.
     ground_truth: GroundTruth | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _written_blocks_replace(cls, data: Any) -> Any:
+        """A mapping block the user writes replaces the default one, it is not merged with
+        it: `attributes:` with only `categorical` maps only those columns (no `employees`,
+        `job_title` or `email` from the demo's schema), and `tables:` with only `leads`
+        has no activities or outcomes tables."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key, empty in WRITTEN_BLOCKS.items():
+            if isinstance(out.get(key), dict):
+                out[key] = {**empty, **out[key]}
+        return out
 
     @field_validator("encoding")
     @classmethod
