@@ -1237,9 +1237,7 @@ def _render_missing_values(out: _Writer, plan: _Plan) -> None:
 
 def _render_attributes(out: _Writer, plan: _Plan) -> None:
     leads = plan.leads
-    out.line(
-        2, "attributes:", "this block replaces the default one: a key left out maps nothing"
-    )
+    out.line(2, "attributes:", "this block replaces the default one: a key left out maps nothing")
     for key, names, numeric in (
         ("numeric", plan.numeric, True),
         ("categorical", plan.categorical, False),

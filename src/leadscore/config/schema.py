@@ -129,7 +129,13 @@ class AttributeColumns(_Section):
 #: Blocks of `source` that map the user's data: written, they replace the default block
 #: (what a key left out of them means).
 WRITTEN_BLOCKS = {
-    "attributes": {"categorical": [], "numeric": [], "signed": [], "job_title": None, "email": None},
+    "attributes": {
+        "categorical": [],
+        "numeric": [],
+        "signed": [],
+        "job_title": None,
+        "email": None,
+    },
     "tables": {"activities": None, "outcomes": None},
 }
 
