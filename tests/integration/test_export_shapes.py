@@ -158,3 +158,33 @@ def test_a_european_excel_export_trains_and_scores_as_init_wrote_it(export, tmp_
     published = publish.read_scores(config.publish_uri, config.publish.table, latest=True)
     assert set(published["lead_id"].astype(str)) == open_ids
     assert published["conversion_probability"].between(0, 1).all()
+
+
+def test_an_export_without_ids_is_scored_by_row_from_init_to_on_demand(export, tmp_path) -> None:
+    """No column is an id: init leaves `lead_id` null (no TODO), training and scoring name
+    each lead by its row in the file, and on-demand scoring answers `row-N` with the batch's
+    probability."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    frame = export.drop(columns=["Lead Id", "Lead Number"])
+    frame.to_csv(folder / "export.csv", index=False)
+    project = _init(folder)
+    assert (
+        yaml.safe_load(project.read_text(encoding="utf-8"))["source"]["columns"]["lead_id"] is None
+    )
+    trained = invoke_cli(["train", "--config", str(project), "--json"], folder)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    scored = invoke_cli(["score", "--config", str(project), "--json"], folder)
+    assert scored.returncode in (0, 3), scored.stderr[-3000:]
+    config = load_config(project)
+    published = publish.read_scores(config.publish_uri, config.publish.table, latest=True)
+    rows = np.flatnonzero(frame["Converted"].isna().to_numpy()) + 1  # data rows, from 1
+    assert set(published["lead_id"]) == {f"row-{r}" for r in rows}
+    lead = published.sort_values("conversion_probability").iloc[-1]
+    answer = invoke_cli(
+        ["score", "--config", str(project), "--lead-id", lead["lead_id"], "--json"], folder
+    )
+    assert answer.returncode == 0, answer.stderr[-3000:]
+    (one,) = json.loads(answer.stdout)["leads"]
+    assert one["lead_id"] == lead["lead_id"]
+    assert one["conversion_probability"] == pytest.approx(lead["conversion_probability"], abs=1e-9)

@@ -97,3 +97,17 @@ def test_a_block_the_user_writes_replaces_the_default_one() -> None:
     default = config_from_dict({}, environ={}).source
     assert default.attributes.numeric == ["employees"] and default.attributes.email == "email"
     assert default.tables.outcomes == "outcomes"
+
+
+def test_leads_named_by_row_only_in_a_flat_export() -> None:
+    from leadscore.config import config_from_dict
+    from leadscore.errors import ConfigError
+
+    flat = {
+        "columns": {"lead_id": None},
+        "label": {"column": "Converted"},
+        "tables": {"leads": "export"},
+    }
+    assert config_from_dict({"source": flat}, environ={}).source.columns.lead_id is None
+    with pytest.raises(ConfigError, match="only a flat export"):
+        config_from_dict({"source": {"columns": {"lead_id": None}}}, environ={})

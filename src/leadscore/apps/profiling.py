@@ -624,7 +624,7 @@ def leads_todos(table: TableProfile, timestamped: bool) -> list[tuple[str, str]]
                 "by hand or point init at the full export",
             )
         )
-    if table.lead_id is None:
+    if table.lead_id is None and (timestamped or table.rows == 0):
         todos.append(
             (
                 "source.columns.lead_id",
@@ -1172,7 +1172,15 @@ def _render_columns(out: _Writer, plan: _Plan) -> None:
     out.line(2, "columns:")
     out.todos(4, plan.todo("source.columns.lead_id"))
     lead_id = leads.lead_id if leads else None
-    out.line(4, f"lead_id: {_scalar(lead_id or TODO)}", _column_comment(leads, lead_id))
+    if plan.flat and leads is not None and lead_id is None and leads.rows > 0:
+        out.line(
+            4,
+            "lead_id: null",
+            "no column is unique, complete and named like an id: leads are named by their "
+            "row in the file (row-1 is the first data row); keep the row order, or map an id",
+        )
+    else:
+        out.line(4, f"lead_id: {_scalar(lead_id or TODO)}", _column_comment(leads, lead_id))
     out.todos(4, plan.todo("source.columns.created_at"))
     created = leads.created_at if leads else None
     if plan.flat:
@@ -1510,7 +1518,8 @@ def summary_lines(profiles: dict[str, TableProfile]) -> list[str]:
     leads = plan.leads
     if leads is None:
         return lines
-    guessed = [f"lead id: {leads.lead_id or '?'}"]
+    no_id = "none (leads named by their row: row-1, ...)" if plan.flat and leads.rows else "?"
+    guessed = [f"lead id: {leads.lead_id or no_id}"]
     if plan.flat:
         label = leads.label
         if label:

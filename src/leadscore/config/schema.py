@@ -75,7 +75,8 @@ class TableNames(_Section):
 
 
 class ColumnNames(_Section):
-    lead_id: str = "lead_id"
+    #: None: a flat export without an id column; each lead is named by its row (row-1 ...).
+    lead_id: str | None = "lead_id"
     #: When the lead was created; None for flat exports without timestamps.
     created_at: str | None = "created_at"
     activity_lead_id: str = "lead_id"
@@ -237,6 +238,15 @@ class SourceConfig(_Section):
     @classmethod
     def _known_encoding(cls, value: str) -> str:
         return value if value == "auto" else _codec(value)
+
+    @model_validator(mode="after")
+    def _ids_by_position_only_when_flat(self) -> SourceConfig:
+        if self.columns.lead_id is None and self.label is None:
+            raise ValueError(
+                "columns.lead_id is null, which only a flat export (with label.column) may "
+                "be: activities and outcomes name their leads by id; map the id column"
+            )
+        return self
 
     def file_format(self, table: str) -> FileFormat:
         """How the file of `table` is written (its encoding defaulting to `encoding`)."""

@@ -288,15 +288,30 @@ def load_crm(
     cols, tables, attrs, label = source.columns, source.tables, source.attributes, source.label
     checks = Checks()
 
+    # A flat export without an id column: each row is named by its position in the file.
+    by_position = cols.lead_id is None
+    id_column = ROW_ID if by_position else cols.lead_id
     leads_raw = read_table(
         uri,
         tables.leads,
-        lead_filter=None if lead_ids is None else (cols.lead_id, lead_ids),
-        text=[cols.lead_id],
+        lead_filter=None if lead_ids is None or by_position else (id_column, lead_ids),
+        text=[id_column],
         encoding=source.encoding,
         file_format=source.file_format(tables.leads),
     )
     checks.origins[tables.leads] = row_origin(leads_raw)
+    if by_position:
+        leads_raw = position_ids(leads_raw)
+        checks.warn(
+            tables.leads,
+            None,
+            "has no id column: each lead is named by its row in the file (row-1 is the first "
+            "data row), so scores name leads that way",
+            "keep the file's rows in the same order from one export to the next, or add an "
+            "id column and set source.columns.lead_id",
+        )
+        if lead_ids is not None:
+            leads_raw = leads_raw[leads_raw[ROW_ID].isin(list(lead_ids))].reset_index(drop=True)
     if leads_raw.attrs.get("encoding") not in (None, "utf-8-sig"):
         checks.warn(
             tables.leads,
@@ -306,14 +321,14 @@ def load_crm(
             "source.encoding to the file's encoding (or re-export it as UTF-8)",
         )
     sampled_from, sample_ids = None, None
-    if sample is not None and lead_ids is None and cols.lead_id in leads_raw:
+    if sample is not None and lead_ids is None and id_column in leads_raw:
         seed = project.model.seed if project is not None else 0
-        keep = sample_rows(leads_raw[cols.lead_id], sample, seed)
+        keep = sample_rows(leads_raw[id_column], sample, seed)
         if not keep.all():
-            sampled_from = int(leads_raw[cols.lead_id].nunique())
+            sampled_from = int(leads_raw[id_column].nunique())
             leads_raw = leads_raw[keep].reset_index(drop=True)
             checks.keep_rows(tables.leads, keep)
-            sample_ids = leads_raw[cols.lead_id].dropna().unique()
+            sample_ids = leads_raw[id_column].dropna().unique()
     if leads_raw.empty and lead_ids is None:
         checks.error(
             tables.leads,
@@ -322,7 +337,7 @@ def load_crm(
             "point source.uri / source.tables.leads at the table that holds your leads",
         )
         checks.stop_on_table_errors()
-    wanted = {"columns.lead_id": cols.lead_id}
+    wanted = {"columns.lead_id": id_column}
     if cols.created_at is not None:
         wanted["columns.created_at"] = cols.created_at
     if label is not None:
@@ -340,15 +355,15 @@ def load_crm(
     checks.stop_on_table_errors()
 
     text_columns = [*attrs.categorical, *[c for c in (attrs.job_title, attrs.email) if c]]
-    used = list(dict.fromkeys([cols.lead_id, *wanted.values()]))
+    used = list(dict.fromkeys([id_column, *wanted.values()]))
     leads_work = leads_raw[used].copy()
-    blank_placeholders(leads_work, [c for c in used if c != cols.lead_id], source.missing_values)
-    ids = leads_work[cols.lead_id]
+    blank_placeholders(leads_work, [c for c in used if c != id_column], source.missing_values)
+    ids = leads_work[id_column]
     blank_id = ids.isna() | ids.astype("str").str.strip().eq("").fillna(True).astype(bool)
-    checks.error(tables.leads, cols.lead_id, "empty lead id", "every lead needs an id", blank_id)
+    checks.error(tables.leads, id_column, "empty lead id", "every lead needs an id", blank_id)
     checks.error(
         tables.leads,
-        cols.lead_id,
+        id_column,
         "duplicate lead id (the first row of each id is kept in quarantine mode)",
         "keep one row per lead",
         ids.duplicated() & ~blank_id,
@@ -415,6 +430,16 @@ def load_crm(
         checks=checks,
         sampled_from=sampled_from,
     )
+
+
+#: The column of the ids made from row positions (a flat export without an id column).
+ROW_ID = "_row_id"
+
+
+def position_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` (a whole file, in its order) with ids from the rows' positions: row-1 is the
+    first data row, as errors number rows."""
+    return frame.assign(**{ROW_ID: [f"row-{i}" for i in range(1, len(frame) + 1)]})
 
 
 def sample_rows(ids: pd.Series, n: int, seed: int = 0) -> np.ndarray:
