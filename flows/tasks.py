@@ -75,8 +75,10 @@ def load_source(
     activities_since: pd.Timestamp | None = None,
     activities_until: pd.Timestamp | None = None,
     sample: int | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> CRMData:
-    """Read leads, activities and outcomes from the configured source (or a lead sample)."""
+    """Read leads, activities and outcomes from the configured source (or a lead sample),
+    as an extract taken `as_of` (else `source.extract_date`) would hold them."""
     crm = _step(
         "loading data",
         load_crm,
@@ -84,8 +86,15 @@ def load_source(
         activities_since=activities_since,
         activities_until=activities_until,
         sample=sample,
+        as_of=as_of,
     )
     logger = get_run_logger()
+    if crm.extract_date is not None:
+        logger.info(
+            "read as of %s: leads, activities and conversions dated before it (%s leads)",
+            crm.extract_date.date(),
+            f"{len(crm.leads):,}",
+        )
     if crm.sampled_from is not None:
         logger.info(
             "training on a sample of %s of the source's %s leads (snapshots.sample_leads)",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 from prefect import flow
 
 from leadscore import interrupts
@@ -11,6 +12,7 @@ from leadscore.config import ProjectConfig
 from leadscore.evaluation.evidence import cohort_frames
 from leadscore.io import locking
 from leadscore.lifecycle import summaries, tracking
+from leadscore.scoring.inputs import parse_as_of
 
 try:  # imported as the `leadscore_flows` package
     from leadscore_flows import tasks
@@ -19,19 +21,23 @@ except ImportError:  # loaded by path as a Prefect entrypoint (flows/train.py:tr
 
 
 @flow(name="train", log_prints=True)
-def train_flow(config_path: str | None = None) -> dict[str, Any]:
-    """Train, compare with the rules, register, judge against the champion, attach the report."""
+def train_flow(config_path: str | None = None, as_of: str | None = None) -> dict[str, Any]:
+    """Train, compare with the rules, register, judge against the champion, attach the report.
+
+    `as_of` (a date): train as if it were that day; nothing dated from it on is read.
+    """
     config = tasks.read_config(config_path)
+    moment = None if as_of is None else parse_as_of(as_of)
     try:
         with tasks.job_lock(config, "train"):
-            return _train(config)
+            return _train(config, moment)
     except locking.RunLockedError as exc:
         return tasks.skipped("train", exc)
 
 
-def _train(config: ProjectConfig) -> dict[str, Any]:
+def _train(config: ProjectConfig, as_of: pd.Timestamp | None = None) -> dict[str, Any]:
     rules = tasks.read_rules(config)
-    crm = tasks.load_source(config, sample=config.snapshots.sample_leads)
+    crm = tasks.load_source(config, sample=config.snapshots.sample_leads, as_of=as_of)
     data = tasks.build_training_set(crm, config, rules)
     result = tasks.fit_model(data, config, crm)
     test, fit = cohort_frames(result)

@@ -501,12 +501,24 @@ def init(
 
 @app.command()
 def train(
-    config: ConfigOption = None, as_json: JsonOption = False, verbose: VerboseOption = False
+    config: ConfigOption = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Train as if it were this date: nothing dated from it on is read (leads, "
+            "activities, conversions), as source.extract_date does.",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Train, calibrate and register a conversion model (Prefect flow `train`)."""
     try:
         with _progress(not as_json):
-            summary = _run_flow("train", verbose, config_path=str(config) if config else None)
+            summary = _run_flow(
+                "train", verbose, config_path=str(config) if config else None, as_of=as_of
+            )
     except LeadscoreError as exc:
         _fail(exc)
     _emit(summary, as_json)

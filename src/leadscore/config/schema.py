@@ -6,6 +6,7 @@ the directory of the project file, so a project folder can be moved as a whole.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -216,6 +217,9 @@ class SourceConfig(_Section):
     #: How each file of a folder source is written, by table name (separator, decimal
     #: mark, thousands separator, encoding, Excel sheet); a file not listed is sniffed.
     files: dict[str, FileFormat] = Field(default_factory=dict)
+    #: The day the export was taken: the end of its history (rows dated from that day on
+    #: are left out). Unset: the newest lead or activity (not outcome) ends it.
+    extract_date: date | None = None
     #: Tables of a generated source's hidden truth; used only to report the oracle AUC.
     ground_truth: GroundTruth | None = None
 

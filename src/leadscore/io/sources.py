@@ -11,13 +11,14 @@ import difflib
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from leadscore.config import LabelConfig, ProjectConfig, SourceConfig
+from leadscore.errors import ConfigError
 from leadscore.io.tables import lead_id_text, read_table, row_origin
 from leadscore.io.uris import redact_uri
 from leadscore.io.validation import PLACEHOLDERS, Checks, row_numbers
@@ -35,6 +36,9 @@ class CRMData:
     checks: Checks = field(default_factory=Checks)
     #: Leads in the source when `leads` is a sample of them (training on a sample).
     sampled_from: int | None = None
+    #: When the extract was taken (`source.extract_date`, or a run's `--as-of`): the end of
+    #: the observed history; nothing dated from then on was read.
+    extract_date: pd.Timestamp | None = None
 
     @property
     def flat(self) -> bool:
@@ -43,17 +47,39 @@ class CRMData:
 
     @property
     def data_end(self) -> pd.Timestamp:
-        """The latest moment seen in any table: the end of the observed history.
+        """The end of the observed history: the extract date when known, else the newest
+        lead or activity (not outcome: deals are often still being won months after the
+        last lead came in, and a history that ended there would hold months without new
+        leads).
 
         A flat export without timestamps ends now (it is as of its export).
         """
+        if self.extract_date is not None:
+            return self.extract_date
         stamps = [self.leads["created_at"].max()]
         if len(self.activities):
             stamps.append(self.activities["occurred_at"].max())
-        if len(self.outcomes):
-            stamps.append(self.outcomes["converted_at"].max())
         known = [s for s in stamps if pd.notna(s)]
+        if not known and len(self.outcomes):
+            known = [self.outcomes["converted_at"].max()]
         return max(known) if known else pd.Timestamp.now(tz="UTC").tz_localize(None)
+
+    def until(self, moment: pd.Timestamp) -> CRMData:
+        """The source as an extract taken at `moment` would have held it: leads created,
+        activities and conversions before it (a lead's later conversion is unseen)."""
+        moment = pd.Timestamp(moment)
+        leads = self.leads[self.leads["created_at"] < moment].reset_index(drop=True)
+        known = self.activities["lead_id"].isin(leads["lead_id"])
+        activities = self.activities[(self.activities["occurred_at"] < moment) & known]
+        converted = self.outcomes["converted_at"] < moment
+        outcomes = self.outcomes[converted & self.outcomes["lead_id"].isin(leads["lead_id"])]
+        return replace(
+            self,
+            leads=leads,
+            activities=activities.reset_index(drop=True),
+            outcomes=outcomes.reset_index(drop=True),
+            extract_date=moment,
+        )
 
 
 def _missing_columns(frame: pd.DataFrame, wanted: dict[str, str]) -> list[str]:
@@ -261,8 +287,12 @@ def load_crm(
     activities_until: pd.Timestamp | None = None,
     lead_ids: Sequence[str] | None = None,
     sample: int | None = None,
+    as_of: pd.Timestamp | None = None,
 ) -> CRMData:
     """Read, check and normalise the configured source tables.
+
+    `as_of` (else `source.extract_date`) is when the extract was taken: rows dated from
+    then on are left out (see `CRMData.until`), as if read that day.
 
     Every problem is collected before anything stops, so one run lists them all (see
     :mod:`leadscore.validation`). `activities_since`/`activities_until` keep only activities
@@ -422,7 +452,7 @@ def load_crm(
         outcomes = _of_leads(outcomes, leads["lead_id"], checks, tables.outcomes)
     leads = leads.drop(columns=["_converted_at"], errors="ignore")
     activities, outcomes = _align_ids(leads, activities, outcomes, source, checks, quarantine)
-    return CRMData(
+    crm = CRMData(
         leads=leads,
         activities=activities,
         outcomes=first_conversions(outcomes),
@@ -430,6 +460,16 @@ def load_crm(
         checks=checks,
         sampled_from=sampled_from,
     )
+    extract = as_of if as_of is not None else source.extract_date
+    if extract is None:
+        return crm
+    if crm.flat and cols.created_at is None:
+        raise ConfigError(
+            "a flat export without creation dates cannot be read as of a date "
+            f"({pd.Timestamp(extract).date()})",
+            "drop --as-of / source.extract_date, or map the creation date (columns.created_at)",
+        )
+    return crm.until(pd.Timestamp(extract))
 
 
 #: The column of the ids made from row positions (a flat export without an id column).

@@ -95,6 +95,11 @@ def training_summary(
             "top": [{"feature": f, "share": number(v)} for f, v in result.shift.top()],
         },
         "split_method": result.data.plan.method,
+        # The end of the history it learned from (the extract date or --as-of when given).
+        "data_end": str(result.data.plan.data_end),
+        "trained_through": None
+        if result.trained_through is None
+        else str(result.trained_through.date()),
         "oracle_auc": number(oracle),
         "rows": result.data.counts(),
         "splits": result.data.plan.describe(),
