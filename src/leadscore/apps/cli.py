@@ -427,24 +427,6 @@ def _print_comparison(comparison: dict[str, Any]) -> None:
     err.print(f"[bold]{comparison['headline']}[/]", highlight=False)
 
 
-FLAT_RULES_TEMPLATE = """\
-# Your MQL agreement as leadscore evaluates it: points per lead, an MQL at mql_threshold.
-# A flat export has no activity history, so only attribute rules apply: test a column of
-# the export with equals, in, contains or range. Until you add rules, the comparison shows
-# the model against a rule score of 0 for every lead.
-mql_threshold: 50
-attribute_rules: []
-#  - name: working_professional
-#    field: What is your current occupation
-#    equals: Working Professional
-#    points: 30
-#  - name: long_visit
-#    field: Total Time Spent on Website
-#    range: [600, null]
-#    points: 20
-"""
-
-
 @app.command()
 def init(
     source: Annotated[
@@ -474,9 +456,9 @@ def init(
         rules = config.rules_path
         wrote_rules = not rules.exists()
         if wrote_rules:
-            rules.write_text(
-                FLAT_RULES_TEMPLATE if config.flat else _default_rules_text(), encoding="utf-8"
-            )
+            from leadscore.apps.starter_rules import starter_rules_text
+
+            rules.write_text(starter_rules_text(config), encoding="utf-8")
     except LeadscoreError as exc:
         _fail(exc)
     todos = project_todos(profiles)
