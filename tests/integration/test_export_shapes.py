@@ -188,3 +188,53 @@ def test_an_export_without_ids_is_scored_by_row_from_init_to_on_demand(export, t
     (one,) = json.loads(answer.stdout)["leads"]
     assert one["lead_id"] == lead["lead_id"]
     assert one["conversion_probability"] == pytest.approx(lead["conversion_probability"], abs=1e-9)
+
+
+def test_a_european_timestamped_export_reads_as_its_iso_twin(tmp_path) -> None:
+    """Leads, activities and outcomes from German Excel: `;`, decimal commas, Windows-1252
+    and dates as 01.02.2026 14:05:00 (day first, which a month-first reading would refuse
+    from the 13th on). Every table loads to the values of the same export in ISO 8601."""
+    from leadscore.synthetic import generate_crm
+
+    crm = generate_crm(1500, seed=8, end="2026-06-30")
+    tables = {
+        "leads": crm.leads.assign(employees=crm.leads["employees"] + 0.5),
+        "activities": crm.activities,
+        "outcomes": crm.outcomes.dropna(subset=["converted_at"]),
+    }
+    iso, eu = tmp_path / "iso", tmp_path / "eu"
+    iso.mkdir()
+    eu.mkdir()
+    for name, frame in tables.items():
+        # Text Windows-1252 can hold (the generator writes some Japanese job titles).
+        frame = frame.copy()
+        for column in frame.columns:
+            if not pd.api.types.is_numeric_dtype(frame[column]) and not (
+                pd.api.types.is_datetime64_any_dtype(frame[column])
+            ):
+                frame[column] = frame[column].map(
+                    lambda v: (
+                        v
+                        if not isinstance(v, str)
+                        else v.encode("cp1252", "replace").decode("cp1252")
+                    )
+                )
+        frame.to_csv(iso / f"{name}.csv", index=False)
+        german = frame.copy()
+        for column in german.columns:
+            if pd.api.types.is_datetime64_any_dtype(german[column]):
+                german[column] = german[column].dt.strftime("%d.%m.%Y %H:%M:%S")
+        german.to_csv(eu / f"{name}.csv", sep=";", decimal=",", index=False, encoding="cp1252")
+    written = yaml.safe_load(_init(eu).read_text(encoding="utf-8"))["source"]
+    assert written["files"]["leads"]["delimiter"] == ";"
+    assert written["files"]["leads"]["decimal"] == ","
+    reference = yaml.safe_load(_init(iso).read_text(encoding="utf-8"))["source"]
+    for key in ("tables", "columns", "attributes"):
+        assert written[key] == reference[key], key
+    got = load_crm(load_config(eu / "leadscore.yaml"))
+    want = load_crm(load_config(iso / "leadscore.yaml"))
+    for name in ("leads", "activities", "outcomes"):
+        pd.testing.assert_frame_equal(
+            getattr(got, name), getattr(want, name), check_dtype=False, obj=name
+        )
+    assert got.leads["employees"].dropna().sub(0.5).mod(1).eq(0).all()  # 12,5 read as 12.5

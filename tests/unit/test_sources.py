@@ -345,3 +345,57 @@ def test_rows_named_in_a_windowed_read_are_the_tables_own(tmp_path: Path, crm, k
     with pytest.raises(DataError, match="column 'contact_ref'") as raised:
         load_crm(config, activities_since=since, activities_until=pd.Timestamp("2026-04-01"))
     assert f"row {len(acts) - 4}" in raised.value.problem
+
+
+def _dated_leads(folder: Path, created: list[str]) -> None:
+    n = len(created)
+    frame = pd.DataFrame(
+        {
+            "lead_id": [f"L{i}" for i in range(n)],
+            "created_at": created,
+            "converted": ["yes" if i % 3 == 0 else "no" for i in range(n)],
+        }
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "leads.csv", sep=";", index=False)
+
+
+def _dated_config(folder: Path, **file_format):
+    return _config(
+        str(folder),
+        tables={"leads": "leads"},
+        label={"column": "converted"},
+        attributes={},
+        files={"leads": file_format} if file_format else {},
+    )
+
+
+def test_dates_read_day_first_when_only_that_order_reads_them(tmp_path: Path) -> None:
+    """German Excel writes 01.02.2026 for 1 February: a column whose first dates have days
+    of 12 or less must not be read month first (and its 31.03. refused)."""
+    _dated_leads(tmp_path / "eu", ["01.02.2026 10:00", "05.03.2026 09:30", "31.03.2026 17:00"])
+    created = load_crm(_dated_config(tmp_path / "eu")).leads["created_at"].tolist()
+    assert created == [
+        pd.Timestamp("2026-02-01 10:00"),
+        pd.Timestamp("2026-03-05 09:30"),
+        pd.Timestamp("2026-03-31 17:00"),
+    ]
+    _dated_leads(tmp_path / "us", ["02/01/2026", "03/05/2026", "03/31/2026"])
+    us = load_crm(_dated_config(tmp_path / "us")).leads["created_at"].tolist()
+    assert us == [pd.Timestamp(d) for d in ("2026-02-01", "2026-03-05", "2026-03-31")]
+
+
+def test_dates_that_read_either_way_are_month_first_with_a_warning_or_as_told(
+    tmp_path: Path,
+) -> None:
+    _dated_leads(tmp_path, ["01/02/2026", "05/03/2026", "11/04/2026"])
+    crm = load_crm(_dated_config(tmp_path))
+    assert crm.leads["created_at"].iloc[0] == pd.Timestamp("2026-01-02")
+    warning = " ".join(crm.checks.summary())
+    assert "day first or month first alike" in warning
+    assert "source.files.leads.day_first: true" in warning
+    told = load_crm(_dated_config(tmp_path, day_first=True))
+    assert told.leads["created_at"].tolist() == [
+        pd.Timestamp(d) for d in ("2026-02-01", "2026-03-05", "2026-04-11")
+    ]
+    assert "alike" not in " ".join(told.checks.summary())

@@ -320,7 +320,13 @@ def _parses_as_dates(text: pd.Series) -> bool:
         if parsed.notna().mean() < 0.95:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                parsed = pd.to_datetime(sample, errors="coerce", utc=True)
+                # Month first or day first (31.12.2025), whichever reads more: as the
+                # loader reads the column.
+                parsed = max(
+                    (pd.to_datetime(sample, errors="coerce", utc=True, dayfirst=d)
+                     for d in (False, True)),
+                    key=lambda p: p.notna().sum(),
+                )  # fmt: skip
     except (ValueError, TypeError, OverflowError):
         return False
     return bool(parsed.notna().mean() >= 0.95)

@@ -167,6 +167,9 @@ class FileFormat(_Section):
     encoding: str = "auto"
     #: An Excel workbook's sheet: its name, or its position (0: the first).
     sheet: str | int = 0
+    #: Dates that are not ISO 8601, like 03/04/2026: true = day first (3 April), false =
+    #: month first; null: the order that reads the whole column (month first if both do).
+    day_first: bool | None = None
 
     @model_validator(mode="after")
     def _known_marks(self) -> FileFormat:

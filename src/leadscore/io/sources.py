@@ -112,10 +112,20 @@ _OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 
 
 def _timestamps(
-    values: pd.Series, table: str, column: str, allow_null: bool, checks: Checks
+    values: pd.Series,
+    table: str,
+    column: str,
+    allow_null: bool,
+    checks: Checks,
+    day_first: bool | None = None,
 ) -> pd.Series:
     """Parse to naive UTC, recording rows that are not timestamps, lie in the future or are
-    empty (when not allowed); a column that mixes time zones with naive times is refused."""
+    empty (when not allowed); a column that mixes time zones with naive times is refused.
+
+    Text that is not ISO 8601 is read in one format for the whole column, never a guess per
+    value: day first (31.12.2025, 03/04/2026 as 3 April) or month first as `day_first`
+    says, else the order that reads more of the column; a column both orders read whole,
+    differently, is read month first with a warning naming the setting."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         parsed = values.dt.tz_convert("UTC").dt.tz_localize(None)
     elif pd.api.types.is_datetime64_any_dtype(values):
@@ -148,11 +158,28 @@ def _timestamps(
         if (parsed.isna() & filled).any():
             # Not ISO 8601: one format inferred from the data for the whole column, never a
             # per-value guess (which reads 03/04 and 13/04 with different day orders).
+            orders = [False, True] if day_first is None else [day_first]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                inferred = pd.to_datetime(text, errors="coerce", utc=True)
-            if inferred.isna().sum() < parsed.isna().sum():
-                parsed = inferred
+                read = {
+                    first: pd.to_datetime(text, errors="coerce", utc=True, dayfirst=first)
+                    for first in orders
+                }
+            best = min(orders, key=lambda first: (read[first].isna().sum(), first))
+            if read[best].isna().sum() < parsed.isna().sum():
+                parsed = read[best]
+            if (
+                day_first is None
+                and read[False].isna().sum() == read[True].isna().sum()
+                and not read[False].equals(read[True])
+            ):
+                checks.warn(
+                    table,
+                    column,
+                    "has dates that read as day first or month first alike (every day is "
+                    "12 or less, e.g. 03/04): read month first",
+                    f"if they are day first, set source.files.{table}.day_first: true",
+                )
         parsed = parsed.dt.tz_localize(None)
         values = values.where(filled)
     bad = parsed.isna() & values.notna()
@@ -401,7 +428,12 @@ def load_crm(
     out = pd.DataFrame({"lead_id": ids})
     if cols.created_at is not None:
         out["created_at"] = _timestamps(
-            leads_work[cols.created_at], tables.leads, cols.created_at, label is not None, checks
+            leads_work[cols.created_at],
+            tables.leads,
+            cols.created_at,
+            label is not None,
+            checks,
+            source.file_format(tables.leads).day_first,
         )
     else:
         out["created_at"] = pd.Series(pd.NaT, index=ids.index, dtype="datetime64[us]")
@@ -434,7 +466,12 @@ def load_crm(
             out["_order"] = _order(leads_work[order_column], tables.leads, order_column, checks)
     elif tables.outcomes is None:
         out["_converted_at"] = _timestamps(
-            leads_work[cols.converted_at], tables.leads, cols.converted_at, True, checks
+            leads_work[cols.converted_at],
+            tables.leads,
+            cols.converted_at,
+            True,
+            checks,
+            source.file_format(tables.leads).day_first,
         )
     if lead_ids is None:  # a column's shape says nothing when a few leads are read
         _attribute_warnings(
@@ -562,7 +599,10 @@ def _load_activities(
         "fill or drop them",
         acts["activity_type"].isna(),
     )
-    acts["occurred_at"] = _timestamps(acts["occurred_at"], table, cols.occurred_at, False, checks)
+    acts["occurred_at"] = _timestamps(
+        acts["occurred_at"], table, cols.occurred_at, False, checks,
+        source.file_format(table).day_first,
+    )  # fmt: skip
     acts = checks.settle(table, acts, quarantine)
     keep = pd.Series(True, index=acts.index)
     if since is not None:
@@ -624,8 +664,9 @@ def _load_outcomes(
             table, cols.outcome_lead_id, "empty lead id", "fill or drop them", out["lead_id"].isna()
         )
         out["converted_at"] = _timestamps(
-            out["converted_at"], table, cols.converted_at, True, checks
-        )
+            out["converted_at"], table, cols.converted_at, True, checks,
+            source.file_format(table).day_first,
+        )  # fmt: skip
         out = checks.settle(table, out, quarantine)
     else:  # a conversion column on the leads table, checked with the leads
         out = leads[["lead_id", "_converted_at"]].rename(columns={"_converted_at": "converted_at"})
