@@ -20,8 +20,11 @@ import yaml
 from conftest import invoke_cli, write_flat_export
 
 from leadscore.config import load_config
+from leadscore.data.rules import load_rules
 from leadscore.io import publish
 from leadscore.io.sources import load_crm
+from leadscore.scoring.training import build_training_set
+from leadscore.synthetic import generate_crm
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -194,8 +197,6 @@ def test_a_european_timestamped_export_reads_as_its_iso_twin(tmp_path) -> None:
     """Leads, activities and outcomes from German Excel: `;`, decimal commas, Windows-1252
     and dates as 01.02.2026 14:05:00 (day first, which a month-first reading would refuse
     from the 13th on). Every table loads to the values of the same export in ISO 8601."""
-    from leadscore.synthetic import generate_crm
-
     crm = generate_crm(1500, seed=8, end="2026-06-30")
     tables = {
         "leads": crm.leads.assign(employees=crm.leads["employees"] + 0.5),
@@ -238,3 +239,47 @@ def test_a_european_timestamped_export_reads_as_its_iso_twin(tmp_path) -> None:
             getattr(got, name), getattr(want, name), check_dtype=False, obj=name
         )
     assert got.leads["employees"].dropna().sub(0.5).mod(1).eq(0).all()  # 12,5 read as 12.5
+
+
+def test_leads_and_a_smaller_deals_table_are_read_the_right_way_round(tmp_path) -> None:
+    """Leads with a date no name calls a creation date, plus a deals table ten times
+    smaller (the lead id, a won date without time, columns filled only for won deals):
+    init takes the deals as outcomes, the earliest date of each lead as its creation, and
+    none of the deals' columns as attributes; the source then loads and builds its
+    training set as init wrote it (a won date on the creation day is not "before")."""
+    crm = generate_crm(3000, seed=4, end="2026-06-30")
+    leads = crm.leads.drop(columns=["email", "job_title"]).rename(
+        columns={"lead_id": "Lead ID", "created_at": "Date", "industry": "Industry"}
+    )
+    won = crm.outcomes.dropna(subset=["converted_at"])
+    rng = np.random.default_rng(0)
+    deals = pd.DataFrame(
+        {
+            "Deal ID": [f"D{i}" for i in range(len(won))],
+            "Lead ID": won["lead_id"].to_numpy(),
+            "Won Date": won["converted_at"].dt.strftime("%Y-%m-%d"),
+            "Amount": rng.integers(1_000, 50_000, len(won)),
+            "Stage": "Closed Won",
+            "Owner": rng.choice(["east", "west"], len(won)),
+        }
+    )
+    folder = tmp_path / "export"
+    folder.mkdir()
+    leads.to_csv(folder / "leads_export.csv", index=False)
+    deals.to_csv(folder / "deals.csv", index=False)
+    source = yaml.safe_load(_init(folder).read_text(encoding="utf-8"))["source"]
+    assert source["tables"] == {"leads": "leads_export", "activities": None, "outcomes": "deals"}
+    assert source["columns"]["created_at"] == "Date"
+    assert source["columns"]["converted_at"] == "Won Date"
+    mapped = {*source["attributes"]["categorical"], *source["attributes"]["numeric"]}
+    assert mapped and not mapped & {"Amount", "Stage", "Owner", "Deal ID", "Won Date"}
+    config = load_config(folder / "leadscore.yaml")
+    loaded = load_crm(config)
+    assert len(loaded.outcomes) == len(won)
+    same_day = (
+        won["converted_at"].dt.normalize()
+        == won["lead_id"].map(crm.leads.set_index("lead_id")["created_at"]).dt.normalize()
+    )
+    assert same_day.any()  # the case the date-only rule is for is in the data
+    data = build_training_set(loaded, config, load_rules(config.rules_path))
+    assert data.examples.labels.sum() > 50

@@ -54,7 +54,15 @@ _LABEL_HINTS = ("converted", "conversion", "won", "label", "target", "outcome", 
 _CREATED_TOKENS = frozenset(
     {"created", "creation", "create", "signup", "registered", "registration", "added"}
 )
-_CREATED_PHRASES = ("first_seen", "sign_up", "signed_up")
+_CREATED_PHRASES = (
+    "first_seen",
+    "sign_up",
+    "signed_up",
+    "createdate",  # HubSpot
+    "first_contact",
+    "first_touch",
+    "inquiry_date",
+)
 _CONVERTED_TOKENS = frozenset({"converted", "conversion", "convert", "won", "closed", "close"})
 _TYPE_TOKENS = ("type", "activity", "event", "action", "kind")
 _DETAIL_TOKENS = frozenset({"detail", "details", "url", "page", "path", "uri", "description"})
@@ -143,6 +151,9 @@ class ColumnProfile:
     order_correlation: float = 0.0
     #: Its non-missing values are all from the label lists (1/0, yes/no, ...), one of each side.
     binary: bool = False
+    #: Timestamps: the share of its filled rows where it is the earliest of the row's dates
+    #: (1.0 for a table's only date column).
+    earliest_share: float = 0.0
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -316,17 +327,7 @@ def _parses_as_dates(text: pd.Series) -> bool:
     if sample.empty or sample.str.match(_DATE_RE).mean() < 0.95:
         return False
     try:
-        parsed = pd.to_datetime(sample, errors="coerce", utc=True, format="ISO8601")
-        if parsed.notna().mean() < 0.95:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                # Month first or day first (31.12.2025), whichever reads more: as the
-                # loader reads the column.
-                parsed = max(
-                    (pd.to_datetime(sample, errors="coerce", utc=True, dayfirst=d)
-                     for d in (False, True)),
-                    key=lambda p: p.notna().sum(),
-                )  # fmt: skip
+        parsed = _dates(sample)
     except (ValueError, TypeError, OverflowError):
         return False
     return bool(parsed.notna().mean() >= 0.95)
@@ -487,6 +488,7 @@ def profile_frame(frame: pd.DataFrame, name: str, *, total_rows: int | None = No
     rows = len(frame) if total_rows is None else max(total_rows, len(frame))
     work = frame.iloc[:SAMPLE_ROWS] if len(frame) > SAMPLE_ROWS else frame
     columns = [profile_column(work[c], str(c)) for c in work.columns]
+    _earliest_shares(work, columns)
     table = TableProfile(
         name=name,
         rows=rows,
@@ -500,6 +502,54 @@ def profile_frame(frame: pd.DataFrame, name: str, *, total_rows: int | None = No
             text for _, text in leads_todos(table, timestamped=bool(table.converted_at))
         ]
     return table
+
+
+def _dates(values: pd.Series) -> pd.Series:
+    """A column of dates parsed as the loader parses it (ISO 8601, else one order)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return pd.to_datetime(values, utc=True)
+    text = values.astype("str")
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+    if parsed.notna().sum() < values.notna().sum():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # Month first or day first (31.12.2025), whichever reads more, as the loader.
+            parsed = max(
+                (
+                    pd.to_datetime(text, errors="coerce", utc=True, dayfirst=first)
+                    for first in (False, True)
+                ),
+                key=lambda p: p.notna().sum(),
+            )
+    return parsed
+
+
+def _earliest_shares(frame: pd.DataFrame, columns: list[ColumnProfile]) -> None:
+    """For each date column, how often it is the earliest date of its row (the creation date
+    of a lead comes before everything else that happens to it)."""
+    stamps = [c for c in columns if c.kind == "timestamp"]
+    if not stamps:
+        return
+    parsed = pd.DataFrame({c.name: _dates(frame[c.name]) for c in stamps})
+    first = parsed.min(axis=1)
+    for c in stamps:
+        filled = parsed[c.name].notna()
+        c.earliest_share = float((parsed[c.name] <= first)[filled].mean()) if filled.any() else 0.0
+
+
+def _created_from_content(table: TableProfile) -> ColumnProfile | None:
+    """A creation date no name announces: a date filled for (nearly) every lead that is the
+    earliest of its row's dates for (nearly) every row, and not named like a conversion."""
+    found = [
+        c
+        for c in table.columns
+        if c.kind == "timestamp"
+        and not _converted_hint(c.name)
+        and c.missing_share <= 0.05
+        and c.earliest_share >= 0.95
+    ]
+    found.sort(key=lambda c: (-c.earliest_share, c.missing_share))
+    return found[0] if found else None
 
 
 def _first(columns: Iterable[ColumnProfile]) -> str | None:
@@ -807,6 +857,14 @@ def _plan(profiles: dict[str, TableProfile]) -> _Plan:
         )
         plan.unusable_activities, plan.activities = plan.activities, None
         plan.activity_lead_id = None
+    if not plan.flat and leads.created_at is None:
+        guess = _created_from_content(leads)
+        if guess is not None:
+            leads.created_at = leads.order_column = guess.name
+            guess.notes.append(
+                f"no name says creation: the earliest date of {guess.earliest_share:.0%} of "
+                f"the rows, filled for {1 - guess.missing_share:.0%}; taken as the creation date"
+            )
     plan.todos.extend(leads_todos(leads, timestamped=not plan.flat))
     for table in (plan.activities, plan.outcomes):
         if table is not None and table.rows == 0:

@@ -221,6 +221,7 @@ behaviour_rules: []
 
 
 def _empty(head: list[str], why: str) -> str:
-    lines = [*head, f"# {why}.", "# Until you add rules, every lead has 0 points.",
+    said = [f"# {line}" for line in f"{why}.".splitlines()]
+    lines = [*head, *said, "# Until you add rules, every lead has 0 points.",
              "mql_threshold: 50", "attribute_rules: []", _EXAMPLES]  # fmt: skip
     return "\n".join(lines) + "\n"

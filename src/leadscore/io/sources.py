@@ -761,6 +761,12 @@ def _align_ids(
         )
         if "converted_at" in frame:
             c = frame["lead_id"].map(created)
+            stamps = frame["converted_at"]
+            if stamps.notna().any() and (stamps.dropna() == stamps.dropna().dt.normalize()).all():
+                # Dates without times (a deal's won date) say the day, not the moment: one on
+                # the lead's creation day is not before it; it is taken as at creation.
+                same_day = (stamps < c) & (stamps == c.dt.normalize())
+                frame = frame.assign(converted_at=stamps.where(~same_day, c))
             checks.error(
                 name,
                 cols.converted_at,
