@@ -86,3 +86,21 @@ def test_nothing_to_suggest_gives_an_empty_valid_file(tmp_path: Path) -> None:
         "attribute_rules": [],
         "behaviour_rules": [],
     }
+
+
+def test_a_history_too_small_to_suggest_from_gives_a_valid_file(tmp_path: Path) -> None:
+    """The reason (a data problem over several lines) is said in comments, line by line."""
+    frame = pd.DataFrame(
+        {"Lead Id": [f"L{i}" for i in range(30)], "Colour": ["red", "blue"] * 15,
+         "Converted": ["Yes"] + ["No"] * 29}
+    )  # fmt: skip
+    (tmp_path / "data").mkdir()
+    frame.to_csv(tmp_path / "data" / "export.csv", index=False)
+    out, _ = init_project(str(tmp_path / "data"), tmp_path / "leadscore.yaml")
+    text = starter_rules_text(load_config(out))
+    assert "no rules suggested" in text
+    assert yaml.safe_load(text) == {
+        "mql_threshold": 50,
+        "attribute_rules": [],
+        "behaviour_rules": [],
+    }
