@@ -24,6 +24,7 @@ from leadscore.data.rules import load_rules
 from leadscore.io import publish
 from leadscore.io.sources import load_crm
 from leadscore.scoring.training import build_training_set
+from leadscore.scoring.training import leakage_findings as training_findings
 from leadscore.synthetic import generate_crm
 
 
@@ -282,4 +283,83 @@ def test_leads_and_a_smaller_deals_table_are_read_the_right_way_round(tmp_path) 
     )
     assert same_day.any()  # the case the date-only rule is for is in the data
     data = build_training_set(loaded, config, load_rules(config.rules_path))
+    assert data.examples.labels.sum() > 50
+
+
+def _vendor_exports(folder: Path) -> dict[str, Path]:
+    """One lead table as Salesforce and as HubSpot export it."""
+    crm = generate_crm(2500, seed=6, end="2026-06-30")
+    won = crm.outcomes.dropna(subset=["converted_at"]).set_index("lead_id")["converted_at"]
+    leads = crm.leads
+    converted = leads["lead_id"].map(won)
+    rng = np.random.default_rng(1)
+    open_status = ["Open - Not Contacted", "Working - Contacted", "Closed - Not Converted"]
+    salesforce = pd.DataFrame(
+        {
+            "Id": [f"00Q{i:012d}" for i in leads["lead_id"]],
+            "LastName": rng.choice(["Smith", "Sato", "Novak"], len(leads)),
+            "Title": leads["job_title"],
+            "Email": leads["email"],
+            "LeadSource": leads["lead_source"],
+            "Industry": leads["industry"],
+            "NumberOfEmployees": leads["employees"],
+            "Status": np.where(converted.notna(), "Converted", rng.choice(open_status, len(leads))),
+            "CreatedDate": leads["created_at"].dt.strftime("%Y-%m-%dT%H:%M:%S.000+0000"),
+            "IsConverted": np.where(converted.notna(), "true", "false"),
+            "ConvertedDate": converted.dt.strftime("%Y-%m-%d"),
+        }
+    )
+    stage = rng.choice(["Lead", "Marketing Qualified Lead", "Subscriber"], len(leads))
+    hubspot = pd.DataFrame(
+        {
+            "Record ID": leads["lead_id"].to_numpy(),
+            "Email": leads["email"],
+            "Job Title": leads["job_title"],
+            "Industry": leads["industry"],
+            "Number of Employees": leads["employees"],
+            "Original Source": leads["lead_source"],
+            "Create Date": leads["created_at"].dt.strftime("%Y-%m-%d %H:%M"),
+            "Lifecycle Stage": np.where(converted.notna(), "Customer", stage),
+            "Became a Marketing Qualified Lead Date": leads["created_at"].dt.strftime(
+                "%Y-%m-%d %H:%M"
+            ),
+            "Became a Customer Date": converted.dt.strftime("%Y-%m-%d %H:%M"),
+        }
+    )
+    out = {}
+    for name, frame, file in (("salesforce", salesforce, "Lead.csv"),
+                              ("hubspot", hubspot, "contacts.csv")):  # fmt: skip
+        (folder / name).mkdir()
+        frame.to_csv(folder / name / file, index=False)
+        out[name] = folder / name
+    return out
+
+
+@pytest.mark.parametrize(
+    ("vendor", "created", "converted", "status"),
+    [
+        ("salesforce", "CreatedDate", "ConvertedDate", "Status"),
+        ("hubspot", "Create Date", "Became a Customer Date", "Lifecycle Stage"),
+    ],
+)
+def test_vendor_shaped_exports_map_without_edits(
+    tmp_path, vendor, created, converted, status
+) -> None:
+    folder = _vendor_exports(tmp_path)[vendor]
+    project = _init(folder)
+    text = project.read_text(encoding="utf-8")
+    source = yaml.safe_load(text)["source"]
+    assert "# TODO:" not in text and ": TODO" not in text
+    assert (source["columns"]["created_at"], source["columns"]["converted_at"]) == (
+        created,
+        converted,
+    )
+    # The status after the outcome is flagged for the leakage guard, not trusted.
+    line = next(line for line in text.splitlines() if line.strip().startswith(f"- {status}"))
+    assert "the leakage guard drops it" in line
+    config = load_config(project)
+    loaded = load_crm(config)
+    data = build_training_set(loaded, config, load_rules(config.rules_path))
+    findings = {f.column for f in training_findings(data, config, loaded) if f.excluded}
+    assert status in findings
     assert data.examples.labels.sum() > 50

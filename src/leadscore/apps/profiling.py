@@ -64,6 +64,11 @@ _CREATED_PHRASES = (
     "inquiry_date",
 )
 _CONVERTED_TOKENS = frozenset({"converted", "conversion", "convert", "won", "closed", "close"})
+#: Lifecycle stage dates ("Became a Sales Qualified Lead Date", as HubSpot exports them),
+#: in the order the conversion is proposed: the MQL practice measures MQL -> SQL, then the
+#: opportunity, then the customer.
+_STAGE_DATE = re.compile(r"^became_an?_(?P<stage>.+)_date$")
+_CONVERSION_STAGES = ("sales_qualified_lead", "sql", "opportunity", "customer")
 _TYPE_TOKENS = ("type", "activity", "event", "action", "kind")
 _DETAIL_TOKENS = frozenset({"detail", "details", "url", "page", "path", "uri", "description"})
 _LEADS_TABLE_TOKENS = frozenset({"lead", "leads", "contact", "contacts", "prospect", "prospects"})
@@ -577,6 +582,8 @@ def _guess_fields(table: TableProfile) -> None:
     table.converted_at = _first(
         c for c in stamps if _converted_hint(c.name) and c.name != table.created_at
     )
+    if table.converted_at is None:
+        _stage_conversion(table, stamps)
 
     binary = [c for c in cols if c.binary and c.name != table.lead_id]
     table.label_candidates = [c.name for c in binary]
@@ -643,6 +650,26 @@ def _guess_fields(table: TableProfile) -> None:
         if _DETAIL_TOKENS & set(name_tokens(c.name))
         and c.name != table.activity_type
         and c.kind in ("categorical", "text")
+    )
+
+
+def _stage_conversion(table: TableProfile, stamps: list[ColumnProfile]) -> None:
+    """The conversion among lifecycle stage dates: the first of `_CONVERSION_STAGES` the
+    table has, with a note naming the others (the user may measure another stage)."""
+    stages = {}
+    for c in stamps:
+        found = _STAGE_DATE.match(_norm(c.name))
+        if found:
+            stages[found.group("stage")] = c
+    chosen = next((stages[s] for s in _CONVERSION_STAGES if s in stages), None)
+    if chosen is None:
+        return
+    table.converted_at = chosen.name
+    others = [c.name for c in stages.values() if c is not chosen]
+    chosen.notes.append(
+        "a lifecycle stage date: the conversion the MQL practice measures is MQL -> SQL "
+        "(then opportunity, then customer)"
+        + (f"; other stage dates here: {', '.join(others)}" if others else "")
     )
 
 
