@@ -76,6 +76,19 @@ class _Sentinel:
         return np.where(learned, truth, 0.5)
 
 
+def _record_backtests(monkeypatch) -> list[list[str]]:
+    """The columns of the rows each backtest the gate runs reads (filled as it runs)."""
+    seen: list[list[str]] = []
+    run_backtest = training.run_backtest
+
+    def recording(examples, *args, **kwargs):
+        seen.append(list(examples.rows.columns))
+        return run_backtest(examples, *args, **kwargs)
+
+    monkeypatch.setattr(training, "run_backtest", recording)
+    return seen
+
+
 def _judge(crm, champion, challenger, model, monkeypatch, **extra) -> promotion.Verdict:
     config = config_from_dict(extra, environ={})
     registry = Registry("sqlite:///unused.db", "unused", "leadscore-conversion")
@@ -157,14 +170,7 @@ def test_a_champion_of_other_features_is_rerun_on_the_same_folds(runs, monkeypat
     never reaches it."""
     crm, _, challenger = runs
     champion = _train(_until(crm, CUT), OTHER_FEATURES)
-    seen: list[list[str]] = []
-    run_backtest = training.run_backtest
-
-    def recording(examples, *args, **kwargs):
-        seen.append(list(examples.rows.columns))
-        return run_backtest(examples, *args, **kwargs)
-
-    monkeypatch.setattr(training, "run_backtest", recording)
+    seen = _record_backtests(monkeypatch)
     sentinel = _Sentinel(champion.model, challenger.data.snapshots["test"])
     verdict = _judge(crm, champion, challenger, sentinel, monkeypatch, backtest={"folds": 1})
     assert "on its own features" in verdict.reason
@@ -216,14 +222,7 @@ def test_a_flat_export_champion_of_other_attributes_is_rerun(tmp_path, monkeypat
     registry = Registry("sqlite:///unused.db", "unused", "leadscore-conversion")
     entry = RegisteredModel("leadscore-conversion", "1", "run", ("champion",))
     monkeypatch.setattr(registry, "load", lambda e: Champion(e, None, _Untouchable()))
-    seen: list[list[str]] = []
-    run_backtest = training.run_backtest
-
-    def recording(examples, *args, **kwargs):
-        seen.append(list(examples.rows.columns))
-        return run_backtest(examples, *args, **kwargs)
-
-    monkeypatch.setattr(training, "run_backtest", recording)
+    seen = _record_backtests(monkeypatch)
     verdict = promotion.judge_challenger(challenger, crm, ours, registry, entry)
     assert "on its own features" in verdict.reason, verdict.reason
     assert verdict.cohort_rows == len(challenger.backtest.predictions())

@@ -65,6 +65,18 @@ def test_the_starter_file_loads_and_names_only_what_the_data_has(project: Path) 
     assert 0 < share < 0.5
 
 
+#: A valid rule file with no rules.
+EMPTY = {"mql_threshold": 50, "attribute_rules": [], "behaviour_rules": []}
+
+
+def _starter_of(frame: pd.DataFrame, folder: Path) -> str:
+    """The starter rule file of a flat export of `frame`, as `init` would write it."""
+    (folder / "data").mkdir()
+    frame.to_csv(folder / "data" / "export.csv", index=False)
+    out, _ = init_project(str(folder / "data"), folder / "leadscore.yaml")
+    return starter_rules_text(load_config(out))
+
+
 def test_nothing_to_suggest_gives_an_empty_valid_file(tmp_path: Path) -> None:
     """A label that is a coin flip: no value goes with it."""
     rng = np.random.default_rng(0)
@@ -76,16 +88,9 @@ def test_nothing_to_suggest_gives_an_empty_valid_file(tmp_path: Path) -> None:
             "Converted": rng.choice(["Yes", "No"], n),
         }
     )
-    (tmp_path / "data").mkdir()
-    frame.to_csv(tmp_path / "data" / "export.csv", index=False)
-    out, _ = init_project(str(tmp_path / "data"), tmp_path / "leadscore.yaml")
-    text = starter_rules_text(load_config(out))
+    text = _starter_of(frame, tmp_path)
     assert "no value or activity went with conversion clearly enough" in text
-    assert yaml.safe_load(text) == {
-        "mql_threshold": 50,
-        "attribute_rules": [],
-        "behaviour_rules": [],
-    }
+    assert yaml.safe_load(text) == EMPTY
 
 
 def test_a_history_too_small_to_suggest_from_gives_a_valid_file(tmp_path: Path) -> None:
@@ -94,13 +99,6 @@ def test_a_history_too_small_to_suggest_from_gives_a_valid_file(tmp_path: Path) 
         {"Lead Id": [f"L{i}" for i in range(30)], "Colour": ["red", "blue"] * 15,
          "Converted": ["Yes"] + ["No"] * 29}
     )  # fmt: skip
-    (tmp_path / "data").mkdir()
-    frame.to_csv(tmp_path / "data" / "export.csv", index=False)
-    out, _ = init_project(str(tmp_path / "data"), tmp_path / "leadscore.yaml")
-    text = starter_rules_text(load_config(out))
+    text = _starter_of(frame, tmp_path)
     assert "no rules suggested" in text
-    assert yaml.safe_load(text) == {
-        "mql_threshold": 50,
-        "attribute_rules": [],
-        "behaviour_rules": [],
-    }
+    assert yaml.safe_load(text) == EMPTY

@@ -189,10 +189,14 @@ def read_table(
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(
-            f"cannot read {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-            f"check that the file is a valid {kind} file",
-        ) from None
+        raise _unreadable(path, kind, exc) from None
+
+
+def _unreadable(path: Path, kind: str, exc: Exception) -> DataError:
+    return DataError(
+        f"cannot read {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+        f"check that the file is a valid {kind} file",
+    )
 
 
 #: The files a folder source reads, by suffix, in the order they are looked for.
@@ -583,10 +587,7 @@ def read_sample(uri: str, table: str) -> tuple[pd.DataFrame, int, list[str]]:
     except DataError:
         raise
     except Exception as exc:
-        raise DataError(
-            f"cannot read {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-            f"check that the file is a valid {kind} file",
-        ) from None
+        raise _unreadable(path, kind, exc) from None
     rows = len(frame)
     sample = frame.iloc[:SAMPLE_ROWS]
     sample.attrs = frame.attrs
