@@ -118,3 +118,16 @@ def test_the_history_ends_with_the_newest_lead_or_activity_not_outcome() -> None
     crm = CRMData(leads, activities, outcomes, "test")
     assert crm.data_end == pd.Timestamp("2026-02-10")
     assert crm.until(pd.Timestamp("2026-02-05")).data_end == pd.Timestamp("2026-02-05")
+
+
+def test_a_flat_export_is_not_read_as_of_a_date(tmp_path) -> None:
+    """Its labels say who converted by the export, not by the date: refused, not cut."""
+    from conftest import FLAT_CONFIG, write_flat_export
+
+    from leadscore.errors import ConfigError
+
+    write_flat_export(tmp_path / "data", leads=300)
+    (tmp_path / "leadscore.yaml").write_text(yaml.safe_dump(FLAT_CONFIG))
+    config = load_config(tmp_path / "leadscore.yaml")
+    with pytest.raises(ConfigError, match="labels say who converted by the day it was exported"):
+        load_crm(config, as_of=pd.Timestamp("2026-01-01"))

@@ -247,3 +247,12 @@ def test_without_the_refit_the_newest_fold_model_is_registered_with_its_drift_re
     # The newest fold's fitting rows: fewer than the refit's (it learned through an older date).
     assert reference.rows == int(kept.backtest.newest.fold.fit.sum()) < refit.rows
     assert not hasattr(challenger.fold_models[1], "drift_reference_")
+
+
+def test_a_model_of_an_older_history_never_replaces_the_champion(runs, monkeypatch) -> None:
+    """A run as of a past date (`train --as-of`) with the champion's own recipe is not a
+    refresh: the champion learned from newer snapshots and stays."""
+    crm, older, newer = runs
+    verdict = _judge(crm, None, older, newer.model, monkeypatch)
+    assert not verdict.promote and verdict.action == "kept"
+    assert "older than champion" in verdict.reason

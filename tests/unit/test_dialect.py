@@ -46,12 +46,8 @@ def test_numbers_say_their_decimal_mark_and_thousands_separator() -> None:
 def test_what_the_project_file_says_wins_over_the_sniff(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("a;b\n1,5;x\n2,5;y\n", encoding="utf-8")
-    assert sniff_csv(path).as_format() == {
-        "delimiter": ";",
-        "decimal": ",",
-        "thousands": "",
-        "encoding": "utf-8-sig",
-    }
+    assert sniff_csv(path).as_format() == {"delimiter": ";", "decimal": ",", "thousands": ""}
+    assert sniff_csv(path).encoding == "utf-8-sig"
     told = sniff_csv(path, FileFormat(decimal="."))
     assert told.delimiter == ";" and told.decimal == "."
     assert sniff_csv(path, FileFormat(encoding="cp1252")).encoding == "cp1252"
@@ -124,3 +120,19 @@ def test_json_lines_keep_ids_as_text(tmp_path: Path) -> None:
     frame = read_table(str(tmp_path), "leads", text=["id"])
     assert frame["id"].tolist() == ["0042", "43"]
     assert frame["created"].tolist() == ["2026-01-02T03:04:05Z", "2026-01-03"]
+
+
+def test_a_thousands_separator_reads_amounts_and_leaves_dates_alone(tmp_path: Path) -> None:
+    """German Excel: 1.234,50 is an amount, 31.12.2025 a date (never 31122025), and in a
+    file separated by semicolons 1,500 is one and a half."""
+    (tmp_path / "t.csv").write_text(
+        "id;created;amount;rate\n1;31.12.2025;1.234,50;1,500\n2;01.02.2026;12,00;2,750\n",
+        encoding="utf-8",
+    )
+    frame = read_table(str(tmp_path), "t", text=["id"])
+    assert frame["created"].tolist() == ["31.12.2025", "01.02.2026"]
+    assert frame["amount"].tolist() == [1234.5, 12.0]
+    assert frame["rate"].tolist() == [1.5, 2.75]
+    sample, _, _ = read_sample(str(tmp_path), "t")
+    assert sample["amount"].tolist() == [1234.5, 12.0]
+    assert sample.attrs["file_format"] == {"delimiter": ";", "decimal": ",", "thousands": "."}

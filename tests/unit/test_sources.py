@@ -399,3 +399,20 @@ def test_dates_that_read_either_way_are_month_first_with_a_warning_or_as_told(
         pd.Timestamp(d) for d in ("2026-02-01", "2026-03-05", "2026-04-11")
     ]
     assert "alike" not in " ".join(told.checks.summary())
+
+
+def test_row_ids_only_for_files(tmp_path: Path) -> None:
+    """A database table has no fixed row order to name leads by."""
+    from leadscore.errors import ConfigError
+
+    uri = f"sqlite:///{tmp_path / 'flat.db'}"
+    write_tables({"export": pd.DataFrame({"x": [1, 2], "converted": ["yes", "no"]})}, uri)
+    config = _config(
+        uri,
+        tables={"leads": "export"},
+        columns={"lead_id": None},
+        label={"column": "converted"},
+        attributes={"numeric": ["x"]},
+    )
+    with pytest.raises(ConfigError, match="no fixed order"):
+        load_crm(config)

@@ -549,6 +549,7 @@ def _created_from_content(table: TableProfile) -> ColumnProfile | None:
         c
         for c in table.columns
         if c.kind == "timestamp"
+        and c.personal is None  # a date of birth is earliest too
         and not _converted_hint(c.name)
         and c.missing_share <= 0.05
         and c.earliest_share >= 0.95

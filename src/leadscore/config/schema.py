@@ -183,10 +183,8 @@ class FileFormat(_Section):
             raise ValueError(
                 f"thousands {self.thousands!r} must be '' (none), ',', '.', ' ' or \"'\" (or auto)"
             )
-        if self.decimal != "auto" and self.decimal in (self.thousands, self.delimiter):
-            raise ValueError(
-                f"decimal {self.decimal!r} is also the thousands separator or the delimiter"
-            )
+        if self.decimal != "auto" and self.decimal == self.thousands:
+            raise ValueError(f"decimal {self.decimal!r} is also the thousands separator")
         if self.encoding != "auto":
             _codec(self.encoding)
         return self

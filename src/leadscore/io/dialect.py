@@ -93,6 +93,7 @@ _CONSISTENT = 0.9
 _COMMA_NUMBER = re.compile(r"[-+]?(\d{1,3}([. ']\d{3})+|\d+)(,\d+)?")
 _DOT_NUMBER = re.compile(r"[-+]?(\d{1,3}([, ']\d{3})+|\d+)(\.\d+)?")
 _HAS_COMMA_DECIMAL = re.compile(r"\d,\d{1,2}$|\d,\d{4,}$|^[-+]?0,\d")
+_SEMICOLON_COMMA_DECIMAL = re.compile(r"\d,\d+$")
 _HAS_DOT_DECIMAL = re.compile(r"\d\.\d{1,2}$|\d\.\d{4,}$|^[-+]?0\.\d")
 _GROUPED = re.compile(r"^[-+]?\d{1,3}(?P<mark>[., '])\d{3}(?!\d)")
 
@@ -116,13 +117,10 @@ class CsvDialect:
         return ", ".join(parts)
 
     def as_format(self) -> dict[str, str]:
-        """The `source.files` entry that reads the file this way every time."""
-        return {
-            "delimiter": self.delimiter,
-            "decimal": self.decimal,
-            "thousands": self.thousands,
-            "encoding": self.encoding,
-        }
+        """The `source.files` entry that reads the file this way every time. The encoding
+        stays detected on each read: pinned, a later export in UTF-8 would be misread
+        without an error (Köln as KÃ¶ln), and the run says when a file is not UTF-8."""
+        return {"delimiter": self.delimiter, "decimal": self.decimal, "thousands": self.thousands}
 
 
 def _head_text(path: Path, encoding: str) -> list[str]:
@@ -160,13 +158,16 @@ def sniff_delimiter(lines: list[str]) -> str:
     return best[2] if best is not None else ","
 
 
-def sniff_numbers(rows: list[list[str]]) -> tuple[str, str]:
+def sniff_numbers(rows: list[list[str]], semicolons: bool = False) -> tuple[str, str]:
     """The decimal mark and thousands separator of the numbers in `rows` (header first).
 
     A column counts when every filled value is a number in one style; the comma is the
     decimal mark when some column has values like 12,5 or 0,25 and no column has values
-    like 12.5 (1.234 alone is a thousand in one style and a decimal in the other).
+    like 12.5 (1.234 alone is a thousand in one style and a decimal in the other). In a
+    file separated by semicolons (Excel where the comma is the decimal mark) 1,500 is one
+    and a half too.
     """
+    comma_decimal = _SEMICOLON_COMMA_DECIMAL if semicolons else _HAS_COMMA_DECIMAL
     if len(rows) < 2:
         return ".", ""
     width = len(rows[0])
@@ -177,7 +178,7 @@ def sniff_numbers(rows: list[list[str]]) -> tuple[str, str]:
         if not values:
             continue
         if all(_COMMA_NUMBER.fullmatch(v) for v in values) and any(
-            _HAS_COMMA_DECIMAL.search(v) for v in values
+            comma_decimal.search(v) for v in values
         ):
             comma_columns += 1
         elif all(_DOT_NUMBER.fullmatch(v) for v in values) and any(
@@ -194,6 +195,30 @@ def sniff_numbers(rows: list[list[str]]) -> tuple[str, str]:
     return decimal, (marks[0] if marks else "")
 
 
+def grouped_numbers(frame, dialect: CsvDialect, keep_text=()):
+    """`frame` with its text columns that are numbers grouped by the thousands separator
+    (1.234,50) as numbers. Only such columns: given to the CSV reader for the whole file,
+    the separator would read a date 31.12.2025 as the number 31122025."""
+    import pandas as pd
+
+    if not dialect.thousands:
+        return frame
+    mark, decimal = re.escape(dialect.thousands), re.escape(dialect.decimal)
+    number = re.compile(rf"[-+]?(\d{{1,3}}({mark}\d{{3}})+|\d+)({decimal}\d+)?")
+    for column in frame.columns:
+        values = frame[column]
+        if column in keep_text or pd.api.types.is_numeric_dtype(values):
+            continue
+        filled = values.dropna().astype("str").str.strip()
+        filled = filled[filled != ""]
+        if filled.empty or not filled.map(lambda v: number.fullmatch(v) is not None).all():
+            continue
+        plain = values.astype("str").str.strip().str.replace(dialect.thousands, "", regex=False)
+        plain = plain.str.replace(dialect.decimal, ".", regex=False)
+        frame[column] = pd.to_numeric(plain.where(values.notna()), errors="coerce")
+    return frame
+
+
 def sniff_csv(path: Path, given: FileFormat | None = None, encoding: str = "auto") -> CsvDialect:
     """How the CSV file at `path` is written: what `given` says, the rest sniffed
     (`encoding`: the source's, where `given` leaves it to the source)."""
@@ -203,7 +228,7 @@ def sniff_csv(path: Path, given: FileFormat | None = None, encoding: str = "auto
     delimiter = given.delimiter if given.delimiter != "auto" else sniff_delimiter(lines)
     decimal, thousands = given.decimal, given.thousands
     if "auto" in (decimal, thousands):
-        found_decimal, found_thousands = sniff_numbers(_fields(lines, delimiter))
+        found_decimal, found_thousands = sniff_numbers(_fields(lines, delimiter), delimiter == ";")
         decimal = found_decimal if decimal == "auto" else decimal
         if thousands == "auto":
             thousands = found_thousands if found_thousands not in (decimal, delimiter) else ""

@@ -20,7 +20,7 @@ import pandas as pd
 from leadscore.config import LabelConfig, ProjectConfig, SourceConfig
 from leadscore.errors import ConfigError
 from leadscore.io.tables import lead_id_text, read_table, row_origin
-from leadscore.io.uris import redact_uri
+from leadscore.io.uris import is_database_uri, redact_uri
 from leadscore.io.validation import PLACEHOLDERS, Checks, row_numbers
 
 
@@ -347,6 +347,12 @@ def load_crm(
 
     # A flat export without an id column: each row is named by its position in the file.
     by_position = cols.lead_id is None
+    if by_position and is_database_uri(uri):
+        raise ConfigError(
+            "source.columns.lead_id is null, but rows of a database table have no fixed order "
+            "to name leads by",
+            "map the table's id column as source.columns.lead_id",
+        )
     id_column = ROW_ID if by_position else cols.lead_id
     leads_raw = read_table(
         uri,
@@ -500,13 +506,25 @@ def load_crm(
     extract = as_of if as_of is not None else source.extract_date
     if extract is None:
         return crm
-    if crm.flat and cols.created_at is None:
+    if crm.flat:
         raise ConfigError(
-            "a flat export without creation dates cannot be read as of a date "
-            f"({pd.Timestamp(extract).date()})",
-            "drop --as-of / source.extract_date, or map the creation date (columns.created_at)",
+            f"a flat export cannot be read as of a date ({pd.Timestamp(extract).date()}): its "
+            "labels say who converted by the day it was exported, not by that date",
+            "drop --as-of / source.extract_date, or export conversion dates (an outcomes "
+            "table or columns.converted_at)",
         )
-    return crm.until(pd.Timestamp(extract))
+    cut = crm.until(pd.Timestamp(extract))
+    if as_of is None:
+        later = len(crm.leads) - len(cut.leads) + len(crm.activities) - len(cut.activities)
+        if later:
+            crm.checks.warn(
+                tables.leads,
+                None,
+                f"{later:,} lead(s) and activities dated from source.extract_date "
+                f"({pd.Timestamp(extract).date()}) on were left out",
+                "if the export is newer than that, update or remove source.extract_date",
+            )
+    return cut
 
 
 #: The column of the ids made from row positions (a flat export without an id column).

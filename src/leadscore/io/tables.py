@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from leadscore.config.schema import FileFormat
 from leadscore.errors import DataError
 from leadscore.io import uris
-from leadscore.io.dialect import CSV_ENCODINGS, csv_encoding, sniff_csv
+from leadscore.io.dialect import CSV_ENCODINGS, csv_encoding, grouped_numbers, sniff_csv
 from leadscore.io.uris import (
     check_file_table,
     check_identifier,
@@ -421,7 +421,6 @@ def _read_csv(
             dtype=dtype or None,
             sep=dialect.delimiter,
             decimal=dialect.decimal,
-            thousands=dialect.thousands or None,
         )
 
     given = (file_format.encoding if file_format else "auto") == "auto" and encoding == "auto"
@@ -440,6 +439,7 @@ def _read_csv(
             "re-export the file as UTF-8, or set source.encoding to the encoding it was "
             "written in (e.g. cp932 for Japanese Excel, cp1252 for Western Excel)",
         ) from None
+    frame = grouped_numbers(frame, dialect, keep_text=text)
     frame.attrs["encoding"] = chosen
     frame.attrs["format"] = dialect.describe()
     return frame
@@ -641,11 +641,7 @@ def _read_csv_sample(path: Path) -> tuple[pd.DataFrame, int, list[str]]:
     """Read as leadscore's loader does, in the encoding it detects (`csv_encoding`)."""
     problems: list[str] = []
     dialect = sniff_csv(path)
-    marks = {
-        "sep": dialect.delimiter,
-        "decimal": dialect.decimal,
-        "thousands": dialect.thousands or None,
-    }
+    marks = {"sep": dialect.delimiter, "decimal": dialect.decimal}
     for encoding in dict.fromkeys([dialect.encoding, *CSV_ENCODINGS]):
         try:
             frame = pd.read_csv(
@@ -675,6 +671,7 @@ def _read_csv_sample(path: Path) -> tuple[pd.DataFrame, int, list[str]]:
                 "fields that hold separators or line breaks, or set "
                 f"source.files.{path.stem}.delimiter"
             )
+        frame = grouped_numbers(frame, dialect)
         frame.attrs["file_format"] = dialect.as_format()
         frame.attrs["format"] = dialect.describe()
         return frame, rows, problems

@@ -265,6 +265,17 @@ def judge_challenger(
         return judge(y, challenger_p, None, config.promotion)
     try:
         loaded = registry.load(champion)
+        before, through = getattr(loaded.model, "trained_through_", None), result.trained_through
+        # A run as of a past date (`train --as-of`, an older extract) is a what-if: it never
+        # replaces a model that learned from newer data.
+        if config.promotion.enabled and None not in (before, through) and through < before:
+            return Verdict(
+                False,
+                "kept",
+                f"this model learned from snapshots through {through.date()}, older than "
+                f"champion v{champion.version} (through {before.date()}); promote by hand "
+                "with `leadscore promote VERSION --reason ...` if intended",
+            )
         theirs = getattr(loaded.model, "recipe_", None)
         ours = getattr(result.model, "recipe_", None)
         if theirs is not None and theirs == ours:

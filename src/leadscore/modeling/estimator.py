@@ -235,7 +235,10 @@ class LeadScoringModel:
         with ThreadPoolExecutor(workers) as pool:
             self.members_ = list(pool.map(member, range(groups)))
             held = [recent & (group == g) for g in range(groups)]
-            raw = list(pool.map(lambda g: self.members_[g].raw(x[held[g]]), range(groups)))
+            # LightGBM members predict side by side; logistic ones in turn (their BLAS
+            # thread limit is process-wide).
+            score = map if self.config.learner == "logistic" else pool.map
+            raw = list(score(lambda g: self.members_[g].raw(x[held[g]]), range(groups)))
         for g in range(groups):
             out_of_fold[held[g]] = raw[g]
         self._calibrate(out_of_fold[recent], y[recent], np.asarray(lead_ids)[recent])
