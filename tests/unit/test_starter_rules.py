@@ -102,3 +102,24 @@ def test_a_history_too_small_to_suggest_from_gives_a_valid_file(tmp_path: Path) 
     text = _starter_of(frame, tmp_path)
     assert "no rules suggested" in text
     assert yaml.safe_load(text) == EMPTY
+
+
+def test_values_in_any_script_make_valid_unique_rule_names(tmp_path: Path) -> None:
+    """A rule file allows ASCII names only: values such as ソフトウェア and 製造 both leave
+    the name "industry", so the second becomes industry_2, and the file loads."""
+    rng = np.random.default_rng(1)
+    n = 3000
+    industry = rng.choice(["ソフトウェア", "製造", "other"], n, p=[0.15, 0.15, 0.7])
+    rate = np.where(industry == "other", 0.05, 0.45)
+    frame = pd.DataFrame(
+        {
+            "Lead Id": [f"L{i}" for i in range(n)],
+            "Industry": industry,
+            "Converted": np.where(rng.random(n) < rate, "Yes", "No"),
+        }
+    )
+    path = tmp_path / "rules.yaml"
+    path.write_text(_starter_of(frame, tmp_path), encoding="utf-8")
+    rules = load_rules(path)
+    assert {"industry", "industry_2"} <= set(rules.names)
+    assert len(set(rules.names)) == len(rules.names)

@@ -87,8 +87,24 @@ def _judge(rule: dict, hits: np.ndarray, y: np.ndarray, leads: np.ndarray) -> Su
 
 
 def _name(*parts: object) -> str:
+    """A rule name of ASCII letters, digits and underscores (what a rule file allows):
+    values in other scripts leave only the field's name, made unique by `_unique`."""
     text = "_".join(str(p) for p in parts).lower()
-    return "".join(c if c.isalnum() else "_" for c in text).strip("_")[:60] or "rule"
+    name = "".join(c if c.isascii() and c.isalnum() else "_" for c in text)
+    return "_".join(part for part in name.split("_") if part)[:60] or "rule"
+
+
+def _unique(chosen: list[Suggestion]) -> list[dict]:
+    """The chosen rules with their points, names made unique (industry, industry_2, ...)."""
+    seen: dict[str, int] = {}
+    out = []
+    for s in chosen:
+        name = s.rule["name"]
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            name = f"{name}_{seen[name]}"
+        out.append({**s.rule, "name": name, "points": s.points})
+    return out
 
 
 def suggest(config: ProjectConfig) -> tuple[list[Suggestion], str]:
@@ -186,6 +202,7 @@ def starter_rules_text(config: ProjectConfig) -> str:
     threshold, share = _threshold(found)
     lines = [*head, f"# Measured on {basis}.", f"mql_threshold: {threshold}"]
     lines.append(f"# flags {share:.0%} of those snapshots with the rules below")
+    named = dict(zip(map(id, found), _unique(found), strict=True))
     for kind, key in (("attribute_rules", "field"), ("behaviour_rules", "activity")):
         chosen = [s for s in found if key in s.rule]
         if not chosen:
@@ -197,7 +214,7 @@ def starter_rules_text(config: ProjectConfig) -> str:
                 f"  # suggestion: converted at {s.rate:.1%} against {s.base:.1%} overall "
                 f"(lift {s.lift:.2f}, {s.leads:,} leads)"
             )
-            rule = {**s.rule, "points": s.points}
+            rule = named[id(s)]
             if key == "activity":
                 rule["cap"] = abs(s.points)  # once per lead, as it was measured
             text = yaml.safe_dump([rule], sort_keys=False, allow_unicode=True, width=1000)
