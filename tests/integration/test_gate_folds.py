@@ -181,10 +181,14 @@ def test_a_champion_of_other_features_is_rerun_on_the_same_folds(runs, monkeypat
     assert 0.6 < verdict.champion_auc < 0.95  # a real recipe, not the sentinel's 1.0
 
 
-def test_a_flat_export_champion_of_other_attributes_is_rerun(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("champion_has_country", [False, True])
+def test_a_flat_export_champion_of_other_attributes_is_rerun(
+    tmp_path, monkeypatch, champion_has_country
+) -> None:
     """A flat export: the champion learned from every labelled lead of this export, so no
-    row is unseen; its recipe (without Country) is rerun on the challenger's folds instead,
-    and the champion's model itself never scores a row of the verdict."""
+    row is unseen; its recipe (with or without Country, where this run's has the other) is
+    rerun on the challenger's folds instead, its columns read from the source, and the
+    champion's model itself never scores a row of the verdict."""
     import yaml
     from conftest import FLAT_CONFIG, FLAT_RULES, write_flat_export
 
@@ -201,13 +205,15 @@ def test_a_flat_export_champion_of_other_attributes_is_rerun(tmp_path, monkeypat
         (tmp_path / name).write_text(yaml.safe_dump(raw))
         return load_config(tmp_path / name)
 
-    ours = project("ours.yaml", ["Industry", "Country", "Lead Source", "Sales Status"])
-    theirs = project("theirs.yaml", ["Industry", "Lead Source", "Sales Status"])
-    crm = load_crm(ours)
+    with_country = project("ours.yaml", ["Industry", "Country", "Lead Source", "Sales Status"])
+    without = project("theirs.yaml", ["Industry", "Lead Source", "Sales Status"])
+    ours, theirs = (without, with_country) if champion_has_country else (with_country, without)
+    crm = load_crm(ours)  # what this run read: only its own columns
     rules = load_rules(ours.rules_path)
 
     def fit(config):
-        return training.train(training.build_training_set(crm, config, rules), config, crm)
+        read = load_crm(config)
+        return training.train(training.build_training_set(read, config, rules), config, read)
 
     challenger, champion = fit(ours), fit(theirs)
 
@@ -227,7 +233,7 @@ def test_a_flat_export_champion_of_other_attributes_is_rerun(tmp_path, monkeypat
     assert "on its own features" in verdict.reason, verdict.reason
     assert verdict.cohort_rows == len(challenger.backtest.predictions())
     assert len(challenger.backtest.folds) == 2
-    assert seen and "Country" not in seen[0] and "Industry" in seen[0]
+    assert seen and ("Country" in seen[0]) == champion_has_country and "Industry" in seen[0]
     # "Sales Status" is a leak in this export: the champion's own guard excluded it again.
     assert 0.6 < verdict.champion_auc < 0.97
 

@@ -32,7 +32,7 @@ from leadscore.data.snapshots import (
     snapshot_dates,
 )
 from leadscore.errors import ConfigError, DataError, ModelError
-from leadscore.io.sources import CRMData
+from leadscore.io.sources import CRMData, load_crm
 from leadscore.modeling.diagnostics import Baseline, Shift, shift_check
 from leadscore.modeling.drift import drift_reference
 from leadscore.modeling.estimator import LeadScoringModel, hash_leads
@@ -658,6 +658,10 @@ def other_recipe_backtest(
     rows rebuilt for the same examples, its own leakage guard per fold, its own model
     settings; judged on the same test rows."""
     theirs = recipe_config(config, other)
+    if any(c not in crm.leads.columns for c in _attribute_columns(theirs)):
+        # The champion reads lead columns this run's project file does not map: read them
+        # from the source (the same leads; a source that lost them says so).
+        crm = load_crm(theirs, sample=config.snapshots.sample_leads, as_of=crm.extract_date)
     data = recipe_examples(result.data, crm, theirs)
     _, make_builder = fold_builders(data, theirs, crm)
     folds = [r.fold for r in result.backtest.folds]
