@@ -19,7 +19,6 @@ import os
 import re
 import types
 import typing
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from leadscore.config import (
     config_from_dict,
 )
 from leadscore.errors import ConfigError, DataError
+from leadscore.io.sources import parse_dates
 from leadscore.io.tables import SAMPLE_ROWS, list_tables, local_source, read_sample
 from leadscore.io.uris import is_database_uri, redact_uri
 from leadscore.io.validation import PLACEHOLDERS
@@ -510,23 +510,11 @@ def profile_frame(frame: pd.DataFrame, name: str, *, total_rows: int | None = No
 
 
 def _dates(values: pd.Series) -> pd.Series:
-    """A column of dates parsed as the loader parses it (ISO 8601, else one order)."""
+    """A column of dates parsed as the loader parses it (`parse_dates`)."""
     if pd.api.types.is_datetime64_any_dtype(values):
         return pd.to_datetime(values, utc=True)
-    text = values.astype("str")
-    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-    if parsed.notna().sum() < values.notna().sum():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # Month first or day first (31.12.2025), whichever reads more, as the loader.
-            parsed = max(
-                (
-                    pd.to_datetime(text, errors="coerce", utc=True, dayfirst=first)
-                    for first in (False, True)
-                ),
-                key=lambda p: p.notna().sum(),
-            )
-    return parsed
+    text = values.astype("str").str.strip()
+    return parse_dates(text.where(values.notna() & text.ne("")))[0]
 
 
 def _earliest_shares(frame: pd.DataFrame, columns: list[ColumnProfile]) -> None:

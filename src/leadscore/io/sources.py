@@ -111,6 +111,32 @@ def _require(frame: pd.DataFrame, table: str, columns: dict[str, str], checks: C
 _OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 
 
+def parse_dates(text: pd.Series, day_first: bool | None = None) -> tuple[pd.Series, bool]:
+    """Text as UTC timestamps: ISO 8601, else one format inferred for the whole column, never
+    a guess per value (which reads 03/04 and 13/04 with different day orders): day first or
+    month first as `day_first` says, else the order that reads more of it. Also whether
+    both orders read it whole, differently (then it is read month first)."""
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+    if not (parsed.isna() & text.notna()).any():
+        return parsed, False
+    orders = [False, True] if day_first is None else [day_first]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        read = {
+            first: pd.to_datetime(text, errors="coerce", utc=True, dayfirst=first)
+            for first in orders
+        }
+    best = min(orders, key=lambda first: (read[first].isna().sum(), first))
+    ambiguous = (
+        day_first is None
+        and read[False].isna().sum() == read[True].isna().sum()
+        and not read[False].equals(read[True])
+    )
+    if read[best].isna().sum() < parsed.isna().sum():
+        parsed = read[best]
+    return parsed, ambiguous
+
+
 def _timestamps(
     values: pd.Series,
     table: str,
@@ -154,32 +180,15 @@ def _timestamps(
                 "export every timestamp in UTC, or every one with its offset",
             )
             return pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
-        parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        if (parsed.isna() & filled).any():
-            # Not ISO 8601: one format inferred from the data for the whole column, never a
-            # per-value guess (which reads 03/04 and 13/04 with different day orders).
-            orders = [False, True] if day_first is None else [day_first]
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                read = {
-                    first: pd.to_datetime(text, errors="coerce", utc=True, dayfirst=first)
-                    for first in orders
-                }
-            best = min(orders, key=lambda first: (read[first].isna().sum(), first))
-            if read[best].isna().sum() < parsed.isna().sum():
-                parsed = read[best]
-            if (
-                day_first is None
-                and read[False].isna().sum() == read[True].isna().sum()
-                and not read[False].equals(read[True])
-            ):
-                checks.warn(
-                    table,
-                    column,
-                    "has dates that read as day first or month first alike (every day is "
-                    "12 or less, e.g. 03/04): read month first",
-                    f"if they are day first, set source.files.{table}.day_first: true",
-                )
+        parsed, ambiguous = parse_dates(text.where(filled), day_first)
+        if ambiguous:
+            checks.warn(
+                table,
+                column,
+                "has dates that read as day first or month first alike (every day is "
+                "12 or less, e.g. 03/04): read month first",
+                f"if they are day first, set source.files.{table}.day_first: true",
+            )
         parsed = parsed.dt.tz_localize(None)
         values = values.where(filled)
     bad = parsed.isna() & values.notna()

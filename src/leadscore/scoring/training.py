@@ -275,7 +275,6 @@ def build_flat_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet)
 
 def build_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> TrainingSet:
     """Plan the split and build snapshot rows and rule results for each split."""
-    progress = reporter()
     if crm.flat:
         return build_flat_training_set(crm, config, rules)
     data_start = crm.leads["created_at"].min()
@@ -290,14 +289,10 @@ def build_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> T
         config.split.validation_days,
         config.gap_days,
     )
-    # Which activity types become features is decided on what was known when the training
-    # cohort ended, not on the later cohorts.
-    known = crm.activities[crm.activities["occurred_at"] < max(plan.dates["train"])]
-    spec = behaviour_spec(known, config.features)
+    spec = _known_spec(crm, plan, config)
     types = activity_types(crm.activities)
     check_inputs(rules, config, False, types)
     activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
-    attrs = config.source.attributes
     # Every labelled snapshot date once (the gap between calibration and test included: the
     # older backtest folds learn from it), in chunks for the progress line.
     labelled = snapshot_dates(
@@ -317,20 +312,42 @@ def build_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> T
     splits = {name: as_of.isin(plan.dates[name]).to_numpy() for name in SPLITS}
     for name in SPLITS:
         _require_both_outcomes(name, snaps[splits[name]], plan.describe()[name])
-    columns = _attribute_columns(config)
+    rows, rule_out = _rows_in_chunks(snaps, crm, activities, spec, config, "features", rules)
+    return TrainingSet(plan, spec, Examples(snaps, rows, rule_out), splits, types)
+
+
+def _known_spec(crm: CRMData, plan: SplitPlan, config: ProjectConfig) -> BehaviourSpec:
+    """The behaviour features: which activity types become features is decided on what was
+    known when the training cohort ended, not on the later cohorts."""
+    known = crm.activities[crm.activities["occurred_at"] < max(plan.dates["train"])]
+    return behaviour_spec(known, config.features)
+
+
+def _rows_in_chunks(
+    snaps: pd.DataFrame,
+    crm: CRMData,
+    activities,
+    spec: BehaviourSpec,
+    config: ProjectConfig,
+    stage: str,
+    rules: RuleSet | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The snapshot rows `config` reads for `snaps` (and the rules' results on them), in
+    chunks for the progress line."""
+    progress = reporter()
+    columns, email = _attribute_columns(config), config.source.attributes.email
     chunks = [c for c in np.array_split(np.arange(len(snaps)), 8) if len(c)]
     rows, rule_out = [], []
     for i, chunk in enumerate(chunks):
-        progress("features", i, len(chunks))
+        progress(stage, i, len(chunks))
         snap = snaps.iloc[chunk]
-        part = snapshot_rows(snap, crm.leads, activities, spec, columns, attrs.email)
+        part = snapshot_rows(snap, crm.leads, activities, spec, columns, email)
         rows.append(part)
-        rule_out.append(rule_results(rules, part, snap, activities, config))
-    progress("features", len(chunks), len(chunks))
-    examples = Examples(
-        snaps, pd.concat(rows, ignore_index=True), pd.concat(rule_out, ignore_index=True)
-    )
-    return TrainingSet(plan, spec, examples, splits, types)
+        if rules is not None:
+            rule_out.append(rule_results(rules, part, snap, activities, config))
+    progress(stage, len(chunks), len(chunks))
+    together = pd.concat(rows, ignore_index=True)
+    return together, (pd.concat(rule_out, ignore_index=True) if rules is not None else None)
 
 
 def leakage_findings(
@@ -618,37 +635,15 @@ def recipe_config(config: ProjectConfig, other: dict[str, Any]) -> ProjectConfig
 def recipe_examples(data: TrainingSet, crm: CRMData, config: ProjectConfig) -> TrainingSet:
     """This run's examples (the same leads, snapshot dates, labels, rule results and splits)
     with the rows another recipe reads: its attribute columns and its behaviour features,
-    chosen on what was known when the training cohort ended, as `build_training_set` does."""
-    if data.plan.method == "time":
-        train_end = max(data.plan.dates["train"])
-        known = crm.activities[crm.activities["occurred_at"] < train_end]
-        spec = behaviour_spec(known, config.features)
-    else:
-        spec = BehaviourSpec.none()
+    chosen on what was known when the training cohort ended, as `build_training_set` does.
+    `crm` holds the columns the recipe maps (see `other_recipe_backtest`)."""
+    spec = (
+        _known_spec(crm, data.plan, config) if data.plan.method == "time" else BehaviourSpec.none()
+    )
     activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
-    columns = _attribute_columns(config)
-    missing = [c for c in dict.fromkeys(columns) if c not in crm.leads.columns]
-    if missing:
-        raise DataError(
-            f"the recipe maps lead column(s) {', '.join(missing)}, which the source no longer "
-            "provides",
-            "map them again under source.attributes, or retrain with `leadscore train`",
-        )
     snaps = data.examples.snapshots
-    chunks = [c for c in np.array_split(np.arange(len(snaps)), 8) if len(c)]
-    progress = reporter()
-    rows = []
-    for i, chunk in enumerate(chunks):
-        progress("champion features", i, len(chunks))
-        part = snaps.iloc[chunk]
-        rows.append(
-            snapshot_rows(
-                part, crm.leads, activities, spec, columns, config.source.attributes.email
-            )
-        )
-    progress("champion features", len(chunks), len(chunks))
-    examples = Examples(snaps, pd.concat(rows, ignore_index=True), data.examples.rules)
-    return replace(data, spec=spec, examples=examples)
+    rows, _ = _rows_in_chunks(snaps, crm, activities, spec, config, "champion features")
+    return replace(data, spec=spec, examples=Examples(snaps, rows, data.examples.rules))
 
 
 def other_recipe_backtest(
