@@ -6,6 +6,8 @@ from typing import Any
 
 from prefect import flow
 
+from leadscore.config import ProjectConfig
+from leadscore.errors import ModelError
 from leadscore.evaluation import report
 from leadscore.lifecycle import summaries, tracking
 
@@ -17,9 +19,15 @@ except ImportError:  # loaded by path as a Prefect entrypoint (flows/report.py:r
 
 @flow(name="report", log_prints=True)
 def report_flow(config_path: str | None = None, out: str | None = None) -> dict[str, Any]:
-    """Write the marketing report for the champion model (no retraining, no scoring)."""
+    """Write the marketing report for the champion model (no retraining, no scoring).
+
+    Without a champion (no model yet, as in rules-only scoring) it reports on the rules alone,
+    judged on the source's whole labelled history.
+    """
     config = tasks.read_config(config_path)
-    entry = tasks.champion_entry(config)
+    entry = tasks.champion_entry(config, allow_none=True)
+    if entry is None:
+        return _rules_report(config, out)
     saved = tasks.read_evaluation(config, entry)
     published = tasks.read_published(config)
     open_leads, open_source = report.choose_open_leads(published, saved.open_leads, entry.version)
@@ -34,6 +42,21 @@ def report_flow(config_path: str | None = None, out: str | None = None) -> dict[
     return summaries.report_summary(
         path, html, entry, config, metrics, evidence, saved, open_leads, open_source
     )
+
+
+def _rules_report(config: ProjectConfig, out: str | None) -> dict[str, Any]:
+    rules = tasks.read_rules(config)
+    crm = tasks.load_source(config)
+    why = "no champion model in the registry yet"
+    refusal = ModelError(
+        f"{why}, and the source's history has no labelled example of each outcome to judge "
+        "the rules on",
+        "train a model with `leadscore train` once the history has conversions",
+    )
+    evidence = tasks.rules_evidence(crm, config, rules, why, refusal)
+    html = tasks.render_rules_report(evidence, config, None)
+    path = tasks.write_report(html, out or str(config.report_path))
+    return summaries.rules_report_summary(path, html, evidence, config)
 
 
 if __name__ == "__main__":

@@ -24,19 +24,29 @@ except ImportError:  # loaded by path as a Prefect entrypoint (flows/score.py:sc
 
 
 @flow(name="score", log_prints=True)
-def score_flow(config_path: str | None = None, as_of: str | None = None) -> dict[str, Any]:
-    """Score open leads as of `as_of` (default: today, UTC) and publish them atomically."""
+def score_flow(
+    config_path: str | None = None, as_of: str | None = None, rules_only: bool = False
+) -> dict[str, Any]:
+    """Score open leads as of `as_of` (default: today, UTC) and publish them atomically.
+
+    By the champion model; by the rule file alone with `rules_only` (or `scoring.rules_only`),
+    or while there is no model yet.
+    """
     config = tasks.read_config(config_path)
     try:
         with tasks.job_lock(config, "score"):
-            return _score(config, inputs.parse_as_of(as_of))
+            return _score(config, inputs.parse_as_of(as_of), rules_only)
     except locking.RunLockedError as exc:
         return tasks.skipped("score", exc)
 
 
-def _score(config: ProjectConfig, as_of: pd.Timestamp) -> dict[str, Any]:
-    champion = tasks.load_scoring_champion(config)
-    scorer = champion.scorer(tasks.read_rules(config), config)
+def _score(config: ProjectConfig, as_of: pd.Timestamp, rules_only: bool = False) -> dict[str, Any]:
+    rules = tasks.read_rules(config)
+    champion = tasks.load_scoring_champion(config, rules_only)
+    if champion is None:
+        scorer = Scorer.rules_only(rules, config)
+    else:
+        scorer = champion.scorer(rules, config)
     # Only the activities the model and the rules can see are read.
     since = as_of - pd.Timedelta(days=scorer.lookback_days)
     if partitions.partitioned(config):
@@ -47,6 +57,9 @@ def _score(config: ProjectConfig, as_of: pd.Timestamp) -> dict[str, Any]:
     else:
         crm = tasks.load_source(config, since, as_of)
         scores, rows = tasks.score_open_leads(crm, scorer, as_of)
+    if champion is None:  # no model: nothing to monitor against its training
+        published = tasks.publish_scores(scores, None, config, as_of)
+        return summaries.rules_scoring_summary(scores, config, as_of, published)
     published = tasks.publish_scores(scores, champion.entry, config, as_of)
     metrics = tasks.champion_metrics(config, champion.entry)
     summary = summaries.scoring_summary(scores, champion.entry, config, as_of, published, metrics)

@@ -11,13 +11,15 @@ from prefect.cache_policies import NO_CACHE
 
 from leadscore.config import ProjectConfig, load_config
 from leadscore.data.rules import RuleSet, load_rules
-from leadscore.errors import LeadscoreError
+from leadscore.errors import LeadscoreError, TooLittleHistoryError
 from leadscore.evaluation import evidence as evidence_module
 from leadscore.evaluation import report as report_module
+from leadscore.evaluation import rules_only
 from leadscore.io import locking, publish
 from leadscore.io.sources import CRMData, load_crm
+from leadscore.io.uris import redact_uri
 from leadscore.lifecycle import monitoring, promotion, tracking
-from leadscore.lifecycle.registry import Champion, RegisteredModel, Registry, load_champion
+from leadscore.lifecycle.registry import Champion, RegisteredModel, Registry, choose_scoring
 from leadscore.progress import reporter
 from leadscore.scoring import partitions, training
 from leadscore.scoring.scorer import Scorer, open_lead_preview
@@ -110,8 +112,16 @@ def load_source(
 
 
 @compute_task
-def build_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> training.TrainingSet:
-    return training.build_training_set(crm, config, rules)
+def build_training_set(
+    crm: CRMData, config: ProjectConfig, rules: RuleSet
+) -> training.TrainingSet | TooLittleHistoryError:
+    """The training set, or why the history is too small for a model: then the flow reports
+    on the rules alone, which is a run's outcome, not this task's failure."""
+    try:
+        return training.build_training_set(crm, config, rules)
+    except TooLittleHistoryError as exc:
+        get_run_logger().warning("no model can be trained: %s", exc.problem)
+        return exc
 
 
 @compute_task
@@ -191,6 +201,56 @@ def apply_verdict(
     promotion.apply_verdict(verdict, challenger, champion, config, registry, decided_at)
 
 
+# -- rules only (no model yet) ---------------------------------------------------------------
+
+
+@compute_task
+def rules_evidence(
+    crm: CRMData, config: ProjectConfig, rules: RuleSet, why: str, refusal: LeadscoreError
+) -> rules_only.RulesEvidence:
+    """The rules on every labelled example of the history (nothing is fitted); `why`: why
+    there is no model. A history without both outcomes tells nothing of the rules either:
+    `refusal` is raised."""
+    history = training.rules_history(crm, config, rules)
+    if history["converted"].nunique() < 2:
+        raise refusal
+    evidence = _step("judging the rules", rules_only.rules_evidence, history, rules, config,
+                     why, seed=config.model.seed)  # fmt: skip
+    get_run_logger().info(
+        "rules only: %s labelled examples, %s conversions; rule ROC-AUC %s; MQLs convert at %s",
+        f"{evidence.examples:,}",
+        f"{evidence.conversions:,}",
+        "n/a" if evidence.roc_auc is None else f"{evidence.roc_auc.estimate:.3f}",
+        f"{evidence.mql_conversion_rate:.1%}",
+    )
+    return evidence
+
+
+@io_task
+def log_rules_only_run(
+    registry: Registry, evidence: rules_only.RulesEvidence, config: ProjectConfig
+) -> str:
+    """A training run with no model: the rules' figures and per-rule table; its id."""
+    params = {
+        "mode": "rules-only",
+        "rules_file": config.rules_path.name,
+        "horizon_days": config.horizon_days,
+        "history_period": evidence.period,
+    }
+    tags = {"leadscore.kind": "training", "leadscore.mode": "rules-only"}
+    tables = {"rules": evidence.rules, "tiers": evidence.tiers}
+    return registry.log_scoring_run(params, evidence.metrics(), tables, tags, folder="rules")
+
+
+@compute_task
+def render_rules_report(
+    evidence: rules_only.RulesEvidence, config: ProjectConfig, run_id: str | None
+) -> str:
+    render = rules_only.render_rules_report
+    source = redact_uri(config.source_uri)
+    return _step("writing report", render, evidence, config, config.rules_path.name, source, run_id)
+
+
 # -- reports ---------------------------------------------------------------------------------
 
 
@@ -206,11 +266,13 @@ def log_report(registry: Registry, run_id: str, html: str) -> None:
 
 
 @io_task
-def champion_entry(config: ProjectConfig) -> RegisteredModel:
-    """The champion's registry entry (the model itself is not loaded)."""
+def champion_entry(config: ProjectConfig, allow_none: bool = False) -> RegisteredModel | None:
+    """The champion's registry entry (the model itself is not loaded); `allow_none`: None
+    when there is no champion yet, else the clear error."""
     registry = Registry.of(config)
+    registry.experiment_id()  # an unreachable store says so first
     entry = registry.champion()
-    if entry is None:
+    if entry is None and not allow_none:
         registry.load_champion()  # raises the clear error
     return entry
 
@@ -243,8 +305,13 @@ def write_report(html: str, path: str) -> str:
 
 
 @io_task
-def load_scoring_champion(config: ProjectConfig) -> Champion:
-    return load_champion(config)
+def load_scoring_champion(config: ProjectConfig, rules_only: bool = False) -> Champion | None:
+    """The champion to score with, or None: the rule file scores alone (see
+    `scoring.choose_scoring`), with a log line that says why."""
+    champion, why = choose_scoring(config, rules_only)
+    if champion is None:
+        get_run_logger().warning("rules-only scoring: %s", why)
+    return champion
 
 
 @compute_task
@@ -301,10 +368,16 @@ def record_monitoring(
 
 @io_task
 def publish_scores(
-    scores: pd.DataFrame, entry: RegisteredModel, config: ProjectConfig, as_of: pd.Timestamp
+    scores: pd.DataFrame,
+    entry: RegisteredModel | None,
+    config: ProjectConfig,
+    as_of: pd.Timestamp,
 ) -> int:
     """Publish in one transaction; then the run's staged partitions (if any) go."""
-    frame = publish.published_frame(scores, entry.name, entry.version, entry.run_id)
+    if entry is None:  # rules-only: no model
+        frame = publish.published_frame(scores, publish.RULES_ONLY_MODEL, None, None)
+    else:
+        frame = publish.published_frame(scores, entry.name, entry.version, entry.run_id)
     published = _step("publishing", publish.publish_scores, frame, config.publish_uri,
                       publish.ScoreTables.of(config))  # fmt: skip
     partitions.remove_staging(config, as_of)

@@ -9,8 +9,11 @@ from prefect import flow
 
 from leadscore import interrupts
 from leadscore.config import ProjectConfig
+from leadscore.data.rules import RuleSet
+from leadscore.errors import TooLittleHistoryError
 from leadscore.evaluation.evidence import cohort_frames
 from leadscore.io import locking
+from leadscore.io.sources import CRMData
 from leadscore.lifecycle import summaries, tracking
 from leadscore.scoring.inputs import parse_as_of
 
@@ -39,6 +42,8 @@ def _train(config: ProjectConfig, as_of: pd.Timestamp | None = None) -> dict[str
     rules = tasks.read_rules(config)
     crm = tasks.load_source(config, sample=config.snapshots.sample_leads, as_of=as_of)
     data = tasks.build_training_set(crm, config, rules)
+    if isinstance(data, TooLittleHistoryError):
+        return _rules_only(config, crm, rules, data)
     result = tasks.fit_model(data, config, crm)
     test, fit = cohort_frames(result)
     evidence = tasks.build_evidence(test, fit, rules, config)
@@ -59,6 +64,21 @@ def _train(config: ProjectConfig, as_of: pd.Timestamp | None = None) -> dict[str
     return summaries.training_summary(
         result, registered, config, oracle, evidence, checks, verdict, champion
     )
+
+
+def _rules_only(
+    config: ProjectConfig, crm: CRMData, rules: RuleSet, exc: TooLittleHistoryError
+) -> dict[str, Any]:
+    """Too little history for a model: the rules judged on the whole labelled history,
+    tracked in MLflow with their report; nothing is registered, the champion (if any) stays,
+    and `leadscore score` publishes the rules' scores while there is no champion. A history
+    with no conversion (or no labelled example) at all is refused as before: it tells
+    nothing of the rules either, and is more often a wrong outcomes table than a young CRM."""
+    evidence = tasks.rules_evidence(crm, config, rules, exc.problem, exc)
+    registry = tasks.prepare_tracking(config)
+    run_id = tasks.log_rules_only_run(registry, evidence, config)
+    tasks.log_report(registry, run_id, tasks.render_rules_report(evidence, config, run_id))
+    return summaries.rules_only_training_summary(evidence, config, run_id, crm.checks.summary())
 
 
 if __name__ == "__main__":

@@ -31,3 +31,8 @@ class ModelError(LeadscoreError):
 
 class NoOpenLeadsError(DataError):
     """No lead is open at the scoring date (none created and unconverted in the window)."""
+
+
+class TooLittleHistoryError(ModelError):
+    """Too few conversions (or too short a history) for a model to be trained and evaluated
+    honestly: a training run then reports on the rules alone (rules-only mode)."""

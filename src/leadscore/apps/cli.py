@@ -342,6 +342,9 @@ def _print_backtest(backtest: dict[str, Any] | None) -> None:
 
 
 def _print_training(summary: dict[str, Any]) -> None:
+    if summary.get("mode") == "rules-only":
+        _print_rules_only(summary)
+        return
     _print_checks(summary)
     table = Table(
         title=f"Newest backtest fold: {summary['splits']['test']} (the same recipe fitted one "
@@ -380,6 +383,35 @@ def _print_training(summary: dict[str, Any]) -> None:
             )
         )
         err.print(f"promotion gate: {verdict} ({gate['reason']})", highlight=False)
+
+
+def _print_rules_only(summary: dict[str, Any]) -> None:
+    """A training run that found too little history: the rules' figures and what's next."""
+    for warning in summary.get("warnings", []):
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    h, r = summary["history"], summary["rules"]
+    err.print(f"[bold yellow]no model trained:[/] {summary['why']}", highlight=False)
+    interval = r["roc_auc_interval"]
+    auc = "—" if r["roc_auc"] is None else f"{r['roc_auc']:.3f}"
+    if interval is not None:
+        auc += f" [{_fmt(interval[0])}, {_fmt(interval[1])}]"
+    err.print(
+        f"rules only, on {h['examples']:,} labelled examples ({h['period']}; {h['conversions']:,} "
+        f"conversions from {h['converting_leads']:,} leads): rule-score ROC-AUC {auc}; "
+        f"{r['mqls']:,} MQLs convert at {_pct(r['mql_conversion_rate'])}, the rest at "
+        f"{_pct(r['other_conversion_rate'])}",
+        highlight=False,
+    )
+    err.print(
+        f"`leadscore score` publishes the rules' scores (no probability, model_version empty) "
+        f"until a model is promoted; `leadscore report` writes the rules' report (MLflow run "
+        f"{summary['run_id']})",
+        highlight=False,
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
 
 
 def _print_checks(summary: dict[str, Any]) -> None:
@@ -641,29 +673,48 @@ def score(
             help="Score only this lead, on demand, and publish nothing (repeatable).",
         ),
     ] = None,
+    rules_only: Annotated[
+        bool,
+        typer.Option(
+            "--rules-only",
+            help="Publish the rule file's scores alone (rule score, MQL flag, tiers by rule "
+            "points; no probability), even when a champion model exists.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Score every open lead with the champion model and publish (Prefect flow `score`).
 
-    With --lead-id: score just those leads now, the same way, without Prefect or publishing.
+    Without a model yet (or with --rules-only) the rule file scores alone. With --lead-id:
+    score just those leads now, the same way, without Prefect or publishing.
     """
     if lead_id:
-        _score_on_demand(config, lead_id, as_of, as_json)
+        _score_on_demand(config, lead_id, as_of, as_json, rules_only)
         return
     try:
         with _progress(not as_json):
             summary = _run_flow(
-                "score", verbose, config_path=str(config) if config else None, as_of=as_of
+                "score",
+                verbose,
+                config_path=str(config) if config else None,
+                as_of=as_of,
+                rules_only=rules_only,
             )
     except LeadscoreError as exc:
         _fail(exc, as_json)
     _emit(summary, as_json)
     if not as_json:
+        by = (
+            f"by the rules alone ({summary['rules']}; no model yet or --rules-only: no "
+            "probability, model_version empty)"
+            if summary.get("mode") == "rules-only"
+            else f"with {summary['model_name']} v{summary['model_version']}"
+        )
         err.print(
             f"published {summary['rows']['published']:,} scores as of {summary['as_of']} "
             f"({summary['rows']['mql']:,} rule MQLs) to table {summary['uris']['table']} in "
-            f"{summary['uris']['publish']} with {summary['model_name']} v{summary['model_version']}"
+            f"{summary['uris']['publish']} {by}"
         )
         checks = summary["monitoring"]
         err.print(f"monitoring: {checks['status']}", highlight=False)
@@ -692,7 +743,13 @@ def report(
     except LeadscoreError as exc:
         _fail(exc)
     _emit(summary, as_json)
-    if not as_json:
+    if not as_json and summary.get("mode") == "rules-only":
+        err.print(summary["headline"], highlight=False)
+        err.print(
+            "no champion model yet: report on the rules alone written to "
+            f"[bold]{summary['path']}[/]"
+        )
+    elif not as_json:
         _print_comparison(summary["comparison"])
         err.print(
             f"report for {summary['model_name']} v{summary['model_version']} written to "
@@ -946,32 +1003,43 @@ def demo(
 
 
 def _score_on_demand(
-    config: Path | None, lead_ids: list[str], as_of: str | None, as_json: bool
+    config: Path | None,
+    lead_ids: list[str],
+    as_of: str | None,
+    as_json: bool,
+    rules_only: bool = False,
 ) -> None:
     """`score --lead-id`: the leads read by id, scored like the batch, ranked in the latest run."""
     from leadscore.config import load_config
     from leadscore.data.rules import load_rules
-    from leadscore.lifecycle.registry import load_champion
+    from leadscore.io.publish import RULES_ONLY_MODEL
+    from leadscore.lifecycle.registry import choose_scoring
     from leadscore.scoring import ondemand
     from leadscore.scoring.inputs import parse_as_of
+    from leadscore.scoring.scorer import Scorer
 
     prefect_environment(verbose=False)
     try:
         project = load_config(config)
         moment = parse_as_of(as_of, moment=True)
         ondemand.check_lead_ids(lead_ids)
-        champion = load_champion(project)
-        scorer = champion.scorer(load_rules(project.rules_path), project)
+        champion, why = choose_scoring(project, rules_only)
+        rules = load_rules(project.rules_path)
+        if champion is None:
+            err.print(f"rules-only scoring: {why}", highlight=False)
+            scorer = Scorer.rules_only(rules, project)
+        else:
+            scorer = champion.scorer(rules, project)
         crm = ondemand.read_leads(scorer, lead_ids, moment)
-        population = ondemand.load_population(project, champion.model)
+        population = ondemand.load_population(project, scorer.model)
         scores = ondemand.score_leads(crm, lead_ids, scorer, moment, population)
     except LeadscoreError as exc:
         _fail(exc)
     summary = {
         "command": "score",
         "as_of": moment.isoformat() + "Z",
-        "model_name": champion.entry.name,
-        "model_version": champion.entry.version,
+        "model_name": RULES_ONLY_MODEL if champion is None else champion.entry.name,
+        "model_version": None if champion is None else champion.entry.version,
         "reference": population.describe() if population is not None else None,
         "leads": ondemand.as_records(scores),
     }
@@ -992,10 +1060,12 @@ def _print_on_demand(summary: dict[str, Any]) -> None:
             else "the model's test cohort"
         )
     )
+    by_rules = summary["model_version"] is None
     for lead in summary["leads"]:
         percentile = "—" if lead["percentile"] is None else f"{lead['percentile']:.1f}"
+        probability = "—" if by_rules else f"{lead['conversion_probability']:.3f}"
         out.print(
-            f"[bold]lead {lead['lead_id']}[/]: probability {lead['conversion_probability']:.3f}, "
+            f"[bold]lead {lead['lead_id']}[/]: probability {probability}, "
             f"percentile {percentile}, tier {lead['tier'] or '—'}",
             highlight=False,
             soft_wrap=True,
@@ -1006,9 +1076,13 @@ def _print_on_demand(summary: dict[str, Any]) -> None:
         out.print(rules, markup=False, soft_wrap=True)
         for label, reasons in (("up:  ", lead["reasons_up"]), ("down:", lead["reasons_down"])):
             out.print(f"  {label} {'; '.join(reasons) or '—'}", markup=False, soft_wrap=True)
+    who = (
+        "by the rules alone (tier by rule points)"
+        if by_rules
+        else f"with {summary['model_name']} v{summary['model_version']}"
+    )
     err.print(
-        f"as of {summary['as_of']} with {summary['model_name']} v{summary['model_version']}; "
-        f"{among}; nothing published",
+        f"as of {summary['as_of']} {who}; {among}; nothing published",
         highlight=False,
     )
 

@@ -499,6 +499,10 @@ class ScoringConfig(_Section):
     #: refused: its behaviour features would be empty (a stale export, or a typo in
     #: --as-of), and its scores would stay in `lead_scores` as the newest.
     max_days_after_data: int = Field(7, ge=0, le=3650)
+    #: Publish the rule file's scores alone (rule score, MQL flag, fired rules, tiers by rule
+    #: points; no probability, `model_version` null) even when a champion model exists.
+    #: Without a champion, and with no model's scores published yet, scoring does so anyway.
+    rules_only: bool = False
 
 
 class TierConfig(_Section):
@@ -511,9 +515,16 @@ class TierConfig(_Section):
 
     by: Literal["share", "count", "probability"] = "share"
     cutoffs: list[float] = Field(default_factory=lambda: [0.1, 0.3, 0.6])
+    #: Rules-only scores (no model): tiers by rule points, three falling floors (A >= the
+    #: first). None: A = the MQLs (the rule file's threshold), B from two thirds of it, C
+    #: from one third, D below.
+    rule_points: list[float] | None = None
 
     @model_validator(mode="after")
     def _cutoffs_make_sense(self) -> TierConfig:
+        r = self.rule_points
+        if r is not None and (len(r) != 3 or not r[0] >= r[1] >= r[2]):
+            raise ValueError("rule_points needs three falling point floors, e.g. [50, 30, 10]")
         c = self.cutoffs
         if len(c) != 3:
             raise ValueError("cutoffs needs exactly three values (they separate tiers A-D)")

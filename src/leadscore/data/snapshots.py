@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from leadscore.errors import ModelError
+from leadscore.errors import TooLittleHistoryError
 
 SPLITS = ("train", "validation", "calibration", "test")
 
@@ -75,7 +75,7 @@ def plan_splits(
     dates = snapshot_dates(data_start, label_end, every_days, min_history_days)
     test = [d for d in dates if d > label_end - pd.Timedelta(days=test_days)]
     if not test:
-        raise ModelError(
+        raise TooLittleHistoryError(
             f"no labelled snapshot: the data spans {data_start.date()}..{data_end.date()} but a "
             f"{horizon_days}-day label horizon needs at least "
             f"{horizon_days + min_history_days} days",
@@ -101,7 +101,7 @@ def plan_splits(
             + every_days
             + horizon_days
         )
-        raise ModelError(
+        raise TooLittleHistoryError(
             f"not enough history for a time split: no snapshot falls in {', '.join(empty)} "
             f"(data spans {(data_end - data_start).days} days; this config needs about {needed})",
             "provide more history, or reduce split.*_days, snapshots.every_days or horizon_days",

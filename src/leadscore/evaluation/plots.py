@@ -239,6 +239,29 @@ def leaderboard_figure(
     return fig
 
 
+def rule_tiers_figure(tiers: pd.DataFrame):
+    """Conversion rate per tier by rule points (bars), with the examples in each."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+    rate = tiers["conversion_rate"].astype(float).fillna(0).to_numpy()
+    bars = ax.bar(tiers["tier"], rate * 100, color=RULES_COLOUR)
+    for bar, n in zip(bars, tiers["examples"], strict=True):
+        ax.annotate(
+            f"{int(n):,} examples",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="#59636e",
+        )
+    ax.set_ylabel("conversion rate (%)")
+    ax.set_xlabel("tier by rule points")
+    ax.set_title("How each tier converted")
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
 def to_svg(fig) -> str:
     """The figure as inline SVG markup (no XML prologue), for a self-contained page."""
     import io

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from leadscore.io.uris import check_identifier, is_database_uri, is_transient, r
 #: Columns added after the first release; an older table gets them on the next publish.
 ADDED_COLUMNS = {"tier": "VARCHAR(1)", "reasons_up": "TEXT", "reasons_down": "TEXT"}
 TEXT_COLUMNS = ("rules_fired", "reasons_up", "reasons_down")
+#: Empty in a rules-only run (no model yet, or by choice): its rows carry the rule score, the
+#: MQL flag and tiers by rule points, and `model_name` "rules".
+MODEL_COLUMNS = ("conversion_probability", "model_version", "mlflow_run_id")
+RULES_ONLY_MODEL = "rules"
 
 SCORE_COLUMNS = (
     "lead_id",
@@ -44,7 +49,7 @@ def _score_table(
         metadata,
         sa.Column("lead_id", sa.BigInteger if integer_ids else sa.String(255), nullable=False),
         sa.Column("as_of_date", sa.Date, nullable=False),
-        sa.Column("conversion_probability", sa.Float, nullable=False),
+        sa.Column("conversion_probability", sa.Float),
         sa.Column("percentile", sa.Float, nullable=False),
         sa.Column("tier", sa.String(1)),
         sa.Column("rule_score", sa.Float, nullable=False),
@@ -53,8 +58,8 @@ def _score_table(
         sa.Column("reasons_up", sa.Text),
         sa.Column("reasons_down", sa.Text),
         sa.Column("model_name", sa.String(255), nullable=False),
-        sa.Column("model_version", sa.String(64), nullable=False),
-        sa.Column("mlflow_run_id", sa.String(64), nullable=False),
+        sa.Column("model_version", sa.String(64)),
+        sa.Column("mlflow_run_id", sa.String(64)),
         sa.Column("scored_at", sa.DateTime, nullable=False),
         sa.PrimaryKeyConstraint(*key),
     )
@@ -67,8 +72,8 @@ def _runs_table(name: str, metadata: sa.MetaData) -> sa.Table:
         metadata,
         sa.Column("as_of_date", sa.Date, primary_key=True),
         sa.Column("model_name", sa.String(255), nullable=False),
-        sa.Column("model_version", sa.String(64), nullable=False),
-        sa.Column("mlflow_run_id", sa.String(64), nullable=False),
+        sa.Column("model_version", sa.String(64)),
+        sa.Column("mlflow_run_id", sa.String(64)),
         sa.Column("leads", sa.Integer, nullable=False),
         sa.Column("scored_at", sa.DateTime, nullable=False),
         sa.Column("published_at", sa.DateTime, nullable=False),
@@ -102,11 +107,14 @@ class ScoreTables:
 def published_frame(
     scores: pd.DataFrame,
     model_name: str,
-    model_version: str,
-    run_id: str,
+    model_version: str | None,
+    run_id: str | None,
     scored_at: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
-    """Scores with the model's identity and the scoring time (default now), ready to publish."""
+    """Scores with the model's identity and the scoring time (default now), ready to publish.
+
+    A rules-only run has no model: `model_name` "rules", version and run None.
+    """
     if scored_at is None:
         scored_at = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     out = scores.rename(columns={"as_of": "as_of_date"}).copy()
@@ -124,12 +132,23 @@ def check_scores(scores: pd.DataFrame) -> None:
         raise DataError(f"scores lack column(s) {', '.join(missing)}; nothing was published")
     if scores.empty:
         raise DataError("no scores to publish; nothing was published")
-    p = scores["conversion_probability"].to_numpy(dtype=float)
-    bad = ~np.isfinite(p) | (p < 0) | (p > 1)
-    if bad.any():
+    by_rules = scores["model_version"].isna()
+    if by_rules.any() and not by_rules.all():
         raise DataError(
-            f"{int(bad.sum())} probabilities are missing or outside [0, 1]; nothing was published"
+            f"{int(by_rules.sum())} of {len(scores)} scores have no model version: a run is "
+            "scored by a model or by the rules alone, never both; nothing was published"
         )
+    p = scores["conversion_probability"].to_numpy(dtype=float)
+    if by_rules.all():
+        if np.isfinite(p).any():
+            raise DataError("rules-only scores carry probabilities; nothing was published")
+    else:
+        bad = ~np.isfinite(p) | (p < 0) | (p > 1)
+        if bad.any():
+            raise DataError(
+                f"{int(bad.sum())} probabilities are missing or outside [0, 1]; nothing was "
+                "published"
+            )
     dupes = scores.duplicated(["lead_id", "as_of_date"])
     if dupes.any():
         raise DataError(
@@ -138,7 +157,8 @@ def check_scores(scores: pd.DataFrame) -> None:
     tiers = scores["tier"].astype("str")
     if not tiers.isin(["A", "B", "C", "D"]).all():
         raise DataError("scores contain tiers other than A-D; nothing was published")
-    if scores[list(SCORE_COLUMNS)].drop(columns=list(TEXT_COLUMNS)).isna().any().any():
+    optional = [*TEXT_COLUMNS, *(MODEL_COLUMNS if by_rules.all() else ())]
+    if scores[list(SCORE_COLUMNS)].drop(columns=optional).isna().any().any():
         raise DataError("scores contain empty values; nothing was published")
 
 
@@ -191,7 +211,10 @@ def _records(scores: pd.DataFrame) -> tuple[list[dict], bool]:
     frame["is_mql"] = frame["is_mql"].astype(bool)
     for column in TEXT_COLUMNS:
         frame[column] = frame[column].fillna("").astype(str)
-    return frame.astype(object).to_dict("records"), integer_ids
+    frame = frame.astype(object)
+    for column in MODEL_COLUMNS:  # empty in a rules-only run: NULL, not NaN or "None"
+        frame[column] = frame[column].where(frame[column].notna(), None)
+    return frame.to_dict("records"), integer_ids
 
 
 def publish_scores(
@@ -209,6 +232,7 @@ def publish_scores(
     check_scores(scores)
     _database_uri(uri)
     records, integer_ids = _records(scores)
+    by_rules = records[0]["model_version"] is None
     metadata = sa.MetaData()
     _score_table(tables.latest, metadata, integer_ids, ("lead_id",))  # created if missing
     history = _score_table(tables.history, metadata, integer_ids, ("lead_id", "as_of_date"))
@@ -225,6 +249,8 @@ def publish_scores(
             if migrate:
                 _migrate_to_history(conn, tables)
             conn.execute(sa.delete(history).where(history.c.as_of_date.in_(dates)))
+            if by_rules:  # after a write: SQLite's transaction is open, the DDL joins it
+                _allow_rules_only(conn, tables)
             _insert(conn, history, records)
             _refresh_latest(conn, tables, dates)
             conn.execute(sa.delete(runs).where(runs.c.as_of_date.in_(dates)))
@@ -259,6 +285,37 @@ def publish_scores(
 
 
 _COLUMNS = ", ".join(SCORE_COLUMNS)
+
+
+def _allow_rules_only(conn: sa.Connection, tables: ScoreTables) -> None:
+    """Tables made before rules-only runs existed require a model on every row: let the
+    model's columns be empty (in the publishing transaction; rows are kept as they are)."""
+    inspector = sa.inspect(conn)
+    for table in (tables.latest, tables.history, tables.runs):
+        strict = [
+            c["name"]
+            for c in inspector.get_columns(table)
+            if c["name"] in MODEL_COLUMNS and not c["nullable"]
+        ]
+        if not strict:
+            continue
+        if conn.dialect.name != "sqlite":
+            for column in strict:
+                conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL"))
+            continue
+        # SQLite cannot alter a column: the table is made again from its own definition.
+        ddl = conn.execute(
+            sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :t"),
+            {"t": table},
+        ).scalar_one()
+        for column in strict:
+            ddl = re.sub(rf"(\b{column}\b[^,\n]*?)\s+NOT NULL", r"\1", ddl, count=1)
+        old = f"{table}__before_rules_only"
+        columns = ", ".join(c["name"] for c in inspector.get_columns(table))
+        conn.execute(sa.text(f"ALTER TABLE {table} RENAME TO {old}"))
+        conn.execute(sa.text(ddl))
+        conn.execute(sa.text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {old}"))
+        conn.execute(sa.text(f"DROP TABLE {old}"))
 
 
 def _queue_writers(conn: sa.Connection, tables: ScoreTables) -> None:

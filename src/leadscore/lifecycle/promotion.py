@@ -55,11 +55,14 @@ class Verdict:
     champion_ece: float | None = None
     cohort_rows: int = 0
     cohort_conversions: int = 0
+    #: The MQL rules' ROC-AUC on the same rows (the first model's contest).
+    rules_auc: float | None = None
 
     def tags(self) -> dict[str, str]:
         """MLflow version tags: the decision and its numbers."""
         out = {"gate.decision": self.action, "gate.reason": self.reason}
-        for key in ("challenger_auc", "champion_auc", "challenger_ece", "champion_ece"):
+        keys = ("challenger_auc", "champion_auc", "challenger_ece", "champion_ece", "rules_auc")
+        for key in keys:
             value = getattr(self, key)
             if value is not None:
                 out[f"gate.{key}"] = f"{value:.4f}"
@@ -166,6 +169,7 @@ def history_row(
     """One row of the promotion history."""
     base = asdict(verdict) if verdict is not None else {}
     base.pop("promote", None)
+    base.pop("rules_auc", None)  # in the reason
     row = {c: base.get(c) for c in HISTORY_COLUMNS}
     row.update(
         decided_at=pd.Timestamp(decided_at).to_pydatetime(),
@@ -262,7 +266,7 @@ def judge_challenger(
     y = result.data.labels("test")
     challenger_p = result.test_scores["conversion_probability"].to_numpy(dtype=float)
     if champion is None:
-        return judge(y, challenger_p, None, config.promotion)
+        return against_rules(result, config.promotion)
     try:
         loaded = registry.load(champion)
         before, through = getattr(loaded.model, "trained_through_", None), result.trained_through
@@ -316,6 +320,44 @@ def judge_challenger(
     )
     note = f" (on the {int(unseen.sum()):,} newest-fold rows the champion never learned from)"
     return Verdict(**{**asdict(verdict), "reason": verdict.reason + note})
+
+
+def against_rules(result: TrainingResult, gate: PromotionConfig) -> Verdict:
+    """The first model's contest: without a champion, the MQL rules are what scores (the
+    rules-only mode), so the model must rank leads better than they do, by the gate's AUC
+    margin, on the same test rows: pooled over the backtest folds when there are several,
+    else the newest fold's. Calibration has nothing to be compared with (rule points are no
+    probability)."""
+    y = result.data.labels("test")
+    p = result.test_scores["conversion_probability"].to_numpy(dtype=float)
+    rule = result.test_scores["rule_score"].to_numpy(dtype=float)
+    if len(np.unique(y)) < 2:
+        return judge(y, p, None, gate)  # the clear error
+    c_auc, c_ece = _metrics(y, p)
+    r_auc = float(roc_auc_score(y, rule))
+    rows, conversions, where = len(y), int(y.sum()), "the newest fold's test rows"
+    backtest = result.backtest
+    if backtest is not None and len(backtest.folds) > 1:
+        pooled, rules = backtest.pooled[result.chosen_column], backtest.pooled["rules"]
+        c_auc, c_ece, r_auc = pooled["roc_auc"], pooled["ece"], rules["roc_auc"]
+        rows, conversions = int(pooled["n"]), int(pooled["conversions"])
+        where = f"the test rows of {len(backtest.folds)} backtest folds"
+    counts = {"cohort_rows": rows, "cohort_conversions": conversions}
+    numbers = {"challenger_auc": c_auc, "challenger_ece": c_ece, "rules_auc": r_auc}
+    gain = c_auc - r_auc
+    versus = f"ROC-AUC {c_auc:.4f} vs {r_auc:.4f} for the MQL rules on {where} ({gain:+.4f})"
+    if not gate.enabled:
+        return Verdict(True, "first", f"no champion yet; gate disabled; {versus}", **numbers,
+                       **counts)  # fmt: skip
+    if gain < gate.min_auc_gain:
+        reason = (
+            f"no champion yet, and the model ranks leads no better than the rules: {versus}, "
+            f"below the required {gate.min_auc_gain:+.4f}; the rules keep scoring "
+            "(`leadscore score` publishes them alone); promote by hand with `leadscore "
+            "promote VERSION --reason ...` if intended"
+        )
+        return Verdict(False, "kept", reason, **numbers, **counts)
+    return Verdict(True, "first", f"no champion yet; {versus}", **numbers, **counts)
 
 
 def _only_model_differs(theirs: dict, ours: dict | None) -> bool:

@@ -25,6 +25,7 @@ import pandas as pd
 from leadscore.config import ProjectConfig
 from leadscore.data.rules import RuleSet
 from leadscore.errors import ModelError
+from leadscore.io.publish import read_scores
 from leadscore.io.uris import redact_uri
 from leadscore.modeling.estimator import LeadScoringModel
 from leadscore.scoring.scorer import Scorer
@@ -309,8 +310,10 @@ class Registry:
         metrics: dict[str, float],
         tables: dict[str, pd.DataFrame],
         tags: dict[str, str],
+        folder: str = "monitoring",
     ) -> str:
-        """One tracking run per scoring run: its monitoring numbers and checks; its id."""
+        """One tracking run per scoring run: its monitoring numbers and checks; its id.
+        (Also a rules-only training run: its figures, and its tables under `folder`.)"""
         experiment_id = self.experiment_id()
         client = self.client
         with warnings.catch_warnings():
@@ -328,7 +331,7 @@ class Registry:
                 params=[Param(k, str(v)[:6000]) for k, v in params.items()],
             )
             for name, frame in tables.items():
-                client.log_table(run_id, frame, f"monitoring/{name}.json")
+                client.log_table(run_id, frame, f"{folder}/{name}.json")
             client.set_terminated(run_id)
         return run_id
 
@@ -474,6 +477,39 @@ class Registry:
 def load_champion(config: ProjectConfig) -> Champion:
     """The project's champion, loaded: the one place every scoring path loads it from."""
     return Registry.of(config).load_champion()
+
+
+def choose_scoring(config: ProjectConfig, rules_only: bool = False) -> tuple[Champion | None, str]:
+    """What scores tonight: the champion, or None and why the rule file scores alone.
+
+    Rules alone by choice (`rules_only`, `scoring.rules_only`), or while there is no model
+    yet: no champion in the registry and no model's scores published. A missing champion
+    where a model's scores were published is an error (a wrong model name or tracking store
+    would otherwise replace them with rule scores).
+    """
+    if rules_only or config.scoring.rules_only:
+        return None, "chosen (--rules-only or scoring.rules_only)"
+    registry = Registry.of(config)
+    registry.experiment_id()  # an unreachable store says so first
+    if registry.champion() is not None:
+        return registry.load_champion(), ""
+    runs = read_scores(config.publish_uri, config.publish.runs_table)
+    by_model = runs[runs["model_version"].notna()] if "model_version" in runs else runs.iloc[:0]
+    if len(by_model):
+        newest = by_model.sort_values("as_of_date").iloc[-1]
+        raise ModelError(
+            f"no model '{registry.model_name}' with alias '{CHAMPION}' in the registry at "
+            f"{redact_uri(registry.tracking_uri)}, but table '{config.publish.runs_table}' "
+            f"holds scores of model '{newest['model_name']}' v{newest['model_version']} (as of "
+            f"{pd.Timestamp(newest['as_of_date']).date()}); rule scores would replace them",
+            "check mlflow.registered_model and the tracking URI; to publish the rule file's "
+            "scores anyway, pass --rules-only (or set scoring.rules_only: true)",
+        )
+    return None, (
+        f"no champion model '{registry.model_name}' yet, so the rule file's scores are "
+        "published alone (no probability, model_version empty) until `leadscore train` "
+        "promotes one"
+    )
 
 
 def _no_artifacts(run_id: str, path: str) -> ModelError:

@@ -11,6 +11,8 @@ import pandas as pd
 
 from leadscore.config import ProjectConfig
 from leadscore.evaluation.evidence import Evidence
+from leadscore.evaluation.rules_only import RulesEvidence
+from leadscore.io.publish import RULES_ONLY_MODEL
 from leadscore.io.uris import redact_uri
 from leadscore.lifecycle.monitoring import MonitoringResult
 from leadscore.lifecycle.promotion import Verdict
@@ -175,6 +177,91 @@ def scoring_summary(
         "run_id": entry.run_id,
         "monitoring_table": config.monitoring.table,
         "uris": champion_uris(config, entry),
+    }
+
+
+def rules_scoring_summary(
+    scores: pd.DataFrame, config: ProjectConfig, as_of: pd.Timestamp, published: int
+) -> dict[str, Any]:
+    """The JSON summary of a rules-only scoring run (no model: no probability, no
+    monitoring of a model's inputs)."""
+    return {
+        "command": "score",
+        "mode": "rules-only",
+        "as_of": str(as_of.date()),
+        "rows": {
+            "scored": len(scores),
+            "published": int(published),
+            "mql": int(scores["is_mql"].sum()),
+        },
+        "tiers": {t: int((scores["tier"] == t).sum()) for t in ("A", "B", "C", "D")},
+        "mean_rule_score": number(scores["rule_score"].mean()),
+        "model_name": RULES_ONLY_MODEL,
+        "model_version": None,
+        "run_id": None,
+        "rules": config.rules_path.name,
+        "monitoring": {
+            "status": "skipped",
+            "failed": [],
+            "messages": ["rules-only: no model whose inputs could drift"],
+            "realised": None,
+            "run_id": None,
+        },
+        "uris": {
+            "source": redact_uri(config.source_uri),
+            "publish": redact_uri(config.publish_uri),
+            "table": config.publish.table,
+            "history_table": config.publish.history_table,
+        },
+    }
+
+
+def rules_report_summary(
+    path: str, html: str, evidence: RulesEvidence, config: ProjectConfig
+) -> dict[str, Any]:
+    """The JSON summary of a report on the rules alone (no champion yet)."""
+    return {
+        **rules_only_training_summary(evidence, config, None, []),
+        "command": "report",
+        "path": path,
+        "bytes": len(html.encode("utf-8")),
+    }
+
+
+def rules_only_training_summary(
+    evidence: RulesEvidence, config: ProjectConfig, run_id: str | None, warnings: list[str]
+) -> dict[str, Any]:
+    """The JSON summary of a training run that found too little history for a model."""
+    iv = evidence.roc_auc
+    return {
+        "command": "train",
+        "mode": "rules-only",
+        "why": evidence.why,
+        "warnings": warnings,
+        "history": {
+            "examples": evidence.examples,
+            "leads": evidence.leads,
+            "conversions": evidence.conversions,
+            "converting_leads": evidence.converting_leads,
+            "period": evidence.period,
+        },
+        "rules": {
+            "roc_auc": None if iv is None else number(iv.estimate),
+            "roc_auc_interval": None if iv is None else [number(iv.low), number(iv.high)],
+            "mqls": evidence.mqls,
+            "mql_conversion_rate": number(evidence.mql_conversion_rate),
+            "other_conversion_rate": number(evidence.other_conversion_rate),
+            "captured_share": number(evidence.captured_share),
+        },
+        "headline": evidence.headline(),
+        "run_id": run_id,
+        "model_name": None,
+        "model_version": None,
+        "uris": {
+            "source": redact_uri(config.source_uri),
+            "tracking": redact_uri(config.tracking_uri),
+            "publish": redact_uri(config.publish_uri),
+        },
     }
 
 

@@ -117,12 +117,22 @@ def check_as_of(as_of: pd.Timestamp, data_end: pd.Timestamp, max_days_after: int
         )
 
 
-def model_activity_types(model: LeadScoringModel) -> tuple[str, ...]:
-    """The activity types of the model's training history (older models: its features')."""
+def attribute_columns(config: ProjectConfig) -> list[str]:
+    """The lead columns a project file maps: what a model learns from and rules test."""
+    attrs = config.source.attributes
+    return [*attrs.categorical, *attrs.numeric, *([attrs.job_title] if attrs.job_title else [])]
+
+
+def model_activity_types(model: LeadScoringModel | None) -> tuple[str, ...]:
+    """The activity types of the model's training history (older models: its features');
+    none without a model (rules-only scoring)."""
+    if model is None:
+        return ()
     return tuple(getattr(model, "activity_types_", model.features.behaviour.activity_types))
 
 
-def lookback_days(model: LeadScoringModel, rules: RuleSet) -> int:
+def lookback_days(model: LeadScoringModel | None, rules: RuleSet) -> int:
     """How far back scoring must read activities: the model's and the rules' longest window."""
     windows = [r.within_days for r in rules.behaviour_rules]
-    return max([model.features.behaviour.lookback_days, *windows]) + 1
+    own = 0 if model is None else model.features.behaviour.lookback_days
+    return max([own, *windows]) + 1

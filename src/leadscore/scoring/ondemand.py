@@ -6,6 +6,8 @@ champion model, the rule file and the reasons). Only the percentile and
 the tier differ, because one lead has no run of its own to be ranked in: it is ranked in a
 reference population instead, the latest published run (the leads sales sees), else the
 champion's test cohort, else nowhere (percentile None; tiers by probability still apply).
+Rules-only (no model): no probability; the percentile ranks the rule score in the latest
+published rules-only run, and the tier is by rule points, as in the batch.
 """
 
 from __future__ import annotations
@@ -76,24 +78,26 @@ class Population:
         }
 
 
-def population_from_published(published: pd.DataFrame) -> Population | None:
-    """The latest published run's probabilities; None when nothing was published yet."""
+def population_from_published(published: pd.DataFrame, by_rules: bool = False) -> Population | None:
+    """The latest published run's probabilities (`by_rules`: the rule scores of a rules-only
+    run); None when nothing of the kind was published yet."""
     if published.empty:
         return None
-    p = published["conversion_probability"].to_numpy(dtype=float)
-    keep = np.isfinite(p)
+    column = "rule_score" if by_rules else "conversion_probability"
+    p = published[column].to_numpy(dtype=float)
+    keep = np.isfinite(p) & (published["model_version"].isna() == by_rules).to_numpy()
     if not keep.any():
         return None
     order = np.argsort(p[keep], kind="stable")
     ids = published["lead_id"].to_numpy()[keep][order]
-    versions = sorted(published["model_version"].astype("str").unique())
+    versions = sorted(published["model_version"].dropna().astype("str").unique())
     return Population(
         probability=p[keep][order],
         lead_id=ids,
         lead_key=pd.Index(lead_id_text(pd.Series(ids))),
         source="published",
         as_of_date=str(pd.Timestamp(published["as_of_date"].max()).date()),
-        model_version=",".join(versions),
+        model_version=",".join(versions) or None,
     )
 
 
@@ -105,8 +109,11 @@ def population_from_model(model: Any) -> Population | None:
     return Population(np.sort(np.asarray(reference, dtype=float)), None, None, "test_cohort")
 
 
-def load_population(config: ProjectConfig, model: LeadScoringModel) -> Population | None:
-    """The reference for percentiles and tiers: the latest published run, else the test cohort."""
+def load_population(config: ProjectConfig, model: LeadScoringModel | None) -> Population | None:
+    """The reference for percentiles and tiers: the latest published run, else the test cohort.
+
+    Without a model (rules-only), the rule scores of the latest published rules-only run.
+    """
     try:
         published = publish.read_scores(config.publish_uri, config.publish.table, latest=True)
     except LeadscoreError as exc:
@@ -114,6 +121,8 @@ def load_population(config: ProjectConfig, model: LeadScoringModel) -> Populatio
             "cannot read the published scores (%s); ranking against the test cohort", exc.problem
         )
         published = pd.DataFrame()
+    if model is None:
+        return population_from_published(published, by_rules=True)
     return population_from_published(published) or population_from_model(model)
 
 
@@ -236,13 +245,19 @@ def score_leads(
         )
     scores = scorer.score(crm, as_of, whole_source=False)
     scores = scores.iloc[pd.Index(lead_id_text(scores["lead_id"])).get_indexer(wanted)]
-    scores = scores.reset_index(drop=True)
+    return _ranked(scores.reset_index(drop=True), scorer, population, scores["lead_id"].tolist())
+
+
+def _ranked(
+    scores: pd.DataFrame, scorer: Scorer, population: Population | None, ids: list | None
+) -> pd.DataFrame:
+    """Percentile and tier in `population`; rules-only tiers are by points, no ranking."""
+    column = "rule_score" if scorer.by_rules else "conversion_probability"
     percentile, tier = rank_in_population(
-        scores["conversion_probability"].to_numpy(),
-        scores["lead_id"].tolist(),
-        population,
-        config.tiers,
+        scores[column].to_numpy(), ids, population, scorer.config.tiers
     )
+    if scorer.by_rules:
+        tier = scores["tier"].to_numpy()
     return scores.assign(percentile=percentile, tier=tier)
 
 
@@ -291,11 +306,14 @@ def _why_not_open(
 
 
 def payload_fields(scorer: Scorer) -> dict[str, str]:
-    """Fields a posted lead may carry, name -> "text" or "number": the model's inputs, e-mail."""
-    features, config = scorer.model.features, scorer.config
+    """Fields a posted lead may carry, name -> "text" or "number": the model's inputs (the
+    project's mapped attributes when the rules score alone), e-mail."""
+    config = scorer.config
+    features = config.source.attributes if scorer.model is None else scorer.model.features
+    title = features.job_title if scorer.model is None else features.title_column
     fields = {name: "text" for name in features.categorical}
     fields |= {name: "number" for name in features.numeric}
-    for name in (features.title_column, config.source.attributes.email):
+    for name in (title, config.source.attributes.email):
         if name:
             fields[name] = "text"
     return fields
@@ -393,10 +411,7 @@ def score_payload(
             "created_at must lie before as_of (and within snapshots.max_lead_age_days)",
         )
     scores = scorer.score(crm, as_of, whole_source=False)
-    percentile, tier = rank_in_population(
-        scores["conversion_probability"].to_numpy(), None, population, config.tiers
-    )
-    return scores.assign(lead_id=None, percentile=percentile, tier=tier)
+    return _ranked(scores, scorer, population, None).assign(lead_id=None)
 
 
 def as_records(scores: pd.DataFrame) -> list[dict[str, Any]]:
@@ -412,7 +427,7 @@ def as_records(scores: pd.DataFrame) -> list[dict[str, Any]]:
         {
             "lead_id": row.lead_id.item() if isinstance(row.lead_id, np.generic) else row.lead_id,
             "as_of": pd.Timestamp(row.as_of).isoformat() + "Z",
-            "conversion_probability": float(row.conversion_probability),
+            "conversion_probability": number(row.conversion_probability),
             "percentile": number(row.percentile),
             "tier": row.tier,
             "rule_score": float(row.rule_score),

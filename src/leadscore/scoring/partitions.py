@@ -31,7 +31,7 @@ from leadscore.io.sources import CRMData, load_crm
 from leadscore.io.uris import check_file_table, is_database_uri, redact_uri
 from leadscore.progress import reporter
 from leadscore.scoring.inputs import activity_types, check_inputs, model_activity_types
-from leadscore.scoring.scorer import Scorer, finish_scores, no_open_leads, open_leads
+from leadscore.scoring.scorer import Scorer, no_open_leads, open_leads
 
 #: Rows read from the source per chunk while staging (bounds the staging memory).
 CHUNK_ROWS = 1_000_000
@@ -334,7 +334,7 @@ def combine(
     if not filled:
         raise no_open_leads(flat, config, as_of)
     partial = pd.concat(filled, ignore_index=True)
-    scores = finish_scores(partial, config)
+    scores = scorer.finish(partial)
     rows = pd.concat([r.rows for r in results if len(r.rows)] or [pd.DataFrame()])
     rows = rows.reset_index(drop=True)
     outcomes = pd.concat([r.outcomes for r in results if len(r.outcomes.columns)])

@@ -3,7 +3,8 @@
 `Scorer` is the one object that scores: the packaged model, its predict as served (the
 MLflow pyfunc, so scoring goes through exactly what the registry serves), the rule file
 and the project. The batch, the lead partitions, on-demand scoring and the service all
-score through it.
+score through it. A scorer without a model scores by the rules alone (no model yet, or by
+choice): rule score, MQL flag, fired rules as reasons, tiers by rule points, no probability.
 """
 
 from __future__ import annotations
@@ -15,33 +16,42 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import ProjectConfig
-from leadscore.data.features import ActivityIndex, index_activities, snapshot_rows
+from leadscore.data.features import (
+    ActivityIndex,
+    BehaviourSpec,
+    index_activities,
+    snapshot_rows,
+)
 from leadscore.data.rules import RuleSet, rule_results
 from leadscore.data.snapshots import build_snapshots
 from leadscore.errors import DataError, ModelError, NoOpenLeadsError
 from leadscore.io.publish import SCORE_COLUMNS
 from leadscore.io.sources import CRMData
 from leadscore.modeling.estimator import LeadScoringModel
-from leadscore.modeling.reasons import explain
+from leadscore.modeling.reasons import SEPARATOR, explain
 from leadscore.progress import reporter
 from leadscore.scoring.inputs import (
     activity_types,
+    attribute_columns,
     check_as_of,
     check_inputs,
     lookback_days,
     model_activity_types,
 )
-from leadscore.scoring.tiers import assign_tiers
+from leadscore.scoring.tiers import assign_rule_tiers, assign_tiers, rule_point_floors
 
 Predict = Callable[[pd.DataFrame], np.ndarray]
 
 
 @dataclass(frozen=True)
 class Scorer:
-    """The packaged model, its predict as served, the rule file and the project: scores."""
+    """The packaged model, its predict as served, the rule file and the project: scores.
 
-    model: LeadScoringModel
-    predict: Predict
+    `model` None: the rules alone score (`by_rules`).
+    """
+
+    model: LeadScoringModel | None
+    predict: Predict | None
     rules: RuleSet
     config: ProjectConfig
 
@@ -49,6 +59,15 @@ class Scorer:
     def unregistered(cls, model: LeadScoringModel, rules: RuleSet, config: ProjectConfig) -> Scorer:
         """A scorer for a model not (yet) packaged: its own predict_proba."""
         return cls(model, model.predict_proba, rules, config)
+
+    @classmethod
+    def rules_only(cls, rules: RuleSet, config: ProjectConfig) -> Scorer:
+        """A scorer of the rule file alone (before there is a model, or by choice)."""
+        return cls(None, None, rules, config)
+
+    @property
+    def by_rules(self) -> bool:
+        return self.model is None
 
     @property
     def lookback_days(self) -> int:
@@ -66,12 +85,17 @@ class Scorer:
         if whole_source and not crm.flat:
             check_as_of(as_of, crm.data_end, self.config.scoring.max_days_after_data)
         window = (as_of - pd.Timedelta(days=self.lookback_days), as_of)
+        known = model_activity_types(self.model)
+        if self.by_rules and not whole_source:
+            # No training history to check the rules' activity types against, and a few
+            # leads' activities say nothing of the source's types: the batch checks them.
+            known = tuple(r.activity for r in self.rules.behaviour_rules)
         check_inputs(
             self.rules,
             self.config,
             crm.flat,
             activity_types(crm.activities),
-            model_activity_types(self.model),
+            known,
             whole_source,
             window,
         )
@@ -89,7 +113,14 @@ class Scorer:
         if snap.empty:
             raise no_open_leads(crm.flat, self.config, as_of)
         partial, rows = self.score_partial(crm, snap)
-        return finish_scores(partial, self.config), rows
+        return self.finish(partial), rows
+
+    def finish(self, partial: pd.DataFrame) -> pd.DataFrame:
+        """Percentile and tier of every lead of `partial` (all partitions together)."""
+        if self.by_rules:
+            floors = rule_point_floors(self.rules.mql_threshold, self.config.tiers)
+            return finish_rule_scores(partial, floors)
+        return finish_scores(partial, self.config)
 
     def score_partial(self, crm: CRMData, snap: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Probability, rule score and reasons of the snapshots `snap` (one lead each).
@@ -99,6 +130,8 @@ class Scorer:
         added by `finish_scores` once all partitions are in.
         """
         config = self.config
+        if self.by_rules:
+            return self._rules_partial(crm, snap)
         rows, activities = model_rows(crm, self.model, snap, config)
         probability = np.asarray(self.predict(rows), dtype=float)
         if not np.all(np.isfinite(probability)) or probability.min() < 0 or probability.max() > 1:
@@ -124,6 +157,75 @@ class Scorer:
             }
         )
         return partial, rows
+
+    def _rules_partial(self, crm: CRMData, snap: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The rules' verdict on `snap`: points, MQL flag, fired rules, and as reasons the
+        rules that gave points (no probability: there is no model)."""
+        rows, activities = rule_rows(crm, snap, self.config)
+        out = rule_results(self.rules, rows, snap, activities, self.config)
+        up, down = rule_reasons(out)
+        partial = pd.DataFrame(
+            {
+                "lead_id": snap["lead_id"].to_numpy(),
+                "as_of": snap["as_of"].to_numpy(),
+                "conversion_probability": np.full(len(snap), np.nan),
+                "rule_score": out["rule_score"].to_numpy(),
+                "is_mql": out["is_mql"].to_numpy(),
+                "rules_fired": out["rules_fired"].to_numpy(),
+                "reasons_up": up,
+                "reasons_down": down,
+            }
+        )
+        return partial, rows
+
+
+def rule_rows(
+    crm: CRMData, snap: pd.DataFrame, config: ProjectConfig
+) -> tuple[pd.DataFrame, ActivityIndex]:
+    """The lead fields the rules test for snapshots `snap` (the project's attribute columns),
+    and the indexed activities behaviour rules count."""
+    features = config.features
+    columns = attribute_columns(config)
+    missing = [c for c in columns if c not in crm.leads.columns]
+    if missing:
+        raise DataError(
+            f"table '{config.source.tables.leads}' lacks the mapped column(s) {', '.join(missing)}",
+            "map existing columns under source.attributes",
+        )
+    activities = index_activities(
+        crm.activities, features.page_categories, features.page_activity_type
+    )
+    rows = snapshot_rows(
+        snap, crm.leads, activities, BehaviourSpec.none(), columns, config.source.attributes.email
+    )
+    return rows, activities
+
+
+def rule_reasons(results: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per lead, the rules that added points ("webinar +20", most points first) and those
+    that took points off, joined like a model's reasons."""
+    points = results[[c for c in results.columns if c.startswith("points_")]]
+    names = [c.removeprefix("points_") for c in points.columns]
+    values = points.to_numpy(dtype=float)
+    up = np.full(len(results), "", dtype=object)
+    down = np.full(len(results), "", dtype=object)
+    for i in np.flatnonzero((values != 0).any(axis=1)) if len(names) else []:
+        row = values[i]
+        order = np.argsort(-np.abs(row), kind="stable")
+        ups = [f"{names[j]} {row[j]:+g}" for j in order if row[j] > 0]
+        downs = [f"{names[j]} {row[j]:+g}" for j in order if row[j] < 0]
+        up[i], down[i] = SEPARATOR.join(ups), SEPARATOR.join(downs)
+    return up, down
+
+
+def finish_rule_scores(partial: pd.DataFrame, floors: list[float]) -> pd.DataFrame:
+    """Rules-only scores: percentile by rule points within the run, tiers by point floors."""
+    points = partial["rule_score"].to_numpy(dtype=float)
+    out = partial.reset_index(drop=True)
+    percentile = pd.Series(points).rank(pct=True, method="average").to_numpy() * 100
+    out.insert(3, "percentile", percentile)
+    out.insert(4, "tier", assign_rule_tiers(points, floors))
+    return out
 
 
 def open_leads(crm: CRMData, as_of: pd.Timestamp, config: ProjectConfig) -> pd.DataFrame:

@@ -46,3 +46,22 @@ def assign_tiers(
     else:
         level = np.searchsorted(cut, rank, side="left")
     return np.asarray(TIERS, dtype=object)[np.minimum(level, 3)]
+
+
+def rule_point_floors(mql_threshold: float, config: TierConfig) -> list[float]:
+    """Tier floors of rules-only scores: `tiers.rule_points`, else A from the MQL threshold,
+    B from two thirds of it, C from one third, in whole points (a threshold of 0 or less:
+    A = MQL, else D)."""
+    if config.rule_points is not None:
+        return [float(v) for v in config.rule_points]
+    t = float(mql_threshold)
+    if t <= 0:
+        return [t, t, t]
+    # Whole points, as rule files are written (a threshold below 3 keeps its fractions).
+    return [t, *(float(round(t * k / 3)) if t >= 3 else t * k / 3 for k in (2, 1))]
+
+
+def assign_rule_tiers(rule_score: np.ndarray, floors: list[float]) -> np.ndarray:
+    """Tier A-D of rules-only scores by rule points: A at or above the first floor, ..."""
+    level = np.searchsorted(-np.asarray(floors, dtype=float), -np.asarray(rule_score, float))
+    return np.asarray(TIERS, dtype=object)[np.minimum(level, 3)]

@@ -31,7 +31,7 @@ from leadscore.data.snapshots import (
     plan_splits,
     snapshot_dates,
 )
-from leadscore.errors import ConfigError, DataError, ModelError
+from leadscore.errors import ConfigError, DataError, ModelError, TooLittleHistoryError
 from leadscore.io.sources import CRMData, load_crm
 from leadscore.modeling.diagnostics import Baseline, Shift, shift_check
 from leadscore.modeling.drift import drift_reference
@@ -50,7 +50,7 @@ from leadscore.scoring.backtest import (
     time_folds,
     time_refit,
 )
-from leadscore.scoring.inputs import activity_types, check_inputs
+from leadscore.scoring.inputs import activity_types, attribute_columns, check_inputs
 from leadscore.scoring.scorer import model_rows
 
 #: Fewest conversions per split that give a usable fit and evaluation.
@@ -182,18 +182,13 @@ def _require_both_outcomes(split: str, snap: pd.DataFrame, where: str) -> None:
         )
     if have < need:
         total = sum(MIN_CONVERSIONS.values())
-        raise ModelError(
+        raise TooLittleHistoryError(
             f"too few conversions to train: the {split} cohort ({where}) has {len(snap):,} "
             f"examples and {have} conversion(s); it needs at least {need} (about {total} over "
             "train, validation, calibration and test)",
             "provide more history or leads (or widen the split); until then a model cannot "
-            "be trained honestly, so keep working leads by your MQL rules",
+            "be trained honestly: `leadscore score` publishes your MQL rules' scores alone",
         )
-
-
-def _attribute_columns(config: ProjectConfig) -> list[str]:
-    attrs = config.source.attributes
-    return [*attrs.categorical, *attrs.numeric, *([attrs.job_title] if attrs.job_title else [])]
 
 
 def flat_split(crm: CRMData, config: ProjectConfig) -> dict[str, pd.DataFrame]:
@@ -261,7 +256,7 @@ def build_flat_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet)
             "converted": ranked["converted"].to_numpy(dtype=np.int8),
         }
     )
-    rows = snapshot_rows(snap, crm.leads, activities, spec, _attribute_columns(config), attrs.email)
+    rows = snapshot_rows(snap, crm.leads, activities, spec, attribute_columns(config), attrs.email)
     examples = Examples(snap, rows, rule_results(rules, rows, snap, activities, config))
     progress("features", 1, 1)
     bounds = np.cumsum([0, *(len(parts[name]) for name in SPLITS)])
@@ -316,6 +311,49 @@ def build_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> T
     return TrainingSet(plan, spec, Examples(snaps, rows, rule_out), splits, types)
 
 
+def rules_history(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> pd.DataFrame:
+    """Every labelled example of the history with the rules' results on it (lead_id, as_of,
+    converted, rule_score, is_mql, rules_fired, points_* and hits_*): what a rules-only run
+    judges the rules on. Nothing is fitted, so nothing is split off; point in time as ever
+    (each example's rules see only what happened before its snapshot date).
+    """
+    columns = ["lead_id", "as_of", "converted"]
+    if crm.flat:
+        check_inputs(rules, config, True, ())
+        labelled = crm.leads[crm.leads["converted"].notna()]
+        snaps = pd.DataFrame(
+            {
+                "lead_id": labelled["lead_id"].to_numpy(),
+                "as_of": pd.Series(crm.data_end.normalize(), index=range(len(labelled))).astype(
+                    "datetime64[us]"
+                ),
+                "converted": labelled["converted"].to_numpy(dtype=np.int8),
+            }
+        )
+    else:
+        check_inputs(rules, config, False, activity_types(crm.activities))
+        data_start = crm.leads["created_at"].min()
+        label_end = (crm.data_end - pd.Timedelta(days=config.horizon_days)).normalize()
+        dates = snapshot_dates(
+            data_start, label_end, config.snapshots.every_days, config.snapshots.min_history_days
+        )
+        snaps = build_snapshots(
+            crm.leads,
+            crm.outcomes,
+            dates,
+            config.snapshots.max_lead_age_days,
+            config.horizon_days,
+        )
+    if snaps.empty:
+        return pd.DataFrame(columns=[*columns, "rule_score", "is_mql", "rules_fired"])
+    features = config.features
+    activities = index_activities(
+        crm.activities, features.page_categories, features.page_activity_type
+    )
+    _, out = _rows_in_chunks(snaps, crm, activities, BehaviourSpec.none(), config, "rules", rules)
+    return pd.concat([snaps[columns].reset_index(drop=True), out], axis=1)
+
+
 def _known_spec(crm: CRMData, plan: SplitPlan, config: ProjectConfig) -> BehaviourSpec:
     """The behaviour features: which activity types become features is decided on what was
     known when the training cohort ended, not on the later cohorts."""
@@ -335,7 +373,7 @@ def _rows_in_chunks(
     """The snapshot rows `config` reads for `snaps` (and the rules' results on them), in
     chunks for the progress line."""
     progress = reporter()
-    columns, email = _attribute_columns(config), config.source.attributes.email
+    columns, email = attribute_columns(config), config.source.attributes.email
     chunks = [c for c in np.array_split(np.arange(len(snaps)), 8) if len(c)]
     rows, rule_out = [], []
     for i, chunk in enumerate(chunks):
@@ -653,7 +691,7 @@ def other_recipe_backtest(
     rows rebuilt for the same examples, its own leakage guard per fold, its own model
     settings; judged on the same test rows."""
     theirs = recipe_config(config, other)
-    if any(c not in crm.leads.columns for c in _attribute_columns(theirs)):
+    if any(c not in crm.leads.columns for c in attribute_columns(theirs)):
         # The champion reads lead columns this run's project file does not map: read them
         # from the source (the same leads; a source that lost them says so).
         crm = load_crm(theirs, sample=config.snapshots.sample_leads, as_of=crm.extract_date)
