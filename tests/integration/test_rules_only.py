@@ -24,6 +24,7 @@ from conftest import DEFAULT_RULES, FLAT_CONFIG, FLAT_RULES, fresh_pg_database, 
 from conftest import write_flat_export as flat_export
 from typer.testing import CliRunner
 
+from leadscore.apps import service
 from leadscore.apps.cli import app
 from leadscore.config import load_config
 from leadscore.data.rules import load_rules
@@ -220,6 +221,18 @@ def test_too_small_a_history_publishes_the_rules_scores(small, runner) -> None:
     assert answer["model_version"] is None and one["conversion_probability"] is None
     assert one["tier"] == row["tier"] and one["rule_score"] == row["rule_score"]
     assert one["percentile"] == pytest.approx(row["percentile"], abs=1e-9)
+    # ... and by the service.
+    from fastapi.testclient import TestClient
+
+    with TestClient(service.create_app(config, reference_refresh_seconds=0)) as client:
+        health = client.get("/health").json()
+        moment = pd.Timestamp(published.loc[lead, "as_of_date"]).isoformat() + "Z"
+        response = client.get(f"/leads/{lead}/score", params={"as_of": moment})
+    assert health["mode"] == "rules-only" and health["model_version"] is None
+    assert response.status_code == 200, response.text
+    served = response.json()
+    assert served["conversion_probability"] is None and served["tier"] == row["tier"]
+    assert served["percentile"] == pytest.approx(row["percentile"], abs=1e-9)
 
     # report: the rules alone, with the per-rule table.
     out = project.path.parent / "rules-report.html"

@@ -199,19 +199,21 @@ def test_without_published_scores_the_test_cohort_is_the_reference(demo, demo_ba
     assert 0 < answer["percentile"] < 100 and answer["tier"] in "ABCD"
 
 
-def test_without_a_champion_the_service_does_not_start(demo, cli_env) -> None:
+def test_a_champion_gone_missing_stops_the_service_from_starting(demo, cli_env) -> None:
+    """A model's scores were published but the registry has no champion (a wrong tracking
+    URI here): serving the rules alone would contradict them, so the service does not start."""
     from fastapi.testclient import TestClient
 
     workdir, _ = demo
     path = _variant(workdir, "untrained", mlflow={"tracking_uri": "sqlite:///empty-mlflow.db"})
     with (
-        pytest.raises(ModelError, match="leadscore train"),
+        pytest.raises(ModelError, match="rule scores would replace them"),
         TestClient(service.create_app(load_config(path))),
     ):
         pass
     result = run_cli(["serve", "-c", str(path), "--port", "1"], cli_env, workdir)
     assert result.returncode == 2, result.stderr[-2000:]
-    assert "fix:" in result.stderr and "leadscore train" in result.stderr
+    assert "fix:" in result.stderr and "--rules-only" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -1095,6 +1095,10 @@ def serve(
     log_level: Annotated[
         str, typer.Option("--log-level", help="critical, error, warning, info or debug.")
     ] = "info",
+    rules_only: Annotated[
+        bool,
+        typer.Option("--rules-only", help="Serve the rule file's scores alone (no probability)."),
+    ] = False,
 ) -> None:
     """Serve on-demand scores over HTTP: GET /leads/{id}/score, POST /score, GET /health."""
     from leadscore.apps import service
@@ -1103,10 +1107,10 @@ def serve(
     prefect_environment(verbose=False)
     try:
         project = load_config(config)
-        service.check_champion(project)
+        service.check_champion(project, rules_only)
     except LeadscoreError as exc:
         _fail(exc)
-    service.serve(project, host, port, log_level.lower())
+    service.serve(project, host, port, log_level.lower(), rules_only)
 
 
 def _print_demo(summary: dict[str, Any], workdir: Path) -> None:

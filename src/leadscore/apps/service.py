@@ -3,8 +3,9 @@
 Endpoints: `GET /health`, `GET /leads/{lead_id}/score` (the lead is read from the source),
 `POST /score` (a lead posted as JSON). The champion model, the rules and the reference
 population for percentiles and tiers are loaded once at startup; the reference is re-read
-every few minutes, so the next nightly run is picked up. Without a champion the service
-does not start (`leadscore serve` says which command fixes it); a newly promoted champion
+every few minutes, so the next nightly run is picked up. Without a champion the rules score
+alone, as the batch does (no model yet, or `--rules-only`; a champion gone missing where a
+model's scores were published stops the service from starting); a newly promoted champion
 is served after a restart (`/health` shows the version in service).
 
 Privacy: request bodies are never logged, error responses never echo submitted values,
@@ -39,7 +40,8 @@ from pydantic import (
 from leadscore.config import ProjectConfig
 from leadscore.data.rules import load_rules
 from leadscore.errors import LeadscoreError
-from leadscore.lifecycle.registry import Champion, Registry, load_champion
+from leadscore.io.publish import RULES_ONLY_MODEL
+from leadscore.lifecycle.registry import Champion, choose_scoring
 from leadscore.scoring import ondemand
 from leadscore.scoring.inputs import now
 from leadscore.scoring.ondemand import LeadNotFoundError, LeadNotOpenError, PayloadError, Population
@@ -123,7 +125,7 @@ class ScoreOut(BaseModel):
 
     lead_id: int | str | None
     as_of: str
-    conversion_probability: float
+    conversion_probability: float | None
     percentile: float | None
     tier: str | None
     rule_score: float
@@ -132,33 +134,45 @@ class ScoreOut(BaseModel):
     reasons_up: list[str]
     reasons_down: list[str]
     model_name: str
-    model_version: str
+    model_version: str | None
     reference: dict[str, Any] | None
 
 
 @dataclass
 class ServiceState:
-    """What the service loads once: the champion and its scorer; the reference, refreshed."""
+    """What the service loads once: the champion (None: the rules alone) and its scorer; the
+    reference, refreshed."""
 
     config: ProjectConfig
-    champion: Champion
+    champion: Champion | None
     scorer: Scorer
     loaded_at: pd.Timestamp
     population: Population | None
 
+    def identity(self) -> dict[str, str | None]:
+        """The model in service: its name, version and run (the rules: "rules", None)."""
+        if self.champion is None:
+            return {"model_name": RULES_ONLY_MODEL, "model_version": None, "run_id": None}
+        entry = self.champion.entry
+        return {"model_name": entry.name, "model_version": entry.version, "run_id": entry.run_id}
 
-def check_champion(config: ProjectConfig) -> None:
-    """Fail before the server starts when there is no champion to serve (names the fix)."""
-    registry = Registry.of(config)
-    if registry.champion() is None:
-        registry.load_champion()  # raises the error with the fix
+
+def check_champion(config: ProjectConfig, rules_only: bool = False) -> None:
+    """Fail before the server starts when it cannot tell what to serve (names the fix)."""
+    choose_scoring(config, rules_only)
 
 
-def load_state(config: ProjectConfig) -> ServiceState:
-    """Load the champion, the rules and the reference population (once, at startup)."""
-    champion = load_champion(config)
-    scorer = champion.scorer(load_rules(config.rules_path), config)
-    population = ondemand.load_population(config, champion.model)
+def load_state(config: ProjectConfig, rules_only: bool = False) -> ServiceState:
+    """Load the champion (or choose the rules alone), the rules and the reference population
+    (once, at startup)."""
+    champion, why = choose_scoring(config, rules_only)
+    rules = load_rules(config.rules_path)
+    if champion is None:
+        log.warning("rules-only scoring: %s", why)
+        scorer = Scorer.rules_only(rules, config)
+    else:
+        scorer = champion.scorer(rules, config)
+    population = ondemand.load_population(config, scorer.model)
     return ServiceState(config, champion, scorer, now(), population)
 
 
@@ -167,7 +181,7 @@ async def _refresh_reference(state: ServiceState, every_seconds: float) -> None:
         await asyncio.sleep(every_seconds)
         try:
             state.population = await asyncio.to_thread(
-                ondemand.load_population, state.config, state.champion.model
+                ondemand.load_population, state.config, state.scorer.model
             )
         except Exception as exc:  # keep serving with the reference we have
             log.warning("could not refresh the reference population: %s", type(exc).__name__)
@@ -200,11 +214,11 @@ def _scored(
             "".join(traceback.format_tb(exc.__traceback__)),
         )
         return _error(500, f"unexpected {type(exc).__name__} while scoring; see the service log")
-    entry = state.champion.entry
+    identity = state.identity()
     return {
         **ondemand.as_records(scores)[0],
-        "model_name": entry.name,
-        "model_version": entry.version,
+        "model_name": identity["model_name"],
+        "model_version": identity["model_version"],
         "reference": population.describe() if population is not None else None,
     }
 
@@ -319,19 +333,22 @@ class BodyLimit:
 
 
 def create_app(
-    config: ProjectConfig, reference_refresh_seconds: float = REFERENCE_REFRESH_SECONDS
+    config: ProjectConfig,
+    reference_refresh_seconds: float = REFERENCE_REFRESH_SECONDS,
+    rules_only: bool = False,
 ) -> FastAPI:
     """The service for one project; the champion is loaded when the app starts (lifespan)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        state = load_state(config)
+        state = load_state(config, rules_only)
         app.state.scoring = state
         reference = state.population.describe() if state.population else "none"
+        identity = state.identity()
         log.info(
             "serving %s version %s; percentiles relative to %s",
-            state.champion.entry.name,
-            state.champion.entry.version,
+            identity["model_name"],
+            identity["model_version"] or "(rules only)",
             reference,
         )
         refresher = (
@@ -357,12 +374,10 @@ def create_app(
     def health(request: Request) -> dict[str, Any]:
         """The model in service, when it was loaded, the reference and the fields it reads."""
         state: ServiceState = request.app.state.scoring
-        entry = state.champion.entry
         return {
             "status": "ok",
-            "model_name": entry.name,
-            "model_version": entry.version,
-            "run_id": entry.run_id,
+            "mode": "rules-only" if state.champion is None else "model",
+            **state.identity(),
             "loaded_at": state.loaded_at.isoformat() + "Z",
             "reference": state.population.describe() if state.population else None,
             "fields": ondemand.payload_fields(state.scorer),
@@ -403,7 +418,9 @@ def create_app(
     return app
 
 
-def serve(config: ProjectConfig, host: str, port: int, log_level: str = "info") -> None:
+def serve(
+    config: ProjectConfig, host: str, port: int, log_level: str = "info", rules_only: bool = False
+) -> None:
     """Run the service with uvicorn until interrupted."""
     import uvicorn
 
@@ -412,4 +429,5 @@ def serve(config: ProjectConfig, host: str, port: int, log_level: str = "info") 
     package = logging.getLogger("leadscore")
     package.addHandler(handler)
     package.setLevel(log_level.upper())
-    uvicorn.run(create_app(config), host=host, port=port, log_level=log_level)
+    app = create_app(config, rules_only=rules_only)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
