@@ -286,6 +286,46 @@ def test_leads_and_a_smaller_deals_table_are_read_the_right_way_round(tmp_path) 
     assert data.examples.labels.sum() > 50
 
 
+def test_opportunities_in_stages_count_only_the_won_ones(tmp_path) -> None:
+    """Leads plus an opportunities table with a stage per row (won, lost, still open, as a
+    pipeline export holds them): init maps the stage and its winning value (with one TODO
+    for the real choice: won deal or any opportunity), and only won deals convert leads."""
+    crm = generate_crm(2000, seed=6, end="2026-06-30")
+    leads = crm.leads.rename(columns={"lead_id": "Lead ID", "created_at": "Created Date"})
+    rng = np.random.default_rng(1)
+    won = crm.outcomes.dropna(subset=["converted_at"])
+    others = crm.leads.loc[~crm.leads["lead_id"].isin(won["lead_id"])].sample(600, random_state=1)
+    lost_at = others["created_at"] + pd.to_timedelta(rng.integers(5, 80, len(others)), "D")
+    stage = np.where(rng.random(len(others)) < 0.7, "Closed Lost", "Prospecting")
+    opportunities = pd.DataFrame(
+        {
+            "Opportunity ID": [f"O{i}" for i in range(len(won) + len(others))],
+            "Lead ID": np.r_[won["lead_id"].to_numpy(), others["lead_id"].to_numpy()],
+            "Stage": np.r_[np.full(len(won), "Closed Won"), stage],
+            "Close Date": np.r_[
+                won["converted_at"].dt.strftime("%Y-%m-%d"),
+                np.where(stage == "Closed Lost", lost_at.dt.strftime("%Y-%m-%d"), ""),
+            ],
+            "Amount": rng.integers(1_000, 50_000, len(won) + len(others)),
+        }
+    )
+    folder = tmp_path / "export"
+    folder.mkdir()
+    leads.to_csv(folder / "leads.csv", index=False)
+    opportunities.to_csv(folder / "opportunities.csv", index=False)
+    text = _init(folder).read_text(encoding="utf-8")
+    source = yaml.safe_load(text)["source"]
+    assert source["tables"]["outcomes"] == "opportunities"
+    assert source["columns"]["converted_at"] == "Close Date"
+    assert source["outcome_stage"] == {"column": "Stage", "converted": ["Closed Won"]}
+    assert sum(line.strip().startswith("# TODO:") for line in text.splitlines()) == 1
+    config = load_config(folder / "leadscore.yaml")
+    loaded = load_crm(config)
+    assert set(loaded.outcomes["lead_id"].astype(int)) == set(won["lead_id"])  # none lost or open
+    data = build_training_set(loaded, config, load_rules(config.rules_path))
+    assert data.examples.labels.sum() > 50
+
+
 def _vendor_exports(folder: Path) -> dict[str, Path]:
     """One lead table as Salesforce and as HubSpot export it."""
     crm = generate_crm(2500, seed=6, end="2026-06-30")

@@ -416,3 +416,22 @@ def test_row_ids_only_for_files(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="no fixed order"):
         load_crm(config)
+
+
+def test_outcomes_in_stages_convert_only_in_the_listed_stages(tmp_path: Path, crm) -> None:
+    """Open and lost opportunities convert no lead; a stage list that matches no row says
+    which stages the table has."""
+    tables = {k: crm.tables()[k].copy() for k in ("leads", "activities", "outcomes")}
+    won = tables["outcomes"].dropna(subset=["converted_at"])
+    lost = won.assign(lead_id=tables["leads"]["lead_id"].iloc[: len(won)].to_numpy())
+    lost = lost[~lost["lead_id"].isin(won["lead_id"])]
+    tables["outcomes"] = pd.concat(
+        [won.assign(stage="Closed Won"), lost.assign(stage="Closed Lost")], ignore_index=True
+    )
+    uri = str(tmp_path / "pipeline")
+    write_tables(tables, uri, "parquet")
+    stage = {"column": "stage", "converted": ["closed won"]}
+    loaded = load_crm(_config(uri, outcome_stage=stage))
+    assert set(loaded.outcomes["lead_id"]) == set(won["lead_id"]) and len(lost) > 0
+    with pytest.raises(DataError, match=r"no row in stage\(s\) won \(stages there: Closed"):
+        load_crm(_config(uri, outcome_stage={"column": "stage", "converted": ["won"]}))

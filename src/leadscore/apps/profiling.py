@@ -64,6 +64,9 @@ _CREATED_PHRASES = (
     "inquiry_date",
 )
 _CONVERTED_TOKENS = frozenset({"converted", "conversion", "convert", "won", "closed", "close"})
+#: A pipeline stage column of opportunities or deals, and the stage values that are a win.
+_STAGE_TOKENS = frozenset({"stage", "stagename", "status", "dealstage", "phase"})
+_WON_VALUE = re.compile(r"(?:^|[^a-z])(?:won|win|closedwon)(?:$|[^a-z])|受注|成約", re.IGNORECASE)
 #: Lifecycle stage dates ("Became a Sales Qualified Lead Date", as HubSpot exports them),
 #: in the order the conversion is proposed: the MQL practice measures MQL -> SQL, then the
 #: opportunity, then the customer.
@@ -415,7 +418,10 @@ def profile_column(values: pd.Series, name: str) -> ColumnProfile:
             profile.example_counts = {str(clean.iloc[0]): len(clean)}
         return profile
     profile.binary = personal is None and n_distinct == 2 and _is_binary(clean)
-    if profile.binary:
+    # A pipeline stage's values (Closed Won, Closed Lost, ...) say which rows are wins;
+    # they are a CRM's picklist, never a person's data.
+    stage = text and n_distinct <= 30 and bool(set(name_tokens(profile.name)) & _STAGE_TOKENS)
+    if profile.binary or (stage and personal is None):
         counts = clean.value_counts()
         profile.example_counts = {str(k): int(v) for k, v in counts.items()}
     numbers = _whole_numbers(clean) if profile.unique else None
@@ -798,6 +804,8 @@ class _Plan:
     activity_lead_id: str | None = None
     outcome_lead_id: str | None = None
     converted_at: str | None = None
+    #: An outcomes table in pipeline stages: the stage column and its winning values.
+    outcome_stage: tuple[str, list[str]] | None = None
     numeric: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
     #: Columns of the leads table written commented out, with the reason.
@@ -863,6 +871,7 @@ def _plan(profiles: dict[str, TableProfile]) -> _Plan:
             plan.outcomes = outcome_tables[0]
             plan.converted_at = plan.outcomes.converted_at
             plan.outcome_lead_id = _matching_id(plan.outcomes, leads.lead_id)
+            plan.outcome_stage = _won_stages(plan.outcomes)
     plan.flat = plan.converted_at is None
     if plan.flat and plan.activities is not None:
         # Without conversion times nothing says which activities came before the outcome.
@@ -913,6 +922,19 @@ def _plan(profiles: dict[str, TableProfile]) -> _Plan:
     _sort_attributes(plan, leads)
     _collect_missing_values(plan, [t for t in tables if id(t) in used])
     return plan
+
+
+def _won_stages(table: TableProfile) -> tuple[str, list[str]] | None:
+    """The stage column of an outcomes table whose rows are in several stages (open, won,
+    lost), and its winning values; None when every row is a win (a table of won deals) or
+    no column is a stage."""
+    for col in table.columns:
+        if not col.example_counts or not set(name_tokens(col.name)) & _STAGE_TOKENS:
+            continue
+        won = [v for v in col.example_counts if _WON_VALUE.search(v) and "lost" not in v.lower()]
+        if won and len(won) < len(col.example_counts):
+            return col.name, won
+    return None
 
 
 def _matching_id(table: TableProfile, lead_id: str | None) -> str | None:
@@ -1135,6 +1157,22 @@ def render_config(
             f"column: {_scalar(label or TODO)}",
             _label_comment(leads, label) if leads and label else "the outcome: converted or not",
         )
+    if plan.outcome_stage is not None:
+        column, won = plan.outcome_stage
+        stages = plan.outcomes.column(column).example_counts
+        others = [v for v in stages if v not in won]
+        out.line(2, "outcome_stage:", "deals in stages: a conversion is a won deal")
+        out.todos(
+            4,
+            [
+                f"conversion = a deal reaching {', '.join(won)} (dated by "
+                f"{plan.converted_at}); rows in {_names(others)} convert no lead. To measure "
+                "lead -> opportunity instead, delete outcome_stage and set "
+                "columns.converted_at to the deal's creation date"
+            ],
+        )
+        out.line(4, f"column: {_scalar(column)}", _column_comment(plan.outcomes, column))
+        out.line(4, f"converted: [{', '.join(_scalar(v) for v in won)}]")
     _render_missing_values(out, plan)
     _render_files(out, profiles)
     _render_attributes(out, plan)

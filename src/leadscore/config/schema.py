@@ -142,6 +142,22 @@ WRITTEN_BLOCKS = {
 }
 
 
+class OutcomeStage(_Section):
+    """An outcomes table of opportunities or deals in stages (a CRM's pipeline export): only
+    rows whose stage is one of `converted` count as a conversion (values compare as lower-case
+    text), dated by `columns.converted_at`; the other rows (open, lost) convert no lead."""
+
+    column: str
+    converted: list[str] = Field(min_length=1)
+
+    @field_validator("converted", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v).strip().lower() for v in value]
+        return value
+
+
 class GroundTruth(_Section):
     leads: str = "ground_truth_leads"
     shocks: str = "ground_truth_shocks"
@@ -209,6 +225,8 @@ class SourceConfig(_Section):
     attributes: AttributeColumns = AttributeColumns()
     #: Flat exports: the label column (then no outcomes table and no conversion timestamps).
     label: LabelConfig | None = None
+    #: An outcomes table with a stage per row: which stages are a conversion.
+    outcome_stage: OutcomeStage | None = None
     #: Placeholder values that mean "missing" in any text column (e.g. "Select", "unknown");
     #: empty and blank strings always do.
     missing_values: list[str] = Field(default_factory=list)

@@ -674,15 +674,14 @@ def _load_outcomes(
             file_format=source.file_format(table),
         )
         checks.origins[table] = row_origin(raw)
-        _require(
-            raw,
-            table,
-            {
-                "columns.outcome_lead_id": cols.outcome_lead_id,
-                "columns.converted_at": cols.converted_at,
-            },
-            checks,
-        )
+        stage = source.outcome_stage
+        required = {
+            "columns.outcome_lead_id": cols.outcome_lead_id,
+            "columns.converted_at": cols.converted_at,
+        }
+        if stage is not None:
+            required["outcome_stage.column"] = stage.column
+        _require(raw, table, required, checks)
         checks.stop_on_table_errors()
         out = raw[[cols.outcome_lead_id, cols.converted_at]].rename(
             columns={cols.outcome_lead_id: "lead_id", cols.converted_at: "converted_at"}
@@ -690,6 +689,19 @@ def _load_outcomes(
         checks.error(
             table, cols.outcome_lead_id, "empty lead id", "fill or drop them", out["lead_id"].isna()
         )
+        if stage is not None:  # open and lost opportunities convert no lead
+            reached = raw[stage.column].astype("str").str.strip().str.lower().isin(stage.converted)
+            reached = reached.to_numpy() & raw[stage.column].notna().to_numpy()
+            if not reached.any():
+                seen = raw[stage.column].dropna().astype("str").value_counts().index[:10]
+                checks.error(
+                    table, stage.column,
+                    f"no row in stage(s) {', '.join(stage.converted)} (stages there: "
+                    f"{', '.join(seen)})",
+                    "list the stage values that mean won (or converted) under "
+                    "outcome_stage.converted",
+                )  # fmt: skip
+            out.loc[~reached, "converted_at"] = None
         out["converted_at"] = _timestamps(
             out["converted_at"], table, cols.converted_at, True, checks,
             source.file_format(table).day_first,
