@@ -326,6 +326,35 @@ def test_opportunities_in_stages_count_only_the_won_ones(tmp_path) -> None:
     assert data.examples.labels.sum() > 50
 
 
+def test_timestamps_with_mixed_zones_and_formats_train_as_init_wrote_them(tmp_path) -> None:
+    """Creation times merged from two systems (some with an offset, some local, some in a
+    local format): init writes the file's timezone with one TODO, and the export loads and
+    builds its training set with no edit."""
+    crm = generate_crm(2000, seed=8, end="2026-06-30")
+    leads = crm.leads.copy()
+    created = leads["created_at"]
+    text = created.dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object)
+    local = np.arange(len(leads)) % 3
+    text[local == 1] = created[local == 1].dt.strftime("%Y-%m-%d %H:%M:%S")
+    text[local == 2] = created[local == 2].dt.strftime("%d.%m.%Y %H:%M")
+    leads["created_at"] = text
+    folder = tmp_path / "export"
+    folder.mkdir()
+    leads.to_csv(folder / "leads.csv", index=False)
+    crm.activities.to_csv(folder / "activities.csv", index=False)
+    crm.outcomes.dropna().to_csv(folder / "outcomes.csv", index=False)
+    written = _init(folder).read_text(encoding="utf-8")
+    assert sum(line.strip().startswith("# TODO:") for line in written.splitlines()) == 1
+    config = load_config(folder / "leadscore.yaml")
+    assert config.source.files["leads"].timezone == "UTC"
+    loaded = load_crm(config)
+    back = loaded.leads.set_index(loaded.leads["lead_id"].astype(int))["created_at"]
+    expected = crm.leads.set_index("lead_id")["created_at"].dt.floor("min")
+    assert (back.loc[expected.index].dt.floor("min") == expected).all()
+    data = build_training_set(loaded, config, load_rules(config.rules_path))
+    assert data.examples.labels.sum() > 50
+
+
 def _vendor_exports(folder: Path) -> dict[str, Path]:
     """One lead table as Salesforce and as HubSpot export it."""
     crm = generate_crm(2500, seed=6, end="2026-06-30")

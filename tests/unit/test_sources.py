@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from leadscore.config import config_from_dict
-from leadscore.errors import DataError
+from leadscore.errors import ConfigError, DataError
 from leadscore.io.sources import load_crm
 from leadscore.io.tables import write_tables
 from leadscore.io.uris import redact_uri
@@ -435,3 +435,42 @@ def test_outcomes_in_stages_convert_only_in_the_listed_stages(tmp_path: Path, cr
     assert set(loaded.outcomes["lead_id"]) == set(won["lead_id"]) and len(lost) > 0
     with pytest.raises(DataError, match=r"no row in stage\(s\) won \(stages there: Closed"):
         load_crm(_config(uri, outcome_stage={"column": "stage", "converted": ["won"]}))
+
+
+def test_times_with_and_without_offsets_read_in_the_files_zone(tmp_path: Path) -> None:
+    """A column merged from two systems: ISO times with offsets, local times without one,
+    and a local format. With the file's timezone set each lands on its UTC instant; without
+    it the column is refused and the fix names the setting."""
+    leads = pd.DataFrame(
+        {
+            "lead_id": [1, 2, 3, 4],
+            "created_at": [
+                "2026-01-10T09:00:00+01:00",  # 08:00 UTC
+                "2026-01-10 09:00:00",  # Berlin in winter: 08:00 UTC
+                "2026-07-10 09:00:00",  # Berlin in summer: 07:00 UTC
+                "10.07.2026 09:00",  # the same, as German Excel writes it
+            ],
+            "converted": ["1", "0", "1", "0"],
+        }
+    )
+    folder = tmp_path / "zones"
+    folder.mkdir()
+    leads.to_csv(folder / "leads.csv", index=False)
+    source = {
+        "tables": {"leads": "leads"},
+        "columns": {"lead_id": "lead_id", "created_at": "created_at", "converted_at": None},
+        "label": {"column": "converted"},
+        "attributes": {"categorical": [], "numeric": []},
+    }
+    with pytest.raises(DataError, match="timezone"):
+        load_crm(_config(str(folder), **source))
+    zoned = {**source, "files": {"leads": {"timezone": "Europe/Berlin", "day_first": True}}}
+    got = load_crm(_config(str(folder), **zoned)).leads.set_index("lead_id")["created_at"]
+    assert got.tolist() == [
+        pd.Timestamp("2026-01-10 08:00"),
+        pd.Timestamp("2026-01-10 08:00"),
+        pd.Timestamp("2026-07-10 07:00"),
+        pd.Timestamp("2026-07-10 07:00"),
+    ]
+    with pytest.raises(ConfigError, match="not a time zone"):
+        _config(str(folder), **{**source, "files": {"leads": {"timezone": "Mars/Olympus"}}})

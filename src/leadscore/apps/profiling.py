@@ -39,7 +39,7 @@ from leadscore.config import (
     config_from_dict,
 )
 from leadscore.errors import ConfigError, DataError
-from leadscore.io.sources import parse_dates
+from leadscore.io.sources import UTC_OFFSET, parse_dates
 from leadscore.io.tables import SAMPLE_ROWS, list_tables, local_source, read_sample
 from leadscore.io.uris import is_database_uri, redact_uri
 from leadscore.io.validation import PLACEHOLDERS
@@ -162,6 +162,8 @@ class ColumnProfile:
     #: Timestamps: the share of its filled rows where it is the earliest of the row's dates
     #: (1.0 for a table's only date column).
     earliest_share: float = 0.0
+    #: Timestamps: some carry a UTC offset and some do not (their zone must be said).
+    mixed_zones: bool = False
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
@@ -410,6 +412,9 @@ def profile_column(values: pd.Series, name: str) -> ColumnProfile:
     # Dates before "constant": one conversion date in a small export is still a date.
     if pd.api.types.is_datetime64_any_dtype(values) or (text and _parses_as_dates(clean)):
         profile.kind = "timestamp"
+        if text:
+            offset = clean.astype("str").str.contains(UTC_OFFSET, regex=True)
+            profile.mixed_zones = bool(offset.any() and not offset.all())
         return profile
     if n_distinct == 1:
         profile.kind = "constant"
@@ -776,6 +781,10 @@ def profile_source(uri: str, tables: list[str] | None = None) -> dict[str, Table
         profile.warnings.extend(problems)
         profile.file_format = frame.attrs.get("file_format")
         profile.format_text = frame.attrs.get("format")
+        if profile.file_format is not None and any(c.mixed_zones for c in profile.columns):
+            # Written, so the file reads; which zone the times without an offset are in is
+            # the user's to say (the TODO).
+            profile.file_format = {**profile.file_format, "timezone": "UTC"}
         profiles[name] = profile
     return profiles
 
@@ -1200,6 +1209,16 @@ def _render_files(out: _Writer, profiles: dict[str, TableProfile]) -> None:
     for name, marks in found.items():
         out.line(4, f"{_scalar(name)}:")
         for key, value in marks.items():
+            if key == "timezone":
+                mixed = [c.name for c in profiles[name].columns if c.mixed_zones]
+                out.todos(
+                    6,
+                    [
+                        f"{_names(mixed)} mix times with and without a UTC offset: those "
+                        "without one are read in this zone; set the one they were written in "
+                        "(e.g. Europe/Berlin, Asia/Tokyo)"
+                    ],
+                )
             out.line(6, f"{key}: {_yaml_scalar(value)}")
 
 

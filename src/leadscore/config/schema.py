@@ -6,6 +6,7 @@ the directory of the project file, so a project folder can be moved as a whole.
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -186,6 +187,23 @@ class FileFormat(_Section):
     #: Dates that are not ISO 8601, like 03/04/2026: true = day first (3 April), false =
     #: month first; null: the order that reads the whole column (month first if both do).
     day_first: bool | None = None
+    #: The time zone its timestamps without a UTC offset were written in (an IANA name:
+    #: UTC, Europe/Berlin, Asia/Tokyo); null: UTC, and a column mixing times with and
+    #: without an offset is refused.
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"timezone {value!r} is not a time zone name (e.g. UTC, Europe/Berlin)"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _known_marks(self) -> FileFormat:

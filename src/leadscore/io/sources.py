@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leadscore.config import LabelConfig, ProjectConfig, SourceConfig
+from leadscore.config import FileFormat, LabelConfig, ProjectConfig, SourceConfig
 from leadscore.errors import ConfigError
 from leadscore.io.tables import lead_id_text, read_table, row_origin
 from leadscore.io.uris import is_database_uri, redact_uri
@@ -108,7 +108,7 @@ def _require(frame: pd.DataFrame, table: str, columns: dict[str, str], checks: C
     return not missing
 
 
-_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+UTC_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 
 
 def parse_dates(text: pd.Series, day_first: bool | None = None) -> tuple[pd.Series, bool]:
@@ -117,13 +117,17 @@ def parse_dates(text: pd.Series, day_first: bool | None = None) -> tuple[pd.Seri
     month first as `day_first` says, else the order that reads more of it. Also whether
     both orders read it whole, differently (then it is read month first)."""
     parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-    if not (parsed.isna() & text.notna()).any():
+    rest = parsed.isna() & text.notna()
+    if not rest.any():
         return parsed, False
+    # The values ISO 8601 does not read are read in one local format (a column may mix the
+    # two, as exports merged from two systems do).
+    other = text.where(rest)
     orders = [False, True] if day_first is None else [day_first]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         read = {
-            first: pd.to_datetime(text, errors="coerce", utc=True, dayfirst=first)
+            first: pd.to_datetime(other, errors="coerce", utc=True, dayfirst=first)
             for first in orders
         }
     best = min(orders, key=lambda first: (read[first].isna().sum(), first))
@@ -132,9 +136,7 @@ def parse_dates(text: pd.Series, day_first: bool | None = None) -> tuple[pd.Seri
         and read[False].isna().sum() == read[True].isna().sum()
         and not read[False].equals(read[True])
     )
-    if read[best].isna().sum() < parsed.isna().sum():
-        parsed = read[best]
-    return parsed, ambiguous
+    return parsed.where(~rest, read[best]), ambiguous
 
 
 def _timestamps(
@@ -143,15 +145,20 @@ def _timestamps(
     column: str,
     allow_null: bool,
     checks: Checks,
-    day_first: bool | None = None,
+    file_format: FileFormat | None = None,
 ) -> pd.Series:
     """Parse to naive UTC, recording rows that are not timestamps, lie in the future or are
-    empty (when not allowed); a column that mixes time zones with naive times is refused.
+    empty (when not allowed). Times with an offset are converted to UTC; times without one
+    are in the file's `timezone` (default UTC). A column that mixes the two with no
+    `timezone` set is refused: nothing says where the naive ones were written.
 
     Text that is not ISO 8601 is read in one format for the whole column, never a guess per
     value: day first (31.12.2025, 03/04/2026 as 3 April) or month first as `day_first`
     says, else the order that reads more of the column; a column both orders read whole,
-    differently, is read month first with a warning naming the setting."""
+    differently, is read month first with a warning naming the setting. A column that mixes
+    ISO 8601 with one local format reads each part in its own."""
+    fmt = file_format or FileFormat()
+    day_first, zone = fmt.day_first, fmt.timezone
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         parsed = values.dt.tz_convert("UTC").dt.tz_localize(None)
     elif pd.api.types.is_datetime64_any_dtype(values):
@@ -168,19 +175,36 @@ def _timestamps(
     else:
         text = values.astype("str").str.strip()
         filled = text.notna() & text.ne("")
-        has_offset = text.str.contains(_OFFSET, regex=True).fillna(False).astype(bool)
+        has_offset = text.str.contains(UTC_OFFSET, regex=True).fillna(False).astype(bool)
         naive = filled & ~has_offset
-        if has_offset.any() and naive.any():
+        if has_offset.any() and naive.any() and zone is None:
             checks.error(
                 table,
                 column,
                 f"mixes time zones: {int(has_offset.sum()):,} value(s) carry a UTC offset and "
                 f"{int(naive.sum()):,} do not (e.g. {row_numbers(naive, 3)}), so the naive ones "
                 "cannot be placed in time",
-                "export every timestamp in UTC, or every one with its offset",
+                f"set source.files.{table}.timezone to the zone the ones without an offset "
+                "were written in (e.g. UTC, Europe/Berlin, Asia/Tokyo), or export every "
+                "timestamp in UTC",
             )
             return pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
-        parsed, ambiguous = parse_dates(text.where(filled), day_first)
+        parsed, ambiguous = parse_dates(text.where(filled & has_offset), day_first)
+        if naive.any():
+            local, ambiguous_local = parse_dates(text.where(naive), day_first)
+            local = local.dt.tz_localize(None)
+            if zone not in (None, "UTC"):
+                # The hour a clock repeats in autumn is read as standard time; the hour it
+                # skips in spring moves forward: an hour's doubt, for leads scored by day.
+                local = (
+                    local.dt.tz_localize(
+                        zone, ambiguous=np.zeros(len(local), bool), nonexistent="shift_forward"
+                    )
+                    .dt.tz_convert("UTC")
+                    .dt.tz_localize(None)
+                )
+            parsed = parsed.dt.tz_localize(None).where(has_offset, local)
+            ambiguous = ambiguous or ambiguous_local
         if ambiguous:
             checks.warn(
                 table,
@@ -189,7 +213,8 @@ def _timestamps(
                 "12 or less, e.g. 03/04): read month first",
                 f"if they are day first, set source.files.{table}.day_first: true",
             )
-        parsed = parsed.dt.tz_localize(None)
+        if parsed.dt.tz is not None:
+            parsed = parsed.dt.tz_localize(None)
         values = values.where(filled)
     bad = parsed.isna() & values.notna()
     checks.error(
@@ -448,7 +473,7 @@ def load_crm(
             cols.created_at,
             label is not None,
             checks,
-            source.file_format(tables.leads).day_first,
+            source.file_format(tables.leads),
         )
     else:
         out["created_at"] = pd.Series(pd.NaT, index=ids.index, dtype="datetime64[us]")
@@ -486,7 +511,7 @@ def load_crm(
             cols.converted_at,
             True,
             checks,
-            source.file_format(tables.leads).day_first,
+            source.file_format(tables.leads),
         )
     if lead_ids is None:  # a column's shape says nothing when a few leads are read
         _attribute_warnings(
@@ -628,7 +653,7 @@ def _load_activities(
     )
     acts["occurred_at"] = _timestamps(
         acts["occurred_at"], table, cols.occurred_at, False, checks,
-        source.file_format(table).day_first,
+        source.file_format(table),
     )  # fmt: skip
     acts = checks.settle(table, acts, quarantine)
     keep = pd.Series(True, index=acts.index)
@@ -704,7 +729,7 @@ def _load_outcomes(
             out.loc[~reached, "converted_at"] = None
         out["converted_at"] = _timestamps(
             out["converted_at"], table, cols.converted_at, True, checks,
-            source.file_format(table).day_first,
+            source.file_format(table),
         )  # fmt: skip
         out = checks.settle(table, out, quarantine)
     else:  # a conversion column on the leads table, checked with the leads
