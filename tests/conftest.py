@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -613,3 +615,46 @@ def demo_variant(
     path = workdir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def open_lead_ids(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> set[str]:
+    """Ids of the leads a timestamped source holds open as of `as_of` (the batch's rule:
+    created in the year before it, not converted before it), from the tables themselves."""
+    leads, outcomes = tables["leads"], tables["outcomes"]
+    created = pd.to_datetime(leads["created_at"])
+    converted = leads["lead_id"].isin(
+        outcomes.loc[pd.to_datetime(outcomes["converted_at"]) < as_of, "lead_id"]
+    )
+    open_ = (created < as_of) & (created >= as_of - pd.Timedelta(days=365)) & ~converted
+    return set(leads.loc[open_, "lead_id"].astype(str))
+
+
+def write_project(folder: Path, config: dict, rules: str) -> Path:
+    """A project file and its rule file (rules.yaml) in `folder`."""
+    (folder / "rules.yaml").write_text(rules)
+    path = folder / "leadscore.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def invoke_json(runner, args: list[str]) -> tuple[int, dict, str]:
+    """A command run in process with --json: exit code, its summary ({} if none), output."""
+    from leadscore.apps.cli import app
+
+    result = runner.invoke(app, [*args, "--json"])
+    stdout = result.stdout.strip().splitlines()
+    summary = json.loads(stdout[-1]) if stdout and stdout[-1].startswith("{") else {}
+    return result.exit_code, summary, result.output
+
+
+@contextlib.contextmanager
+def trained_project(runner, kind: str, build, folder: Path):
+    """The project `build(folder, pg)` writes (`pg`: a fresh PostgreSQL database for the
+    kind "postgresql", else None), trained through the CLI: (project, summary)."""
+    with contextlib.ExitStack() as stack:
+        pg = stack.enter_context(fresh_pg_database()) if kind == "postgresql" else None
+        project = build(folder, pg)
+        code, summary, output = invoke_json(runner, ["train", "-c", str(project.path)])
+        assert code == 0, output[-3000:]
+        yield project, summary
+        shutil.rmtree(folder / "mlartifacts", ignore_errors=True)

@@ -9,10 +9,7 @@ what its signature asks for, whatever training left out.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +23,15 @@ from conftest import (
     FLAT_RULES,
     REPO,
     X_EDUCATION,
-    fresh_pg_database,
+    invoke_json,
+    open_lead_ids,
+    trained_project,
     write_flat_export,
+    write_project,
 )
 from typer.testing import CliRunner
 
 from leadscore.apps import cli, service
-from leadscore.apps.cli import app
 from leadscore.config import load_config
 from leadscore.io import publish
 from leadscore.io.tables import write_tables
@@ -72,17 +71,6 @@ def _timed_tables(leads: int, seed: int, padded_ids: bool = False) -> dict[str, 
     return out
 
 
-def _timed_open_ids(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> set[str]:
-    leads = tables["leads"]
-    created = pd.to_datetime(leads["created_at"])
-    outcomes = tables["outcomes"]
-    converted = leads["lead_id"].isin(
-        outcomes.loc[pd.to_datetime(outcomes["converted_at"]) < as_of, "lead_id"]
-    )
-    open_ = (created < as_of) & (created >= as_of - pd.Timedelta(days=365)) & ~converted
-    return set(leads.loc[open_, "lead_id"].astype(str))
-
-
 def _timed_config(uri: str, **extra) -> dict:
     return {
         "source": {
@@ -99,37 +87,30 @@ def _timed_config(uri: str, **extra) -> dict:
     }
 
 
-def _write_project(folder: Path, config: dict, rules: str) -> Path:
-    (folder / "rules.yaml").write_text(rules)
-    path = folder / "leadscore.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def _csv_folder(folder: Path, _: object) -> Project:
     tables = _timed_tables(1500, seed=21, padded_ids=True)
     write_tables(tables, str(folder / "data"), "csv")
-    path = _write_project(folder, _timed_config("data"), DEFAULT_RULES.read_text(encoding="utf-8"))
+    path = write_project(folder, _timed_config("data"), DEFAULT_RULES.read_text(encoding="utf-8"))
     as_of = _today()
-    return Project(path, _timed_open_ids(tables, as_of), {"region"}, str(as_of.date()))
+    return Project(path, open_lead_ids(tables, as_of), {"region"}, str(as_of.date()))
 
 
 def _parquet_partitions(folder: Path, _: object) -> Project:
     tables = _timed_tables(1500, seed=22)
     write_tables(tables, str(folder / "data"), "parquet")
     config = _timed_config("data", scale={"partitions": 3})
-    path = _write_project(folder, config, DEFAULT_RULES.read_text(encoding="utf-8"))
+    path = write_project(folder, config, DEFAULT_RULES.read_text(encoding="utf-8"))
     as_of = _today()
-    return Project(path, _timed_open_ids(tables, as_of), {"region"}, str(as_of.date()))
+    return Project(path, open_lead_ids(tables, as_of), {"region"}, str(as_of.date()))
 
 
 def _postgresql(folder: Path, pg: str) -> Project:
     tables = _timed_tables(1500, seed=23)
     write_tables(tables, pg)
     config = _timed_config(pg, publish={"uri": pg})
-    path = _write_project(folder, config, DEFAULT_RULES.read_text(encoding="utf-8"))
+    path = write_project(folder, config, DEFAULT_RULES.read_text(encoding="utf-8"))
     as_of = _today()
-    return Project(path, _timed_open_ids(tables, as_of), {"region"}, str(as_of.date()))
+    return Project(path, open_lead_ids(tables, as_of), {"region"}, str(as_of.date()))
 
 
 def _flat_export(folder: Path, _: object) -> Project:
@@ -149,7 +130,7 @@ def _flat_export(folder: Path, _: object) -> Project:
     config["leakage"] = {"exclude": ["Region"]}
     config["publish"] = {"uri": "sqlite:///scores.db"}
     config["report"] = {"bootstrap_samples": 100}
-    path = _write_project(folder, config, FLAT_RULES)
+    path = write_project(folder, config, FLAT_RULES)
     return Project(path, set(frame.loc[open_, "Lead Id"]), {"Sales Status", "Region"}, None)
 
 
@@ -168,7 +149,7 @@ def _x_education(folder: Path, _: object) -> Project:
     example["source"]["uri"] = "data"
     example["report"] = {**example["report"], "bootstrap_samples": 100}
     rules = (REPO / "examples" / "x_education" / "mql_rules.yaml").read_text()
-    path = _write_project(folder, {**example, "rules": "rules.yaml"}, rules)
+    path = write_project(folder, {**example, "rules": "rules.yaml"}, rules)
     # The columns the data's publisher documents as recorded after the lead exists; the
     # guard finds them by itself.
     left_out = {"Tags", "Lead Quality", "Last Notable Activity", "Asymmetrique Activity Index"}
@@ -195,20 +176,8 @@ def trained(request, runner, tmp_path_factory) -> tuple[Project, dict]:
     """A project of each kind of source, trained through the CLI."""
     kind = request.param
     folder = tmp_path_factory.mktemp(kind.split()[0])
-    with contextlib.ExitStack() as stack:
-        pg = stack.enter_context(fresh_pg_database()) if kind == "postgresql" else None
-        project = SOURCES[kind](folder, pg)
-        code, summary, output = _invoke(runner, ["train", "-c", str(project.path)])
-        assert code == 0, output[-3000:]
-        yield project, summary
-        shutil.rmtree(folder / "mlartifacts", ignore_errors=True)
-
-
-def _invoke(runner: CliRunner, args: list[str]) -> tuple[int, dict, str]:
-    result = runner.invoke(app, [*args, "--json"])
-    stdout = result.stdout.strip().splitlines()
-    summary = json.loads(stdout[-1]) if stdout and stdout[-1].startswith("{") else {}
-    return result.exit_code, summary, result.output
+    with trained_project(runner, kind, SOURCES[kind], folder) as trained:
+        yield trained
 
 
 def _champion(config):
@@ -227,7 +196,7 @@ def test_train_then_score_then_one_lead_on_demand(trained, runner) -> None:
     assert set(summary["leakage"]["excluded"]) | set(config.leakage.exclude) >= project.left_out
 
     as_of = ["--as-of", project.as_of] if project.as_of else []
-    code, scored, output = _invoke(runner, ["score", "-c", path, *as_of])
+    code, scored, output = invoke_json(runner, ["score", "-c", path, *as_of])
     # 3: published, but a monitoring check failed (small or drifting data); still published.
     assert code in (0, 3), output[-3000:]
     assert "unexpected error" not in output
@@ -243,7 +212,7 @@ def test_train_then_score_then_one_lead_on_demand(trained, runner) -> None:
     lead = str(published["conversion_probability"].idxmax())
     moment = pd.Timestamp(published.loc[lead, "as_of_date"])
     at = ["--as-of", str(moment.date())]
-    code, answer, output = _invoke(runner, ["score", "-c", path, "--lead-id", lead, *at])
+    code, answer, output = invoke_json(runner, ["score", "-c", path, "--lead-id", lead, *at])
     assert code == 0, output[-3000:]
     (one,) = answer["leads"]
     row = published.loc[lead]

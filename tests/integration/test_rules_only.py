@@ -9,8 +9,6 @@ Every kind of source goes through the same path.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -20,12 +18,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import DEFAULT_RULES, FLAT_CONFIG, FLAT_RULES, fresh_pg_database, mlflow_client
+from conftest import (
+    DEFAULT_RULES,
+    FLAT_CONFIG,
+    FLAT_RULES,
+    invoke_json,
+    mlflow_client,
+    open_lead_ids,
+    trained_project,
+    write_project,
+)
 from conftest import write_flat_export as flat_export
 from typer.testing import CliRunner
 
 from leadscore.apps import service
-from leadscore.apps.cli import app
 from leadscore.config import load_config
 from leadscore.data.rules import load_rules
 from leadscore.io import publish
@@ -58,16 +64,6 @@ def _timed_tables(leads: int, seed: int) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _open_ids(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> set[str]:
-    leads, outcomes = tables["leads"], tables["outcomes"]
-    created = pd.to_datetime(leads["created_at"])
-    converted = leads["lead_id"].isin(
-        outcomes.loc[pd.to_datetime(outcomes["converted_at"]) < as_of, "lead_id"]
-    )
-    open_ = (created < as_of) & (created >= as_of - pd.Timedelta(days=365)) & ~converted
-    return set(leads.loc[open_, "lead_id"].astype(str))
-
-
 def _config(uri: str, **extra) -> dict:
     return {
         "source": {
@@ -85,13 +81,6 @@ def _config(uri: str, **extra) -> dict:
     }
 
 
-def _write_project(folder: Path, config: dict, rules: str) -> Path:
-    (folder / "rules.yaml").write_text(rules)
-    path = folder / "leadscore.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
 def _timed(folder: Path, fmt: str, seed: int, pg: str | None = None, **extra) -> Project:
     tables = _timed_tables(SMALL, seed)
     if pg is not None:
@@ -100,9 +89,9 @@ def _timed(folder: Path, fmt: str, seed: int, pg: str | None = None, **extra) ->
     else:
         write_tables(tables, str(folder / "data"), fmt)
         config = _config("data", **extra)
-    path = _write_project(folder, config, DEFAULT_RULES.read_text(encoding="utf-8"))
+    path = write_project(folder, config, DEFAULT_RULES.read_text(encoding="utf-8"))
     as_of = _today()
-    return Project(path, _open_ids(tables, as_of), str(as_of.date()))
+    return Project(path, open_lead_ids(tables, as_of), str(as_of.date()))
 
 
 def _csv_folder(folder: Path, _: object) -> Project:
@@ -123,7 +112,7 @@ def _flat_export(folder: Path, _: object) -> Project:
     config = yaml.safe_load(yaml.safe_dump(FLAT_CONFIG))
     config["publish"] = {"uri": "sqlite:///scores.db"}
     config["report"] = {"bootstrap_samples": 100}
-    path = _write_project(folder, config, FLAT_RULES)
+    path = write_project(folder, config, FLAT_RULES)
     return Project(path, set(frame.loc[frame["Converted"].isna(), "Lead Id"]), None)
 
 
@@ -141,25 +130,13 @@ def runner(prefect_home: str) -> CliRunner:
     return CliRunner()
 
 
-def _invoke(runner: CliRunner, args: list[str]) -> tuple[int, dict, str]:
-    result = runner.invoke(app, [*args, "--json"])
-    stdout = result.stdout.strip().splitlines()
-    summary = json.loads(stdout[-1]) if stdout and stdout[-1].startswith("{") else {}
-    return result.exit_code, summary, result.output
-
-
 @pytest.fixture(scope="module", params=list(SOURCES))
 def small(request, runner, tmp_path_factory):
     """A project of each kind of source whose history is too small for a model, trained."""
     kind = request.param
     folder = tmp_path_factory.mktemp(kind.split()[0])
-    with contextlib.ExitStack() as stack:
-        pg = stack.enter_context(fresh_pg_database()) if kind == "postgresql" else None
-        project = SOURCES[kind](folder, pg)
-        code, summary, output = _invoke(runner, ["train", "-c", str(project.path)])
-        assert code == 0, output[-3000:]
-        yield project, summary
-        shutil.rmtree(folder / "mlartifacts", ignore_errors=True)
+    with trained_project(runner, kind, SOURCES[kind], folder) as trained:
+        yield trained
 
 
 def test_too_small_a_history_publishes_the_rules_scores(small, runner) -> None:
@@ -182,7 +159,7 @@ def test_too_small_a_history_publishes_the_rules_scores(small, runner) -> None:
 
     # score: the rules alone, to the same tables.
     as_of = ["--as-of", project.as_of] if project.as_of else []
-    code, scored, output = _invoke(runner, ["score", "-c", path, *as_of])
+    code, scored, output = invoke_json(runner, ["score", "-c", path, *as_of])
     assert code == 0, output[-3000:]
     assert scored["mode"] == "rules-only" and scored["model_version"] is None
     published = publish.read_scores(config.publish_uri, config.publish.table, latest=True)
@@ -214,7 +191,7 @@ def test_too_small_a_history_publishes_the_rules_scores(small, runner) -> None:
     # One lead on demand: the batch's own numbers.
     lead = str(published["rule_score"].idxmax())
     at = ["--as-of", str(pd.Timestamp(published.loc[lead, "as_of_date"]).date())]
-    code, answer, output = _invoke(runner, ["score", "-c", path, "--lead-id", lead, *at])
+    code, answer, output = invoke_json(runner, ["score", "-c", path, "--lead-id", lead, *at])
     assert code == 0, output[-3000:]
     (one,) = answer["leads"]
     row = published.loc[lead]
@@ -236,7 +213,7 @@ def test_too_small_a_history_publishes_the_rules_scores(small, runner) -> None:
 
     # report: the rules alone, with the per-rule table.
     out = project.path.parent / "rules-report.html"
-    code, reported, output = _invoke(runner, ["report", "-c", path, "--out", str(out)])
+    code, reported, output = invoke_json(runner, ["report", "-c", path, "--out", str(out)])
     assert code == 0, output[-3000:]
     html = out.read_text(encoding="utf-8")
     assert reported["mode"] == "rules-only" and 'id="rules-table"' in html
@@ -249,17 +226,17 @@ def test_the_first_model_replaces_the_rule_scores_through_the_gate(runner, tmp_p
     project = _timed(tmp_path, "parquet", seed=35)
     path = str(project.path)
     config = load_config(project.path)
-    code, summary, output = _invoke(runner, ["train", "-c", path])
+    code, summary, output = invoke_json(runner, ["train", "-c", path])
     assert code == 0 and summary["mode"] == "rules-only", output[-3000:]
     yesterday = str((_today() - pd.Timedelta(days=1)).date())
-    code, _, output = _invoke(runner, ["score", "-c", path, "--as-of", yesterday])
+    code, _, output = invoke_json(runner, ["score", "-c", path, "--as-of", yesterday])
     assert code == 0, output[-3000:]
 
     # The history grows enough for a model.
     shutil.rmtree(tmp_path / "data")
     tables = _timed_tables(1500, seed=36)
     write_tables(tables, str(tmp_path / "data"), "parquet")
-    code, trained, output = _invoke(runner, ["train", "-c", path])
+    code, trained, output = invoke_json(runner, ["train", "-c", path])
     assert code == 0 and "mode" not in trained, output[-3000:]
     gate = trained["promotion"]
     assert gate["decision"] == "first" and gate["promoted"], gate
@@ -269,7 +246,7 @@ def test_the_first_model_replaces_the_rule_scores_through_the_gate(runner, tmp_p
     rules_auc = float(version.tags["gate.rules_auc"])
     assert float(version.tags["gate.challenger_auc"]) >= rules_auc + config.promotion.min_auc_gain
 
-    code, scored, output = _invoke(runner, ["score", "-c", path, "--as-of", project.as_of])
+    code, scored, output = invoke_json(runner, ["score", "-c", path, "--as-of", project.as_of])
     assert code in (0, 3), output[-3000:]  # 3: published, a monitoring check failed
     assert scored["model_version"] == "1"
     # Every lead the model scored has the model's score as its latest (leads of the old
@@ -287,10 +264,10 @@ def test_the_first_model_replaces_the_rule_scores_through_the_gate(runner, tmp_p
     other = yaml.safe_load(project.path.read_text())
     other["mlflow"] = {"registered_model": "no-such-model"}
     project.path.write_text(yaml.safe_dump(other, sort_keys=False))
-    code, _, output = _invoke(runner, ["score", "-c", path, "--as-of", project.as_of])
+    code, _, output = invoke_json(runner, ["score", "-c", path, "--as-of", project.as_of])
     assert code == 2 and "rule scores would replace them" in output, output[-3000:]
     assert _latest_versions(config, project.as_of).eq("1").all()
-    code, scored, output = _invoke(
+    code, scored, output = invoke_json(
         runner, ["score", "-c", path, "--as-of", project.as_of, "--rules-only"]
     )
     assert code == 0 and scored["mode"] == "rules-only", output[-3000:]

@@ -152,6 +152,18 @@ def report_summary(
     }
 
 
+def _published_counts(scores: pd.DataFrame, published: int) -> dict[str, Any]:
+    """Rows scored, published and flagged MQL, and leads per tier, of a scoring run."""
+    return {
+        "rows": {
+            "scored": len(scores),
+            "published": int(published),
+            "mql": int(scores["is_mql"].sum()),
+        },
+        "tiers": {t: int((scores["tier"] == t).sum()) for t in ("A", "B", "C", "D")},
+    }
+
+
 def scoring_summary(
     scores: pd.DataFrame,
     entry: RegisteredModel,
@@ -165,12 +177,7 @@ def scoring_summary(
         "command": "score",
         "as_of": str(as_of.date()),
         **champion_test_metrics(champion_metrics),
-        "rows": {
-            "scored": len(scores),
-            "published": int(published),
-            "mql": int(scores["is_mql"].sum()),
-        },
-        "tiers": {t: int((scores["tier"] == t).sum()) for t in ("A", "B", "C", "D")},
+        **_published_counts(scores, published),
         "mean_probability": number(scores["conversion_probability"].mean()),
         "model_name": entry.name,
         "model_version": entry.version,
@@ -189,12 +196,7 @@ def rules_scoring_summary(
         "command": "score",
         "mode": "rules-only",
         "as_of": str(as_of.date()),
-        "rows": {
-            "scored": len(scores),
-            "published": int(published),
-            "mql": int(scores["is_mql"].sum()),
-        },
-        "tiers": {t: int((scores["tier"] == t).sum()) for t in ("A", "B", "C", "D")},
+        **_published_counts(scores, published),
         "mean_rule_score": number(scores["rule_score"].mean()),
         "model_name": RULES_ONLY_MODEL,
         "model_version": None,
