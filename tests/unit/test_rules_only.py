@@ -115,7 +115,21 @@ def test_tables_of_an_older_release_take_rules_only_runs(database, tmp_path, req
         conn.execute(sa.text(OLD_RUNS))
     engine.dispose()
     publish_scores(_model_scores("2026-03-01"), uri)
+    if database == "sqlite":  # what a user may have added: an index, a view
+        engine = sa.create_engine(uri)
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE INDEX ix_tier ON lead_scores (tier)"))
+            conn.execute(
+                sa.text("CREATE VIEW hot AS SELECT lead_id FROM lead_scores WHERE tier='A'")
+            )
+        engine.dispose()
     publish_scores(_rules_scores("2026-03-02", n=2), uri)
+    if database == "sqlite":  # made again with the table
+        engine = sa.create_engine(uri)
+        with engine.connect() as conn:
+            assert [i["name"] for i in sa.inspect(conn).get_indexes("lead_scores")] == ["ix_tier"]
+            assert conn.execute(sa.text("SELECT count(*) FROM hot")).scalar() == 2
+        engine.dispose()
 
     history = read_scores(uri, "lead_score_history").sort_values(["as_of_date", "lead_id"])
     assert history["model_version"].fillna("-").tolist() == ["3"] * 4 + ["-"] * 2
@@ -160,3 +174,41 @@ def test_the_first_model_must_rank_leads_better_than_the_rules() -> None:
     kept = against_rules(_result(y, noisy, rules), gate)
     assert not kept.promote and kept.action == "kept" and "rules keep scoring" in kept.reason
     assert against_rules(_result(y, noisy, rules), PromotionConfig(enabled=False)).promote
+
+
+def test_realised_quality_judges_model_runs_only() -> None:
+    """Right after the first model, the newest run old enough to judge is a rules-only one:
+    it has no probability, and is not judged (it was failing every night)."""
+    from leadscore.lifecycle.monitoring import judge_realised
+
+    rules_run = _rules_scores("2026-01-01", n=3000).assign(as_of_date=pd.Timestamp("2026-01-01"))
+    outcomes = pd.DataFrame({"lead_id": range(1, 601), "converted_at": pd.Timestamp("2026-02-01")})
+    result, why = judge_realised(rules_run, outcomes, "2026-06-01", 90)
+    assert result is None and "no published scores of a model" in why
+
+
+def test_rules_only_scoring_accepts_a_quiet_window(tmp_path) -> None:
+    """No content download in tonight's lookback is no typo in the rule file; and rules that
+    count no activity need no activities at all."""
+    from leadscore.config import config_from_dict
+    from leadscore.data.rules import RuleSet, load_rules
+    from leadscore.io.sources import load_crm
+    from leadscore.io.tables import write_tables
+    from leadscore.scoring.scorer import Scorer
+    from leadscore.synthetic import generate_crm
+
+    tables = generate_crm(300, seed=3, end="2026-03-31").tables()
+    acts = tables["activities"]
+    tables["activities"] = acts[acts["activity_type"] != "content_download"]
+    write_tables(
+        {k: tables[k] for k in ("leads", "activities", "outcomes")}, str(tmp_path), "parquet"
+    )
+    config = config_from_dict({"source": {"uri": str(tmp_path)}}, environ={})
+    crm = load_crm(config)
+    as_of = pd.Timestamp("2026-03-31")
+    Scorer.rules_only(load_rules("models/mql_rules.yaml"), config).check(crm, as_of)
+    quiet = crm.activities.iloc[:0]
+    attributes_only = RuleSet(mql_threshold=10, attribute_rules=[])
+    Scorer.rules_only(attributes_only, config).check(
+        type(crm)(crm.leads, quiet, crm.outcomes, crm.source), as_of
+    )

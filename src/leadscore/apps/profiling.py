@@ -66,7 +66,10 @@ _CREATED_PHRASES = (
 _CONVERTED_TOKENS = frozenset({"converted", "conversion", "convert", "won", "closed", "close"})
 #: A pipeline stage column of opportunities or deals, and the stage values that are a win.
 _STAGE_TOKENS = frozenset({"stage", "stagename", "status", "dealstage", "phase"})
-_WON_VALUE = re.compile(r"(?:^|[^a-z])(?:won|win|closedwon)(?:$|[^a-z])|受注|成約", re.IGNORECASE)
+_WON_VALUE = re.compile(
+    r"(?:closed[\s_-]*)?won|won[\s_-]*(?:closed|deal)|deal[\s_-]*won|受注(?:済み?)?|成約(?:済み?)?",
+    re.IGNORECASE,
+)
 #: Lifecycle stage dates ("Became a Sales Qualified Lead Date", as HubSpot exports them),
 #: in the order the conversion is proposed: the MQL practice measures MQL -> SQL, then the
 #: opportunity, then the customer.
@@ -940,7 +943,7 @@ def _won_stages(table: TableProfile) -> tuple[str, list[str]] | None:
     for col in table.columns:
         if not col.example_counts or not set(name_tokens(col.name)) & _STAGE_TOKENS:
             continue
-        won = [v for v in col.example_counts if _WON_VALUE.search(v) and "lost" not in v.lower()]
+        won = [v for v in col.example_counts if _WON_VALUE.fullmatch(v.strip())]
         if won and len(won) < len(col.example_counts):
             return col.name, won
     return None

@@ -303,19 +303,48 @@ def _allow_rules_only(conn: sa.Connection, tables: ScoreTables) -> None:
             for column in strict:
                 conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL"))
             continue
-        # SQLite cannot alter a column: the table is made again from its own definition.
-        ddl = conn.execute(
-            sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = :t"),
-            {"t": table},
-        ).scalar_one()
-        for column in strict:
-            ddl = re.sub(rf"(\b{column}\b[^,\n]*?)\s+NOT NULL", r"\1", ddl, count=1)
-        old = f"{table}__before_rules_only"
-        columns = ", ".join(c["name"] for c in inspector.get_columns(table))
-        conn.execute(sa.text(f"ALTER TABLE {table} RENAME TO {old}"))
-        conn.execute(sa.text(ddl))
-        conn.execute(sa.text(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {old}"))
-        conn.execute(sa.text(f"DROP TABLE {old}"))
+        columns = [c["name"] for c in inspector.get_columns(table)]
+        _rebuild_sqlite_table(conn, table, strict, columns)
+
+
+def _rebuild_sqlite_table(
+    conn: sa.Connection, table: str, strict: list[str], columns: list[str]
+) -> None:
+    """SQLite cannot alter a column: the table is made again from its own definition without
+    NOT NULL on `strict` (SQLite's documented recipe: new table, copy, drop, rename), and its
+    indexes, triggers and the views that read it are made again as they were."""
+    schema = conn.execute(
+        sa.text("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL")
+    ).all()
+    ddl = next(r.sql for r in schema if r.type == "table" and r.name == table)
+    own = [r.sql for r in schema if r.tbl_name == table and r.type in ("index", "trigger")]
+    mentions = re.compile(rf"\b{re.escape(table)}\b", re.IGNORECASE)
+    views = [r for r in schema if r.type == "view" and mentions.search(r.sql)]
+    for column in strict:
+        ddl = re.sub(
+            rf"([\"`\[]?\b{column}\b[\"`\]]?[^,\n]*?)\s+NOT\s+NULL",
+            r"\1",
+            ddl,
+            count=1,
+            flags=re.IGNORECASE,
+        )
+    new = f"{table}__rules_only"
+    ddl = re.sub(
+        rf"^(\s*CREATE\s+TABLE\s+)[\"`\[]?{re.escape(table)}[\"`\]]?",
+        rf"\g<1>{new}",
+        ddl,
+        count=1,
+        flags=re.IGNORECASE,
+    )
+    names = ", ".join(columns)
+    for view in views:
+        conn.exec_driver_sql(f'DROP VIEW "{view.name}"')
+    conn.exec_driver_sql(ddl)  # the database's own DDL, run as it is (no bind parameters)
+    conn.execute(sa.text(f"INSERT INTO {new} ({names}) SELECT {names} FROM {table}"))
+    conn.execute(sa.text(f"DROP TABLE {table}"))
+    conn.execute(sa.text(f"ALTER TABLE {new} RENAME TO {table}"))
+    for sql in [*own, *(v.sql for v in views)]:
+        conn.exec_driver_sql(sql)
 
 
 def _queue_writers(conn: sa.Connection, tables: ScoreTables) -> None:

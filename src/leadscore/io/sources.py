@@ -108,7 +108,11 @@ def _require(frame: pd.DataFrame, table: str, columns: dict[str, str], checks: C
     return not missing
 
 
-UTC_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+#: A time's UTC offset or zone at its end (10:00Z, 10:00:00+01:00, 10:00 UTC); a date alone
+#: (05-03-2026) has none.
+UTC_OFFSET = re.compile(
+    r"\d:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE
+)
 
 
 def parse_dates(text: pd.Series, day_first: bool | None = None) -> tuple[pd.Series, bool]:
@@ -139,6 +143,17 @@ def parse_dates(text: pd.Series, day_first: bool | None = None) -> tuple[pd.Seri
     return parsed.where(~rest, read[best]), ambiguous
 
 
+def _in_utc(naive: pd.Series, zone: str | None) -> pd.Series:
+    """Naive times written in `zone` (None: UTC) as naive UTC. The hour a clock repeats in
+    autumn is read as standard time, a time in the hour it skips moves forward: an hour's
+    doubt, for leads scored by the day."""
+    if zone in (None, "UTC"):
+        return naive
+    standard = np.zeros(len(naive), bool)
+    local = naive.dt.tz_localize(zone, ambiguous=standard, nonexistent="shift_forward")
+    return local.dt.tz_convert("UTC").dt.tz_localize(None)
+
+
 def _timestamps(
     values: pd.Series,
     table: str,
@@ -162,7 +177,7 @@ def _timestamps(
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         parsed = values.dt.tz_convert("UTC").dt.tz_localize(None)
     elif pd.api.types.is_datetime64_any_dtype(values):
-        parsed = values
+        parsed = _in_utc(values, zone)  # Excel cells and Parquet columns carry no zone
     elif pd.api.types.is_numeric_dtype(values) and values.notna().any():
         # Epoch numbers are ambiguous (seconds? milliseconds?): refuse rather than guess.
         checks.error(
@@ -192,17 +207,7 @@ def _timestamps(
         parsed, ambiguous = parse_dates(text.where(filled & has_offset), day_first)
         if naive.any():
             local, ambiguous_local = parse_dates(text.where(naive), day_first)
-            local = local.dt.tz_localize(None)
-            if zone not in (None, "UTC"):
-                # The hour a clock repeats in autumn is read as standard time; the hour it
-                # skips in spring moves forward: an hour's doubt, for leads scored by day.
-                local = (
-                    local.dt.tz_localize(
-                        zone, ambiguous=np.zeros(len(local), bool), nonexistent="shift_forward"
-                    )
-                    .dt.tz_convert("UTC")
-                    .dt.tz_localize(None)
-                )
+            local = _in_utc(local.dt.tz_localize(None), zone)
             parsed = parsed.dt.tz_localize(None).where(has_offset, local)
             ambiguous = ambiguous or ambiguous_local
         if ambiguous:
@@ -717,9 +722,10 @@ def _load_outcomes(
         if stage is not None:  # open and lost opportunities convert no lead
             reached = raw[stage.column].astype("str").str.strip().str.lower().isin(stage.converted)
             reached = reached.to_numpy() & raw[stage.column].notna().to_numpy()
-            if not reached.any():
+            if not reached.any() and lead_ids is None and sample is None and len(raw):
+                # A warning, not an error: a lead partition may hold no won deal at all.
                 seen = raw[stage.column].dropna().astype("str").value_counts().index[:10]
-                checks.error(
+                checks.warn(
                     table, stage.column,
                     f"no row in stage(s) {', '.join(stage.converted)} (stages there: "
                     f"{', '.join(seen)})",

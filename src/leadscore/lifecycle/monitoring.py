@@ -119,8 +119,11 @@ def judge_realised(
     """Realised quality of the newest closed run, or None; with a sentence saying which/why."""
     as_of = _naive_utc(pd.Series([as_of])).iloc[0].normalize()
     horizon = pd.Timedelta(days=horizon_days)
+    if history is not None and "model_version" in history:
+        # A rules-only run (before the first model) has no probability to judge.
+        history = history[history["model_version"].notna().to_numpy()]
     if history is None or history.empty:
-        return None, "no published scores yet"
+        return None, "no published scores of a model yet"
     dates = _naive_utc(history["as_of_date"]).dt.normalize()
     closed = dates[dates <= as_of - horizon]
     if closed.empty:

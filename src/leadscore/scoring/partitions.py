@@ -30,7 +30,7 @@ from leadscore.errors import ConfigError, DataError
 from leadscore.io.sources import CRMData, load_crm
 from leadscore.io.uris import check_file_table, is_database_uri, redact_uri
 from leadscore.progress import reporter
-from leadscore.scoring.inputs import activity_types, check_inputs, model_activity_types
+from leadscore.scoring.inputs import activity_types, check_inputs
 from leadscore.scoring.scorer import Scorer, no_open_leads, open_leads
 
 #: Rows read from the source per chunk while staging (bounds the staging memory).
@@ -328,8 +328,15 @@ def combine(
     flat = any(r.flat for r in results)
     types = tuple(sorted({t for r in results for t in r.activity_types}))
     window = (as_of - pd.Timedelta(days=scorer.lookback_days), as_of)
-    known = model_activity_types(scorer.model)
-    check_inputs(scorer.rules, config, flat, types, known, window=window)
+    check_inputs(
+        scorer.rules,
+        config,
+        flat,
+        types,
+        scorer.known_activity_types,
+        scorer.needs_activities,
+        window,
+    )
     filled = [r.scores for r in results if len(r.scores)]
     if not filled:
         raise no_open_leads(flat, config, as_of)

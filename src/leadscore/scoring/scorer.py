@@ -85,20 +85,30 @@ class Scorer:
         if whole_source and not crm.flat:
             check_as_of(as_of, crm.data_end, self.config.scoring.max_days_after_data)
         window = (as_of - pd.Timedelta(days=self.lookback_days), as_of)
-        known = model_activity_types(self.model)
-        if self.by_rules and not whole_source:
-            # No training history to check the rules' activity types against, and a few
-            # leads' activities say nothing of the source's types: the batch checks them.
-            known = tuple(r.activity for r in self.rules.behaviour_rules)
         check_inputs(
             self.rules,
             self.config,
             crm.flat,
             activity_types(crm.activities),
-            known,
-            whole_source,
+            self.known_activity_types,
+            whole_source and self.needs_activities,
             window,
         )
+
+    @property
+    def known_activity_types(self) -> tuple[str, ...]:
+        """Activity types the rules may count though tonight's window lacks them: the
+        model's training history's; without a model, the rules' own (the rules-only
+        training run checked them against the whole history)."""
+        if self.by_rules:
+            return tuple(r.activity for r in self.rules.behaviour_rules)
+        return model_activity_types(self.model)
+
+    @property
+    def needs_activities(self) -> bool:
+        """Whether an empty activities window is an error: a model reads behaviour, rules
+        only when they count activities."""
+        return not self.by_rules or bool(self.rules.behaviour_rules)
 
     def score(self, crm: CRMData, as_of: pd.Timestamp, whole_source: bool = True) -> pd.DataFrame:
         """Probability, percentile, tier, reasons and rule score of every open lead."""
