@@ -41,7 +41,7 @@ from leadscore.config import ProjectConfig
 from leadscore.data.rules import load_rules
 from leadscore.errors import LeadscoreError
 from leadscore.io.publish import RULES_ONLY_MODEL
-from leadscore.lifecycle.registry import Champion, choose_scoring
+from leadscore.lifecycle.registry import Champion, choose_scoring, scoring_entry
 from leadscore.scoring import ondemand
 from leadscore.scoring.inputs import now
 from leadscore.scoring.ondemand import LeadNotFoundError, LeadNotOpenError, PayloadError, Population
@@ -158,8 +158,9 @@ class ServiceState:
 
 
 def check_champion(config: ProjectConfig, rules_only: bool = False) -> None:
-    """Fail before the server starts when it cannot tell what to serve (names the fix)."""
-    choose_scoring(config, rules_only)
+    """Fail before the server starts when it cannot tell what to serve (names the fix); the
+    model itself is loaded once, when the app starts."""
+    scoring_entry(config, rules_only)
 
 
 def load_state(config: ProjectConfig, rules_only: bool = False) -> ServiceState:

@@ -480,7 +480,16 @@ def load_champion(config: ProjectConfig) -> Champion:
 
 
 def choose_scoring(config: ProjectConfig, rules_only: bool = False) -> tuple[Champion | None, str]:
-    """What scores tonight: the champion, or None and why the rule file scores alone.
+    """What scores tonight: the champion, loaded, or None and why the rule file scores alone
+    (see `scoring_entry`)."""
+    entry, why = scoring_entry(config, rules_only)
+    return (None, why) if entry is None else (Registry.of(config).load_champion(), why)
+
+
+def scoring_entry(
+    config: ProjectConfig, rules_only: bool = False
+) -> tuple[RegisteredModel | None, str]:
+    """The champion's registry entry (nothing loaded), or None and why the rules score alone.
 
     Rules alone by choice (`rules_only`, `scoring.rules_only`), or while there is no model
     yet: no champion in the registry and no model's scores published. A missing champion
@@ -491,8 +500,9 @@ def choose_scoring(config: ProjectConfig, rules_only: bool = False) -> tuple[Cha
         return None, "chosen (--rules-only or scoring.rules_only)"
     registry = Registry.of(config)
     registry.experiment_id()  # an unreachable store says so first
-    if registry.champion() is not None:
-        return registry.load_champion(), ""
+    entry = registry.champion()
+    if entry is not None:
+        return entry, ""
     runs = read_scores(config.publish_uri, config.publish.runs_table)
     by_model = runs[runs["model_version"].notna()] if "model_version" in runs else runs.iloc[:0]
     if len(by_model):
