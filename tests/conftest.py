@@ -32,6 +32,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
 
 
+#: Modules whose tests are spread over both workers one by one (each builds its own data).
+SPREAD = ("test_export_corpus.py",)
+
 _DEMO_READER = re.compile(r"def \w+\([^)]*\bdemo(?:_batch)?\b")
 
 
@@ -45,7 +48,8 @@ def _reads_demo(path: str) -> bool:
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """Two workers: each test module runs on one worker (its module fixtures, a trained
     model or a server, are built once), and every module that reads the shared `demo`
-    project runs on the same worker (the demo is built once).
+    project runs on the same worker (the demo is built once); the tests of a module in
+    `SPREAD` go to either worker one by one.
 
     (pytest-xdist's own `--dist loadgroup` cannot group with pytest 9: it renames items
     through an attribute pytest 9 no longer reads.)"""
@@ -54,6 +58,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     class Modules(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
+            if path.endswith(SPREAD):  # independent cases with no module fixture to share
+                return nodeid
             return "the demo's readers" if _reads_demo(path) else path
 
     return Modules(config, log)

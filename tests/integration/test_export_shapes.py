@@ -3,13 +3,12 @@ Europe), tabs, Shift_JIS (Japanese Excel), Excel workbooks and JSON Lines.
 
 `init` sniffs each file and writes what it found into the project file; every shape then
 loads exactly the values of the same export written as plain UTF-8 CSV (so a model learns
-the same thing from either), and the hardest shape goes `init` -> `train` -> `score` with
-no edit to what `init` wrote.
+the same thing from either). test_export_corpus.py takes every shape on through `train`
+and `score`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from conftest import invoke_cli, write_flat_export
 
 from leadscore.config import load_config
 from leadscore.data.rules import load_rules
-from leadscore.io import publish
 from leadscore.io.sources import load_crm
 from leadscore.scoring.training import build_training_set
 from leadscore.scoring.training import leakage_findings as training_findings
@@ -136,62 +134,6 @@ def test_every_shape_reads_the_values_of_a_plain_csv(shape, export, tmp_path) ->
         got.reset_index(drop=True), want.reset_index(drop=True), check_dtype=False
     )
     assert got["Revenue"].dtype.kind == "f" and got["Revenue"].max() > 1000
-
-
-def test_a_european_excel_export_trains_and_scores_as_init_wrote_it(export, tmp_path) -> None:
-    file, change, write, _ = SHAPES["semicolon_decimal_comma_cp1252"]
-    folder = tmp_path / "export"
-    folder.mkdir()
-    frame = change(export)
-    write(frame, folder / file)
-    project = _init(folder)
-    trained = invoke_cli(["train", "--config", str(project), "--json"], folder)
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    summary = json.loads(trained.stdout)
-    assert summary["model"]["roc_auc"] > 0.6
-    # "Revenue" and "Score" were read as numbers (a decimal comma read as text would make
-    # them categorical, or fail).
-    config = load_config(project)
-    assert {"Revenue", "Employees"} <= set(config.source.attributes.numeric)
-    scored = invoke_cli(["score", "--config", str(project), "--json"], folder)
-    # 3: monitoring found drift in the open leads, after publishing (a small export).
-    assert scored.returncode in (0, 3), scored.stderr[-3000:]
-    result = json.loads(scored.stdout)
-    open_ids = set(frame.loc[frame["Converted"].isna(), "Lead Id"])
-    assert result["rows"]["published"] == len(open_ids) > 0
-    published = publish.read_scores(config.publish_uri, config.publish.table, latest=True)
-    assert set(published["lead_id"].astype(str)) == open_ids
-    assert published["conversion_probability"].between(0, 1).all()
-
-
-def test_an_export_without_ids_is_scored_by_row_from_init_to_on_demand(export, tmp_path) -> None:
-    """No column is an id: init leaves `lead_id` null (no TODO), training and scoring name
-    each lead by its row in the file, and on-demand scoring answers `row-N` with the batch's
-    probability."""
-    folder = tmp_path / "export"
-    folder.mkdir()
-    frame = export.drop(columns=["Lead Id", "Lead Number"])
-    frame.to_csv(folder / "export.csv", index=False)
-    project = _init(folder)
-    assert (
-        yaml.safe_load(project.read_text(encoding="utf-8"))["source"]["columns"]["lead_id"] is None
-    )
-    trained = invoke_cli(["train", "--config", str(project), "--json"], folder)
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    scored = invoke_cli(["score", "--config", str(project), "--json"], folder)
-    assert scored.returncode in (0, 3), scored.stderr[-3000:]
-    config = load_config(project)
-    published = publish.read_scores(config.publish_uri, config.publish.table, latest=True)
-    rows = np.flatnonzero(frame["Converted"].isna().to_numpy()) + 1  # data rows, from 1
-    assert set(published["lead_id"]) == {f"row-{r}" for r in rows}
-    lead = published.sort_values("conversion_probability").iloc[-1]
-    answer = invoke_cli(
-        ["score", "--config", str(project), "--lead-id", lead["lead_id"], "--json"], folder
-    )
-    assert answer.returncode == 0, answer.stderr[-3000:]
-    (one,) = json.loads(answer.stdout)["leads"]
-    assert one["lead_id"] == lead["lead_id"]
-    assert one["conversion_probability"] == pytest.approx(lead["conversion_probability"], abs=1e-9)
 
 
 def test_a_european_timestamped_export_reads_as_its_iso_twin(tmp_path) -> None:

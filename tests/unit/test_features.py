@@ -217,3 +217,19 @@ def test_behaviour_features_match_the_definitions(seed: int, categorical: bool) 
         got, want.drop(columns="lead_age_days"), check_exact=False, rtol=1e-9, atol=1e-9
     )
     assert got["n_all_90d"].sum() > 100  # the data exercised the windows
+
+
+def test_page_categories_read_the_path_of_a_full_address() -> None:
+    """Marketo logs a page view as www.example.com/pricing, other tools as a full URL with
+    a query: the categories' patterns (written for paths) read the path."""
+    from leadscore.config import DEFAULT_PAGE_CATEGORIES
+    from leadscore.data.features import page_category
+
+    details = pd.Series(
+        ["/pricing", "www.example.com/pricing", "https://acme.co.jp/pricing/?utm_source=x",
+         "example.com", "https://example.com/ja/", "/customers/globex#top", "form:demo", None],
+        dtype="str",
+    )  # fmt: skip
+    got = page_category(details, dict(DEFAULT_PAGE_CATEGORIES)).tolist()
+    assert got[:6] == ["pricing", "pricing", "pricing", "home", "home", "case_studies"]
+    assert pd.isna(got[6]) and pd.isna(got[7])

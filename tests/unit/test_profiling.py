@@ -591,3 +591,59 @@ def test_init_prints_exactly_the_todos_the_file_holds(tmp_path: Path, kind: str)
     ]
     assert printed == written
     assert bool(printed) == (kind != "timestamped")
+
+
+def test_a_marketo_like_activity_log_maps_with_its_type_names(tmp_path: Path) -> None:
+    """Leads keyed `id`, an activity log keyed `leadId` with types as ids (activityTypeId)
+    and the page in `primaryAttributeValue`, a table naming the types, and won deals keyed
+    `leadId` beside their own id: init finds which column refers to the leads by the values
+    (not only the name), which table names the types, and the page-view type by its name."""
+    tables = _timestamped_tables(n=300, seed=3)
+    leads = tables["leads"].assign(id=tables["leads"]["lead_id"] + 5000).drop(columns="lead_id")
+    acts = tables["activities"]
+    codes = {"page_view": 1, "content_download": 3, "email_open": 10}
+    log = pd.DataFrame(
+        {
+            "marketoGUID": [f"a1b2c3d4-0000-4000-8000-{i:012d}" for i in range(len(acts))],
+            "leadId": acts["lead_id"] + 5000,
+            "activityDate": acts["occurred_at"],
+            "activityTypeId": acts["activity_type"].map(codes),
+            # ids 1..n: numbers the leads' ids do not hold, like any other asset id
+            "primaryAttributeValueId": np.arange(len(acts)) % 40 + 1,
+            "primaryAttributeValue": np.where(
+                acts["activity_type"] == "page_view",
+                "www.example.com" + acts["detail"].fillna("/").astype(str),
+                "form:demo",
+            ),
+        }
+    )
+    outcomes = tables["outcomes"]
+    deals = pd.DataFrame(
+        {
+            "Opportunity Id": np.arange(len(outcomes)) + 9_000_000,
+            "leadId": outcomes["lead_id"] + 5000,
+            "Close Date": outcomes["converted_at"],
+        }
+    )
+    names = pd.DataFrame(
+        {"id": [1, 3, 10, 12], "name": ["Visit Webpage", "Click Link", "Open Email", "New Lead"]}
+    )
+    data = tmp_path / "marketo"
+    write_tables(
+        {"leads": leads, "activities": log, "opportunities": deals, "activity_types": names},
+        str(data),
+        "csv",
+    )
+    out, _ = init_project(str(data), tmp_path / "leadscore.yaml")
+    config = load_config(out)
+    cols = config.source.columns
+    assert (cols.lead_id, cols.activity_lead_id, cols.outcome_lead_id) == ("id", "leadId", "leadId")
+    assert (cols.activity_type, cols.detail) == ("activityTypeId", "primaryAttributeValue")
+    assert config.source.activity_types.model_dump() == {
+        "table": "activity_types", "id": "id", "name": "name"
+    }  # fmt: skip
+    assert config.features.page_activity_type == "Visit Webpage"
+    assert "# TODO:" not in out.read_text(encoding="utf-8")
+    loaded = load_crm(config)
+    assert set(loaded.activities["activity_type"].astype(str)) <= set(names["name"])
+    assert len(loaded.outcomes) == len(outcomes)

@@ -485,3 +485,37 @@ def test_times_with_and_without_offsets_read_in_the_files_zone(tmp_path: Path) -
     assert (got == pd.Timestamp("2026-01-10 08:00")).all()
     with pytest.raises(ConfigError, match="not a time zone"):
         _config(str(folder), **{**source, "files": {"leads": {"timezone": "Mars/Olympus"}}})
+
+
+def test_activity_type_ids_are_named_by_their_lookup_table(tmp_path: Path, crm) -> None:
+    """A Marketo-like log gives each activity's type as an id; the table of type names
+    turns them into names (from CSV text or Parquet numbers alike). An id the table does
+    not name is kept as "type <id>" with a warning; an id with two names is refused."""
+    tables = {k: crm.tables()[k].copy() for k in ("leads", "activities", "outcomes")}
+    types = sorted(tables["activities"]["activity_type"].unique())
+    ids = {name: 100 + i for i, name in enumerate(types)}
+    tables["activities"]["activity_type"] = tables["activities"]["activity_type"].map(ids)
+    names = pd.DataFrame({"id": list(ids.values()), "name": list(ids)})
+    lookup = {"table": "activity_types", "id": "id", "name": "name"}
+    for kind in ("csv", "parquet"):
+        uri = str(tmp_path / kind)
+        write_tables({**tables, "activity_types": names}, uri, kind)
+        loaded = load_crm(_config(uri, activity_types=lookup))
+        expected = crm.activities["activity_type"].astype(str).to_numpy()
+        assert (loaded.activities["activity_type"].astype(str).to_numpy() == expected).all()
+        assert not loaded.checks.warnings
+
+    uri = str(tmp_path / "unnamed")
+    write_tables({**tables, "activity_types": names.iloc[1:]}, uri, "csv")
+    loaded = load_crm(_config(uri, activity_types=lookup))
+    first = types[0]
+    assert (loaded.activities["activity_type"] == f"type {ids[first]}").sum() == (
+        crm.activities["activity_type"] == first
+    ).sum()
+    assert any("does not name" in line for line in loaded.checks.summary())
+
+    uri = str(tmp_path / "clash")
+    twice = pd.concat([names, names.iloc[:1].assign(name="other")], ignore_index=True)
+    write_tables({**tables, "activity_types": twice}, uri, "csv")
+    with pytest.raises(DataError, match="more than one name"):
+        load_crm(_config(uri, activity_types=lookup))

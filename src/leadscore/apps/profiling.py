@@ -35,11 +35,12 @@ from leadscore.config import (
     DEFAULT_NEGATIVE,
     DEFAULT_POSITIVE,
     DEFAULT_STATE_WORDS,
+    FeatureConfig,
     ProjectConfig,
     config_from_dict,
 )
 from leadscore.errors import ConfigError, DataError
-from leadscore.io.sources import UTC_OFFSET, parse_dates
+from leadscore.io.sources import UTC_OFFSET, code_text, parse_dates
 from leadscore.io.tables import SAMPLE_ROWS, list_tables, local_source, read_sample
 from leadscore.io.uris import is_database_uri, redact_uri
 from leadscore.io.validation import PLACEHOLDERS
@@ -168,6 +169,9 @@ class ColumnProfile:
     #: Timestamps: some carry a UTC offset and some do not (their zone must be said).
     mixed_zones: bool = False
     notes: list[str] = field(default_factory=list)
+    #: Ids and codes (numbers of few values): the distinct values as text, to find which
+    #: column of another table refers to them; kept in memory, never written.
+    values: frozenset[str] = field(default_factory=frozenset, repr=False)
 
     def describe(self) -> str:
         """Kind, distinct count, missing share and placeholders, for a comment."""
@@ -203,6 +207,10 @@ class TableProfile:
     occurred_at: str | None = None
     activity_type: str | None = None
     detail: str | None = None
+    #: Activities: the type (as the table writes it) whose details are web addresses.
+    page_type: str | None = None
+    #: A small table (a lookup of names): its rows, in memory only.
+    small: pd.DataFrame | None = field(default=None, repr=False)
     email: str | None = None
     job_title: str | None = None
     #: Personal columns that are left out entirely (names, phones, addresses).
@@ -439,6 +447,8 @@ def profile_column(values: pd.Series, name: str) -> ColumnProfile:
         span = int(numbers.max() - numbers.min()) + 1
         profile.sequential = abs(profile.order_correlation) >= 0.8 or span <= 20 * len(numbers)
     _decide_id_or_value_kind(profile, clean, text, numbers)
+    if profile.kind == "id" or (profile.kind == "numeric" and n_distinct <= 1000):
+        profile.values = frozenset(code_text(clean))
     return profile
 
 
@@ -516,11 +526,33 @@ def profile_frame(frame: pd.DataFrame, name: str, *, total_rows: int | None = No
     )
     _guess_fields(table)
     _guess_role(table)
+    if table.role == "activities" and table.detail:
+        table.page_type = _page_type(work, table)
+    if rows <= SMALL_ROWS:
+        table.small = work
     if table.role in ("leads", "empty"):
         table.undecided = [
             text for _, text in leads_todos(table, timestamped=bool(table.converted_at))
         ]
     return table
+
+
+#: Tables this small are kept whole in memory while planning (a lookup of names).
+SMALL_ROWS = 5_000
+#: A detail that is a web address: a URL, a host name with a path, or a path.
+_WEB_ADDRESS = re.compile(r"^(?:https?://|www\.|/|[\w-]+(?:\.[\w-]+)+/)")
+
+
+def _page_type(frame: pd.DataFrame, table: TableProfile) -> str | None:
+    """The activity type (as written) whose details are web addresses: page views, which
+    the page-category features read. The type with the most such rows, if at least 80 % of
+    its rows are."""
+    types = code_text(frame[table.activity_type].dropna())
+    detail = frame.loc[types.index, table.detail].astype("str").str.strip()
+    web = detail.str.match(_WEB_ADDRESS).fillna(False).astype(bool)
+    by_type = web.groupby(types.to_numpy()).agg(["mean", "sum"])
+    pages = by_type[by_type["mean"] >= 0.8]
+    return str(pages["sum"].idxmax()) if len(pages) else None
 
 
 def _dates(values: pd.Series) -> pd.Series:
@@ -629,7 +661,16 @@ def _guess_fields(table: TableProfile) -> None:
         if c.personal is not None and c.name not in (table.email, table.job_title)
     ]
 
-    repeated = [c for c in cols if c.kind == "id" and not c.unique]
+    # A type given as a code (Marketo's activityTypeId): a repeated id named like a type.
+    codes = [
+        c
+        for c in cols
+        if c.kind in ("id", "numeric")
+        and not c.unique
+        and {"type", "id"} <= set(name_tokens(c.name))
+        and c.n_distinct <= 1000
+    ]
+    repeated = [c for c in cols if c.kind == "id" and not c.unique and c not in codes]
     repeated.sort(key=lambda c: "lead" not in name_tokens(c.name))
     table.activity_lead_id = _first(repeated)
     table.occurred_at = _first(
@@ -646,11 +687,15 @@ def _guess_fields(table: TableProfile) -> None:
             (c for c in kinds if set(_TYPE_TOKENS) & set(name_tokens(c.name))),
             key=lambda c: "type" not in name_tokens(c.name),
         )
-    )
+    ) or _first(codes)
     table.detail = _first(
         c
         for c in cols
-        if _DETAIL_TOKENS & set(name_tokens(c.name))
+        if (
+            _DETAIL_TOKENS & set(name_tokens(c.name))
+            # Marketo: the activity's "primary attribute" (a page's URL, a form's name)
+            or {"primary", "attribute", "value"} <= set(name_tokens(c.name))
+        )
         and c.name != table.activity_type
         and c.kind in ("categorical", "text")
     )
@@ -818,6 +863,10 @@ class _Plan:
     converted_at: str | None = None
     #: An outcomes table in pipeline stages: the stage column and its winning values.
     outcome_stage: tuple[str, list[str]] | None = None
+    #: Activity types given as ids: the table that names them, its id and name columns.
+    activity_types: tuple[TableProfile, str, str] | None = None
+    #: The activity type of page views, where it is not the default `page_view`.
+    page_activity_type: str | None = None
     numeric: list[str] = field(default_factory=list)
     categorical: list[str] = field(default_factory=list)
     #: Columns of the leads table written commented out, with the reason.
@@ -870,7 +919,9 @@ def _plan(profiles: dict[str, TableProfile]) -> _Plan:
     )
     if activity_tables:
         plan.activities = activity_tables[0]
-        plan.activity_lead_id = _matching_id(plan.activities, leads.lead_id)
+        plan.activity_lead_id = _matching_id(plan.activities, leads)
+        plan.activity_types = _type_names(plan.activities, [t for t in rest if t.small is not None])
+        _page_activity_type(plan)
 
     if leads.converted_at:
         plan.converted_at = leads.converted_at
@@ -882,7 +933,7 @@ def _plan(profiles: dict[str, TableProfile]) -> _Plan:
         if outcome_tables:
             plan.outcomes = outcome_tables[0]
             plan.converted_at = plan.outcomes.converted_at
-            plan.outcome_lead_id = _matching_id(plan.outcomes, leads.lead_id)
+            plan.outcome_lead_id = _matching_id(plan.outcomes, leads)
             plan.outcome_stage = _won_stages(plan.outcomes)
     plan.flat = plan.converted_at is None
     if plan.flat and plan.activities is not None:
@@ -893,7 +944,7 @@ def _plan(profiles: dict[str, TableProfile]) -> _Plan:
             "into features; map conversion dates to use it"
         )
         plan.unusable_activities, plan.activities = plan.activities, None
-        plan.activity_lead_id = None
+        plan.activity_lead_id = plan.activity_types = plan.page_activity_type = None
     if not plan.flat and leads.created_at is None:
         guess = _created_from_content(leads)
         if guess is not None:
@@ -929,7 +980,8 @@ def _plan(profiles: dict[str, TableProfile]) -> _Plan:
     ):
         if table is not None:
             plan.todos.extend((key, w) for w in table.warnings)
-    used = {id(t) for t in (leads, plan.activities, plan.outcomes) if t is not None}
+    names = plan.activity_types[0] if plan.activity_types else None
+    used = {id(t) for t in (leads, plan.activities, plan.outcomes, names) if t is not None}
     plan.unused = [t.name for t in tables if id(t) not in used]
     _sort_attributes(plan, leads)
     _collect_missing_values(plan, [t for t in tables if id(t) in used])
@@ -949,8 +1001,23 @@ def _won_stages(table: TableProfile) -> tuple[str, list[str]] | None:
     return None
 
 
-def _matching_id(table: TableProfile, lead_id: str | None) -> str | None:
-    """The column of `table` that refers to a lead: same name as the lead id, else a guess."""
+def _matching_id(table: TableProfile, leads: TableProfile) -> str | None:
+    """The column of `table` that refers to a lead: the id column whose values are the
+    leads' ids (most of them found among the leads' ids: activities and outcomes refer to
+    leads, not the other way round), preferring the lead id's own name, then a name with
+    "lead" in it, then the most matches; without such values, by name."""
+    lead_id = leads.lead_id
+    ids = leads.column(lead_id).values if lead_id else frozenset()
+    found = []
+    for col in table.columns:
+        if col.kind != "id" or not col.values or not ids:
+            continue
+        matched = len(col.values & ids)
+        if matched >= 0.5 * len(col.values):
+            same = col.name.lower() == lead_id.lower()
+            found.append((same, "lead" in name_tokens(col.name), matched, col.name))
+    if found:
+        return max(found)[3]
     names = [c.name for c in table.columns]
     if lead_id in names:
         return lead_id
@@ -958,6 +1025,52 @@ def _matching_id(table: TableProfile, lead_id: str | None) -> str | None:
     if lead_id and lead_id.lower() in lowered:
         return lowered[lead_id.lower()]
     return table.activity_lead_id or table.lead_id
+
+
+def _type_names(
+    activities: TableProfile, small: list[TableProfile]
+) -> tuple[TableProfile, str, str] | None:
+    """The table that names the activity types, where the activities give them as ids: a
+    small table with a unique id column holding (nearly) every type id, and a text column
+    of names (named like a name, else its first)."""
+    column = activities.column(activities.activity_type) if activities.activity_type else None
+    if column is None or column.kind not in ("id", "numeric") or not column.values:
+        return None
+    best = None
+    for table in small:
+        for col in table.columns:
+            if col.kind != "id" or not col.unique:
+                continue
+            covered = len(col.values & column.values) / len(column.values)
+            if covered < 0.9:
+                continue
+            # A column called "name" here names types, not people.
+            texts = [
+                c
+                for c in table.columns
+                if c.kind in ("categorical", "text") and c.personal in (None, "name")
+                and c is not col
+            ]  # fmt: skip
+            texts.sort(key=lambda c: "name" not in name_tokens(c.name))
+            if texts and (best is None or covered > best[0]):
+                best = (covered, table, col.name, texts[0].name)
+    return best[1:] if best else None
+
+
+def _page_activity_type(plan: _Plan) -> None:
+    """The page-view type by its name (through the table of type names, if any), where it
+    is not the default."""
+    page = plan.activities.page_type
+    if page is None:
+        return
+    if plan.activity_types is not None:
+        table, id_column, name_column = plan.activity_types
+        rows = table.small.dropna(subset=[id_column])
+        names = dict(zip(code_text(rows[id_column]), rows[name_column].astype("str").str.strip(),
+                         strict=True))  # fmt: skip
+        page = names.get(page, f"type {page}")
+    if page != FeatureConfig().page_activity_type:
+        plan.page_activity_type = page
 
 
 def _mapped(table: TableProfile, plan: _Plan) -> set[str]:
@@ -1185,12 +1298,27 @@ def render_config(
         )
         out.line(4, f"column: {_scalar(column)}", _column_comment(plan.outcomes, column))
         out.line(4, f"converted: [{', '.join(_scalar(v) for v in won)}]")
+    if plan.activity_types is not None:
+        table, id_column, name_column = plan.activity_types
+        out.line(
+            2, "activity_types:", f"the activity log gives types by id; '{table.name}' names them"
+        )
+        out.line(4, f"table: {_scalar(table.name)}", _count(table.rows, "row"))
+        out.line(4, f"id: {_scalar(id_column)}", _column_comment(table, id_column, notes=False))
+        out.line(4, f"name: {_scalar(name_column)}", _column_comment(table, name_column))
     _render_missing_values(out, plan)
     _render_files(out, profiles)
     _render_attributes(out, plan)
     if not plan.flat:
         out.line(0, "horizon_days: 90", "a conversion within this many days counts")
     _render_split(out, plan)
+    if plan.page_activity_type is not None:
+        out.lines.append("features:")
+        out.line(
+            2,
+            f"page_activity_type: {_scalar(plan.page_activity_type)}",
+            "the activity type whose details are web addresses: page views",
+        )
     if every_key:
         _render_defaults(out)
         return out.text()
@@ -1272,6 +1400,8 @@ def _role_of(table: TableProfile, plan: _Plan) -> str:
         return "activities, not used (flat export)"
     if table is plan.outcomes:
         return "outcomes"
+    if plan.activity_types is not None and table is plan.activity_types[0]:
+        return "activity type names"
     return "not used"
 
 

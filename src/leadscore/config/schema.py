@@ -159,6 +159,17 @@ class OutcomeStage(_Section):
         return value
 
 
+class ActivityTypeNames(_Section):
+    """An activity log that names each activity's type by an id (Marketo's bulk extract:
+    `activityTypeId`), with a table of the names (Marketo's activity types: id, name).
+    The names are what the features, the rules and the reasons read; an id the table does
+    not name is kept as "type <id>", with a warning."""
+
+    table: str
+    id: str = "id"
+    name: str = "name"
+
+
 class GroundTruth(_Section):
     leads: str = "ground_truth_leads"
     shocks: str = "ground_truth_shocks"
@@ -245,6 +256,8 @@ class SourceConfig(_Section):
     label: LabelConfig | None = None
     #: An outcomes table with a stage per row: which stages are a conversion.
     outcome_stage: OutcomeStage | None = None
+    #: An activity log with type ids: the table that names them.
+    activity_types: ActivityTypeNames | None = None
     #: Placeholder values that mean "missing" in any text column (e.g. "Select", "unknown");
     #: empty and blank strings always do.
     missing_values: list[str] = Field(default_factory=list)

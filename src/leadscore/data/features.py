@@ -103,15 +103,30 @@ def behaviour_spec(
     )
 
 
+#: A page's scheme and host, where a detail gives the whole address (Marketo's "Visit
+#: Webpage": www.example.com/pricing), and its query and fragment.
+_URL_HOST = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?[\w-]+(?:\.[\w-]+)+(?=[/?#]|$)", re.IGNORECASE)
+_URL_TAIL = re.compile(r"[?#].*$")
+
+
+def url_path(text: pd.Series) -> pd.Series:
+    """The path of each page detail, which the page categories' patterns read (`/pricing`,
+    `^/$`): a full address loses its scheme and host (a host alone is its home page `/`),
+    every detail its query and fragment; a path stays as it is."""
+    path = text.str.replace(_URL_HOST, "", regex=True).str.replace(_URL_TAIL, "", regex=True)
+    return path.where((path != "") | (text == ""), "/")
+
+
 def page_category_codes(detail: pd.Series, categories: dict[str, str]) -> np.ndarray:
-    """Position in `categories` of the first pattern matching each detail (URL path);
-    -1 if none. Patterns run once per distinct detail, not per event: URL paths repeat."""
+    """Position in `categories` of the first pattern matching each detail's URL path (see
+    `url_path`); -1 if none. Patterns run once per distinct detail, not per event: URL
+    paths repeat."""
     if isinstance(detail.dtype, pd.CategoricalDtype):
         codes = detail.cat.codes.to_numpy()
         uniques = detail.cat.categories.astype("str")
     else:
         codes, uniques = pd.factorize(detail.astype("str"), use_na_sentinel=True)
-    text = pd.Series(uniques, dtype="str")
+    text = url_path(pd.Series(uniques, dtype="str"))
     found = np.full(len(text) + 1, -1, dtype=np.int64)  # the last slot: a missing detail
     for position, pattern in enumerate(categories.values()):
         hit = text.str.contains(pattern, regex=True, flags=re.IGNORECASE).fillna(False)

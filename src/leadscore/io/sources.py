@@ -661,6 +661,8 @@ def _load_activities(
         source.file_format(table),
     )  # fmt: skip
     acts = checks.settle(table, acts, quarantine)
+    if source.activity_types is not None:
+        acts["activity_type"] = _type_names(uri, source, acts["activity_type"], checks)
     keep = pd.Series(True, index=acts.index)
     if since is not None:
         keep &= acts["occurred_at"] >= since
@@ -674,6 +676,56 @@ def _load_activities(
         if not isinstance(acts[column].dtype, pd.CategoricalDtype):
             acts[column] = acts[column].astype("str")
     return acts
+
+
+def code_text(values: pd.Series) -> pd.Series:
+    """Type ids as text, the same whether a file gave them as numbers or as text (1, 1.0
+    and "1" are one id)."""
+    text = values.astype("str").str.strip()
+    return text.str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
+
+
+def _type_names(uri: str, source: SourceConfig, codes: pd.Series, checks: Checks) -> pd.Series:
+    """The activity types named by the lookup table of `source.activity_types`."""
+    names = source.activity_types
+    lookup = read_table(
+        uri,
+        names.table,
+        [names.id, names.name],
+        text=[names.id],
+        encoding=source.encoding,
+        file_format=source.file_format(names.table),
+    )
+    _require(lookup, names.table, {"activity_types.id": names.id,
+                                   "activity_types.name": names.name}, checks)  # fmt: skip
+    checks.stop_on_table_errors()
+    lookup = pd.DataFrame(
+        {"id": code_text(lookup[names.id]), "name": lookup[names.name].astype("str").str.strip()}
+    ).dropna()
+    clash = lookup.groupby("id")["name"].nunique()
+    if (clash > 1).any():
+        checks.error(
+            names.table, names.id,
+            f"type id(s) {', '.join(clash.index[clash > 1][:5])} have more than one name",
+            "keep one row per activity type id in the table of activity type names",
+        )  # fmt: skip
+        checks.stop_on_table_errors()
+    named = dict(zip(lookup["id"], lookup["name"], strict=True))
+    text = code_text(codes.astype("object") if isinstance(codes.dtype, pd.CategoricalDtype)
+                      else codes)  # fmt: skip
+    out = text.map(named)
+    unnamed = out.isna().to_numpy()
+    if unnamed.any():
+        ids = pd.Series(text[unnamed]).value_counts()
+        shown = ", ".join(f"{i} (x{n:,})" for i, n in ids.head(5).items())
+        checks.warn(
+            source.tables.activities, source.columns.activity_type,
+            f"{unnamed.sum():,} activities have a type id that table '{names.table}' does "
+            f"not name: {shown}; kept as 'type <id>'",
+            f"export the activity types again (with every id) into '{names.table}'",
+        )  # fmt: skip
+        out = out.where(~unnamed, "type " + text)
+    return out.astype("str")
 
 
 def _load_outcomes(

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from leadscore.config import ProjectConfig
 from leadscore.errors import ConfigError, DataError
 from leadscore.io.sources import CRMData, load_crm
+from leadscore.io.tables import table_file
 from leadscore.io.uris import check_file_table, is_database_uri, redact_uri
 from leadscore.progress import reporter
 from leadscore.scoring.inputs import activity_types, check_inputs
@@ -159,6 +160,16 @@ def stage(
         if table == config.source.tables.leads:
             leads = rows
     progress("staging partitions", len(tables), len(tables))
+    names = config.source.activity_types
+    if names is not None:  # the table of activity type names is small: each partition has it
+        lookup = table_file(source, check_file_table(names.table))
+        if lookup is None:
+            raise DataError(
+                f"table '{names.table}' (source.activity_types.table) not found in {source}",
+                "export the activity types into that folder, or correct the table name",
+            )
+        for part in parts:
+            shutil.copy2(lookup, part / lookup.name)
     return [
         Partition(k, count, str(p), int(n))
         for k, (p, n) in enumerate(zip(parts, leads, strict=True))
