@@ -3,6 +3,7 @@ I/O only, the run's log lines and progress. The work itself is the library's."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 
 import pandas as pd
@@ -11,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from leadscore.config import ProjectConfig, load_config
 from leadscore.data.rules import RuleSet, load_rules
-from leadscore.errors import LeadscoreError, TooLittleHistoryError
+from leadscore.errors import ConfigError, LeadscoreError, TooLittleHistoryError
 from leadscore.evaluation import evidence as evidence_module
 from leadscore.evaluation import report as report_module
 from leadscore.evaluation import rules_only
@@ -24,8 +25,26 @@ from leadscore.progress import reporter
 from leadscore.scoring import partitions, training
 from leadscore.scoring.scorer import Scorer, open_lead_preview
 
-IO_RETRIES = 3
-IO_RETRY_DELAYS = [2, 5, 15]
+
+def io_retry_delays(text: str | None) -> list[float]:
+    """Seconds before each retry of a reading or publishing step: 2, 5 and 15 unless
+    LEADSCORE_IO_RETRY_DELAYS says otherwise ("1,1,30"; "" or "0" for no retry)."""
+    if text is None:
+        return [2.0, 5.0, 15.0]
+    try:
+        delays = [float(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        delays = [-1.0]
+    if any(d < 0 or d > 3600 for d in delays):
+        raise ConfigError(
+            f"LEADSCORE_IO_RETRY_DELAYS={text!r} is not a list of seconds",
+            "give seconds between 0 and 3600 separated by commas, e.g. 2,5,15",
+        )
+    return [] if delays == [0.0] else delays
+
+
+IO_RETRY_DELAYS = io_retry_delays(os.environ.get("LEADSCORE_IO_RETRY_DELAYS"))
+IO_RETRIES = len(IO_RETRY_DELAYS)
 
 
 def retry_unless_user_error(task, task_run, state) -> bool:

@@ -513,11 +513,11 @@ def _x_open(frame: pd.DataFrame, column: str = "Prospect ID") -> set[str]:
 
 
 def x_education_semicolon(folder: Path) -> Shape:
-    frame = _x_education()
+    frame = _x_education(rows=5000)
     _write_csv(frame, folder / "Leads.csv", sep=";", decimal=",", encoding="cp1252")
     return Shape(
         "x_education_semicolon",
-        "X Education's leads as German Excel writes them: `;`, decimal commas, cp1252",
+        "5,000 of X Education's leads as German Excel writes them: `;`, decimal commas, cp1252",
         folder,
         _x_open(frame),
         expect={
@@ -544,12 +544,12 @@ def x_education_xlsx(folder: Path) -> Shape:
 
 
 def x_education_no_id(folder: Path) -> Shape:
-    frame = _x_education().drop(columns=["Prospect ID", "Lead Number"])
+    frame = _x_education(rows=5000).drop(columns=["Prospect ID", "Lead Number"])
     _write_csv(frame, folder / "Leads.csv")
     rows = np.flatnonzero(frame["Converted"].isna().to_numpy()) + 1
     return Shape(
         "x_education_no_id",
-        "X Education's leads without their ids (no order either: a seeded random split)",
+        "5,000 of X Education's leads without their ids (no order either: a seeded random split)",
         folder,
         {f"row-{r}" for r in rows},
         todos=1,  # nothing says the arrival order: a random split unless the user knows one

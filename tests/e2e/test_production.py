@@ -214,14 +214,15 @@ def test_unreachable_database_is_retried_then_reported(pg_project, cli_env, tmp_
     broken.write_text(yaml.safe_dump(config))
     started = time.monotonic()
     # The retries are logged at INFO; an earlier in-process CLI test may have set WARNING.
-    env = {**cli_env, "PREFECT_LOGGING_LEVEL": "INFO"}
+    # Their delays as an operator sets them (the default 2, 5, 15 s would idle a worker).
+    env = {**cli_env, "PREFECT_LOGGING_LEVEL": "INFO", "LEADSCORE_IO_RETRY_DELAYS": "1,1,2"}
     result = run_cli(["score", "--config", str(broken), "-v"], env, folder)
     elapsed = time.monotonic() - started
     assert result.returncode == 2, result.stderr[-3000:]
     assert "cannot read table 'leads'" in result.stderr
     assert "check that the database is reachable" in result.stderr
-    # Three retries with backoff (2, 5, 15 s) before giving up, visible in the log.
-    assert result.stderr.count("Retry") == 3 and elapsed > 20, result.stderr[-3000:]
+    # Three retries with those delays before giving up, visible in the log.
+    assert result.stderr.count("Retry") == 3 and elapsed > 4, result.stderr[-3000:]
     assert "Traceback" not in result.stderr.split("error:")[-1]
     assert (
         not (tmp_path / "scores.db").exists()
@@ -235,9 +236,10 @@ def test_unreachable_database_is_retried_then_reported(pg_project, cli_env, tmp_
 
 def test_unreachable_tracking_server_is_reported(pg_project, cli_env) -> None:
     folder, path, _ = pg_project
-    env = {"LEADSCORE_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{_free_port()}"}
+    env = {**cli_env, "LEADSCORE_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{_free_port()}"}
     env["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-    result = invoke_cli(["score", "--config", str(path)], folder, env)
+    env["LEADSCORE_IO_RETRY_DELAYS"] = "0.5,0.5,0.5"
+    result = run_cli(["score", "--config", str(path)], env, folder)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "cannot reach the MLflow tracking store http://127.0.0.1" in result.stderr
     assert "LEADSCORE_MLFLOW_TRACKING_URI" in result.stderr
@@ -297,6 +299,11 @@ def test_train_and_score_against_an_mlflow_server_on_postgres(
     folder, path, uri = pg_project
     url, backend, artifacts = mlflow_server
     env = {"LEADSCORE_MLFLOW_TRACKING_URI": url}
+    # Two backtest folds: the point is where runs, models and artifacts go, not the model.
+    config = yaml.safe_load(path.read_text())
+    config["backtest"] = {"folds": 2}
+    path = folder / "served.yaml"
+    path.write_text(yaml.safe_dump(config))
     trained = invoke_cli(["train", "--config", str(path), "--json"], folder, env)
     assert trained.returncode == 0, trained.stderr[-3000:]
     result = invoke_cli(["score", "--config", str(path), "--as-of", "2026-06-25"], folder, env)

@@ -99,3 +99,16 @@ def test_bad_as_of_is_refused_before_anything_runs(demo, runner, capfd) -> None:
     config = str(workdir / "leadscore.yaml")
     result = runner.invoke(app, ["score", "-c", config, "--as-of", "next tuesday"])
     _refused(result, capfd, "is not a date")
+
+
+def test_retry_delays_are_an_operators_choice_and_checked() -> None:
+    from leadscore_flows.tasks import io_retry_delays
+
+    from leadscore.errors import ConfigError
+
+    assert io_retry_delays(None) == [2.0, 5.0, 15.0]
+    assert io_retry_delays("1, 1,30") == [1.0, 1.0, 30.0]
+    assert io_retry_delays("0") == [] and io_retry_delays("") == []
+    for bad in ("2,five", "-1", "7200"):
+        with pytest.raises(ConfigError, match="LEADSCORE_IO_RETRY_DELAYS"):
+            io_retry_delays(bad)

@@ -2,7 +2,8 @@
 `score` -> one lead on demand with no edit to what init wrote: init decides what each shape
 needs (and writes a TODO only where the shape leaves a real choice open), the model beats
 a floor on its test cohort, every open lead is published, and on-demand scoring gives the
-batch's probability."""
+batch's probability. LEADSCORE_CORPUS_REPORT=<file> collects what init decided and the AUC
+of each shape, one JSON line apiece."""
 
 from __future__ import annotations
 
@@ -64,3 +65,9 @@ def test_every_export_shape_goes_from_init_to_published_scores_with_no_edit(name
     assert one["conversion_probability"] == pytest.approx(
         published.loc[lead, "conversion_probability"], abs=1e-9
     )
+    if os.environ.get("LEADSCORE_CORPUS_REPORT"):  # a line per shape, for a person to read
+        with open(os.environ["LEADSCORE_CORPUS_REPORT"], "a", encoding="utf-8") as out:
+            line = {"shape": name, "what": shape.what, "todos": todo_lines(text),
+                    "decided": {k: written(decided, k) for k in shape.expect},
+                    "auc": summary["model"]["roc_auc"], "published": len(published)}  # fmt: skip
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
