@@ -647,3 +647,25 @@ def test_a_marketo_like_activity_log_maps_with_its_type_names(tmp_path: Path) ->
     loaded = load_crm(config)
     assert set(loaded.activities["activity_type"].astype(str)) <= set(names["name"])
     assert len(loaded.outcomes) == len(outcomes)
+
+
+@pytest.mark.parametrize("column", ["Lead Owner", "OwnerId", "Sales Rep", "Created By"])
+def test_the_crms_own_people_are_never_attributes_or_rules(tmp_path: Path, column: str) -> None:
+    """A lead's owner (or who created the record) is a person's name, and is assigned as
+    the lead is worked: init leaves it out, so neither the project file nor the starter
+    rules can hold the names."""
+    tables = _timestamped_tables(n=300, seed=4)
+    leads = tables["leads"]
+    rng = np.random.default_rng(0)
+    owners = ["Akiko Tanaka", "Jonas Weber", "Maria Rossi"]
+    tables["leads"] = leads.assign(**{column: rng.choice(owners, len(leads))})
+    data = tmp_path / "export"
+    write_tables(tables, str(data), "csv")
+    out, _ = init_project(str(data), tmp_path / "leadscore.yaml")
+    config = load_config(out)
+    attributes = config.source.attributes
+    assert column not in {*attributes.categorical, *attributes.numeric}
+    from leadscore.apps.starter_rules import starter_rules_text
+
+    written = out.read_text(encoding="utf-8") + starter_rules_text(config)
+    assert not any(name in written for name in owners)

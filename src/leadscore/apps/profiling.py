@@ -91,6 +91,10 @@ _OTHER_PERSONAL_TOKENS = frozenset(
     {"birthday", "birthdate", "dob", "birth", "ssn", "passport", "linkedin", "password"}
 )
 _NAME_PHRASES = ("firstname", "lastname", "fullname", "surname", "first_name", "last_name")
+#: Columns that name the CRM's own people (the lead's owner, a sales rep, who created or
+#: changed the record): people's names, and assigned as the lead is worked.
+_STAFF_TOKENS = frozenset({"owner", "owners", "rep", "salesperson", "assignee", "assigned"})
+_STAFF_PHRASES = ("created_by", "modified_by", "updated_by", "changed_by", "assigned_to")
 #: "name" next to one of these is a thing's name, not a person's.
 _THING_TOKENS = frozenset(
     {
@@ -294,6 +298,8 @@ def _personal_by_name(name: str) -> str | None:
     if tokens & _OTHER_PERSONAL_TOKENS:
         return "personal"
     if any(p in norm for p in _NAME_PHRASES) or ("name" in tokens and not tokens & _THING_TOKENS):
+        return "name"
+    if tokens & _STAFF_TOKENS or any(p in norm for p in _STAFF_PHRASES):
         return "name"
     if norm in _JOB_TITLE_NAMES or "job_title" in norm or "jobtitle" in norm:
         return "job_title"
