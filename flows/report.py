@@ -9,7 +9,7 @@ from prefect import flow
 from leadscore.config import ProjectConfig
 from leadscore.errors import ModelError
 from leadscore.evaluation import report
-from leadscore.lifecycle import summaries, tracking
+from leadscore.lifecycle import run_page, summaries, tracking
 
 try:  # imported as the `leadscore_flows` package
     from leadscore_flows import tasks
@@ -39,9 +39,11 @@ def report_flow(config_path: str | None = None, out: str | None = None) -> dict[
     )
     html = tasks.render_report(inputs, config)
     path = tasks.write_report(html, out or str(config.report_path))
-    return summaries.report_summary(
+    summary = summaries.report_summary(
         path, html, entry, config, metrics, evidence, saved, open_leads, open_source
     )
+    tasks.describe_run(run_page.report_page, summary, config, None)
+    return summary
 
 
 def _rules_report(config: ProjectConfig, out: str | None) -> dict[str, Any]:
@@ -56,7 +58,9 @@ def _rules_report(config: ProjectConfig, out: str | None) -> dict[str, Any]:
     evidence = tasks.rules_evidence(crm, config, rules, why, refusal)
     html = tasks.render_rules_report(evidence, config, None)
     path = tasks.write_report(html, out or str(config.report_path))
-    return summaries.rules_report_summary(path, html, evidence, config)
+    summary = summaries.rules_report_summary(path, html, evidence, config)
+    tasks.describe_run(run_page.report_page, summary, config, None)
+    return summary
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from prefect.futures import as_completed
 from leadscore import interrupts
 from leadscore.config import ProjectConfig
 from leadscore.io import locking
-from leadscore.lifecycle import monitoring, summaries
+from leadscore.lifecycle import monitoring, run_page, summaries
 from leadscore.progress import reporter
 from leadscore.scoring import inputs, partitions
 from leadscore.scoring.scorer import Scorer
@@ -59,7 +59,9 @@ def _score(config: ProjectConfig, as_of: pd.Timestamp, rules_only: bool = False)
         scores, rows = tasks.score_open_leads(crm, scorer, as_of)
     if champion is None:  # no model: nothing to monitor against its training
         published = tasks.publish_scores(scores, None, config, as_of)
-        return summaries.rules_scoring_summary(scores, config, as_of, published)
+        summary = summaries.rules_scoring_summary(scores, config, as_of, published)
+        tasks.describe_run(run_page.scoring_page, summary, config, None)
+        return summary
     published = tasks.publish_scores(scores, champion.entry, config, as_of)
     metrics = tasks.champion_metrics(config, champion.entry)
     summary = summaries.scoring_summary(scores, champion.entry, config, as_of, published, metrics)
@@ -68,6 +70,7 @@ def _score(config: ProjectConfig, as_of: pd.Timestamp, rules_only: bool = False)
     with interrupts.critical("recording the monitoring checks"):
         run_id = tasks.record_monitoring(checks, champion.entry, config, as_of)
     summary["monitoring"] = summaries.monitoring_summary(checks, run_id)
+    tasks.describe_run(run_page.scoring_page, summary, config, run_id, checks.checks)
     monitoring.raise_if_monitoring_failed(checks, summary)
     return summary
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -19,7 +20,7 @@ from leadscore.evaluation import rules_only
 from leadscore.io import locking, publish
 from leadscore.io.sources import CRMData, load_crm
 from leadscore.io.uris import redact_uri
-from leadscore.lifecycle import monitoring, promotion, tracking
+from leadscore.lifecycle import monitoring, promotion, run_page, tracking
 from leadscore.lifecycle.registry import Champion, RegisteredModel, Registry, choose_scoring
 from leadscore.progress import reporter
 from leadscore.scoring import partitions, training
@@ -412,6 +413,44 @@ def job_lock(config: ProjectConfig, job: str):
     return locking.run_lock(
         config.publish_uri, f"{job}-{target}", config.publish.lock_wait_seconds, config.base_dir
     )
+
+
+def describe_run(
+    page: Callable[..., run_page.RunPage],
+    summary: dict,
+    config: ProjectConfig,
+    run_id: str | None,
+    *extra,
+) -> None:
+    """The run's page in the Prefect UI: `page(summary, *extra)` (its markdown, tables and
+    a link to its MLflow run) as artifacts of the flow run, and its story in one log line.
+    Neither fails a run that did its work (the API may be gone by now)."""
+    from prefect.artifacts import (
+        create_link_artifact,
+        create_markdown_artifact,
+        create_table_artifact,
+    )
+
+    logger = get_run_logger()
+    try:
+        page = page(summary, *extra)
+        logger.info("%s", page.headline)
+        create_markdown_artifact(page.markdown, key=page.key, description=page.headline)
+        for name, rows in page.tables.items():
+            if rows:
+                create_table_artifact(rows, key=f"{page.key}-{name}", description=name)
+        link = None
+        if run_id and config.tracking_uri.startswith(("http://", "https://")):
+            import mlflow
+
+            run = mlflow.MlflowClient(tracking_uri=config.tracking_uri).get_run(run_id)
+            link = run_page.mlflow_run_link(
+                redact_uri(config.tracking_uri), run.info.experiment_id, run_id
+            )
+        if link is not None:
+            create_link_artifact(link, link_text="the MLflow run", key=f"{page.key}-mlflow")
+    except Exception as exc:  # the page is a courtesy: the run is done
+        logger.warning("could not attach the run's summary to its Prefect page: %s", exc)
 
 
 def skipped(job: str, exc: locking.RunLockedError) -> dict:

@@ -14,7 +14,7 @@ from leadscore.errors import TooLittleHistoryError
 from leadscore.evaluation.evidence import cohort_frames
 from leadscore.io import locking
 from leadscore.io.sources import CRMData
-from leadscore.lifecycle import summaries, tracking
+from leadscore.lifecycle import run_page, summaries, tracking
 from leadscore.scoring.inputs import parse_as_of
 
 try:  # imported as the `leadscore_flows` package
@@ -61,9 +61,11 @@ def _train(config: ProjectConfig, as_of: pd.Timestamp | None = None) -> dict[str
         evidence, open_leads, registered, config, config.rules_path.name, oracle, checks
     )
     tasks.log_report(registry, registered.run_id, tasks.render_report(inputs, config))
-    return summaries.training_summary(
+    summary = summaries.training_summary(
         result, registered, config, oracle, evidence, checks, verdict, champion
     )
+    tasks.describe_run(run_page.training_page, summary, config, registered.run_id)
+    return summary
 
 
 def _rules_only(
@@ -78,7 +80,9 @@ def _rules_only(
     registry = tasks.prepare_tracking(config)
     run_id = tasks.log_rules_only_run(registry, evidence, config)
     tasks.log_report(registry, run_id, tasks.render_rules_report(evidence, config, run_id))
-    return summaries.rules_only_training_summary(evidence, config, run_id, crm.checks.summary())
+    summary = summaries.rules_only_training_summary(evidence, config, run_id, crm.checks.summary())
+    tasks.describe_run(run_page.training_page, summary, config, run_id)
+    return summary
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import yaml
 from conftest import REPO, fresh_pg_database, mlflow_client, run_cli
 
 from leadscore.io import uris
+from leadscore.lifecycle.monitoring import STATUSES
 
 PREFECT = Path(sys.executable).with_name("prefect")
 TIMEZONE = "Europe/Berlin"
@@ -317,6 +318,32 @@ def test_worker_runs_nightly_score_once_and_publishes(
     assert len(expected_ids) > 100
     assert sorted(row.lead_id for row in published) == sorted(expected_ids)
     assert {row.model_version for row in published} == {project.champion_version}
+
+    # The run's page in the UI tells its story: a summary and the tier and monitoring
+    # tables, with this run's numbers (read back through the Prefect client).
+    completed = next(i for i, s in states.items() if s == "COMPLETED")
+    artifacts = _artifacts(server, completed)
+    summary = artifacts["leadscore-score"]
+    day = next(iter(as_of)).isoformat()
+    assert summary.type == "markdown"
+    assert f"as of {day}: {len(published):,} open leads published by" in summary.data
+    assert f"v{project.champion_version}" in summary.data and "Monitoring" in summary.data
+    tiers = json.loads(artifacts["leadscore-score-tiers"].data)
+    assert sum(row["leads"] for row in tiers) == len(published)
+    assert [row["tier"] for row in tiers] == ["A", "B", "C", "D"]
+    checks = json.loads(artifacts["leadscore-score-monitoring"].data)
+    assert {"row_count", "score_psi"} <= {row["check"] for row in checks}
+    assert {row["status"] for row in checks} <= set(STATUSES)
+
+
+def _artifacts(server: Server, flow_run: str) -> dict:
+    """The artifacts of one flow run by key, through the Prefect client."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    only = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run]))
+    with SyncPrefectClient(server.api) as client:
+        return {a.key: a for a in client.read_artifacts(artifact_filter=only)}
 
 
 def test_serve_registers_both_deployments_with_schedules(

@@ -22,6 +22,8 @@ from conftest import (
     write_flat_export,
 )
 
+from leadscore.lifecycle import run_page
+
 #: Columns the data's publisher documents as filled in after the lead exists.
 POST_OUTCOME = {
     "Tags",
@@ -115,3 +117,14 @@ def test_flat_export_trains_scores_and_reports(tmp_path: Path) -> None:
     html = Path(json.loads(reported.stdout)["path"]).read_text(encoding="utf-8")
     assert "Sales Status" in html and "flat export" in html
     assert "Lead Number" in html
+
+    # Each run's page in the Prefect UI is built from its summary, with its numbers.
+    pages = (
+        run_page.training_page(summary),
+        run_page.scoring_page(json.loads(scored.stdout)),
+        run_page.report_page(json.loads(reported.stdout)),
+    )
+    assert f"v{summary['model_version']}" in pages[0].headline
+    assert "Sales Status" in pages[0].markdown  # left out as a leak, and said so
+    assert f"{len(open_ids):,} open leads published" in pages[1].headline
+    assert json.loads(reported.stdout)["path"] in pages[2].markdown

@@ -37,6 +37,7 @@ from leadscore.data.rules import load_rules
 from leadscore.io import publish
 from leadscore.io.sources import load_crm
 from leadscore.io.tables import write_tables
+from leadscore.lifecycle import run_page
 from leadscore.scoring.scorer import Scorer
 from leadscore.scoring.tiers import assign_rule_tiers, rule_point_floors
 from leadscore.synthetic import generate_crm
@@ -162,6 +163,8 @@ def test_too_small_a_history_publishes_the_rules_scores(small, runner) -> None:
     code, scored, output = invoke_json(runner, ["score", "-c", path, *as_of])
     assert code == 0, output[-3000:]
     assert scored["mode"] == "rules-only" and scored["model_version"] is None
+    assert "no model trained" in run_page.training_page(summary).headline
+    assert "by the rules alone" in run_page.scoring_page(scored).headline
     published = publish.read_scores(config.publish_uri, config.publish.table, latest=True)
     published = published.assign(lead_id=published["lead_id"].astype(str)).set_index("lead_id")
     assert set(published.index) == project.open_ids
