@@ -2,7 +2,8 @@
 
 PostgreSQL publish databases use a session advisory lock (released by the server when the
 holder's connection dies, so a killed run never leaves a stale lock); elsewhere an exclusive
-`flock` on a file beside the SQLite database (released by the kernel when the process dies).
+`flock` on a file beside the SQLite database (released by the kernel when the process dies;
+removed when the run ends, so only a killed run leaves the file, and it holds no lock).
 """
 
 from __future__ import annotations
@@ -71,19 +72,26 @@ def _busy(name: str, waited: float, holder: str) -> RunLockedError:
 
 @contextlib.contextmanager
 def _file_lock(path: Path, name: str, wait_seconds: float) -> Iterator[None]:
-    handle = path.open("a+", encoding="utf-8")
+    """The flock, and the lock file removed when the run ends (no `.leadscore-*.lock` is
+    left beside the user's database). A run that waited on a file a finished run removed
+    holds a lock nobody else can see: it checks that its file is still the one at `path`,
+    and takes the new one if not."""
     start = time.monotonic()
+    while True:
+        handle = path.open("a+", encoding="utf-8")
+        try:
+            _wait_for(handle, name, wait_seconds, start)
+        except BaseException:
+            handle.close()
+            raise
+        try:
+            current = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            break
+        handle.close()
     try:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() - start >= wait_seconds:
-                    handle.seek(0)
-                    holder = handle.read().strip() or "holder unknown"
-                    raise _busy(name, time.monotonic() - start, holder) from None
-                time.sleep(POLL_SECONDS)
         handle.seek(0)
         handle.truncate()
         handle.write(
@@ -98,7 +106,23 @@ def _file_lock(path: Path, name: str, wait_seconds: float) -> Iterator[None]:
         handle.flush()
         yield
     finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still holding it: a waiter then sees the file is gone
         handle.close()  # closing releases the flock
+
+
+def _wait_for(handle, name: str, wait_seconds: float, start: float) -> None:
+    """Take the flock of `handle`, polling until `wait_seconds` after `start`."""
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() - start >= wait_seconds:
+                handle.seek(0)
+                holder = handle.read().strip() or "holder unknown"
+                raise _busy(name, time.monotonic() - start, holder) from None
+            time.sleep(POLL_SECONDS)
 
 
 @contextlib.contextmanager
