@@ -221,3 +221,33 @@ def test_compare_counts_converting_leads_at_mql_volume_and_capacity() -> None:
     assert "the model finds 3 of the 3 leads that converted and the rules find 2: +1 (+50%)" in (
         c.headline()
     )
+
+
+def test_the_headline_speaks_of_test_leads_or_snapshot_dates_and_of_missing_rules() -> None:
+    """A flat export's test cohort is one list of leads (no snapshot dates); a rule file
+    with no rules flags nothing, and the headline says so instead of '+0'."""
+    rng = np.random.default_rng(0)
+    n = 400
+    p = rng.random(n)
+    frame = pd.DataFrame(
+        {
+            "lead_id": np.arange(n),
+            "as_of": pd.Timestamp("2026-03-31"),
+            "converted": (rng.random(n) < p).astype(int),
+            "conversion_probability": p,
+            "rule_score": np.where(p > 0.7, 50, 0),
+            "rule_probability": 0.2,
+            "is_mql": p > 0.7,
+        }
+    )
+    config = (ReportConfig(bootstrap_samples=100), TierConfig())
+    flat = compare(frame, *config, snapshot_every_days=30)
+    mqls = int((p > 0.7).sum())
+    assert f"MQLs ({mqls:,} of the 400 test leads)" in flat.headline()
+    no_rules = frame.assign(rule_score=0, is_mql=False)
+    said = compare(no_rules, *config, snapshot_every_days=30).headline()
+    assert "The rules flag no MQL here" in said and "+0" not in said
+    top = int(flat.metrics["model"]["top_decile_captured"])
+    assert f"top tenth of the 400 test leads holds {top} of the" in said
+    two_dates = pd.concat([frame, frame.assign(as_of=pd.Timestamp("2026-04-30"))])
+    assert "per snapshot date" in compare(two_dates, *config, snapshot_every_days=30).headline()

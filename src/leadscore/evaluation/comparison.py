@@ -184,13 +184,35 @@ class Comparison:
         """One sentence with the key number, for the top of the report."""
         m = self.captured_at_mql_volume["model"]
         r = self.captured_at_mql_volume["rules"]
+        if self.mql_volume == 0:
+            top = self.metrics["model"].get("top_decile_captured", float("nan"))
+            found = f"{top:,.0f}" if np.isfinite(top) else "-"
+            return (
+                f"The rules flag no MQL here (the rule file has no rules yet, or none reaches "
+                f"the threshold), so there is nothing to compare at their volume; the model's "
+                f"top tenth of the {self._cohort} holds {found} of the "
+                f"{self.converting_leads:,} leads that converted."
+            )
         more = m - r
         pct = f" ({more / r:+.0%})" if r > 0 else ""
-        return (
-            f"Working as many leads as the rules flag as MQLs ({self.mql_per_date:,.0f} per "
-            f"snapshot date), the model finds {m:,.0f} of the {self.converting_leads:,} leads "
-            f"that converted and the rules find {r:,.0f}: {more:+,.0f}{pct}."
+        volume = (
+            f"{self.mql_volume:,} of the {self.rows:,} test leads"
+            if len(self.dates) == 1
+            else f"{self.mql_per_date:,.0f} per snapshot date"
         )
+        return (
+            f"Working as many leads as the rules flag as MQLs ({volume}), the model finds "
+            f"{m:,.0f} of the {self.converting_leads:,} leads that converted and the rules "
+            f"find {r:,.0f}: {more:+,.0f}{pct}."
+        )
+
+    @property
+    def _cohort(self) -> str:
+        """The test cohort in words: its leads (one date, as a flat export's), or its lead
+        snapshots over several dates."""
+        if len(self.dates) == 1:
+            return f"{self.rows:,} test leads"
+        return f"{self.rows:,} test lead snapshots ({len(self.dates)} dates)"
 
 
 def compare(
