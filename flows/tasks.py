@@ -204,7 +204,14 @@ def judge_challenger(
     champion = registry.champion()
     judge = promotion.judge_challenger
     verdict = _step("promotion gate", judge, result, crm, config, registry, champion)
-    get_run_logger().info("promotion gate: %s (%s)", verdict.action, verdict.reason)
+    said = (
+        f"promoted to champion ({verdict.action})"
+        if verdict.promote
+        else "not promoted: "
+        + (f"champion stays version {champion.version}" if champion else "no champion yet")
+    )
+    # The words the command prints and the README quotes.
+    get_run_logger().info("promotion gate: %s (%s)", said, verdict.reason)
     return verdict, champion
 
 

@@ -111,6 +111,23 @@ def test_unreachable_prefect_api_fails_with_the_fix(tmp_path, cli_home) -> None:
     assert "secret" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "crm.db").exists()
+    assert "set in the environment" in result.stderr and "unset PREFECT_API_URL" in result.stderr
+
+
+def test_a_dead_prefect_api_in_the_profile_is_removed_from_the_profile(tmp_path) -> None:
+    """The README's `prefect config set PREFECT_API_URL=...` lives in the Prefect profile,
+    not in the environment: the fix names the command that removes it from there."""
+    _project(tmp_path)
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    url = f"http://127.0.0.1:{_closed_port()}/api"
+    subprocess.run([prefect, "config", "set", f"PREFECT_API_URL={url}"], env=env, check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+    result = run_cli(["score", "-c", "p.yaml"], env, tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "set in your Prefect profile" in result.stderr
+    assert "prefect config unset PREFECT_API_URL" in result.stderr
 
 
 def test_no_api_and_no_temporary_server_names_the_fix(tmp_path, cli_home) -> None:

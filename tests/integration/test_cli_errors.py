@@ -112,3 +112,36 @@ def test_retry_delays_are_an_operators_choice_and_checked() -> None:
     for bad in ("2,five", "-1", "7200"):
         with pytest.raises(ConfigError, match="LEADSCORE_IO_RETRY_DELAYS"):
             io_retry_delays(bad)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["score"], ["train"], ["report"], ["promotions"], ["rollback", "--reason", "x"],
+     ["score", "--lead-id", "7"], ["scores", "prune", "--after", "2026-01-01"], ["serve"]],
+)  # fmt: skip
+def test_a_command_without_a_project_file_says_so(
+    args, tmp_path, runner, monkeypatch, capfd
+) -> None:
+    """No --config, no LEADSCORE_CONFIG, no leadscore.yaml here: the command stops and
+    names `leadscore init`, instead of reading built-in defaults that describe no project."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LEADSCORE_CONFIG", raising=False)
+    result = runner.invoke(app, args)
+    said = result.output + "".join(capfd.readouterr())
+    assert result.exit_code == 2, said
+    assert "no project file" in said and "leadscore init" in said
+    assert not any(tmp_path.iterdir())  # nothing created here (no crm.db, no mlflow.db)
+
+
+def test_a_project_file_is_found_in_the_folder_or_through_the_environment(
+    tmp_path, runner, monkeypatch
+) -> None:
+    (tmp_path / "leadscore.yaml").write_text("publish: {uri: 'sqlite:///here.db'}\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LEADSCORE_CONFIG", raising=False)
+    assert runner.invoke(app, ["promotions", "--json"]).exit_code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("LEADSCORE_CONFIG", str(tmp_path / "leadscore.yaml"))
+    assert runner.invoke(app, ["promotions", "--json"]).exit_code == 0

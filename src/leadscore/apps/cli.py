@@ -27,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True, soft_wrap=True)
-out = Console()
+out = Console(soft_wrap=True)  # commands it prints must copy as one line
 
 
 def _show_version(value: bool) -> None:
@@ -52,6 +52,34 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="Project file (leadscore.yaml).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
+
+#: The project file a command reads when --config is not given: LEADSCORE_CONFIG, else this
+#: file in the working folder.
+DEFAULT_PROJECT = "leadscore.yaml"
+
+
+def project_file(config: Path | None) -> Path:
+    """The project file of a command: --config, else LEADSCORE_CONFIG, else ./leadscore.yaml.
+
+    None of them is an error, not the embedded defaults: a command run in the wrong folder
+    would otherwise read a `crm.db` that is not there, or show an empty history as if it
+    were the project's."""
+    from leadscore.errors import ConfigError
+
+    if config is not None:
+        return config
+    if os.environ.get("LEADSCORE_CONFIG"):
+        return Path(os.environ["LEADSCORE_CONFIG"])
+    if Path(DEFAULT_PROJECT).is_file():
+        return Path(DEFAULT_PROJECT)
+    raise ConfigError(
+        f"no project file: no --config given, LEADSCORE_CONFIG is not set and there is no "
+        f"{DEFAULT_PROJECT} in {Path.cwd()}",
+        "run `leadscore init <your export folder or database URL>` to write one, pass "
+        "--config <file>, or try `leadscore demo`",
+    )
+
+
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own logs.")]
 
 
@@ -118,10 +146,22 @@ def _check_prefect_api() -> None:
         if response is not None
         else f"{type(problem).__name__}" + (f": {text}" if text else "")
     )
+    where = (
+        "the environment"
+        if os.environ.get("PREFECT_API_URL")
+        else "your Prefect profile (`prefect config view` shows it)"
+    )
+    how = (
+        "`unset PREFECT_API_URL`"
+        if os.environ.get("PREFECT_API_URL")
+        else "`prefect config unset PREFECT_API_URL`"
+    )
     raise LeadscoreError(
-        f"the Prefect API at PREFECT_API_URL={redact_uri(url)} does not answer ({reason})",
-        "start that server (`prefect server start`) or correct PREFECT_API_URL; unset it "
-        "to let Prefect start a temporary local server for each command instead (slower)",
+        f"the Prefect API at PREFECT_API_URL={redact_uri(url)} (set in {where}) does not "
+        f"answer ({reason})",
+        f"start that server (`prefect server start`) or correct PREFECT_API_URL; remove it "
+        f"with {how} to let Prefect start a temporary local server for each command instead "
+        "(slower)",
         transient=True,
     )
 
@@ -186,7 +226,8 @@ def _run_flow(name: str, verbose: bool, **params: Any) -> dict[str, Any]:
 
     # Validate the project file before starting the engine: config errors fail in
     # milliseconds. The flow loads it again as its first task.
-    load_config(params.get("config_path"))
+    params["config_path"] = str(project_file(params.get("config_path")))
+    load_config(params["config_path"])
     if params.get("as_of") is not None:
         from leadscore.scoring.inputs import parse_as_of
 
@@ -224,7 +265,12 @@ def _fmt(value: Any, digits: int = 3) -> str:
 @app.command()
 def generate(
     out_uri: Annotated[
-        str, typer.Option("--out", help="sqlite:///file.db (default) or a folder for Parquet.")
+        str,
+        typer.Option(
+            "--out",
+            help="sqlite:///file.db (default), postgresql://user@host/db (the tables go "
+            "into that database), or a folder for Parquet or CSV files.",
+        ),
     ] = "sqlite:///crm.db",
     leads: Annotated[int, typer.Option("--leads", "-n", min=1, help="Number of leads.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 7,
@@ -378,8 +424,11 @@ def _print_training(summary: dict[str, Any]) -> None:
         verdict = (
             "[bold green]promoted to champion[/]"
             if gate["promoted"]
-            else (
-                f"[bold yellow]not promoted[/]: champion stays version {gate['champion_version']}"
+            else "[bold yellow]not promoted[/]: "
+            + (
+                f"champion stays version {gate['champion_version']}"
+                if gate["champion_version"]
+                else "no champion yet"
             )
         )
         err.print(f"promotion gate: {verdict} ({gate['reason']})", highlight=False)
@@ -558,7 +607,7 @@ def tune(
     file the project file points to (model.params_file), with the diff."""
     try:
         with _progress(not as_json):
-            summary = _tune(config, budget, trials, dry_run)
+            summary = _tune(project_file(config), budget, trials, dry_run)
     except LeadscoreError as exc:
         _fail(exc, as_json)
     _emit(summary, as_json)
@@ -787,7 +836,7 @@ def _move_champion(config: Path | None, as_json: bool, version: str | None, reas
 
     prefect_environment(verbose=False)
     try:
-        project = load_config(config)
+        project = load_config(project_file(config))
         if version is None:
             summary = promotion.rollback(project, reason)
         else:
@@ -828,7 +877,7 @@ def prune_scores(
     from leadscore.io import publish
 
     try:
-        project = load_config(config)
+        project = load_config(project_file(config))
         try:
             day = _parse_date(after)
         except ValueError:
@@ -875,7 +924,7 @@ def promotions(config: ConfigOption = None, as_json: JsonOption = False) -> None
     from leadscore.lifecycle import promotion
 
     try:
-        project = load_config(config)
+        project = load_config(project_file(config))
         history = promotion.read_history(
             project.publish_uri, project.promotion.table, project.mlflow.registered_model
         )
@@ -1020,7 +1069,7 @@ def _score_on_demand(
 
     prefect_environment(verbose=False)
     try:
-        project = load_config(config)
+        project = load_config(project_file(config))
         moment = parse_as_of(as_of, moment=True)
         ondemand.check_lead_ids(lead_ids)
         champion, why = choose_scoring(project, rules_only)
@@ -1106,7 +1155,7 @@ def serve(
 
     prefect_environment(verbose=False)
     try:
-        project = load_config(config)
+        project = load_config(project_file(config))
         service.check_champion(project, rules_only)
     except LeadscoreError as exc:
         _fail(exc)
