@@ -20,16 +20,44 @@ import pytest
 import yaml
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        help="also run the tests marked `long` (real Prefect workers, MLflow and Dask "
+        "servers, signals); CI runs them in a step of their own (-m long)",
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Markers by folder: unit tests are fast; integration ones train models and use real
     stores in-process (`slow`); e2e ones run the real command, servers and workers
-    (`slow` and `e2e`)."""
+    (`slow` and `e2e`).
+
+    Tests marked `long` (minutes of servers, workers, clusters and signals) are left out
+    of a plain run, which stays under 10 minutes on 2 cores; `--long`, a `-m` expression or
+    naming their file runs them, and CI runs them in a step of their own (`-m long`)."""
     for item in items:
         folder = Path(str(item.fspath)).parent.name
         if folder in ("integration", "e2e"):
             item.add_marker(pytest.mark.slow)
         if folder == "e2e":
             item.add_marker(pytest.mark.e2e)
+    if config.getoption("--long") or config.getoption("-m"):
+        return
+    named = set()
+    for arg in config.args:
+        path = Path(arg.split("::", 1)[0])
+        if path.is_file():
+            named.add(path.resolve())
+    left_out = [
+        item
+        for item in items
+        if item.get_closest_marker("long") is not None and item.path.resolve() not in named
+    ]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
 
 
 #: Modules whose tests are spread over both workers one by one (each builds its own data).

@@ -26,6 +26,10 @@ from conftest import REPO, fresh_pg_database, mlflow_client, run_cli
 from leadscore.io import uris
 from leadscore.lifecycle.monitoring import STATUSES
 
+#: A Prefect server, a work pool, a worker and deployments: CI's long step.
+pytestmark = pytest.mark.long
+
+
 PREFECT = Path(sys.executable).with_name("prefect")
 TIMEZONE = "Europe/Berlin"
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}

@@ -25,6 +25,10 @@ from conftest import DEFAULT_RULES, mlflow_client
 from leadscore.io.tables import write_tables
 from leadscore.synthetic import generate_crm
 
+#: Trainings stopped by signals in subprocesses: CI's long step.
+pytestmark = pytest.mark.long
+
+
 #: Runs `leadscore ARGS` with TARGET wrapped: as it begins, the process records the time
 #: and its child processes, then sends itself SIGNAL (to its process group for SIGINT,
 #: as Ctrl-C in a terminal does; to itself only for SIGTERM, as a scheduler does).

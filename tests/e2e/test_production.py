@@ -293,6 +293,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
             log.close()
 
 
+@pytest.mark.long  # an MLflow server on PostgreSQL: CI's long step
 def test_train_and_score_against_an_mlflow_server_on_postgres(
     pg_project, mlflow_server, cli_env
 ) -> None:

@@ -13,6 +13,9 @@ from leadscore.io.sources import CRMData
 from leadscore.scoring import training
 from leadscore.synthetic import generate_crm
 
+#: A Dask LocalCluster: CI's long step.
+pytestmark = pytest.mark.long
+
 
 @pytest.fixture(scope="module")
 def data():

@@ -171,6 +171,7 @@ def _score(project: Path, scale: dict, publish: str, env: dict[str, str] | None)
     return frame.drop(columns=["scored_at"])
 
 
+@pytest.mark.long  # a Dask LocalCluster: CI's long step
 def test_dask_local_cluster_publishes_the_single_machine_scores(project, cli_env) -> None:
     """The real process starts a LocalCluster (worker processes): the same scores as the
     whole source and as partitions scored one after the other."""
