@@ -111,6 +111,13 @@ def load_source(
         as_of=as_of,
     )
     logger = get_run_logger()
+    logger.info(
+        "read %s leads, %s activities and %s conversions from %s",
+        f"{len(crm.leads):,}",
+        f"{len(crm.activities):,}",
+        f"{len(crm.outcomes):,}" if not crm.flat else "(a flat export's label)",
+        redact_uri(config.source_uri),
+    )
     if crm.extract_date is not None:
         logger.info(
             "read as of %s: leads, activities and conversions dated before it (%s leads)",
@@ -138,17 +145,35 @@ def build_training_set(
     """The training set, or why the history is too small for a model: then the flow reports
     on the rules alone, which is a run's outcome, not this task's failure."""
     try:
-        return training.build_training_set(crm, config, rules)
+        data = training.build_training_set(crm, config, rules)
     except TooLittleHistoryError as exc:
         get_run_logger().warning("no model can be trained: %s", exc.problem)
         return exc
+    labels = data.examples.labels
+    get_run_logger().info(
+        "%s labelled examples, %s converting (%.1f%%); split: %s",
+        f"{len(labels):,}",
+        f"{int(labels.sum()):,}",
+        100 * float(labels.mean()) if len(labels) else 0.0,
+        data.plan.method,
+    )
+    return data
 
 
 @compute_task
 def fit_model(
     data: training.TrainingSet, config: ProjectConfig, crm: CRMData | None = None
 ) -> training.TrainingResult:
-    return training.train(data, config, crm=crm)
+    result = training.train(data, config, crm=crm)
+    model, rules = result.metrics["model"], result.metrics["rules"]
+    get_run_logger().info(
+        "fitted: test ROC-AUC %.4f (rules %.4f), ECE %.4f, calibration %s",
+        model["roc_auc"],
+        rules["roc_auc"],
+        model["ece"],
+        result.model.calibration_method_,
+    )
+    return result
 
 
 @io_task
@@ -338,6 +363,9 @@ def load_scoring_champion(config: ProjectConfig, rules_only: bool = False) -> Ch
     champion, why = choose_scoring(config, rules_only)
     if champion is None:
         get_run_logger().warning("rules-only scoring: %s", why)
+    else:
+        entry = champion.entry
+        get_run_logger().info("scoring with %s v%s (champion)", entry.name, entry.version)
     return champion
 
 
@@ -346,7 +374,16 @@ def score_open_leads(
     crm: CRMData, scorer: Scorer, as_of: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Scores of every open lead, and the rows scored (for monitoring)."""
-    return _step("scoring", scorer.score_with_rows, crm, as_of)
+    scores, rows = _step("scoring", scorer.score_with_rows, crm, as_of)
+    tiers = scores["tier"].value_counts()
+    get_run_logger().info(
+        "scored %s open leads as of %s: %s MQLs by the rules; tiers %s",
+        f"{len(scores):,}",
+        as_of.date(),
+        f"{int(scores['is_mql'].sum()):,}",
+        ", ".join(f"{t} {int(tiers.get(t, 0)):,}" for t in ("A", "B", "C", "D")),
+    )
+    return scores, rows
 
 
 @compute_task
@@ -407,6 +444,12 @@ def publish_scores(
         frame = publish.published_frame(scores, entry.name, entry.version, entry.run_id)
     published = _step("publishing", publish.publish_scores, frame, config.publish_uri,
                       publish.ScoreTables.of(config))  # fmt: skip
+    get_run_logger().info(
+        "published %s rows to %s in %s (one transaction)",
+        f"{published:,}",
+        config.publish.table,
+        redact_uri(config.publish_uri),
+    )
     partitions.remove_staging(config, as_of)
     return published
 
