@@ -36,7 +36,7 @@ def io_retry_delays(text: str | None) -> list[float]:
         delays = [float(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
         delays = [-1.0]
-    if any(d < 0 or d > 3600 for d in delays):
+    if not all(0 <= d <= 3600 for d in delays):  # NaN fails this too
         raise ConfigError(
             f"LEADSCORE_IO_RETRY_DELAYS={text!r} is not a list of seconds",
             "give seconds between 0 and 3600 separated by commas, e.g. 2,5,15",

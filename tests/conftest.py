@@ -35,16 +35,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     (`slow` and `e2e`).
 
     Tests marked `long` (minutes of servers, workers, clusters and signals) are left out
-    of a plain run, which stays under 10 minutes on 2 cores; `--long`, a `-m` expression or
-    naming their file runs them, and CI runs them in a step of their own (`-m long`)."""
+    of a plain run, which stays under 10 minutes on 2 cores; `--long`, a `-m` or `-k`
+    expression or naming their file runs them, and CI runs them in a step of their own
+    (`-m long`)."""
     for item in items:
         folder = Path(str(item.fspath)).parent.name
         if folder in ("integration", "e2e"):
             item.add_marker(pytest.mark.slow)
         if folder == "e2e":
             item.add_marker(pytest.mark.e2e)
-    if config.getoption("--long") or config.getoption("-m"):
-        return
+    if config.getoption("--long") or config.getoption("-m") or config.getoption("-k"):
+        return  # the user chose what runs
     named = set()
     for arg in config.args:
         path = Path(arg.split("::", 1)[0])

@@ -145,3 +145,23 @@ def test_a_project_file_is_found_in_the_folder_or_through_the_environment(
     monkeypatch.chdir(elsewhere)
     monkeypatch.setenv("LEADSCORE_CONFIG", str(tmp_path / "leadscore.yaml"))
     assert runner.invoke(app, ["promotions", "--json"]).exit_code == 0
+
+
+def test_the_folders_project_file_wins_over_leadscore_config(
+    tmp_path, runner, monkeypatch, capfd
+) -> None:
+    """LEADSCORE_CONFIG is often set for deployments in a shell used for other projects:
+    a leadscore.yaml in the working folder is the one a command reads."""
+    (tmp_path / "leadscore.yaml").write_text("publish: {uri: 'sqlite:///here.db'}\n")
+    other = tmp_path / "production.yaml"
+    other.write_text("no_such_section: 1\n")  # read, it would be refused (exit 2)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEADSCORE_CONFIG", str(other))
+    result = runner.invoke(app, ["promotions", "--json"])
+    said = result.output + "".join(capfd.readouterr())
+    assert result.exit_code == 0, said
+    assert "from LEADSCORE_CONFIG" not in said
+    (tmp_path / "leadscore.yaml").unlink()
+    result = runner.invoke(app, ["promotions", "--json"])
+    said = result.output + "".join(capfd.readouterr())
+    assert result.exit_code == 2 and "no_such_section" in said, said

@@ -227,9 +227,11 @@ def test_page_categories_read_the_path_of_a_full_address() -> None:
 
     details = pd.Series(
         ["/pricing", "www.example.com/pricing", "https://acme.co.jp/pricing/?utm_source=x",
-         "example.com", "https://example.com/ja/", "/customers/globex#top", "form:demo", None],
+         "https://example.com", "example.com/ja/", "/customers/globex#top", "form:demo", None,
+         "pricing.html"],
         dtype="str",
     )  # fmt: skip
     got = page_category(details, dict(DEFAULT_PAGE_CATEGORIES)).tolist()
     assert got[:6] == ["pricing", "pricing", "pricing", "home", "home", "case_studies"]
     assert pd.isna(got[6]) and pd.isna(got[7])
+    assert pd.isna(got[8])  # a relative name is no host: not the home page

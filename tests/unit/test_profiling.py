@@ -669,3 +669,54 @@ def test_the_crms_own_people_are_never_attributes_or_rules(tmp_path: Path, colum
 
     written = out.read_text(encoding="utf-8") + starter_rules_text(config)
     assert not any(name in written for name in owners)
+
+
+def test_init_keeps_page_view_and_never_takes_a_tables_own_key_or_a_staff_list() -> None:
+    """Review cases: e-mail clicks whose details are URLs outnumber page views (page_view
+    stays the page type); small lead ids 1..N and a deals table keyed 1..K beside its
+    `lead_id` (the reference wins, not the deals' own key); a small table of staff with ids
+    1..30 and names (never a table of activity type names)."""
+    from leadscore.apps.profiling import _plan, profile_frame
+
+    rng = np.random.default_rng(0)
+    n = 500
+    leads = pd.DataFrame(
+        {
+            "id": np.arange(1, n + 1),
+            "created_at": pd.Timestamp("2025-01-01") + pd.to_timedelta(np.arange(n), "h"),
+            "industry": rng.choice(["software", "retail"], n),
+        }
+    )
+    m = 4000
+    kinds = rng.choice(["page_view", "email_click", "email_click", "email_open"], m)
+    acts = pd.DataFrame(
+        {
+            "id": np.arange(1, m + 1),
+            "lead_id": rng.integers(1, n + 1, m),
+            "occurred_at": pd.Timestamp("2025-02-01") + pd.to_timedelta(np.arange(m), "min"),
+            "activity_type": kinds,
+            "detail": np.where(kinds == "email_open", "newsletter",
+                               np.where(kinds == "page_view", "/pricing",
+                                        "https://example.com/webinar?utm_source=mail")),
+        }
+    )  # fmt: skip
+    won = rng.choice(np.arange(1, n + 1), 60, replace=False)
+    deals = pd.DataFrame(
+        {"id": np.arange(1, 61), "lead_id": won,
+         "converted_at": pd.Timestamp("2025-06-01") + pd.to_timedelta(np.arange(60), "D")}
+    )  # fmt: skip
+    staff = pd.DataFrame({"id": np.arange(1, 31), "name": [f"Person {i} Smith" for i in range(30)]})
+    tables = {"leads": leads, "activities": acts, "deals": deals, "users": staff}
+    profiles = {name: profile_frame(frame, name) for name, frame in tables.items()}
+    plan = _plan(profiles)
+    assert plan.activities is profiles["activities"] and plan.outcomes is profiles["deals"]
+    assert (plan.activity_lead_id, plan.outcome_lead_id) == ("lead_id", "lead_id")
+    assert plan.page_activity_type is None  # page_view qualifies: the default stays
+    assert plan.activity_types is None  # the staff list names no activity type
+
+    # Types given as ids with only a staff list beside them: still no lookup from people.
+    ids = {"page_view": 1, "email_click": 2, "email_open": 3}
+    coded = acts.assign(activity_type_id=acts["activity_type"].map(ids))
+    coded = coded.drop(columns="activity_type")
+    profiles["activities"] = profile_frame(coded, "activities")
+    assert _plan(profiles).activity_types is None

@@ -505,14 +505,15 @@ def test_activity_type_ids_are_named_by_their_lookup_table(tmp_path: Path, crm) 
         assert (loaded.activities["activity_type"].astype(str).to_numpy() == expected).all()
         assert not loaded.checks.warnings
 
-    uri = str(tmp_path / "unnamed")
-    write_tables({**tables, "activity_types": names.iloc[1:]}, uri, "csv")
-    loaded = load_crm(_config(uri, activity_types=lookup))
     first = types[0]
-    assert (loaded.activities["activity_type"] == f"type {ids[first]}").sum() == (
-        crm.activities["activity_type"] == first
-    ).sum()
-    assert any("does not name" in line for line in loaded.checks.summary())
+    for kind in ("csv", "parquet"):  # text, and categories (a Parquet dictionary column)
+        uri = str(tmp_path / f"unnamed-{kind}")
+        write_tables({**tables, "activity_types": names.iloc[1:]}, uri, kind)
+        loaded = load_crm(_config(uri, activity_types=lookup))
+        assert (loaded.activities["activity_type"].astype(str) == f"type {ids[first]}").sum() == (
+            crm.activities["activity_type"] == first
+        ).sum()
+        assert any("does not name" in line for line in loaded.checks.summary())
 
     uri = str(tmp_path / "clash")
     twice = pd.concat([names, names.iloc[:1].assign(name="other")], ignore_index=True)

@@ -53,13 +53,15 @@ ConfigOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")]
 
-#: The project file a command reads when --config is not given: LEADSCORE_CONFIG, else this
-#: file in the working folder.
+#: The project file a command reads when --config is not given and the working folder has
+#: one (else the file LEADSCORE_CONFIG names).
 DEFAULT_PROJECT = "leadscore.yaml"
 
 
 def project_file(config: Path | None) -> Path:
-    """The project file of a command: --config, else LEADSCORE_CONFIG, else ./leadscore.yaml.
+    """The project file of a command: --config, else ./leadscore.yaml, else the file
+    LEADSCORE_CONFIG names (said on stderr: the variable is often set for deployments in a
+    shell used for other projects too).
 
     None of them is an error, not the embedded defaults: a command run in the wrong folder
     would otherwise read a `crm.db` that is not there, or show an empty history as if it
@@ -68,13 +70,15 @@ def project_file(config: Path | None) -> Path:
 
     if config is not None:
         return config
-    if os.environ.get("LEADSCORE_CONFIG"):
-        return Path(os.environ["LEADSCORE_CONFIG"])
     if Path(DEFAULT_PROJECT).is_file():
         return Path(DEFAULT_PROJECT)
+    if os.environ.get("LEADSCORE_CONFIG"):
+        path = Path(os.environ["LEADSCORE_CONFIG"])
+        err.print(f"project file: {path} (from LEADSCORE_CONFIG)", highlight=False)
+        return path
     raise ConfigError(
-        f"no project file: no --config given, LEADSCORE_CONFIG is not set and there is no "
-        f"{DEFAULT_PROJECT} in {Path.cwd()}",
+        f"no project file: no --config given, no {DEFAULT_PROJECT} in {Path.cwd()} and "
+        "LEADSCORE_CONFIG is not set",
         "run `leadscore init <your export folder or database URL>` to write one, pass "
         "--config <file>, or try `leadscore demo`",
     )

@@ -211,8 +211,9 @@ class TableProfile:
     occurred_at: str | None = None
     activity_type: str | None = None
     detail: str | None = None
-    #: Activities: the type (as the table writes it) whose details are web addresses.
-    page_type: str | None = None
+    #: Activities: the types (as the table writes them) whose details are web addresses,
+    #: with their row counts.
+    page_types: dict[str, int] = field(default_factory=dict)
     #: A small table (a lookup of names): its rows, in memory only.
     small: pd.DataFrame | None = field(default=None, repr=False)
     email: str | None = None
@@ -533,7 +534,7 @@ def profile_frame(frame: pd.DataFrame, name: str, *, total_rows: int | None = No
     _guess_fields(table)
     _guess_role(table)
     if table.role == "activities" and table.detail:
-        table.page_type = _page_type(work, table)
+        table.page_types = _page_types(work, table)
     if rows <= SMALL_ROWS:
         table.small = work
     if table.role in ("leads", "empty"):
@@ -549,16 +550,15 @@ SMALL_ROWS = 5_000
 _WEB_ADDRESS = re.compile(r"^(?:https?://|www\.|/|[\w-]+(?:\.[\w-]+)+/)")
 
 
-def _page_type(frame: pd.DataFrame, table: TableProfile) -> str | None:
-    """The activity type (as written) whose details are web addresses: page views, which
-    the page-category features read. The type with the most such rows, if at least 80 % of
-    its rows are."""
+def _page_types(frame: pd.DataFrame, table: TableProfile) -> dict[str, int]:
+    """Activity types (as written) whose details are web addresses (at least 80 % of their
+    rows), with how many such rows: the candidates for page views."""
     types = code_text(frame[table.activity_type].dropna())
     detail = frame.loc[types.index, table.detail].astype("str").str.strip()
     web = detail.str.match(_WEB_ADDRESS).fillna(False).astype(bool)
     by_type = web.groupby(types.to_numpy()).agg(["mean", "sum"])
     pages = by_type[by_type["mean"] >= 0.8]
-    return str(pages["sum"].idxmax()) if len(pages) else None
+    return {str(t): int(n) for t, n in pages["sum"].items()}
 
 
 def _dates(values: pd.Series) -> pd.Series:
@@ -926,7 +926,10 @@ def _plan(profiles: dict[str, TableProfile]) -> _Plan:
     if activity_tables:
         plan.activities = activity_tables[0]
         plan.activity_lead_id = _matching_id(plan.activities, leads)
-        plan.activity_types = _type_names(plan.activities, [t for t in rest if t.small is not None])
+        plan.activity_types = _type_names(
+            plan.activities,
+            [t for t in rest if t.small is not None and t is not plan.activities],
+        )
         _page_activity_type(plan)
 
     if leads.converted_at:
@@ -1008,10 +1011,11 @@ def _won_stages(table: TableProfile) -> tuple[str, list[str]] | None:
 
 
 def _matching_id(table: TableProfile, leads: TableProfile) -> str | None:
-    """The column of `table` that refers to a lead: the id column whose values are the
+    """The column of `table` that refers to a lead: an id column whose values are the
     leads' ids (most of them found among the leads' ids: activities and outcomes refer to
-    leads, not the other way round), preferring the lead id's own name, then a name with
-    "lead" in it, then the most matches; without such values, by name."""
+    leads, not the other way round), not the table's own key, preferring a name with
+    "lead" in it, then the lead id's own name, then the most matches; without such values,
+    by name."""
     lead_id = leads.lead_id
     ids = leads.column(lead_id).values if lead_id else frozenset()
     found = []
@@ -1020,10 +1024,13 @@ def _matching_id(table: TableProfile, leads: TableProfile) -> str | None:
             continue
         matched = len(col.values & ids)
         if matched >= 0.5 * len(col.values):
+            lead = "lead" in name_tokens(col.name)
+            # The table's own key (a deal's id 1..K) overlaps small lead ids by chance.
+            own_key = col.unique and col.name == table.lead_id and not lead
             same = col.name.lower() == lead_id.lower()
-            found.append((same, "lead" in name_tokens(col.name), matched, col.name))
+            found.append((not own_key, lead, same, matched, col.name))
     if found:
-        return max(found)[3]
+        return max(found)[4]
     names = [c.name for c in table.columns]
     if lead_id in names:
         return lead_id
@@ -1044,13 +1051,18 @@ def _type_names(
         return None
     best = None
     for table in small:
+        # A lookup of types says so in its name (Marketo: activity types); a small table of
+        # people (staff with ids 1..30) must never name the activities.
+        typed = {"type", "types"} & set(name_tokens(table.name))
+        if table.converted_at or not table.columns:
+            continue
         for col in table.columns:
-            if col.kind != "id" or not col.unique:
+            if col.kind != "id" or not col.unique or not (typed or "type" in name_tokens(col.name)):
                 continue
             covered = len(col.values & column.values) / len(column.values)
             if covered < 0.9:
                 continue
-            # A column called "name" here names types, not people.
+            # A column called "name" in a table of types names types, not people.
             texts = [
                 c
                 for c in table.columns
@@ -1063,20 +1075,31 @@ def _type_names(
     return best[1:] if best else None
 
 
+#: Words of an activity type's name that say "page view" (Visit Webpage, Page View, ...).
+_PAGE_WORDS = frozenset({"page", "pages", "webpage", "pageview", "visit", "view", "web"})
+
+
 def _page_activity_type(plan: _Plan) -> None:
-    """The page-view type by its name (through the table of type names, if any), where it
-    is not the default."""
-    page = plan.activities.page_type
-    if page is None:
+    """The page-view type, by its name (through the table of type names, if any), where it
+    is not the default: among the types whose details are web addresses, the default
+    `page_view` if it is one (e-mail clicks carry URLs too), else one named like a page
+    view, else the one with the most such rows."""
+    found = plan.activities.page_types
+    if not found:
         return
+    names: dict[str, str] = {}
     if plan.activity_types is not None:
         table, id_column, name_column = plan.activity_types
         rows = table.small.dropna(subset=[id_column])
         names = dict(zip(code_text(rows[id_column]), rows[name_column].astype("str").str.strip(),
                          strict=True))  # fmt: skip
-        page = names.get(page, f"type {page}")
-    if page != FeatureConfig().page_activity_type:
-        plan.page_activity_type = page
+    named = {names.get(t, t if not names else f"type {t}"): n for t, n in found.items()}
+    default = FeatureConfig().page_activity_type
+    if default in named:
+        return
+    worded = {t: n for t, n in named.items() if set(name_tokens(t)) & _PAGE_WORDS}
+    pool = worded or named
+    plan.page_activity_type = max(pool, key=lambda t: (pool[t], t))
 
 
 def _mapped(table: TableProfile, plan: _Plan) -> set[str]:

@@ -105,14 +105,17 @@ def behaviour_spec(
 
 #: A page's scheme and host, where a detail gives the whole address (Marketo's "Visit
 #: Webpage": www.example.com/pricing), and its query and fragment.
-_URL_HOST = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?[\w-]+(?:\.[\w-]+)+(?=[/?#]|$)", re.IGNORECASE)
+_URL_HOST = re.compile(
+    r"^(?:[a-z][a-z0-9+.-]*://[^/?#]*|www\.[^/?#]*|[\w-]+(?:\.[\w-]+)+(?=/))", re.IGNORECASE
+)
 _URL_TAIL = re.compile(r"[?#].*$")
 
 
 def url_path(text: pd.Series) -> pd.Series:
     """The path of each page detail, which the page categories' patterns read (`/pricing`,
-    `^/$`): a full address loses its scheme and host (a host alone is its home page `/`),
-    every detail its query and fragment; a path stays as it is."""
+    `^/$`): an address with a scheme, a `www.` host or a host followed by a path loses the
+    host (a host alone is its home page `/`), every detail its query and fragment; a path,
+    or a name like `pricing.html`, stays as it is."""
     path = text.str.replace(_URL_HOST, "", regex=True).str.replace(_URL_TAIL, "", regex=True)
     return path.where((path != "") | (text == ""), "/")
 

@@ -711,21 +711,42 @@ def _type_names(uri: str, source: SourceConfig, codes: pd.Series, checks: Checks
         )  # fmt: skip
         checks.stop_on_table_errors()
     named = dict(zip(lookup["id"], lookup["name"], strict=True))
-    text = code_text(codes.astype("object") if isinstance(codes.dtype, pd.CategoricalDtype)
-                      else codes)  # fmt: skip
+    if isinstance(codes.dtype, pd.CategoricalDtype):
+        # Tens of millions of rows, a few ids (Parquet): name the categories, not the rows.
+        ids = code_text(pd.Series(codes.cat.categories.astype("str")))
+        found = ids.map(named)
+        missing = found.isna().to_numpy()
+        labels = found.where(~missing, "type " + ids).to_numpy(dtype="str")
+        uniques, position = np.unique(labels, return_inverse=True)
+        raw = codes.cat.codes.to_numpy()
+        out = pd.Series(
+            pd.Categorical.from_codes(np.where(raw >= 0, position[raw], -1), categories=uniques),
+            index=codes.index,
+        )
+        if missing.any():
+            rows = np.isin(raw, np.flatnonzero(missing))
+            _warn_unnamed(source, pd.Series(ids.to_numpy()[raw[rows]]), checks)
+        return out
+    text = code_text(codes)
     out = text.map(named)
     unnamed = out.isna().to_numpy()
     if unnamed.any():
-        ids = pd.Series(text[unnamed]).value_counts()
-        shown = ", ".join(f"{i} (x{n:,})" for i, n in ids.head(5).items())
-        checks.warn(
-            source.tables.activities, source.columns.activity_type,
-            f"{unnamed.sum():,} activities have a type id that table '{names.table}' does "
-            f"not name: {shown}; kept as 'type <id>'",
-            f"export the activity types again (with every id) into '{names.table}'",
-        )  # fmt: skip
+        _warn_unnamed(source, text[unnamed], checks)
         out = out.where(~unnamed, "type " + text)
     return out.astype("str")
+
+
+def _warn_unnamed(source: SourceConfig, ids: pd.Series, checks: Checks) -> None:
+    """Activities whose type id the table of names does not name (kept as 'type <id>')."""
+    table = source.activity_types.table
+    counts = ids.value_counts()
+    shown = ", ".join(f"{i} (x{n:,})" for i, n in counts.head(5).items())
+    checks.warn(
+        source.tables.activities, source.columns.activity_type,
+        f"{len(ids):,} activities have a type id that table '{table}' does not name: "
+        f"{shown}; kept as 'type <id>'",
+        f"export the activity types again (with every id) into '{table}'",
+    )  # fmt: skip
 
 
 def _load_outcomes(
