@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from pathlib import Path
 
 from leadscore_flows.score import score_flow
@@ -78,6 +79,10 @@ def build_deployments(args: argparse.Namespace) -> list[RunnerDeployment]:
 
 def main(argv: list[str] | None = None) -> None:
     """Register both deployments and run their scheduled runs until interrupted."""
+    # A process started in the background by a non-interactive shell (`... &`, nohup, many
+    # CI runners) inherits SIGINT ignored; Ctrl-C or `kill -INT` must still stop serving
+    # and pause the schedules.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     serve(*build_deployments(parse_args(argv)))
 
 

@@ -360,7 +360,10 @@ def test_serve_registers_both_deployments_with_schedules(
         response = httpx.get(f"{server.api}/deployments/name/{name}", timeout=30)
         if response.status_code == 200:
             httpx.delete(f"{server.api}/deployments/{response.json()['id']}").raise_for_status()
-    serve_args = [sys.executable, "flows/serve.py", "--config", str(project.config)]
+    # Started as a background job of a non-interactive shell is (nohup, `&`, many CI
+    # runners): with SIGINT ignored. Ctrl-C must still stop serving and pause the schedules.
+    serve_args = ["sh", "-c", 'trap "" INT; exec "$@"', "serve"]
+    serve_args += [sys.executable, "flows/serve.py", "--config", str(project.config)]
     serve_args += ["--score-cron", "30 1 * * *", "--train-cron", "0 5 * * 0"]
     serve_args += ["--timezone", "America/New_York"]
     serve_log = tmp_path / "serve.log"
