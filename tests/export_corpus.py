@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # run as a script: conftest's builders are beside it
     sys.path.insert(0, str(HERE))
 
-from conftest import X_EDUCATION, write_flat_export  # noqa: E402
+from conftest import X_EDUCATION, open_lead_ids, write_flat_export  # noqa: E402
 
 from leadscore.synthetic import generate_crm  # noqa: E402
 
@@ -71,16 +71,10 @@ def _crm(seed: int, leads: int = LEADS, end: pd.Timestamp | None = None):
 def _open_ids(
     crm, as_of: pd.Timestamp, name: Callable = str, leads: pd.DataFrame | None = None
 ) -> set[str]:
-    """The leads a timestamped export holds open as of `as_of` (the batch's rule: created in
-    the year before it, not converted before it), by the generator's own tables (`leads`:
-    those of them the export holds)."""
-    leads = crm.leads if leads is None else leads
-    won = crm.outcomes.dropna(subset=["converted_at"])
-    converted = leads["lead_id"].isin(won.loc[won["converted_at"] < as_of, "lead_id"])
-    created = leads["created_at"]
-    keep = (created < as_of) & (created >= as_of - pd.Timedelta(days=365)) & ~converted
-    ids = leads.loc[keep, "lead_id"]
-    return set(ids.map(name) if name is not str else ids.astype(str))
+    """The leads a timestamped export holds open as of `as_of`, by the generator's own
+    tables (`leads`: those of them the export holds), as the export names them."""
+    tables = {"leads": crm.leads if leads is None else leads, "outcomes": crm.outcomes}
+    return {name(int(i)) for i in open_lead_ids(tables, as_of)}
 
 
 def _won(crm) -> pd.DataFrame:
