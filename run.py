@@ -70,7 +70,17 @@ def main(argv: list[str]) -> int:
     if job == "bench":
         return _run([str(BIN / "python"), "benchmarks/pipeline.py", *args])
     lint = _run(
-        [str(BIN / "ruff"), "check", "src", "flows", "tests", "benchmarks", "notebooks", "run.py"]
+        [
+            str(BIN / "ruff"),
+            "check",
+            "src",
+            "flows",
+            "tests",
+            "benchmarks",
+            "notebooks",
+            "examples",
+            "run.py",
+        ]
     )
     if lint != 0:
         print(

@@ -110,6 +110,8 @@ def prefect_environment(verbose: bool) -> None:
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+        # MLflow draws a bar on stderr while it downloads a model from a tracking server.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         logging.getLogger("mlflow").setLevel(logging.ERROR)
 
 
