@@ -107,6 +107,32 @@ def test_rescoring_the_same_as_of_replaces_rows(demo, cli_env) -> None:
     # Every row was rewritten by this run (scored_at has second resolution; a run takes more).
     assert pd.to_datetime(after["scored_at"]).min() > pd.to_datetime(before["scored_at"]).max()
     assert set(after["lead_id"]) == set(before["lead_id"])
+    # The terminal got the progress and the summary; the run's page on the Prefect server
+    # got the step-by-step INFO lines with numbers, as a worker's run does.
+    lines = _run_log_lines(cli_env["PREFECT_API_URL"], workdir / "leadscore.yaml", summary["as_of"])
+    published = f"{out['rows']['published']:,} open leads published by"
+    assert any(published in line for line in lines), lines
+    assert any(line.startswith("read ") and " leads, " in line for line in lines), lines
+    assert published not in result.stderr and "INFO" not in result.stderr
+
+
+def _run_log_lines(api: str, config: Path, as_of: str) -> list[str]:
+    """The INFO lines of the newest `score` run of this project file and as-of date."""
+    import httpx
+
+    body = {"flows": {"name": {"any_": ["score"]}}, "sort": "START_TIME_DESC", "limit": 50}
+    runs = httpx.post(f"{api}/flow_runs/filter", json=body, timeout=30).json()
+    mine = [
+        r
+        for r in runs
+        if Path(r["parameters"].get("config_path") or "").name == config.name
+        and Path(r["parameters"]["config_path"]).parent.resolve() == config.parent.resolve()
+        and r["parameters"].get("as_of") == as_of
+    ]
+    assert mine, f"no score run of {config} as of {as_of} on {api}"
+    body = {"logs": {"flow_run_id": {"any_": [mine[0]["id"]]}}, "sort": "TIMESTAMP_ASC"}
+    logs = httpx.post(f"{api}/logs/filter", json=body, timeout=30).json()
+    return [log["message"] for log in logs if log["level"] == 20]
 
 
 def test_no_personal_data_in_mlflow_scores_or_logs(demo, cli_env) -> None:

@@ -108,7 +108,8 @@ def prefect_environment(verbose: bool) -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
     if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # Prefect's own level is set in _quiet_prefect_console, once it is known whether
+        # a Prefect server keeps this run's page.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
         # MLflow draws a bar on stderr while it downloads a model from a tracking server.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -173,15 +174,24 @@ def _check_prefect_api() -> None:
 
 
 def _quiet_prefect_console(verbose: bool) -> None:
-    """Keep Prefect's console handler from printing tracebacks of user errors."""
+    """Keep Prefect's log lines off the terminal (the progress and the summary say it).
+
+    With a Prefect server configured they still reach the run's page at INFO, as a
+    worker's runs do: what each step did, with numbers. Prefect's temporary per-command
+    server is gone when the command ends, so there only warnings are logged.
+    """
     if verbose:
         return
     from prefect.logging.handlers import PrefectConsoleHandler
+    from prefect.settings import PREFECT_API_URL
 
     for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
         for handler in getattr(logger, "handlers", []):
             if isinstance(handler, PrefectConsoleHandler):
                 handler.setLevel(logging.CRITICAL)
+    if "PREFECT_LOGGING_LEVEL" not in os.environ:
+        level = logging.INFO if PREFECT_API_URL.value() else logging.WARNING
+        logging.getLogger("prefect").setLevel(level)
 
 
 @contextmanager
