@@ -55,7 +55,7 @@ def test_a_scoring_page_tells_the_run_with_its_numbers() -> None:
     text = page.markdown
     for shown in ("1,207 / 1,207", "| MQL by the rules | 311 |", "A 121, B 241, C 362, D 483",
                   "model 0.812, rules 0.654", "| Monitoring | warn |", "employees' drifted",
-                  "`lead_scores` (history `lead_score_history`) in postgresql://scorer:***@db/crm",
+                  "`lead_scores` (history `lead_score_history`) in `postgresql://scorer:***@db/crm`",
                   "ROC-AUC 0.790, ECE 0.020 on 900 leads"):  # fmt: skip
         assert shown in text, shown
     assert page.tables["tiers"][0] == {"tier": "A", "leads": 121, "share": "10.0%"}

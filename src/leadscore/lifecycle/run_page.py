@@ -51,7 +51,7 @@ def _where(uris: dict[str, Any]) -> list[tuple[str, str]]:
         history = uris.get("history_table")
         pairs.append(
             ("Scores", f"`{table}`" + (f" (history `{history}`)" if history else "")
-             + f" in {uris['publish']}")
+             + f" in `{uris['publish']}`")  # code: no mailto link of user@host
         )  # fmt: skip
     if uris.get("tracking"):
         pairs.append(("MLflow", str(uris["tracking"])))
