@@ -58,13 +58,15 @@ def _score(config: ProjectConfig, as_of: pd.Timestamp, rules_only: bool = False)
         crm = tasks.load_source(config, since, as_of)
         scores, rows = tasks.score_open_leads(crm, scorer, as_of)
     if champion is None:  # no model: nothing to monitor against its training
-        published = tasks.publish_scores(scores, None, config, as_of)
+        published, staged = tasks.publish_scores(scores, None, config, as_of)
         summary = summaries.rules_scoring_summary(scores, config, as_of, published)
+        _send_alerts(config, staged, summary)
         tasks.describe_run(run_page.scoring_page, summary, config, None)
         return summary
-    published = tasks.publish_scores(scores, champion.entry, config, as_of)
+    published, staged = tasks.publish_scores(scores, champion.entry, config, as_of)
     metrics = tasks.champion_metrics(config, champion.entry)
     summary = summaries.scoring_summary(scores, champion.entry, config, as_of, published, metrics)
+    _send_alerts(config, staged, summary)
     # After publishing: a failed check fails the run but never takes the scores back.
     checks = tasks.monitor(scores, rows, champion, crm, config, as_of)
     with interrupts.critical("recording the monitoring checks"):
@@ -73,6 +75,13 @@ def _score(config: ProjectConfig, as_of: pd.Timestamp, rules_only: bool = False)
     tasks.describe_run(run_page.scoring_page, summary, config, run_id, checks.checks)
     monitoring.raise_if_monitoring_failed(checks, summary)
     return summary
+
+
+def _send_alerts(config: ProjectConfig, staged: int, summary: dict[str, Any]) -> None:
+    """Hot leads reach sales now: the run's alerts (and any still queued) are sent."""
+    if not config.alerts.sinks:
+        return
+    summary["alerts"] = {"queued": staged, **tasks.deliver_alerts(config)}
 
 
 def _on_dask(

@@ -17,7 +17,7 @@ from leadscore.errors import ConfigError, LeadscoreError, TooLittleHistoryError
 from leadscore.evaluation import evidence as evidence_module
 from leadscore.evaluation import report as report_module
 from leadscore.evaluation import rules_only
-from leadscore.io import locking, publish
+from leadscore.io import alerts, locking, publish
 from leadscore.io.sources import CRMData, load_crm
 from leadscore.io.uris import redact_uri
 from leadscore.lifecycle import monitoring, promotion, run_page, tracking
@@ -436,22 +436,51 @@ def publish_scores(
     entry: RegisteredModel | None,
     config: ProjectConfig,
     as_of: pd.Timestamp,
-) -> int:
-    """Publish in one transaction; then the run's staged partitions (if any) go."""
+) -> tuple[int, int]:
+    """Publish in one transaction, with the run's hot-lead alerts in the outbox; then the
+    run's staged partitions (if any) go. Returns the leads published and alert rows."""
     if entry is None:  # rules-only: no model
         frame = publish.published_frame(scores, publish.RULES_ONLY_MODEL, None, None)
     else:
         frame = publish.published_frame(scores, entry.name, entry.version, entry.run_id)
-    published = _step("publishing", publish.publish_scores, frame, config.publish_uri,
-                      publish.ScoreTables.of(config))  # fmt: skip
-    get_run_logger().info(
+    published, staged = _step("publishing", publish.publish_with_alerts, frame,
+                              config.publish_uri, publish.ScoreTables.of(config),
+                              config.alerts)  # fmt: skip
+    logger = get_run_logger()
+    logger.info(
         "published %s rows to %s in %s (one transaction)",
         f"{published:,}",
         config.publish.table,
         redact_uri(config.publish_uri),
     )
+    if config.alerts.sinks:
+        logger.info(
+            "%s hot-lead alerts queued in %s (%s sinks)",
+            f"{staged:,}",
+            config.alerts.table,
+            len(config.alerts.sinks),
+        )
     partitions.remove_staging(config, as_of)
-    return published
+    return published, staged
+
+
+@compute_task
+def deliver_alerts(config: ProjectConfig) -> dict:
+    """Send the queued alerts, retrying for up to `alerts.deliver_seconds`; what is left
+    waits in the outbox for `leadscore alerts --deliver`. Never fails the scoring run."""
+    logger = get_run_logger()
+    try:
+        done = _step("sending alerts", alerts.deliver, config.publish_uri, config.alerts,
+                     config.alerts.deliver_seconds)  # fmt: skip
+    except LeadscoreError as exc:
+        logger.warning("alerts not sent: %s (they stay in the outbox)", exc)
+        return {"sent": 0, "failed": 0, "pending": None, "errors": {"outbox": str(exc)}}
+    logger.info(
+        "alerts: %s sent, %s failed, %s still pending", done.sent, done.failed, done.pending
+    )
+    for sink, error in done.errors.items():
+        logger.warning("alert sink %s: %s", sink, error)
+    return done.as_dict()
 
 
 # -- one run at a time -----------------------------------------------------------------------

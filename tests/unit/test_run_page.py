@@ -82,3 +82,12 @@ def test_the_mlflow_link_only_for_a_tracking_server() -> None:
     )
     assert run_page.mlflow_run_link("sqlite:///mlflow.db", "7", "r1") is None
     assert run_page.mlflow_run_link("http://mlflow:5000", "7", None) is None
+
+
+def test_a_scoring_page_counts_the_alerts_and_names_a_failing_sink() -> None:
+    alerts = {"queued": 12, "sent": 11, "failed": 0, "pending": 1,
+              "errors": {"crm": "ConnectError reaching https://crm.example.com"}}  # fmt: skip
+    text = run_page.scoring_page(_scoring_summary(alerts=alerts)).markdown
+    assert "| Hot-lead alerts | 12 new; 11 sent, 0 failed, 1 waiting (`leadscore alerts`) |" in text
+    assert "| Alert sink crm | ConnectError reaching https://crm.example.com |" in text
+    assert "Hot-lead alerts" not in run_page.scoring_page(_scoring_summary()).markdown

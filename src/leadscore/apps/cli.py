@@ -785,6 +785,15 @@ def score(
         err.print(f"monitoring: {checks['status']}", highlight=False)
         for message in checks["messages"]:
             err.print(f"  {message}", highlight=False)
+        sent = summary.get("alerts")
+        if sent:
+            err.print(
+                f"hot-lead alerts: {sent['queued']} new; {sent['sent']} sent, "
+                f"{sent['failed']} failed, {sent['pending']} waiting (leadscore alerts)",
+                highlight=False,
+            )
+            for sink, error in sent["errors"].items():
+                err.print(f"  [yellow]sink {sink}:[/] {error}", highlight=False)
 
 
 @app.command()
@@ -961,6 +970,74 @@ def promotions(config: ConfigOption = None, as_json: JsonOption = False) -> None
             str(row.reason),
         )
     out.print(table)
+
+
+@app.command()
+def alerts(
+    config: ConfigOption = None,
+    deliver: Annotated[
+        bool, typer.Option("--deliver", help="Send the alerts that are due now (for a cron).")
+    ] = False,
+    retry: Annotated[
+        bool, typer.Option("--retry", help="Queue the failed alerts again and send them.")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, help="Newest alerts to list.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Hot-lead alerts: pending, sent and failed; send what is due, or retry the failed."""
+    from leadscore.config import load_config
+    from leadscore.errors import ConfigError
+    from leadscore.io import alerts as outbox
+
+    summary: dict[str, Any] = {"command": "alerts"}
+    try:
+        project = load_config(project_file(config))
+        uri, table = project.publish_uri, project.alerts.table
+        if retry:
+            summary["requeued"] = outbox.retry_failed(uri, table)
+        if deliver or retry:
+            if not project.alerts.sinks:
+                raise ConfigError(
+                    "alerts.sinks is empty: there is nowhere to send alerts",
+                    "add a sink to the project file (README: Hot-lead alerts)",
+                )
+            summary["delivery"] = outbox.deliver(uri, project.alerts).as_dict()
+        counts, rows = outbox.read_outbox(uri, table, limit)
+    except LeadscoreError as exc:
+        _fail(exc)
+    summary["counts"] = counts
+    summary["alerts"] = rows.to_dict("records")
+    if as_json:
+        _emit(summary, True)
+    else:
+        if "requeued" in summary:
+            out.print(f"queued {summary['requeued']} failed alerts again")
+        if "delivery" in summary:
+            done = summary["delivery"]
+            out.print(
+                f"sent {done['sent']}, failed {done['failed']}, still pending {done['pending']}"
+            )
+            for sink, error in done["errors"].items():
+                err.print(f"[yellow]sink {sink}:[/] {error}", highlight=False)
+        table_view = Table(
+            title=f"Alerts in {table}: "
+            + ", ".join(f"{n} {status}" for status, n in counts.items())
+        )
+        for column in ("created_at", "lead_id", "sink", "status", "attempts", "changes", "error"):
+            table_view.add_column(column, overflow="fold")
+        for row in rows.itertuples():
+            table_view.add_row(
+                str(row.created_at)[:19],
+                str(row.lead_id),
+                str(row.sink),
+                str(row.status),
+                str(row.attempts),
+                str(row.changes),
+                "" if row.last_error is None else str(row.last_error),
+            )
+        out.print(table_view)
+    if counts["failed"] and (deliver or retry):
+        raise typer.Exit(EXIT_MONITORING)
 
 
 @app.command()

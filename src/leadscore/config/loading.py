@@ -126,6 +126,12 @@ def config_from_dict(
             if secrets is None:
                 secrets = read_secrets(env)
             data[section] = {**block, key: interpolate(block[key], env, secrets, source)}
+    alerts = data.get("alerts")
+    if isinstance(alerts, dict) and isinstance(alerts.get("sinks"), list):
+        if secrets is None:
+            secrets = read_secrets(env)
+        alerts = {**alerts, "sinks": [_sink(s, env, secrets, source) for s in alerts["sinks"]]}
+        data["alerts"] = alerts
     for var, (section, key) in ENV_OVERRIDES.items():
         if env.get(var):
             block = dict(data.get(section) or {})
@@ -145,6 +151,24 @@ def config_from_dict(
         ) from None
     except TypeError as exc:  # e.g. a section given as a list
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def _sink(sink: Any, environ, secrets: dict[str, str], source: str) -> Any:
+    """An alert sink with its ${NAME}s filled in; a secret written out is refused."""
+    if not isinstance(sink, dict):
+        return sink  # the schema says what is wrong
+    out = dict(sink)
+    secret = sink.get("secret")
+    if isinstance(secret, str) and not _PLACEHOLDER.fullmatch(secret.strip()):
+        raise ConfigError(
+            f"{source}: alerts.sinks '{sink.get('name')}' has its secret written out",
+            "write it as ${NAME} (e.g. ${LEADSCORE_ALERT_SECRET}) and set NAME in the "
+            f"environment or in the file named by {SECRETS_FILE_VAR}",
+        )
+    for key in ("url", "secret"):
+        if isinstance(sink.get(key), str) and "${" in sink[key]:
+            out[key] = interpolate(sink[key], environ, secrets, source)
+    return out
 
 
 def read_params_file(name: str, base_dir: Path | None, source: str) -> dict[str, Any]:

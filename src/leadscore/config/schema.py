@@ -645,6 +645,49 @@ class MonitoringConfig(_Section):
         return self
 
 
+class AlertSink(_Section):
+    """One place hot-lead alerts go: a webhook that takes a JSON POST."""
+
+    #: How `leadscore alerts` names it; part of each outbox row's key.
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    #: The webhook's address; `${NAME}` takes it from the environment (a Slack webhook's
+    #: address is itself a secret). Only its scheme and host are ever shown.
+    url: str = Field(pattern=r"^https?://")
+    #: `json`: leadscore's payload; `slack`: a Slack-compatible `{"text": ...}` message.
+    format: Literal["json", "slack"] = "json"
+    #: The HMAC-SHA256 key the receiver verifies the signature with, always as `${NAME}`.
+    secret: str | None = None
+
+
+class AlertConfig(_Section):
+    """Alerts when a lead turns hot, written with the scores and delivered from an outbox."""
+
+    sinks: list[AlertSink] = []
+    #: What makes a lead hot: entering tier A, becoming an MQL by the rules, or its
+    #: probability rising by `rise` or more since the previous scoring run.
+    on: list[Literal["tier_a", "mql", "rise"]] = ["tier_a", "mql", "rise"]
+    rise: float = Field(0.10, gt=0, le=1)
+    #: The outbox, in the publish database.
+    table: Identifier = "score_alerts"
+    #: A delivery that fails is tried again after these waits (the last one repeats) ...
+    backoff_seconds: list[float] = Field([10, 60, 300, 1800, 7200], min_length=1)
+    #: ... until this many attempts have failed: then it is `failed` (`leadscore alerts`).
+    max_attempts: int = Field(8, ge=1, le=1000)
+    #: How long a scoring run keeps retrying before it leaves the rest to
+    #: `leadscore alerts --deliver` (a cron or a service every few minutes).
+    deliver_seconds: float = Field(30, ge=0)
+    timeout_seconds: float = Field(10, gt=0)
+    #: A delivery whose process died mid-send is sent again after this long (at least once).
+    claim_timeout_seconds: float = Field(300, gt=0)
+
+    @model_validator(mode="after")
+    def _unique_sinks(self) -> AlertConfig:
+        names = [s.name for s in self.sinks]
+        if len(set(names)) < len(names):
+            raise ValueError(f"alert sink names must differ: {names}")
+        return self
+
+
 class ScaleConfig(_Section):
     """Scoring in lead partitions: bounded memory on one machine, or spread over Dask.
 
@@ -690,6 +733,7 @@ class ProjectConfig(_Section):
     leakage: LeakageConfig = LeakageConfig()
     validation: ValidationConfig = ValidationConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
+    alerts: AlertConfig = AlertConfig()
     scale: ScaleConfig = ScaleConfig()
     #: Directory that relative paths resolve against (the project file's folder).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)

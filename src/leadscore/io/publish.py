@@ -11,8 +11,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from leadscore.config import ProjectConfig
+from leadscore.config.schema import AlertConfig
 from leadscore.errors import DataError
-from leadscore.io import uris
+from leadscore.io import alerts, uris
 from leadscore.io.uris import check_identifier, is_database_uri, is_transient, redact_uri
 
 #: Columns added after the first release; an older table gets them on the next publish.
@@ -227,6 +228,17 @@ def publish_scores(
     older date never overwrites a newer score). A failure or a killed process leaves every
     table as it was. Returns the number of leads published.
     """
+    return publish_with_alerts(scores, uri, tables)[0]
+
+
+def publish_with_alerts(
+    scores: pd.DataFrame,
+    uri: str,
+    tables: ScoreTables | str = ScoreTables(),
+    alert_config: AlertConfig | None = None,
+) -> tuple[int, int]:
+    """`publish_scores`, and in the same transaction the hot-lead alerts of the run
+    (leadscore.io.alerts). Returns the leads published and the alert rows written."""
     if isinstance(tables, str):
         tables = ScoreTables(latest=tables)
     check_scores(scores)
@@ -253,6 +265,12 @@ def publish_scores(
                 _allow_rules_only(conn, tables)
             _insert(conn, history, records)
             _refresh_latest(conn, tables, dates)
+            staged = 0
+            if alert_config is not None and alert_config.sinks:
+                now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+                staged = alerts.stage_alerts(
+                    conn, alert_config, records, tables.history, tables.runs, now
+                )
             conn.execute(sa.delete(runs).where(runs.c.as_of_date.in_(dates)))
             published_at = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
             for day in dates:
@@ -281,7 +299,7 @@ def publish_scores(
         ) from None
     finally:
         engine.dispose()
-    return len(records)
+    return len(records), staged
 
 
 _COLUMNS = ", ".join(SCORE_COLUMNS)

@@ -120,6 +120,17 @@ def scoring_page(summary: dict[str, Any], checks: pd.DataFrame | None = None) ->
     monitoring = summary.get("monitoring") or {}
     status = str(monitoring.get("status", "-"))
     pairs.append(("Monitoring", status.upper() if status == "fail" else status))
+    alerts = summary.get("alerts")
+    if alerts:
+        pending = alerts.get("pending")
+        pairs.append((
+            "Hot-lead alerts",
+            f"{_n(alerts.get('queued'))} new; {_n(alerts.get('sent'))} sent, "
+            f"{_n(alerts.get('failed'))} failed, "
+            f"{'-' if pending is None else _n(pending)} waiting (`leadscore alerts`)",
+        ))  # fmt: skip
+        for sink, error in (alerts.get("errors") or {}).items():
+            pairs.append((f"Alert sink {sink}", error))
     pairs += _where(summary.get("uris") or {})
     lines = [f"# Scoring {headline}", "", *_rows(pairs)]
     messages = monitoring.get("messages") or []
