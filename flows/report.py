@@ -31,12 +31,17 @@ def report_flow(config_path: str | None = None, out: str | None = None) -> dict[
     saved = tasks.read_evaluation(config, entry)
     published = tasks.read_published(config)
     open_leads, open_source = report.choose_open_leads(published, saved.open_leads, entry.version)
+    previous = None
+    if open_source.startswith("published") and len(open_leads):
+        previous = tasks.read_previous_published(config, open_leads["as_of_date"].max())
+        previous = previous if len(previous) else None  # the first run: nothing to compare
     evidence = tasks.build_evidence(saved.test, saved.fit, saved.rules, config)
     metrics = tasks.champion_metrics(config, entry)
     oracle = metrics.get("test_oracle_roc_auc")
     inputs = tracking.report_inputs(
-        evidence, open_leads, entry, config, "mql_rules.yaml (as trained)", oracle, saved.checks
-    )
+        evidence, open_leads, entry, config, "mql_rules.yaml (as trained)", oracle, saved.checks,
+        previous,
+    )  # fmt: skip
     html = tasks.render_report(inputs, config)
     path = tasks.write_report(html, out or str(config.report_path))
     summary = summaries.report_summary(

@@ -349,6 +349,14 @@ def read_published(config: ProjectConfig) -> pd.DataFrame:
 
 
 @io_task
+def read_previous_published(config: ProjectConfig, as_of) -> pd.DataFrame:
+    """The published run before `as_of` (empty when there is none)."""
+    day = pd.Timestamp(as_of).normalize() - pd.Timedelta(days=1)
+    return publish.read_scores(config.publish_uri, config.publish.history_table, latest=True,
+                               until=day)  # fmt: skip
+
+
+@io_task
 def write_report(html: str, path: str) -> str:
     return str(report_module.write_report(html, path))
 

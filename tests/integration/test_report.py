@@ -103,6 +103,18 @@ def report_html(tmp_path_factory) -> tuple[Path, str]:
         "sqlite:///crm.db",
         "mql_rules.yaml",
         0.8,
+        previous=pd.DataFrame(
+            {
+                "lead_id": [101, 102],
+                "as_of_date": pd.Timestamp("2026-06-29"),
+                "conversion_probability": [0.12, 0.02],
+                "tier": ["C", "D"],
+                "rule_score": [10.0, 60.0],
+                "is_mql": [False, True],
+                "reasons_up": ["2 pricing-page views in the last 30 days", ""],
+                "reasons_down": ["", "<script>alert('x')</script>"],
+            }
+        ),
     )
     html = render_report(inputs, config)
     path = write_report(html, tmp_path_factory.mktemp("report") / "report.html")
@@ -114,6 +126,21 @@ def test_report_is_self_contained(report_html) -> None:
     assert not EXTERNAL.search(html), EXTERNAL.search(html)
     assert "<svg" in html and html.count("<svg") == 4  # gains, lift, calibration, distributions
     assert "<script src" not in html
+
+
+def test_lead_lists_say_what_changed_since_the_previous_run(report_html) -> None:
+    _, html = report_html
+    assert "<th>since 2026-06-29</th>" in html
+    for said in (
+        "<li>tier C → A</li>",
+        "<li>probability 12% → 41%</li>",
+        "<li>4 pricing-page views in the last 30 days (was: 2 pricing-page views in the last "
+        "30 days)</li>",
+        "<li>now raises it: department: it</li>",
+        "<li>no change</li>",  # lead 102
+        "<li>first score of this lead</li>",  # lead 103 was not in the previous run
+    ):
+        assert said in html, said
 
 
 def test_report_escapes_what_came_from_data(report_html) -> None:

@@ -42,6 +42,58 @@ def test_service_scores_a_lead_exactly_as_the_batch(client, demo_batch) -> None:
         assert_same_as_batch(answer, demo_batch.scores.loc[lead], demo_batch.published.loc[lead])
         assert answer["reference"]["source"] == "published"
         assert answer["reference"]["leads"] == len(demo_batch.published)
+        # Scored as of the published run's moment: nothing differs from the published score.
+        assert answer["since_published"] == {
+            "as_of": str(demo_batch.as_of.date()), "changes": ["no change"]
+        }  # fmt: skip
+
+
+def test_why_a_published_score_changed(demo, tmp_path) -> None:
+    """/leads/{id}/changes compares a lead's two newest published scores in words."""
+    from fastapi.testclient import TestClient
+
+    from leadscore.io.publish import publish_scores
+
+    workdir, _ = demo
+    config = load_config(workdir / "leadscore.yaml")
+    uri = f"sqlite:///{tmp_path / 'scores.db'}"
+    config = config.model_copy(update={"publish": config.publish.model_copy(update={"uri": uri})})
+
+    def run(day: str, tier: str, p: float, mql: bool, up: str, down: str) -> pd.DataFrame:
+        return pd.DataFrame({
+            "lead_id": [4711, 4712], "as_of_date": pd.Timestamp(day),
+            "conversion_probability": [p, 0.01], "percentile": [90.0, 10.0],
+            "tier": [tier, "D"], "rule_score": [55.0 if mql else 20.0, 0.0],
+            "is_mql": [mql, False], "rules_fired": ["pricing_page", ""],
+            "reasons_up": [up, ""], "reasons_down": [down, ""], "model_name": "m",
+            "model_version": "1", "mlflow_run_id": "r",
+            "scored_at": pd.Timestamp(day) + pd.Timedelta(hours=2),
+        })  # fmt: skip
+
+    publish_scores(run("2026-03-01", "C", 0.12, False, "2 pricing-page views in the last 30 days",
+                       "free e-mail domain"), uri)  # fmt: skip
+    publish_scores(run("2026-03-02", "A", 0.41, True, "5 pricing-page views in the last 30 days; "
+                       "job title says director", ""), uri)  # fmt: skip
+    app = service.create_app(config, reference_refresh_seconds=0)
+    with TestClient(app) as test_client:
+        answer = test_client.get("/leads/4711/changes")
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["latest"]["as_of"] == "2026-03-02" and body["previous"]["tier"] == "C"
+        assert body["changes"] == [
+            "tier C → A",
+            "probability 12% → 41%",
+            "became an MQL by the rules (rule score 20 → 55)",
+            "5 pricing-page views in the last 30 days "
+            "(was: 2 pricing-page views in the last 30 days)",
+            "now raises it: job title says director",
+            "no longer lowers it: free e-mail domain",
+        ]
+        unchanged = test_client.get("/leads/4712/changes").json()
+        assert unchanged["changes"] == ["no change"]
+        missing = test_client.get("/leads/99/changes")
+        assert missing.status_code == 404 and "no published score" in missing.json()["error"]
+        assert test_client.get("/leads/not-a-number/changes").status_code == 404
 
 
 def test_a_posted_lead_scores_as_the_batch_and_its_email_is_not_echoed(client, demo_batch) -> None:

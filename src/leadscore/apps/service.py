@@ -40,7 +40,8 @@ from pydantic import (
 from leadscore.config import ProjectConfig
 from leadscore.data.rules import load_rules
 from leadscore.errors import LeadscoreError
-from leadscore.io.publish import RULES_ONLY_MODEL
+from leadscore.io.changes import reasons, score_change
+from leadscore.io.publish import RULES_ONLY_MODEL, PublishedScores, ScoreTables
 from leadscore.lifecycle.registry import Champion, choose_scoring, scoring_entry
 from leadscore.scoring import ondemand
 from leadscore.scoring.inputs import now
@@ -136,6 +137,20 @@ class ScoreOut(BaseModel):
     model_name: str
     model_version: str | None
     reference: dict[str, Any] | None
+    since_published: dict[str, Any] | None = Field(
+        None,
+        description="The lead's newest published score (as_of) and what differs from it now, "
+        "in words (GET by id only).",
+    )
+
+
+class ChangesOut(BaseModel):
+    """Why a lead's score changed: its two newest published scores, compared in words."""
+
+    lead_id: int | str
+    latest: dict[str, Any]
+    previous: dict[str, Any] | None
+    changes: list[str]
 
 
 @dataclass
@@ -148,6 +163,7 @@ class ServiceState:
     scorer: Scorer
     loaded_at: pd.Timestamp
     population: Population | None
+    published: PublishedScores | None = None
 
     def identity(self) -> dict[str, str | None]:
         """The model in service: its name, version and run (the rules: "rules", None)."""
@@ -174,7 +190,8 @@ def load_state(config: ProjectConfig, rules_only: bool = False) -> ServiceState:
     else:
         scorer = champion.scorer(rules, config)
     population = ondemand.load_population(config, scorer.model)
-    return ServiceState(config, champion, scorer, now(), population)
+    published = PublishedScores(config.publish_uri, ScoreTables.of(config))
+    return ServiceState(config, champion, scorer, now(), population, published)
 
 
 async def _refresh_reference(state: ServiceState, every_seconds: float) -> None:
@@ -221,6 +238,24 @@ def _scored(
         "model_name": identity["model_name"],
         "model_version": identity["model_version"],
         "reference": population.describe() if population is not None else None,
+    }
+
+
+def _published_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A history row as the API shows scores (lists of reasons, numbers, ISO dates)."""
+    p = row.get("conversion_probability")
+    return {
+        "lead_id": row["lead_id"],
+        "as_of": str(row["as_of_date"]),
+        "conversion_probability": None if p is None or math.isnan(p) else float(p),
+        "percentile": float(row["percentile"]),
+        "tier": row["tier"],
+        "rule_score": float(row["rule_score"]),
+        "is_mql": bool(row["is_mql"]),
+        "rules_fired": reasons(row.get("rules_fired"), ","),
+        "reasons_up": reasons(row.get("reasons_up")),
+        "reasons_down": reasons(row.get("reasons_down")),
+        "model_version": row.get("model_version"),
     }
 
 
@@ -362,6 +397,8 @@ def create_app(
         finally:
             if refresher is not None:
                 refresher.cancel()
+            if state.published is not None:
+                state.published.close()
 
     app = FastAPI(
         title="leadscore",
@@ -400,7 +437,46 @@ def create_app(
             crm = ondemand.read_leads(state.scorer, [lead_id], moment)
             return ondemand.score_leads(crm, [lead_id], state.scorer, moment, population)
 
-        return _scored(state, work)
+        answer = _scored(state, work)
+        if isinstance(answer, dict) and state.published is not None:
+            try:
+                newest = state.published.last(lead_id, 1)
+            except LeadscoreError as exc:  # the score stands; only the comparison is missing
+                log.warning("no comparison with the published score: %s", exc.problem)
+                newest = []
+            if newest:
+                answer["since_published"] = {
+                    "as_of": str(newest[0]["as_of_date"]),
+                    "changes": score_change(_published_row(newest[0]), answer),
+                }
+        return answer
+
+    @app.get("/leads/{lead_id}/changes", response_model=ChangesOut)
+    def lead_changes(
+        request: Request,
+        lead_id: Annotated[str, Path(min_length=1, max_length=ondemand.MAX_LEAD_ID_LENGTH)],
+    ) -> Any:
+        """Why the lead's score changed: its two newest published scores, compared."""
+        state: ServiceState = request.app.state.scoring
+        table = state.config.publish.history_table
+        try:
+            rows = state.published.last(lead_id, 2) if state.published else []
+        except LeadscoreError as exc:
+            return _error(503 if exc.transient else 500, exc.problem, exc.fix)
+        if not rows:
+            return _error(
+                404,
+                f"lead {lead_id} has no published score in {table}",
+                "check the lead id; leads are published by `leadscore score` while open",
+            )
+        latest = _published_row(rows[0])
+        previous = _published_row(rows[1]) if len(rows) > 1 else None
+        return {
+            "lead_id": latest["lead_id"],
+            "latest": latest,
+            "previous": previous,
+            "changes": score_change(previous, latest),
+        }
 
     @app.post("/score", response_model=ScoreOut)
     def score_posted(request: Request, lead: LeadIn) -> Any:

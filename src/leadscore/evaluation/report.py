@@ -14,6 +14,7 @@ from leadscore.config import ProjectConfig
 from leadscore.evaluation import plots
 from leadscore.evaluation.comparison import Interval
 from leadscore.evaluation.evidence import Evidence
+from leadscore.io.changes import score_change
 from leadscore.modeling.reasons import SEPARATOR
 
 
@@ -31,6 +32,8 @@ class ReportInputs:
     oracle_auc: float | None = None
     #: The run's leakage findings, baseline, shift check and split (tracking.checks_payload).
     checks: dict | None = None
+    #: The published run before the open leads' (lead lists say what changed since).
+    previous: pd.DataFrame | None = None
 
 
 def _ok(value) -> bool:
@@ -75,15 +78,27 @@ def _text(value) -> str:
     return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
-def _lead_records(frame: pd.DataFrame) -> list[dict]:
+def _lead_records(frame: pd.DataFrame, previous: pd.DataFrame | None = None) -> list[dict]:
+    before = {}
+    if previous is not None and len(previous):
+        before = {str(r["lead_id"]): r for r in previous.to_dict("records")}
     out = []
     for record in frame.to_dict("records"):
+        if previous is not None:
+            record["changed"] = score_change(before.get(str(record["lead_id"])), record)
         record["up"] = [r for r in _text(record.get("reasons_up")).split(SEPARATOR) if r]
         record["down"] = [r for r in _text(record.get("reasons_down")).split(SEPARATOR) if r]
         record["rules_fired"] = _text(record.get("rules_fired"))
         record["tier"] = _text(record.get("tier")) or "—"
         out.append(record)
     return out
+
+
+def _previous_as_of(previous: pd.DataFrame | None) -> str | None:
+    """The date of the run the lead lists compare with (None: no comparison)."""
+    if previous is None or not len(previous):
+        return None
+    return str(pd.to_datetime(previous["as_of_date"]).max().date())
 
 
 def _tier_rule(config: ProjectConfig) -> str:
@@ -213,8 +228,9 @@ def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
         effect=evidence.suggestion.effect.to_dict("records"),
         thresholds=evidence.suggestion.thresholds.to_dict("records"),
         suggested_uri=urllib.parse.quote(evidence.suggested_rules_yaml),
-        missed=_lead_records(missed),
-        cold=_lead_records(cold),
+        missed=_lead_records(missed, inputs.previous),
+        cold=_lead_records(cold, inputs.previous),
+        previous_as_of=_previous_as_of(inputs.previous),
         every_days=config.snapshots.every_days,
         horizon=config.horizon_days,
         conversion_definition=(

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from leadscore.config.schema import AlertConfig, AlertSink
 from leadscore.errors import DataError
 from leadscore.io import uris
+from leadscore.io.changes import reasons, score_change
 from leadscore.io.uris import redact_uri
 
 STATUSES = ("pending", "sending", "sent", "failed")
@@ -119,8 +120,8 @@ def _payload(
         "tier": row.get("tier"),
         "is_mql": bool(row["is_mql"]),
         "rule_score": float(row["rule_score"]),
-        "rules_fired": [r for r in str(row.get("rules_fired") or "").split(";") if r.strip()],
-        "reasons_up": [r.strip() for r in str(row.get("reasons_up") or "").split(";") if r.strip()],
+        "rules_fired": reasons(row.get("rules_fired"), ","),
+        "reasons_up": reasons(row.get("reasons_up")),
         "changes": changes,
         "previous": previous,
         "model": model,
@@ -169,7 +170,8 @@ def stage_alerts(
         return 0
     previous = pd.read_sql(
         sa.text(
-            f"SELECT lead_id, tier, is_mql, conversion_probability, rule_score FROM {history} "
+            "SELECT lead_id, tier, is_mql, conversion_probability, rule_score, reasons_up, "
+            f"reasons_down FROM {history} "
             "WHERE as_of_date = :day"
         ),
         conn,
@@ -208,6 +210,7 @@ def stage_alerts(
                 "conversion_probability": None if p is None or pd.isna(p) else float(p),
             }
         payload = _payload(row, prior, sentences, key)
+        payload["what_changed"] = score_change(before, row)
         for sink in config.sinks:
             rows.append(
                 {

@@ -576,3 +576,48 @@ def publish_checks(checks: pd.DataFrame, uri: str, table: str) -> int:
     finally:
         engine.dispose()
     return len(records)
+
+
+class PublishedScores:
+    """One lead's published scores, newest first, on one pooled engine (for the service)."""
+
+    def __init__(self, uri: str, tables: ScoreTables) -> None:
+        self.uri, self.tables = uri, tables
+        self.engine = uris.create_engine(uri) if is_database_uri(uri) else None
+        self._integer_ids: bool | None = None
+
+    def last(self, lead_id: str, n: int = 2) -> list[dict]:
+        """The lead's newest `n` rows of the history table (none: never published)."""
+        if self.engine is None:
+            return []
+        try:
+            if self._integer_ids is None:
+                inspector = sa.inspect(self.engine)
+                if not inspector.has_table(self.tables.history):
+                    return []  # nothing published yet: look again next time
+                column = next(
+                    c for c in inspector.get_columns(self.tables.history) if c["name"] == "lead_id"
+                )
+                self._integer_ids = isinstance(column["type"], sa.Integer)
+            key: int | str = str(lead_id)
+            if self._integer_ids:
+                if not re.fullmatch(r"-?\d{1,18}", key):
+                    return []
+                key = int(key)
+            query = sa.text(
+                f"SELECT {_COLUMNS} FROM {self.tables.history} WHERE lead_id = :id "
+                "ORDER BY as_of_date DESC LIMIT :n"
+            )
+            with self.engine.connect() as conn:
+                return [dict(r._mapping) for r in conn.execute(query, {"id": key, "n": n})]
+        except sa.exc.SQLAlchemyError as exc:
+            raise DataError(
+                f"cannot read table '{self.tables.history}' in {redact_uri(self.uri)}: "
+                f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+                "check publish.uri",
+                transient=is_transient(exc),
+            ) from None
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.dispose()

@@ -373,8 +373,10 @@ def report_inputs(
     rules_file: str,
     oracle: float | None,
     checks: dict[str, Any] | None,
+    previous: pd.DataFrame | None = None,
 ) -> ReportInputs:
-    """What the report shows of a registered model besides its evidence."""
+    """What the report shows of a registered model besides its evidence (`previous`: the
+    published run before the open leads', for "what changed" in the lead lists)."""
     return ReportInputs(
         evidence=evidence,
         open_leads=open_leads,
@@ -385,4 +387,5 @@ def report_inputs(
         rules_file=rules_file,
         oracle_auc=oracle,
         checks=checks,
+        previous=previous,
     )
