@@ -166,6 +166,7 @@ def test_a_lead_turning_hot_is_alerted_once_per_sink_signed(score_db, receiver) 
         assert not {"email", "name", "first_name", "last_name", "phone"} & set(body)
     lead1 = next(body for _, body in by_sink["crm"] if body["lead_id"] == 1)
     assert lead1["changes"] == ["entered tier A (was B)", "probability rose from 20% to 40%"]
+    assert lead1["what_changed"] == ["tier B → A", "probability 20% → 40%"]
     assert lead1["previous"] == {
         "as_of": "2026-03-01", "tier": "B", "is_mql": False, "conversion_probability": 0.2
     }  # fmt: skip

@@ -972,6 +972,53 @@ def promotions(config: ConfigOption = None, as_json: JsonOption = False) -> None
     out.print(table)
 
 
+class ExportFormat(StrEnum):
+    salesforce = "salesforce"
+    hubspot = "hubspot"
+    csv = "csv"
+
+
+@app.command()
+def export(
+    config: ConfigOption = None,
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option("--format", "-f", help="Column layout: salesforce, hubspot or csv."),
+    ] = ExportFormat.csv,
+    out_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="File to write (default: leadscore-<format>-<as-of>.csv)."
+        ),
+    ] = None,
+    every_lead: Annotated[
+        bool,
+        typer.Option("--all", help="Every lead's newest score, not only the newest run's leads."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Write the latest scores as a file your CRM imports (README: CRM write-back files)."""
+    from leadscore.config import load_config
+    from leadscore.io import export as writer
+
+    try:
+        project = load_config(project_file(config))
+        target = out_path or Path(f"leadscore-{fmt.value}-latest.csv")
+        rows, newest = writer.export_scores(
+            project.publish_uri, project.publish.table, fmt.value, target, every_lead
+        )
+        if out_path is None:  # named after the run it holds
+            named = target.with_name(f"leadscore-{fmt.value}-{newest}.csv")
+            target = target.replace(named)
+    except LeadscoreError as exc:
+        _fail(exc, as_json)
+    summary = {"command": "export", "format": fmt.value, "rows": rows, "as_of": newest,
+               "path": str(target.resolve())}  # fmt: skip
+    _emit(summary, as_json)
+    if not as_json:
+        err.print(f"wrote {rows:,} scores as of {newest} for {fmt.value} to {target}")
+
+
 @app.command()
 def alerts(
     config: ConfigOption = None,
