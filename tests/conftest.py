@@ -693,3 +693,10 @@ def trained_project(runner, kind: str, build, folder: Path):
         assert code == 0, output[-3000:]
         yield project, summary
         shutil.rmtree(folder / "mlartifacts", ignore_errors=True)
+
+
+def without_keys(config):
+    """The project's config with the service's key check and audit log off: for tests of
+    what the service answers, not of who may call it (tests/integration/test_service_keys.py)."""
+    service = config.service.model_copy(update={"auth": "off", "audit_log": None})
+    return config.model_copy(update={"service": service})

@@ -149,6 +149,10 @@ def invocation(tokens: list[str]) -> Invocation | str | None:
     """What to check of one command; the program's name if we cannot check it; None to skip."""
     tokens = list(tokens)
     while tokens and _ASSIGNMENT.match(tokens[0]):
+        if "=$(" in tokens[0]:  # KEY=$(leadscore keys create ...): the command inside
+            tokens[0] = tokens[0].split("=$(", 1)[1]
+            tokens[-1] = tokens[-1].removesuffix(")")
+            break
         tokens.pop(0)
     if not tokens:
         return None

@@ -53,6 +53,11 @@ def _free_port() -> int:
 
 def test_leadscore_serve_answers_over_http(demo, demo_batch, cli_env, tmp_path) -> None:
     workdir, summary = demo
+    # A key, made as a user would; the service refuses callers without one.
+    created = run_cli(["keys", "create", "--name", "e2e", "--scope", "score"], cli_env, workdir)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    auth = {"Authorization": f"Bearer {key}"}
     port = _free_port()
     log_out, log_err = (tmp_path / "serve.out").open("w"), (tmp_path / "serve.err").open("w")
     command = [*CLI, "serve", "-c", "leadscore.yaml", "--port", str(port)]
@@ -71,16 +76,23 @@ def test_leadscore_serve_answers_over_http(demo, demo_batch, cli_env, tmp_path) 
         assert health.json()["model_version"] == summary["model_version"]
         lead = sample_leads(demo_batch, 1)[0]
         as_of = demo_batch.as_of.isoformat() + "Z"
-        answer = httpx.get(f"{base}/leads/{lead}/score", params={"as_of": as_of}, timeout=60)
+        refused = httpx.get(f"{base}/leads/{lead}/score", timeout=60)
+        assert refused.status_code == 401, refused.text
+        answer = httpx.get(
+            f"{base}/leads/{lead}/score", params={"as_of": as_of}, headers=auth, timeout=60
+        )
         assert answer.status_code == 200, answer.text
         assert_same_as_batch(
             answer.json(), demo_batch.scores.loc[lead], demo_batch.published.loc[lead]
         )
         email = "jane.doe.secret@acme-corp.example"
-        posted = httpx.post(f"{base}/score", json=payload_of(demo_batch, lead, email), timeout=60)
+        posted = httpx.post(
+            f"{base}/score", json=payload_of(demo_batch, lead, email), headers=auth, timeout=60
+        )
         assert posted.status_code == 200, posted.text
         assert_same_as_batch(posted.json(), demo_batch.scores.loc[lead], None)
-        assert httpx.get(f"{base}/leads/987654321/score", timeout=60).status_code == 404
+        missing = httpx.get(f"{base}/leads/987654321/score", headers=auth, timeout=60)
+        assert missing.status_code == 404
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=60)
@@ -90,3 +102,7 @@ def test_leadscore_serve_answers_over_http(demo, demo_batch, cli_env, tmp_path) 
     assert f"GET /leads/{lead}/score" in logs  # the access log is on ...
     assert "jane.doe" not in logs and "acme-corp" not in logs  # ... but never shows bodies
     assert "Traceback" not in logs
+    assert key not in logs
+    audit = (workdir / "leadscore-audit.log").read_text()  # the project's audit log
+    assert '"key_name": "e2e"' in audit and '"route": "/score"' in audit
+    assert "987654321" not in audit and "jane.doe" not in audit and key not in audit

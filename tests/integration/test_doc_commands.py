@@ -94,6 +94,7 @@ def test_runnable_blocks_are_where_ci_runs_them() -> None:
         ("x --a \\\n    --b\n", [["x", "--a", "--b"]]),
         ("y -d '{\n \"k\": 1}'", [["y", "-d", '{\n "k": 1}']]),
         ('eval "$(s env)"', [["eval", "$(s env)"]]),
+        ("K=$(x y --z) # k", [["K=$(x", "y", "--z)"]]),
     ],
 )
 def test_commands_split_like_the_shell(code: str, expected: list[list[str]]) -> None:

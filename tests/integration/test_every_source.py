@@ -26,6 +26,7 @@ from conftest import (
     invoke_json,
     open_lead_ids,
     trained_project,
+    without_keys,
     write_flat_export,
     write_project,
 )
@@ -221,7 +222,9 @@ def test_train_then_score_then_one_lead_on_demand(trained, runner) -> None:
 
     from fastapi.testclient import TestClient
 
-    with TestClient(service.create_app(config, reference_refresh_seconds=0)) as client:
+    with TestClient(
+        service.create_app(without_keys(config), reference_refresh_seconds=0)
+    ) as client:
         response = client.get(f"/leads/{lead}/score", params={"as_of": moment.isoformat() + "Z"})
     assert response.status_code == 200, response.text
     assert response.json()["conversion_probability"] == pytest.approx(

@@ -26,6 +26,7 @@ from conftest import (
     mlflow_client,
     open_lead_ids,
     trained_project,
+    without_keys,
     write_project,
 )
 from conftest import write_flat_export as flat_export
@@ -204,7 +205,9 @@ def test_too_small_a_history_publishes_the_rules_scores(small, runner) -> None:
     # ... and by the service.
     from fastapi.testclient import TestClient
 
-    with TestClient(service.create_app(config, reference_refresh_seconds=0)) as client:
+    with TestClient(
+        service.create_app(without_keys(config), reference_refresh_seconds=0)
+    ) as client:
         health = client.get("/health").json()
         moment = pd.Timestamp(published.loc[lead, "as_of_date"]).isoformat() + "Z"
         response = client.get(f"/leads/{lead}/score", params={"as_of": moment})

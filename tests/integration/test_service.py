@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import assert_same_as_batch, payload_of, run_cli, sample_leads
+from conftest import assert_same_as_batch, payload_of, run_cli, sample_leads, without_keys
 
 from leadscore.apps import service
 from leadscore.config import load_config
@@ -25,7 +25,9 @@ def client(demo):
     from fastapi.testclient import TestClient
 
     workdir, _ = demo
-    app = service.create_app(load_config(workdir / "leadscore.yaml"), reference_refresh_seconds=0)
+    app = service.create_app(
+        without_keys(load_config(workdir / "leadscore.yaml")), reference_refresh_seconds=0
+    )
     with TestClient(app) as test_client:
         yield test_client
 
@@ -74,7 +76,7 @@ def test_why_a_published_score_changed(demo, tmp_path) -> None:
                        "free e-mail domain"), uri)  # fmt: skip
     publish_scores(run("2026-03-02", "A", 0.41, True, "5 pricing-page views in the last 30 days; "
                        "job title says director", ""), uri)  # fmt: skip
-    app = service.create_app(config, reference_refresh_seconds=0)
+    app = service.create_app(without_keys(config), reference_refresh_seconds=0)
     with TestClient(app) as test_client:
         answer = test_client.get("/leads/4711/changes")
         assert answer.status_code == 200, answer.text
@@ -220,7 +222,9 @@ def test_the_champion_is_loaded_once(demo, monkeypatch) -> None:
     monkeypatch.setattr(
         registry.Registry, "load_champion", lambda self: loads.append(self.model_name) or real(self)
     )
-    app = service.create_app(load_config(workdir / "leadscore.yaml"), reference_refresh_seconds=0)
+    app = service.create_app(
+        without_keys(load_config(workdir / "leadscore.yaml")), reference_refresh_seconds=0
+    )
     with TestClient(app) as test_client:
         for _ in range(3):
             assert test_client.get("/leads/1/score").status_code in (200, 409)
@@ -242,7 +246,7 @@ def test_without_published_scores_the_test_cohort_is_the_reference(demo, demo_ba
 
     workdir, _ = demo
     path = _variant(workdir, "unpublished", publish={"uri": "sqlite:///nothing-published.db"})
-    app = service.create_app(load_config(path), reference_refresh_seconds=0)
+    app = service.create_app(without_keys(load_config(path)), reference_refresh_seconds=0)
     with TestClient(app) as test_client:
         lead = sample_leads(demo_batch, 1)[-1]
         answer = test_client.get(f"/leads/{lead}/score").json()
@@ -284,7 +288,7 @@ def test_postgres_source_scores_as_the_batch(demo, demo_batch, pg_uri) -> None:
         pg_uri,
     )
     path = _variant(workdir, "postgres", source={"uri": pg_uri, "ground_truth": None})
-    app = service.create_app(load_config(path), reference_refresh_seconds=0)
+    app = service.create_app(without_keys(load_config(path)), reference_refresh_seconds=0)
     with TestClient(app) as test_client:
         for lead in leads:
             response = test_client.get(

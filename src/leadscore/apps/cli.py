@@ -879,6 +879,97 @@ def _move_champion(config: Path | None, as_json: bool, version: str | None, reas
 
 scores_app = typer.Typer(help="Published scores: remove a wrong run.", no_args_is_help=True)
 app.add_typer(scores_app, name="scores")
+keys_app = typer.Typer(
+    help="API keys of `leadscore serve`: create, list, revoke.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _key_store(config: Path | None):
+    from leadscore.config import load_config
+    from leadscore.io.keys import KeyStore
+
+    project = load_config(project_file(config))
+    return project, KeyStore(project.publish_uri, project.service.keys_table)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="Who or what uses it (e.g. crm-webhook).")],
+    scope: Annotated[
+        list[str],
+        typer.Option("--scope", help="score, events or admin; repeat for several."),
+    ],
+    rate: Annotated[
+        int | None,
+        typer.Option("--rate", min=1, help="Calls per minute (default: service.rate_per_minute)."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    try:
+        project, store = _key_store(config)
+        try:
+            key = store.create(name, scope, rate or project.service.rate_per_minute)
+        finally:
+            store.close()
+    except LeadscoreError as exc:
+        _fail(exc)
+    sys.stdout.write(key + "\n")
+    err.print(
+        f"key '{name}' with scope {', '.join(sorted(set(scope)))}: shown this once; keep it in "
+        "the caller's secret store and send it as `Authorization: Bearer <key>`",
+        highlight=False,
+    )
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Every key: id, name, scopes, rate, created, revoked, last used (never the key)."""
+    try:
+        _, store = _key_store(config)
+        try:
+            keys = store.list()
+        finally:
+            store.close()
+    except LeadscoreError as exc:
+        _fail(exc)
+    if as_json:
+        _emit({"command": "keys list", "keys": keys.to_dict("records")}, True)
+        return
+    table = Table(title="API keys")
+    for column in keys.columns:
+        table.add_column(column, overflow="fold")
+    for row in keys.itertuples(index=False):
+        table.add_row(*["" if _blank(v) else str(v)[:19] for v in row])
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from `keys list`) or the key.")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a key: the service refuses it from its next call on."""
+    try:
+        _, store = _key_store(config)
+        try:
+            revoked = store.revoke(key_id)
+        finally:
+            store.close()
+    except LeadscoreError as exc:
+        _fail(exc)
+    if not revoked:
+        err.print(f"no active key with id {key_id} (`leadscore keys list`)", highlight=False)
+        raise typer.Exit(EXIT_USER_ERROR)
+    err.print(f"revoked key {key_id}", highlight=False)
+
+
+def _blank(value: Any) -> bool:
+    """None, NaN or NaT: an empty cell."""
+    import pandas as pd
+
+    return value is None or bool(pd.isna(value))
 
 
 @scores_app.command("prune")

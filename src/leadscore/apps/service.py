@@ -15,8 +15,11 @@ and the e-mail address is reduced to its domain before the model sees it.
 from __future__ import annotations
 
 import asyncio
+import collections
+import json
 import logging
 import math
+import time
 import traceback
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -36,11 +39,14 @@ from pydantic import (
     Field,
     StringConstraints,
 )
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
 
 from leadscore.config import ProjectConfig
 from leadscore.data.rules import load_rules
 from leadscore.errors import LeadscoreError
 from leadscore.io.changes import reasons, score_change
+from leadscore.io.keys import KeyStore
 from leadscore.io.publish import RULES_ONLY_MODEL, PublishedScores, ScoreTables
 from leadscore.lifecycle.registry import Champion, choose_scoring, scoring_entry
 from leadscore.scoring import ondemand
@@ -164,6 +170,7 @@ class ServiceState:
     loaded_at: pd.Timestamp
     population: Population | None
     published: PublishedScores | None = None
+    keys: KeyStore | None = None
 
     def identity(self) -> dict[str, str | None]:
         """The model in service: its name, version and run (the rules: "rules", None)."""
@@ -191,7 +198,12 @@ def load_state(config: ProjectConfig, rules_only: bool = False) -> ServiceState:
         scorer = champion.scorer(rules, config)
     population = ondemand.load_population(config, scorer.model)
     published = PublishedScores(config.publish_uri, ScoreTables.of(config))
-    return ServiceState(config, champion, scorer, now(), population, published)
+    keys = (
+        KeyStore(config.publish_uri, config.service.keys_table)
+        if config.service.auth == "keys"
+        else None
+    )
+    return ServiceState(config, champion, scorer, now(), population, published, keys)
 
 
 async def _refresh_reference(state: ServiceState, every_seconds: float) -> None:
@@ -368,6 +380,141 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+#: Paths anyone may call: the health probe and the API's own description.
+OPEN_PATHS = ("/health", "/docs", "/openapi.json", "/redoc")
+
+
+def scope_of(path: str) -> str | None:
+    """The key scope a path needs (None: open)."""
+    if path in OPEN_PATHS or path.startswith("/docs/"):
+        return None
+    return "events" if path.startswith("/events") else "score"
+
+
+def _presented_key(headers: dict[bytes, bytes]) -> str | None:
+    auth = headers.get(b"authorization", b"").decode("latin-1").strip()
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    key = headers.get(b"x-api-key", b"").decode("latin-1").strip()
+    return key or None
+
+
+class Gate:
+    """Only the right callers: the API key and its scope, a rate limit per key, and one
+    audit line per call (who, what route, the status; never a payload or a lead id)."""
+
+    def __init__(self, app: Any, audit: logging.Logger | None) -> None:
+        self.app, self.audit = app, audit
+        self.calls: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+        self.touched: dict[str, float] = {}
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        outcome = {"status": 500}
+        key = None
+
+        async def tell(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                outcome["status"] = message["status"]
+            await send(message)
+
+        try:
+            state: ServiceState = scope["app"].state.scoring
+            needed = scope_of(scope["path"])
+            if state.keys is not None:
+                refusal, key = await self._check(state.keys, scope, needed)
+                if refusal is not None:
+                    return await refusal(scope, receive, tell)
+            scope.setdefault("state", {})["key"] = key
+            await self.app(scope, receive, tell)
+        finally:
+            if self.audit is not None:
+                self.audit.info(json.dumps({
+                    "at": pd.Timestamp.now(tz="UTC").isoformat(),
+                    "key_id": key.key_id if key else None,
+                    "key_name": key.name if key else None,
+                    "method": scope.get("method"),
+                    "route": _route_of(scope),
+                    "status": outcome["status"],
+                    "ms": round(1000 * (time.perf_counter() - started), 1),
+                }))  # fmt: skip
+
+    async def _check(self, keys: KeyStore, scope: dict, needed: str | None):
+        presented = _presented_key(dict(scope["headers"]))
+        if presented is None:
+            if needed is None:
+                return None, None
+            return _refuse(401, "no API key",
+                           "send `Authorization: Bearer <key>`; create a key with `leadscore "
+                           f"keys create --name NAME --scope {needed}`"), None  # fmt: skip
+        key = await run_in_threadpool(keys.check, presented)
+        if key is None:
+            return _refuse(401, "unknown API key", "check the key; `leadscore keys list` "
+                           "shows the keys there are"), None  # fmt: skip
+        if key.revoked:
+            return _refuse(401, f"API key lsk_{key.key_id} was revoked",
+                           "create a new one with `leadscore keys create`"), None  # fmt: skip
+        if needed is not None and not key.allows(needed):
+            return _refuse(
+                403,
+                f"API key '{key.name}' (lsk_{key.key_id}) lacks the scope '{needed}' "
+                f"(it has: {', '.join(sorted(key.scopes))})",
+                f"use a key created with --scope {needed}",
+            ), key
+        calls, moment = self.calls[key.key_id], time.monotonic()
+        while calls and calls[0] <= moment - 60:
+            calls.popleft()
+        if len(calls) >= key.rate_per_minute:
+            wait = max(1, math.ceil(60 - (moment - calls[0])))
+            return _refuse(429, f"API key '{key.name}' made {key.rate_per_minute} calls in the "
+                           "last minute, its limit", f"retry after {wait} s",
+                           headers={"Retry-After": str(wait)}), key  # fmt: skip
+        calls.append(moment)
+        if moment - self.touched.get(key.key_id, -1e9) > 60:
+            self.touched[key.key_id] = moment
+            try:
+                await run_in_threadpool(keys.touch, key.key_id)
+            except LeadscoreError as exc:  # the call goes on; only last_used_at is late
+                log.warning("could not record the use of a key: %s", exc.problem)
+        return None, key
+
+
+def _refuse(status: int, problem: str, fix: str, headers: dict[str, str] | None = None):
+    extra = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    return JSONResponse(
+        status_code=status, content={"error": problem, "fix": fix},
+        headers={**extra, **(headers or {})},
+    )  # fmt: skip
+
+
+def _route_of(scope: dict) -> str:
+    """The route's template (`/leads/{lead_id}/score`), never the lead id itself."""
+    route = scope.get("route")
+    if route is not None and getattr(route, "path", None):
+        return route.path
+    for candidate in getattr(scope.get("app"), "routes", []):  # refused before routing
+        if candidate.matches(scope)[0] == Match.FULL:
+            return candidate.path
+    return "(no route)"
+
+
+def _audit_logger(config: ProjectConfig) -> logging.Logger | None:
+    if config.service.audit_log is None:
+        return None
+    path = config.resolve_path(config.service.audit_log)
+    audit = logging.getLogger(f"leadscore.audit.{path}")
+    if not audit.handlers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        audit.addHandler(handler)
+        audit.setLevel(logging.INFO)
+        audit.propagate = False
+    return audit
+
+
 def create_app(
     config: ProjectConfig,
     reference_refresh_seconds: float = REFERENCE_REFRESH_SECONDS,
@@ -399,6 +546,8 @@ def create_app(
                 refresher.cancel()
             if state.published is not None:
                 state.published.close()
+            if state.keys is not None:
+                state.keys.close()
 
     app = FastAPI(
         title="leadscore",
@@ -406,17 +555,24 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(Gate, audit=_audit_logger(config))
     app.add_exception_handler(RequestValidationError, _invalid_request)
 
     @app.get("/health")
     def health(request: Request) -> dict[str, Any]:
-        """The model in service, when it was loaded, the reference and the fields it reads."""
+        """The model in service and when it was loaded (open to all, for probes); with a
+        valid key also the reference and the fields it reads."""
         state: ServiceState = request.app.state.scoring
-        return {
+        answer = {
             "status": "ok",
             "mode": "rules-only" if state.champion is None else "model",
             **state.identity(),
             "loaded_at": state.loaded_at.isoformat() + "Z",
+        }
+        if state.keys is not None and getattr(request.state, "key", None) is None:
+            return answer
+        return {
+            **answer,
             "reference": state.population.describe() if state.population else None,
             "fields": ondemand.payload_fields(state.scorer),
         }

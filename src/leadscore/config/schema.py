@@ -645,6 +645,21 @@ class MonitoringConfig(_Section):
         return self
 
 
+class ServiceConfig(_Section):
+    """Who may call `leadscore serve`, and what it records of them."""
+
+    #: `keys`: every call but /health needs an API key (`leadscore keys create`) with the
+    #: scope of what it asks for; `off`: no check (a service only this machine can reach).
+    auth: Literal["keys", "off"] = "keys"
+    #: The keys, in the publish database.
+    keys_table: Identifier = "api_keys"
+    #: Requests per minute a new key may make (each key keeps its own, `--rate`).
+    rate_per_minute: int = Field(600, ge=1, le=1_000_000)
+    #: One JSON line per call (time, key id and name, method, route, status, milliseconds;
+    #: never a payload or a lead id), relative to the project file; null: none.
+    audit_log: str | None = "leadscore-audit.log"
+
+
 class AlertSink(_Section):
     """One place hot-lead alerts go: a webhook that takes a JSON POST."""
 
@@ -734,6 +749,7 @@ class ProjectConfig(_Section):
     validation: ValidationConfig = ValidationConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     alerts: AlertConfig = AlertConfig()
+    service: ServiceConfig = ServiceConfig()
     scale: ScaleConfig = ScaleConfig()
     #: Directory that relative paths resolve against (the project file's folder).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
