@@ -99,3 +99,52 @@ def test_runnable_blocks_are_where_ci_runs_them() -> None:
 )
 def test_commands_split_like_the_shell(code: str, expected: list[list[str]]) -> None:
     assert commands(code) == expected
+
+
+def test_the_readme_project_file_reference_loads_and_names_every_key() -> None:
+    """The README's annotated project file is valid and lists every key there is."""
+    import typing
+
+    import yaml
+    from pydantic import BaseModel
+
+    from leadscore.config import ProjectConfig, config_from_dict
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## The project file") :]
+    block = section[section.index("```yaml\n") + 8 :]
+    raw = block[: block.index("```")]
+    data = yaml.safe_load(raw)
+    config_from_dict(data, environ={"DB_PASSWORD": "x"})  # raises on a key that is not one
+
+    def keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+        out = set()
+        for name, field in model.model_fields.items():
+            if field.exclude:
+                continue
+            nested = [a for a in (field.annotation, *typing.get_args(field.annotation))
+                      if isinstance(a, type) and issubclass(a, BaseModel)]  # fmt: skip
+            if nested and typing.get_origin(field.annotation) not in (dict, list):
+                out |= keys(nested[0], f"{prefix}{name}.")
+            else:
+                out.add(f"{prefix}{name}")
+        return out
+
+    def written(node: object, prefix: str = "") -> set[str]:
+        out = set()
+        for name, value in (node or {}).items():
+            out.add(f"{prefix}{name}")
+            if isinstance(value, dict):
+                out |= written(value, f"{prefix}{name}.")
+        return out
+
+    import re
+
+    # A section that is off (`label: null`) shows its keys in its comment ({column: ...}).
+    shown = written(data)
+    missing = sorted(
+        k
+        for k in keys(ProjectConfig)
+        if k not in shown and not re.search(rf"\b{re.escape(k.rsplit('.', 1)[-1])}:", raw)
+    )
+    assert not missing, f"keys the README's project file does not show: {missing}"

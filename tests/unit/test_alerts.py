@@ -50,7 +50,7 @@ def test_entering_tier_a_becoming_an_mql_and_rising_are_hot() -> None:
 def test_the_triggers_and_the_rise_are_configurable() -> None:
     previous = _frame([(1, "B", False, 0.10, 20), (4, "D", False, 0.02, 0)])
     current = _frame([(1, "A", True, 0.30, 60), (4, "D", False, 0.11, 0)])
-    only_rise = AlertConfig(on=["rise"], rise=0.05)
+    only_rise = AlertConfig(triggers=["rise"], rise=0.05)
     assert dict(hot_changes(current, previous, only_rise)) == {
         "1": ["probability rose from 10% to 30%"],
         "4": ["probability rose from 2% to 11%"],

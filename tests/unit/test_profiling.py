@@ -449,8 +449,8 @@ def _two_exports(tmp_path: Path) -> dict[str, Path]:
 
 def _section_type(annotation: object) -> type[BaseModel] | None:
     """A section (`Section` or `Section | None`); a mapping of sections by the user's names
-    (`source.files`) is one key."""
-    if typing.get_origin(annotation) is dict:
+    (`source.files`) and a list of sections (`alerts.sinks`) are one key."""
+    if typing.get_origin(annotation) in (dict, list):
         return None
     for arg in (annotation, *getattr(annotation, "__args__", ())):
         if isinstance(arg, type) and issubclass(arg, BaseModel):

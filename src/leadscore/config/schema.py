@@ -677,10 +677,12 @@ class AlertSink(_Section):
 class AlertConfig(_Section):
     """Alerts when a lead turns hot, written with the scores and delivered from an outbox."""
 
+    #: Where alerts go (none: no alerts), e.g.
+    #: [{name: crm, url: "${CRM_HOOK_URL}", format: json, secret: "${ALERT_SECRET}"}]
     sinks: list[AlertSink] = []
     #: What makes a lead hot: entering tier A, becoming an MQL by the rules, or its
     #: probability rising by `rise` or more since the previous scoring run.
-    on: list[Literal["tier_a", "mql", "rise"]] = ["tier_a", "mql", "rise"]
+    triggers: list[Literal["tier_a", "mql", "rise"]] = ["tier_a", "mql", "rise"]
     rise: float = Field(0.10, gt=0, le=1)
     #: The outbox, in the publish database.
     table: Identifier = "score_alerts"

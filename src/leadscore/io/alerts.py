@@ -81,17 +81,17 @@ def hot_changes(current: pd.DataFrame, previous: pd.DataFrame, config: AlertConf
         for lead, sentence in sentences[mask.fillna(False).astype(bool)].items():
             found.setdefault(lead, []).append(sentence)
 
-    if "tier_a" in config.on:
+    if "tier_a" in config.triggers:
         entered = (now["tier"] == "A") & (was["tier"] != "A")
         add(entered, ("entered tier A (was " + was["tier"].fillna("not scored") + ")").where(
             known, "new lead, in tier A"))  # fmt: skip
-    if "mql" in config.on:
+    if "mql" in config.triggers:
         prior = was["is_mql"].map(lambda v: bool(v) if pd.notna(v) else False).astype(bool)
         became = now["is_mql"].astype(bool) & ~prior
         rule_score = now["rule_score"].map(lambda v: f"{v:g}")
         add(became, ("became an MQL by the rules (rule score " + rule_score + ")").where(
             known, "new lead, an MQL by the rules (rule score " + rule_score + ")"))  # fmt: skip
-    if "rise" in config.on:
+    if "rise" in config.triggers:
         p_now = pd.to_numeric(now["conversion_probability"], errors="coerce")
         p_was = pd.to_numeric(was["conversion_probability"], errors="coerce")
         rose = (p_now - p_was) >= config.rise - 1e-12
