@@ -176,7 +176,7 @@ def test_an_interrupted_scoring_run_publishes_nothing(project, prefect_home, pre
     code, out, err, seconds, _ = _interrupt(
         project,
         env,
-        "leadscore.io.publish:publish_scores",
+        "leadscore.io.publish:publish_with_alerts",
         "SIGTERM",
         "score",
         "-c",
