@@ -26,6 +26,9 @@ from leadscore.io import locking, uris
 from leadscore.io.tables import write_tables
 from leadscore.synthetic import generate_crm
 
+#: PostgreSQL runs killed, raced and faulted (minutes): CI's long step.
+pytestmark = pytest.mark.long
+
 END = "2026-06-30"
 D1, D2 = "2026-06-29", "2026-06-30"
 

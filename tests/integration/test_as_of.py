@@ -21,6 +21,9 @@ from leadscore.io.tables import write_tables
 from leadscore.scoring import training
 from leadscore.synthetic import generate_crm
 
+#: trainings as of past dates (minutes): CI's long step.
+pytestmark = pytest.mark.long
+
 AS_OF = pd.Timestamp("2026-04-15")
 SETTINGS = {"backtest": {"folds": 2}, "model": {"max_trees": 200}}
 

@@ -24,7 +24,15 @@ def _prefect_home(prefect_home: str) -> None:
     os.environ["PREFECT_HOME"] = prefect_home
 
 
-@pytest.mark.parametrize("name", list(BUILDERS))
+#: Shapes the plain run takes (one per family: a European CSV, a CRM's export, the real
+#: data); the other shapes run in CI's long step, with the tests of real servers.
+EVERY_RUN = ("semicolon_cp1252", "salesforce", "x_education_semicolon")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [n if n in EVERY_RUN else pytest.param(n, marks=pytest.mark.long) for n in BUILDERS],
+)
 def test_every_export_shape_goes_from_init_to_published_scores_with_no_edit(name, tmp_path) -> None:
     if name.startswith("x_education") and not X_EDUCATION.is_dir():
         if os.environ.get("CI"):

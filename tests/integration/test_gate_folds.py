@@ -29,6 +29,9 @@ from leadscore.scoring import training
 from leadscore.scoring.backtest import candidate_configs
 from leadscore.synthetic import generate_crm
 
+#: the gate's folds on several trainings: CI's long step.
+pytestmark = pytest.mark.long
+
 CUT = pd.Timestamp("2026-06-15")
 #: A recipe whose folds differ from the default's (a longer calibration window).
 OTHER_SPLIT = {"split": {"calibration_days": 120}}

@@ -6,6 +6,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+#: the notebooks end to end: CI's long step.
+pytestmark = pytest.mark.long
+
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.py"))
 
 

@@ -24,6 +24,9 @@ from conftest import (
 
 from leadscore.lifecycle import run_page
 
+#: real exports trained end to end: CI's long step.
+pytestmark = pytest.mark.long
+
 #: Columns the data's publisher documents as filled in after the lead exists.
 POST_OUTCOME = {
     "Tags",

@@ -59,6 +59,7 @@ def _champion(folder: Path) -> str:
     return str(client.get_model_version_by_alias("leadscore-conversion", "champion").version)
 
 
+@pytest.mark.long  # a minute of CLI trainings: CI's long step
 def test_gate_promote_and_rollback_through_the_cli(project: Path) -> None:
     # A deliberately weak first champion: one shallow tree.
     weak = {"max_trees": 1, "params": {"num_leaves": 2, "min_child_samples": 200}}
