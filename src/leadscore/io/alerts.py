@@ -28,10 +28,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from leadscore.config.schema import AlertConfig, AlertSink
-from leadscore.errors import DataError
 from leadscore.io import uris
 from leadscore.io.changes import reasons, score_change
-from leadscore.io.uris import redact_uri
+from leadscore.io.uris import database_error
 
 STATUSES = ("pending", "sending", "sent", "failed")
 SIGNATURE_HEADER = "X-Leadscore-Signature"
@@ -325,11 +324,10 @@ def deliver(
                 sa.select(sa.func.count()).where(table.c.status.in_(("pending", "sending")))
             ).scalar()
     except sa.exc.SQLAlchemyError as exc:
-        raise DataError(
-            f"cannot read the alert outbox '{config.table}' in {redact_uri(uri)}: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+        raise database_error(
+            f"cannot read the alert outbox '{config.table}'", uri, exc,
             "check publish.uri; the alerts stay in the outbox for the next delivery",
-        ) from None
+        ) from None  # fmt: skip
     finally:
         if own:
             client.close()

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from leadscore.errors import ConfigError, DataError
 from leadscore.io import uris
-from leadscore.io.uris import check_identifier, is_transient, redact_uri
+from leadscore.io.uris import check_identifier, database_error
 
 SCOPES = ("score", "events", "admin")
 PREFIX = "lsk_"
@@ -77,12 +77,10 @@ class KeyStore:
         try:
             return work()
         except sa.exc.SQLAlchemyError as exc:
-            raise DataError(
-                f"cannot {action} table '{self.name}' in {redact_uri(self.uri)}: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+            raise database_error(
+                f"cannot {action} table '{self.name}'", self.uri, exc,
                 "check publish.uri (the keys live in the publish database)",
-                transient=is_transient(exc),
-            ) from None
+            ) from None  # fmt: skip
 
     def create(self, name: str, scopes: list[str], rate_per_minute: int) -> str:
         """Store a new key; returns the whole key (shown once, never stored)."""

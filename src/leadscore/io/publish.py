@@ -14,7 +14,13 @@ from leadscore.config import ProjectConfig
 from leadscore.config.schema import AlertConfig
 from leadscore.errors import DataError
 from leadscore.io import alerts, uris
-from leadscore.io.uris import check_identifier, is_database_uri, is_transient, redact_uri
+from leadscore.io.uris import (
+    check_identifier,
+    database_error,
+    is_database_uri,
+    is_transient,
+    redact_uri,
+)
 
 #: Columns added after the first release; an older table gets them on the next publish.
 ADDED_COLUMNS = {"tier": "VARCHAR(1)", "reasons_up": "TEXT", "reasons_down": "TEXT"}
@@ -291,12 +297,10 @@ def publish_with_alerts(
     except DataError:
         raise
     except sa.exc.SQLAlchemyError as exc:
-        raise DataError(
-            f"cannot publish to table '{tables.latest}' in {redact_uri(uri)}: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+        raise database_error(
+            f"cannot publish to table '{tables.latest}'", uri, exc,
             "check publish.uri and that the database accepts writes; nothing was published",
-            transient=is_transient(exc),
-        ) from None
+        ) from None  # fmt: skip
     finally:
         engine.dispose()
     return len(records), staged
@@ -611,11 +615,8 @@ class PublishedScores:
             with self.engine.connect() as conn:
                 return [dict(r._mapping) for r in conn.execute(query, {"id": key, "n": n})]
         except sa.exc.SQLAlchemyError as exc:
-            raise DataError(
-                f"cannot read table '{self.tables.history}' in {redact_uri(self.uri)}: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
-                "check publish.uri",
-                transient=is_transient(exc),
+            raise database_error(
+                f"cannot read table '{self.tables.history}'", self.uri, exc, "check publish.uri"
             ) from None
 
     def close(self) -> None:

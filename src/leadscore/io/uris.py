@@ -54,6 +54,17 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError)
 
 
+def database_error(problem: str, uri: str, exc: BaseException, fix: str) -> DataError:
+    """A failed database call as an error a user acts on: what failed, where (password
+    masked), the driver's first line; connection problems and locks are transient."""
+    first = next(iter(str(exc).splitlines()), "")
+    return DataError(
+        f"{problem} in {redact_uri(uri)}: {type(exc).__name__}" + (f": {first}" if first else ""),
+        fix,
+        transient=is_transient(exc),
+    )
+
+
 def redact_uri(uri: str) -> str:
     """A URI safe to print or log: the password is masked (databases and web servers alike)."""
     if not is_database_uri(uri):
