@@ -79,11 +79,11 @@ def _child(cmd: list[str]) -> None:
 def _reference(config_path: str, as_of: str) -> None:
     """Time feature building and raw LightGBM predict on the champion's scoring matrix."""
     import pandas as pd
-    from leadscore.scoring.pipeline import open_leads
 
     from leadscore.config import load_config
     from leadscore.data.features import index_activities, snapshot_rows
     from leadscore.io.sources import load_crm
+    from leadscore.scoring.scorer import open_leads
 
     config = load_config(config_path)
     champion = load_champion(config)
@@ -144,7 +144,7 @@ def main() -> None:
         "PREFECT_HOME": str(workdir / "prefect"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
-    cli = [sys.executable, "-m", "leadscore.cli"]
+    cli = [sys.executable, "-m", "leadscore.apps.cli"]
     end = "2026-06-30"
     (workdir / "mql_rules.yaml").write_text((ROOT / "models" / "mql_rules.yaml").read_text())
     (workdir / "leadscore.yaml").write_text(

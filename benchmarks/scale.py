@@ -346,7 +346,7 @@ def main() -> None:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "DASK_LOGGING__DISTRIBUTED": "warning",
     }
-    cli = [sys.executable, "-m", "leadscore.cli"]
+    cli = [sys.executable, "-m", "leadscore.apps.cli"]
     steps: dict[str, list[tuple[float, float]]] = {}
 
     def record(step: str, wall: float, peak: float) -> None:
