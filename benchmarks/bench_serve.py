@@ -10,13 +10,17 @@ through the real CLI (`--workdir` of an earlier run reuses them), index the lead
 time sequential requests over one keep-alive connection:
 
 - `GET /leads/{id}/score`: the lead and its activities read from the database, as of now;
-- `POST /score`: the same leads posted as JSON (fields and activities of the lookback).
+- `POST /score`: the same leads posted as JSON (fields and activities of the lookback);
+- the same GET from `--clients` (8) concurrent keep-alive clients: latencies and throughput.
+
+Each sequential line is run `--runs` (3) times; each figure is the median of the runs'.
 
 With `--pg URL` the tables are copied into a new PostgreSQL database (dropped afterwards)
 and a second service reads from it. References measured in the same run, in a process of
 their own that loads what the service loads, while the services are stopped: on-demand
-scoring without HTTP (read + score, score alone, a posted lead) and LightGBM's predict on
-one precomputed row (a numpy row, and a one-row DataFrame). Reports wall-time p50/p95/p99
+scoring without HTTP (read + score, score alone, a posted lead), by the compiled one-lead
+path the service takes and by the batch's own code (the path before it), and LightGBM's
+predict on one precomputed row (a numpy row, and a one-row DataFrame). Reports wall-time p50/p95/p99
 and CPU per call (the server's, from /proc; wall time suffers first when other work shares
 the cores) as a Markdown table, and writes JSON to benchmarks/results/.
 """
@@ -40,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "leadscore.cli"]
+CLI = [sys.executable, "-m", "leadscore.apps.cli"]
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -136,6 +140,60 @@ def _time_requests(
     return _stats(latencies, cpu_ms), statuses
 
 
+def _median_of_runs(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure the median of the runs' (the runs' p95s, say, not a pooled p95)."""
+    out = {key: float(np.median([r[key] for r in runs])) for key in runs[0]}
+    return {**out, "n": int(sum(r["n"] for r in runs)), "runs": len(runs)}
+
+
+def _merged(counts: list[dict[int, int]]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for c in counts:
+        for status, n in c.items():
+            out[status] = out.get(status, 0) + n
+    return out
+
+
+def _concurrent(
+    url: str, auth: dict, pid: int, calls: list, clients: int, warmup: int
+) -> tuple[dict, dict[int, int]]:
+    """`clients` keep-alive clients sending `calls` at once, each as fast as answered:
+    latencies, throughput (requests a second, wall time) and the server's CPU per call."""
+    import threading
+
+    import httpx
+
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    ready = threading.Barrier(clients + 1)
+
+    def client(offset: int) -> None:
+        mine = [calls[(offset + i) % len(calls)] for i in range(len(calls))]
+        with httpx.Client(base_url=url, timeout=60, headers=auth) as http:
+            for method, path, body in mine[:warmup]:
+                http.request(method, path, json=body)
+            ready.wait()
+            for method, path, body in mine[warmup:]:
+                start = time.perf_counter()
+                response = http.request(method, path, json=body)
+                elapsed = (time.perf_counter() - start) * 1000
+                with lock:
+                    latencies.append(elapsed)
+                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+    threads = [threading.Thread(target=client, args=(k * 7,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    cpu, start = _cpu_seconds(pid), time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    stats = _stats(latencies, (_cpu_seconds(pid) - cpu) * 1000 / len(latencies))
+    return {**stats, "rps": len(latencies) / wall}, statuses
+
+
 def _payload(crm, lead, since) -> dict:
     """A lead as a form handler would post it: its fields and its recent activities."""
     import pandas as pd
@@ -174,7 +232,7 @@ def _references(config_path: Path, requests_path: Path, repeat: int) -> None:
     """
     from leadscore.apps import service
     from leadscore.config import load_config
-    from leadscore.scoring import ondemand
+    from leadscore.scoring import ondemand, single
     from leadscore.scoring.inputs import now
     from leadscore.scoring.scorer import model_rows, open_leads
 
@@ -190,7 +248,7 @@ def _references(config_path: Path, requests_path: Path, repeat: int) -> None:
     for body in payloads:  # as the service turns a request into a lead
         lead = service.LeadIn.model_validate(body)
         created = service._utc(lead.created_at)
-        activities = service.activities_frame(lead)
+        activities = service.activities_frame(lead)  # the batch's code takes a frame
         posted.append(ondemand.crm_from_payload(lead.attributes, activities, created, scorer))
 
     def timed(fn) -> dict[str, float]:
@@ -206,12 +264,32 @@ def _references(config_path: Path, requests_path: Path, repeat: int) -> None:
         crm = ondemand.read_leads(scorer, [ids[i]], moment)
         ondemand.score_leads(crm, [ids[i]], scorer, moment, population)
 
+    one = state.one
+    compiled = one.compiled
+    leads = [single.lead_from_crm(read[lead], lead) for lead in ids]
+    posted_args = []
+    for body in payloads:
+        lead = service.LeadIn.model_validate(body)
+        acts = [(service._utc(a.occurred_at), a.activity_type, a.detail) for a in lead.activities]
+        posted_args.append((lead.attributes, acts, service._utc(lead.created_at)))
+
+    def scored_alone(i: int) -> None:
+        lead = leads[i]
+        single.as_record(compiled.score(lead, moment), compiled, population, lead.lead_id)
+
     out = {
-        "in-process: read + score one lead (SQLite)": timed(read_and_score),
-        "in-process: score one lead, already read": timed(
+        "in-process: read + score one lead, compiled (SQLite)": timed(
+            lambda i: one.by_id(ids[i], moment, population)
+        ),
+        "in-process: score one lead already read, compiled": timed(scored_alone),
+        "in-process: score a posted lead, compiled": timed(
+            lambda i: one.posted(*posted_args[i], moment, population)
+        ),
+        "in-process: read + score one lead, the batch's code (SQLite)": timed(read_and_score),
+        "in-process: score one lead already read, the batch's code": timed(
             lambda i: ondemand.score_leads(read[ids[i]], [ids[i]], scorer, moment, population)
         ),
-        "in-process: score a posted lead": timed(
+        "in-process: score a posted lead, the batch's code": timed(
             lambda i: ondemand.score_payload(posted[i], scorer, moment, population)
         ),
     }
@@ -290,6 +368,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--distinct", type=int, default=100, help="distinct open leads asked for")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=3, help="timed runs per endpoint (medians)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients, one line")
     parser.add_argument("--workdir", type=Path, default=None, help="reuse an earlier run's project")
     parser.add_argument("--pg", default=None, help="PostgreSQL URL to copy the source into")
     parser.add_argument(
@@ -337,6 +417,7 @@ def main() -> None:
 
     results: dict[str, dict] = {}
     statuses: dict[str, dict] = {}
+    paths: dict[str, str] = {}
     started: dict[str, float] = {}
     pg_name = f"leadscore_bench_{uuid.uuid4().hex[:8]}" if args.pg else None
     sources = [("SQLite", workdir / "leadscore.yaml")]
@@ -360,15 +441,22 @@ def main() -> None:
             started[label] = seconds
             try:
                 with httpx.Client(base_url=url, timeout=60, headers=auth) as client:
-                    key = f"GET /leads/{{id}}/score ({label})"
-                    results[key], statuses[key] = _time_requests(
-                        client, server.pid, gets, args.warmup
-                    )
+                    health = client.get("/health").json()
+                    paths[label] = health.get("single_lead", "batch")
+                    endpoints = [(f"GET /leads/{{id}}/score ({label})", gets)]
                     if label == "SQLite":
-                        key = "POST /score (payload)"
-                        results[key], statuses[key] = _time_requests(
-                            client, server.pid, posts, args.warmup
-                        )
+                        endpoints.append(("POST /score (payload)", posts))
+                    for key, calls in endpoints:
+                        runs = [
+                            _time_requests(client, server.pid, calls, args.warmup)
+                            for _ in range(args.runs)
+                        ]
+                        results[key] = _median_of_runs([r[0] for r in runs])
+                        statuses[key] = _merged([r[1] for r in runs])
+                key = f"GET /leads/{{id}}/score, {args.clients} concurrent clients ({label})"
+                results[key], statuses[key] = _concurrent(
+                    url, auth, server.pid, gets, args.clients, args.warmup
+                )
             finally:
                 server.terminate()
                 server.wait(timeout=60)
@@ -392,8 +480,10 @@ def main() -> None:
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; lead-id columns {'not ' if args.no_index else ''}indexed; "
-        f"{args.requests} timed sequential requests per line after {args.warmup} warm-up, "
-        f"{len(lead_ids)} distinct open leads",
+        f"sequential lines: {args.runs} runs of {args.requests} timed requests after "
+        f"{args.warmup} warm-up, each figure the median of the runs; concurrent line: "
+        f"{args.clients} clients x {args.requests} requests; {len(lead_ids)} distinct open "
+        f"leads; single-lead path: {json.dumps(paths)}",
         "",
         "| measurement | n | p50 (ms) | p95 (ms) | p99 (ms) | CPU per call (ms) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -405,7 +495,7 @@ def main() -> None:
             f"| {s['p99']:.{digits}f} | {s['cpu_ms']:.{digits}f} |"
         )
     get_p50 = results["GET /leads/{id}/score (SQLite)"]["p50"]
-    inproc = results["in-process: read + score one lead (SQLite)"]["p50"]
+    inproc = results["in-process: read + score one lead, compiled (SQLite)"]["p50"]
     raw = results["in-process: raw LightGBM predict, one precomputed row (numpy)"]["p50"]
     lines += [
         "",
@@ -416,6 +506,11 @@ def main() -> None:
         f"GET p50 / in-process read+score p50: {get_p50 / inproc:.2f}x; "
         f"GET p50 / raw predict p50: {get_p50 / raw:.0f}x",
     ]
+    batch = results["in-process: read + score one lead, the batch's code (SQLite)"]["p50"]
+    lines.append(f"in-process read + score p50, batch's code / compiled: {batch / inproc:.0f}x")
+    for name, s in results.items():
+        if "rps" in s:
+            lines.append(f"throughput, {name}: {s['rps']:.0f} requests/s")
     text = "\n".join(lines)
     print(text)
     out_dir = ROOT / "benchmarks" / "results"
@@ -431,6 +526,9 @@ def main() -> None:
                 "leads": args.leads,
                 "requests": args.requests,
                 "indexed": not args.no_index,
+                "runs": args.runs,
+                "clients": args.clients,
+                "single_lead": paths,
             },
             indent=2,
         )

@@ -11,7 +11,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -700,3 +702,44 @@ def without_keys(config):
     what the service answers, not of who may call it (tests/integration/test_service_keys.py)."""
     service = config.service.model_copy(update={"auth": "off", "audit_log": None})
     return config.model_copy(update={"service": service})
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: `ok` (200), `fail` (500), or `hold` (the first
+    request waits until `release`), recording every request it got."""
+
+    def __init__(self, mode: str = "ok", port: int = 0) -> None:
+        self.mode = mode
+        self.requests: list[dict] = []
+        self.arrived = threading.Event()
+        self.release = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append({"headers": dict(self.headers), "body": body})
+                if receiver.mode == "hold" and not receiver.arrived.is_set():
+                    receiver.arrived.set()
+                    receiver.release.wait(60)
+                self.send_response(500 if receiver.mode == "fail" else 200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def keys(self) -> list[str]:
+        return [r["headers"]["Idempotency-Key"] for r in self.requests]
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()

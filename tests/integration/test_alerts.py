@@ -12,16 +12,14 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
-from conftest import CLI, DEFAULT_RULES, fresh_pg_database, invoke_cli
+from conftest import CLI, DEFAULT_RULES, Receiver, fresh_pg_database, invoke_cli
 
 from leadscore.config.schema import AlertConfig, AlertSink
 from leadscore.io import alerts, publish, uris
@@ -29,47 +27,6 @@ from leadscore.io.tables import write_tables
 from leadscore.synthetic import generate_crm
 
 SECRET = "test-shared-secret"
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1: `ok` (200), `fail` (500), or `hold` (the first
-    request waits until `release`), recording every request it got."""
-
-    def __init__(self, mode: str = "ok", port: int = 0) -> None:
-        self.mode = mode
-        self.requests: list[dict] = []
-        self.arrived = threading.Event()
-        self.release = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append({"headers": dict(self.headers), "body": body})
-                if receiver.mode == "hold" and not receiver.arrived.is_set():
-                    receiver.arrived.set()
-                    receiver.release.wait(60)
-                self.send_response(500 if receiver.mode == "fail" else 200)
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def keys(self) -> list[str]:
-        return [r["headers"]["Idempotency-Key"] for r in self.requests]
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from conftest import (
     FLAT_RULES,
     REPO,
     X_EDUCATION,
+    assert_same_as_batch,
     invoke_json,
     open_lead_ids,
     trained_project,
@@ -106,7 +107,7 @@ def _parquet_partitions(folder: Path, _: object) -> Project:
 
 
 def _postgresql(folder: Path, pg: str) -> Project:
-    tables = _timed_tables(1500, seed=23)
+    tables = _timed_tables(1500, seed=23, padded_ids=True)
     write_tables(tables, pg)
     config = _timed_config(pg, publish={"uri": pg})
     path = write_project(folder, config, DEFAULT_RULES.read_text(encoding="utf-8"))
@@ -222,14 +223,23 @@ def test_train_then_score_then_one_lead_on_demand(trained, runner) -> None:
 
     from fastapi.testclient import TestClient
 
+    # The service, for the top lead and a seeded draw: the published row, every field. A
+    # database source is read and scored one lead at a time; files are read the batch's way.
+    rng = np.random.default_rng(0)
+    others = rng.choice(published.index.to_numpy(), size=min(8, len(published)), replace=False)
     with TestClient(
         service.create_app(without_keys(config), reference_refresh_seconds=0)
     ) as client:
-        response = client.get(f"/leads/{lead}/score", params={"as_of": moment.isoformat() + "Z"})
-    assert response.status_code == 200, response.text
-    assert response.json()["conversion_probability"] == pytest.approx(
-        row["conversion_probability"], abs=1e-9
-    )
+        mode = client.get("/health").json()["single_lead"]
+        answers = {
+            key: client.get(f"/leads/{key}/score", params={"as_of": moment.isoformat() + "Z"})
+            for key in dict.fromkeys([lead, *others])
+        }
+    database = "://" in config.source_uri
+    assert mode == ("compiled" if database else "compiled-score")
+    for key, response in answers.items():
+        assert response.status_code == 200, response.text
+        assert_same_as_batch(response.json(), published.loc[key], published.loc[key])
 
 
 @pytest.mark.parametrize("trained", ["flat export"], indirect=True)

@@ -1,12 +1,15 @@
 """The on-demand scoring service behind `leadscore serve`: a FastAPI app run by uvicorn.
 
 Endpoints: `GET /health`, `GET /leads/{lead_id}/score` (the lead is read from the source),
-`POST /score` (a lead posted as JSON). The champion model, the rules and the reference
-population for percentiles and tiers are loaded once at startup; the reference is re-read
-every few minutes, so the next nightly run is picked up. Without a champion the rules score
-alone, as the batch does (no model yet, or `--rules-only`; a champion gone missing where a
-model's scores were published stops the service from starting); a newly promoted champion
-is served after a restart (`/health` shows the version in service).
+`GET /leads/{lead_id}/changes`, `POST /score` (a lead posted as JSON) and `POST /events`
+(activities of known leads, stored and the leads rescored at once). The champion model, the
+rules and the reference population for percentiles and tiers are loaded once at startup;
+the reference is re-read every few minutes, so the next nightly run is picked up, and the
+champion alias is polled, so a newly promoted model is served without a restart (`/health`
+shows the version in service). One lead is scored by the batch's recipe compiled for one
+row (`leadscore.scoring.single`). Without a champion the rules score alone, as the batch
+does (no model yet, or `--rules-only`; a champion gone missing where a model's scores were
+published stops the service from starting).
 
 Privacy: request bodies are never logged, error responses never echo submitted values,
 and the e-mail address is reduced to its domain before the model sees it.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import logging
 import math
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import BackgroundTasks, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import (
@@ -45,14 +49,17 @@ from starlette.routing import Match
 from leadscore.config import ProjectConfig
 from leadscore.data.rules import load_rules
 from leadscore.errors import LeadscoreError
+from leadscore.io import alerts
 from leadscore.io.changes import reasons, score_change
+from leadscore.io.events import MAX_EVENT_ID, Event
 from leadscore.io.keys import KeyStore
 from leadscore.io.publish import RULES_ONLY_MODEL, PublishedScores, ScoreTables
-from leadscore.lifecycle.registry import Champion, choose_scoring, scoring_entry
+from leadscore.lifecycle.registry import Champion, Registry, choose_scoring, scoring_entry
 from leadscore.scoring import ondemand
 from leadscore.scoring.inputs import now
 from leadscore.scoring.ondemand import LeadNotFoundError, LeadNotOpenError, PayloadError, Population
 from leadscore.scoring.scorer import Scorer
+from leadscore.scoring.single import OnDemand
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +157,47 @@ class ScoreOut(BaseModel):
     )
 
 
+def _lead_id(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError("must be the lead's id, as text or a whole number")
+    text = str(value)
+    if not text.strip() or len(text) > ondemand.MAX_LEAD_ID_LENGTH:
+        raise ValueError(f"must be 1 to {ondemand.MAX_LEAD_ID_LENGTH} characters, not blank")
+    return text
+
+
+class EventIn(ActivityIn):
+    """An activity of a known lead, as it happened; `event_id` is its idempotency key (else
+    the event's own content is: the same lead, time, type and detail count once)."""
+
+    lead_id: Annotated[str, BeforeValidator(_lead_id)]
+    event_id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_EVENT_ID)] | None = None
+
+
+class EventsIn(BaseModel):
+    """One or more events (a list of one is one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_ACTIVITIES)
+
+
+class EventsOut(BaseModel):
+    """What was stored and the new scores of the leads it changed."""
+
+    received: int
+    stored: int
+    duplicates: int
+    rescored: list[ScoreOut]
+    alerts_queued: int = Field(
+        description="Hot-lead alerts written to the outbox (sent right after this answer)."
+    )
+    not_scored: list[dict[str, Any]] = Field(
+        description="Leads whose events were stored but who are not open (converted, too "
+        "old), with why."
+    )
+
+
 class ChangesOut(BaseModel):
     """Why a lead's score changed: its two newest published scores, compared in words."""
 
@@ -171,6 +219,8 @@ class ServiceState:
     population: Population | None
     published: PublishedScores | None = None
     keys: KeyStore | None = None
+    #: One lead at a time: compiled where the model and the source allow it.
+    one: OnDemand | None = None
 
     def identity(self) -> dict[str, str | None]:
         """The model in service: its name, version and run (the rules: "rules", None)."""
@@ -203,12 +253,65 @@ def load_state(config: ProjectConfig, rules_only: bool = False) -> ServiceState:
         if config.service.auth == "keys"
         else None
     )
-    return ServiceState(config, champion, scorer, now(), population, published, keys)
+    return ServiceState(
+        config, champion, scorer, now(), population, published, keys, OnDemand(scorer)
+    )
 
 
-async def _refresh_reference(state: ServiceState, every_seconds: float) -> None:
+def load_model(state: ServiceState, champion: Champion) -> ServiceState:
+    """`state` serving `champion` instead: its scorer and reference, the rest shared."""
+    scorer = champion.scorer(load_rules(state.config.rules_path), state.config)
+    population = ondemand.load_population(state.config, scorer.model)
+    return dataclasses.replace(
+        state,
+        champion=champion,
+        scorer=scorer,
+        loaded_at=now(),
+        population=population,
+        one=OnDemand(scorer),
+    )
+
+
+def newer_champion(state: ServiceState) -> Champion | None:
+    """The champion, loaded, when the registry's alias points at another version than the
+    one in service; None while it is the same (or the service scores by the rules)."""
+    if state.champion is None:
+        return None
+    registry = Registry.of(state.config)
+    entry = registry.champion()
+    if entry is None or entry.version == state.champion.entry.version:
+        return None
+    return registry.load(entry)
+
+
+async def _follow_champion(app: FastAPI, every_seconds: float) -> None:
+    """Poll the champion alias; swap in a newly promoted model without a restart."""
     while True:
         await asyncio.sleep(every_seconds)
+        state: ServiceState = app.state.scoring
+        try:
+            champion = await asyncio.to_thread(newer_champion, state)
+            if champion is None:
+                continue
+            fresh = await asyncio.to_thread(load_model, state, champion)
+        except Exception as exc:  # keep serving the model we have
+            log.warning("could not check or load the champion: %s", type(exc).__name__)
+            continue
+        app.state.scoring = fresh  # one assignment: a request sees the old or the new state
+        if state.one is not None:  # after the requests already under way are done
+            asyncio.get_running_loop().call_later(60, state.one.close)
+        log.info(
+            "now serving %s version %s (was %s)",
+            champion.entry.name,
+            champion.entry.version,
+            state.champion.entry.version if state.champion else "(rules only)",
+        )
+
+
+async def _refresh_reference(app: FastAPI, every_seconds: float) -> None:
+    while True:
+        await asyncio.sleep(every_seconds)
+        state: ServiceState = app.state.scoring
         try:
             state.population = await asyncio.to_thread(
                 ondemand.load_population, state.config, state.scorer.model
@@ -222,7 +325,7 @@ def _error(status: int, problem: str, fix: str | None = None, **extra: Any) -> J
 
 
 def _scored(
-    state: ServiceState, work: Callable[[Population | None], pd.DataFrame]
+    state: ServiceState, work: Callable[[Population | None], dict[str, Any]]
 ) -> JSONResponse | dict[str, Any]:
     """Run one scoring; map errors to statuses; unexpected ones are logged without values."""
     population = state.population
@@ -246,7 +349,7 @@ def _scored(
         return _error(500, f"unexpected {type(exc).__name__} while scoring; see the service log")
     identity = state.identity()
     return {
-        **ondemand.as_records(scores)[0],
+        **scores,
         "model_name": identity["model_name"],
         "model_version": identity["model_version"],
         "reference": population.describe() if population is not None else None,
@@ -290,9 +393,10 @@ def activities_frame(lead: LeadIn) -> pd.DataFrame:
 
 
 _ALLOWED = {"activities": list(ActivityIn.model_fields), "": list(LeadIn.model_fields)}
+_EVENTS_ALLOWED = {"events": list(EventIn.model_fields), "": list(EventsIn.model_fields)}
 
 
-def _sentence(error: dict[str, Any]) -> str:
+def _sentence(error: dict[str, Any], events: bool = False) -> str:
     """One validation error as a sentence naming the field; the submitted value is not shown."""
     where, *path = [str(p) for p in error["loc"]] or ["body"]
     field = ".".join(path) or where
@@ -302,19 +406,23 @@ def _sentence(error: dict[str, Any]) -> str:
     if kind == "json_invalid":
         return f"the body is not valid JSON ({error.get('ctx', {}).get('error', message)})"
     if kind in ("model_attributes_type", "dict_type") and not path:
+        if events:
+            return 'the body must be a JSON object: {"events": [{"lead_id": ..., ...}]}'
         return "the body must be a JSON object with created_at, attributes and activities"
     if kind == "extra_forbidden":
-        allowed = _ALLOWED["activities" if path[:1] == ["activities"] else ""]
+        known = _EVENTS_ALLOWED if events else _ALLOWED
+        allowed = known.get(path[0] if len(path) > 1 else "", known[""])
         return f"unknown field '{field}'; allowed here: {', '.join(allowed)}"
-    if kind == "too_long" and path == ["activities"]:
-        return f"activities: at most {MAX_ACTIVITIES:,} per request; send the most recent ones"
+    if kind == "too_long" and path in (["activities"], ["events"]):
+        return f"{path[0]}: at most {MAX_ACTIVITIES:,} per request; send the most recent ones"
     if where in ("query", "path"):
         field = f"{field} ({where})"
     return f"{field}: {message}"
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-    problems = list(dict.fromkeys(_sentence(e) for e in exc.errors()))
+    events = request.url.path.startswith("/events")
+    problems = list(dict.fromkeys(_sentence(e, events) for e in exc.errors()))
     more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
     return _error(
         422,
@@ -519,6 +627,7 @@ def create_app(
     config: ProjectConfig,
     reference_refresh_seconds: float = REFERENCE_REFRESH_SECONDS,
     rules_only: bool = False,
+    champion_poll_seconds: float | None = None,
 ) -> FastAPI:
     """The service for one project; the champion is loaded when the app starts (lifespan)."""
 
@@ -534,16 +643,22 @@ def create_app(
             identity["model_version"] or "(rules only)",
             reference,
         )
-        refresher = (
-            asyncio.create_task(_refresh_reference(state, reference_refresh_seconds))
-            if reference_refresh_seconds > 0
-            else None
-        )
+        tasks = []
+        if reference_refresh_seconds > 0:
+            tasks.append(asyncio.create_task(_refresh_reference(app, reference_refresh_seconds)))
+        poll = config.service.champion_poll_seconds if champion_poll_seconds is None else (
+            champion_poll_seconds
+        )  # fmt: skip
+        if poll > 0 and state.champion is not None:
+            tasks.append(asyncio.create_task(_follow_champion(app, poll)))
         try:
             yield
         finally:
-            if refresher is not None:
-                refresher.cancel()
+            for task in tasks:
+                task.cancel()
+            state = app.state.scoring
+            if state.one is not None:
+                state.one.close()
             if state.published is not None:
                 state.published.close()
             if state.keys is not None:
@@ -575,6 +690,7 @@ def create_app(
             **answer,
             "reference": state.population.describe() if state.population else None,
             "fields": ondemand.payload_fields(state.scorer),
+            "single_lead": state.one.mode if state.one is not None else "batch",
         }
 
     @app.get("/leads/{lead_id}/score", response_model=ScoreOut)
@@ -589,9 +705,8 @@ def create_app(
         state: ServiceState = request.app.state.scoring
         moment = now() if as_of is None else _utc(as_of)
 
-        def work(population: Population | None) -> pd.DataFrame:
-            crm = ondemand.read_leads(state.scorer, [lead_id], moment)
-            return ondemand.score_leads(crm, [lead_id], state.scorer, moment, population)
+        def work(population: Population | None) -> dict[str, Any]:
+            return state.one.by_id(lead_id, moment, population)
 
         answer = _scored(state, work)
         if isinstance(answer, dict) and state.published is not None:
@@ -639,16 +754,129 @@ def create_app(
         """Score a lead posted as JSON (fields and recent activities); nothing is stored."""
         state: ServiceState = request.app.state.scoring
         moment = now() if lead.as_of is None else _utc(lead.as_of)
-        activities = activities_frame(lead)
+        activities = [(_utc(a.occurred_at), a.activity_type, a.detail) for a in lead.activities]
         created = None if lead.created_at is None else _utc(lead.created_at)
 
-        def work(population: Population | None) -> pd.DataFrame:
-            crm = ondemand.crm_from_payload(lead.attributes, activities, created, state.scorer)
-            return ondemand.score_payload(crm, state.scorer, moment, population)
+        def work(population: Population | None) -> dict[str, Any]:
+            return state.one.posted(lead.attributes, activities, created, moment, population)
 
         return _scored(state, work)
 
+    @app.post("/events", response_model=EventsOut)
+    def post_events(request: Request, body: EventsIn, background: BackgroundTasks) -> Any:
+        """Store activities of known leads as they happen and rescore those leads at once
+        (a retried post stores nothing twice: see `event_id`)."""
+        state: ServiceState = request.app.state.scoring
+        one = state.one
+        config = state.config
+        if one is None or one.events is None:
+            return _error(409, *_no_events(config))
+        latest = now() + pd.Timedelta(days=1)
+        late = [f"events.{i}.occurred_at" for i, e in enumerate(body.events)
+                if _utc(e.occurred_at) > latest]  # fmt: skip
+        if late:
+            return _error(
+                422,
+                f"{', '.join(late[:5])}: timestamps in the future",
+                "send UTC times or times with their offset; check the sender's clock",
+            )
+        asked = list(dict.fromkeys(e.lead_id for e in body.events))
+        try:
+            known = one.known_leads(asked)
+            unknown = [k for k in asked if k not in known]
+            if unknown:
+                return _error(
+                    422,
+                    f"lead(s) {', '.join(repr(k) for k in unknown[:10])} not found in table "
+                    f"'{config.source.tables.leads}'; nothing was stored",
+                    f"post events of leads the source holds, by column "
+                    f"'{config.source.columns.lead_id}'",
+                )
+            events = [
+                Event(known[e.lead_id], _utc(e.occurred_at), e.activity_type, e.detail, e.event_id)
+                for e in body.events
+            ]
+            key = getattr(request.state, "key", None)
+            stored = one.events.store(events, key.key_id if key is not None else None)
+        except LeadscoreError as exc:
+            return _error(503 if exc.transient else 500, exc.problem, exc.fix)
+        moment = now()  # after storing: the new events are before it
+        rescored, not_scored, queued = [], [], 0
+        first: dict[str, str] = {}
+        for event in stored:
+            first.setdefault(event.lead_id, event.key)
+        for lead, event_key in first.items():
+            answer = _scored(
+                state, lambda population, lead=lead: one.by_id(lead, moment, population)
+            )
+            if isinstance(answer, JSONResponse):
+                not_scored.append({"lead_id": lead, **json.loads(answer.body)})
+                continue
+            rescored.append(answer)
+            queued += _event_alerts(state, answer, event_key, moment)
+        if queued:
+            background.add_task(_deliver_alerts, config)
+        return {
+            "received": len(body.events),
+            "stored": len(stored),
+            "duplicates": len(body.events) - len(stored),
+            "rescored": rescored,
+            "alerts_queued": queued,
+            "not_scored": not_scored,
+        }
+
     return app
+
+
+def _event_alerts(
+    state: ServiceState, answer: dict[str, Any], event_key: str, moment: pd.Timestamp
+) -> int:
+    """Stage the alerts of a lead turned hot by posted events since its newest published
+    score; a failure is logged, never lost: the nightly run alerts it then."""
+    config = state.config
+    if not config.alerts.sinks or state.published is None:
+        return 0
+    current = {
+        **answer,
+        "rules_fired": ",".join(answer["rules_fired"]),
+        "reasons_up": "; ".join(answer["reasons_up"]),
+        "reasons_down": "; ".join(answer["reasons_down"]),
+        "as_of_date": moment.date(),
+        "scored_at": moment,
+    }
+    try:
+        newest = state.published.last(str(answer["lead_id"]), 1)
+        return alerts.stage_event_alerts(
+            config.publish_uri, config.alerts, current, newest[0] if newest else None,
+            event_key, moment,
+        )  # fmt: skip
+    except LeadscoreError as exc:
+        log.warning("could not queue the alert of a rescored lead: %s", exc.problem)
+        return 0
+
+
+def _deliver_alerts(config: ProjectConfig) -> None:
+    """Send what is due now (after the answer went out); what fails stays queued."""
+    try:
+        report = alerts.deliver(config.publish_uri, config.alerts)
+        log.info("alerts after posted events: %s", report.as_dict())
+    except Exception as exc:  # the outbox keeps them for `leadscore alerts --deliver`
+        log.warning("could not deliver alerts: %s", type(exc).__name__)
+
+
+def _no_events(config: ProjectConfig) -> tuple[str, str]:
+    """Why this project takes no events, and the fix."""
+    if config.flat:
+        return ("a flat export has no activities to add events to",
+                "post events to a project whose source has an activities table")  # fmt: skip
+    if config.source.tables.activities is None:
+        return ("the source has no activities table (source.tables.activities is null)",
+                "map the activities table, retrain, then post events")  # fmt: skip
+    if config.service.events_table is None:
+        return ("events are off (service.events_table is null)",
+                "set service.events_table (e.g. lead_events) and restart the service")  # fmt: skip
+    return ("the publish database is not a database URL, where events are kept",
+            "set publish.uri to a database (sqlite:///... or postgresql://...)")  # fmt: skip
 
 
 def serve(

@@ -658,6 +658,12 @@ class ServiceConfig(_Section):
     #: One JSON line per call (time, key id and name, method, route, status, milliseconds;
     #: never a payload or a lead id), relative to the project file; null: none.
     audit_log: str | None = "leadscore-audit.log"
+    #: How often the service asks the registry which version the champion alias names; a
+    #: newly promoted model is served from then on, without a restart (0: never).
+    champion_poll_seconds: float = Field(30.0, ge=0, le=86_400)
+    #: Activities posted to `POST /events`, in the publish database; every read of the
+    #: source adds them to its activities (null: no events are taken or read).
+    events_table: Identifier | None = "lead_events"
 
 
 class AlertSink(_Section):

@@ -115,7 +115,7 @@ def _payload(
         "lead_id": int(lead) if isinstance(lead, int | np.integer) else str(lead),
         "as_of": str(row["as_of_date"]),
         "conversion_probability": probability,
-        "percentile": float(row["percentile"]),
+        "percentile": None if pd.isna(row.get("percentile")) else float(row["percentile"]),
         "tier": row.get("tier"),
         "is_mql": bool(row["is_mql"]),
         "rule_score": float(row["rule_score"]),
@@ -192,44 +192,126 @@ def stage_alerts(
     by_lead = {str(r["lead_id"]): r for r in current.to_dict("records")}
     was = {str(r["lead_id"]): r for r in previous.to_dict("records")}
     rows = []
-    created = now.to_pydatetime()  # naive UTC, as every timestamp leadscore writes
+    announced = _announced(conn, table, runs, previous_day)
     for lead, sentences in changes.items():
         key = f"{lead}:{day}"
-        if key in existing:
+        if key in existing or lead in announced:
             continue
-        row = by_lead[lead]
-        before = was.get(lead)
-        prior = None
-        if before is not None:
-            p = before.get("conversion_probability")
-            prior = {
-                "as_of": str(previous_day),
-                "tier": before.get("tier"),
-                "is_mql": bool(before.get("is_mql")),
-                "conversion_probability": None if p is None or pd.isna(p) else float(p),
-            }
-        payload = _payload(row, prior, sentences, key)
-        payload["what_changed"] = score_change(before, row)
-        for sink in config.sinks:
-            rows.append(
-                {
-                    "alert_key": key,
-                    "sink": sink.name,
-                    "lead_id": lead,
-                    "as_of_date": day,
-                    "changes": "; ".join(sentences),
-                    "payload": json.dumps(_message(payload, sink.format), default=str),
-                    "status": "pending",
-                    "attempts": 0,
-                    "created_at": created,
-                    "next_attempt_at": created,
-                    "claimed_at": None,
-                    "sent_at": None,
-                    "last_error": None,
-                }
-            )
+        rows += _outbox_rows(
+            config, key, by_lead[lead], was.get(lead), str(previous_day), sentences, day, now
+        )
     if rows:
         conn.execute(sa.insert(table), rows)
+    return len(rows)
+
+
+#: What an alert's key holds when it follows from events posted to the service.
+EVENT_KEY = ":event:"
+
+
+def _announced(conn: sa.Connection, table: sa.Table, runs: str, previous_day) -> set[str]:
+    """Leads whose turn hot an event alert announced since the previous run was
+    published: the nightly run does not announce it again."""
+    published = conn.execute(
+        sa.text(f"SELECT published_at FROM {runs} WHERE as_of_date = :day"), {"day": previous_day}
+    ).scalar()
+    if published is None:
+        return set()
+    query = sa.select(table.c.lead_id).where(
+        table.c.alert_key.contains(EVENT_KEY, autoescape=True),
+        table.c.created_at > published,
+    )
+    return {str(row[0]) for row in conn.execute(query.distinct())}
+
+
+def _outbox_rows(
+    config: AlertConfig,
+    key: str,
+    row: dict[str, Any],
+    before: dict[str, Any] | None,
+    previous_day: str,
+    sentences: list[str],
+    day,
+    now: pd.Timestamp,
+) -> list[dict[str, Any]]:
+    """One pending outbox row per sink for the alert `key` of lead `row`."""
+    prior = None
+    if before is not None:
+        p = before.get("conversion_probability")
+        prior = {
+            "as_of": previous_day,
+            "tier": before.get("tier"),
+            "is_mql": bool(before.get("is_mql")),
+            "conversion_probability": None if p is None or pd.isna(p) else float(p),
+        }
+    payload = _payload(row, prior, sentences, key)
+    payload["what_changed"] = score_change(before, row)
+    created = now.to_pydatetime()  # naive UTC, as every timestamp leadscore writes
+    return [
+        {
+            "alert_key": key,
+            "sink": sink.name,
+            "lead_id": str(row["lead_id"]),
+            "as_of_date": day,
+            "changes": "; ".join(sentences),
+            "payload": json.dumps(_message(payload, sink.format), default=str),
+            "status": "pending",
+            "attempts": 0,
+            "created_at": created,
+            "next_attempt_at": created,
+            "claimed_at": None,
+            "sent_at": None,
+            "last_error": None,
+        }
+        for sink in config.sinks
+    ]
+
+
+def stage_event_alerts(
+    uri: str,
+    config: AlertConfig,
+    current: dict[str, Any],
+    previous: dict[str, Any] | None,
+    event_key: str,
+    now: pd.Timestamp,
+) -> int:
+    """The alerts of one lead rescored after events were posted (`POST /events`): hot
+    since its newest published score (`previous`, a history row; None: never published).
+
+    Keyed `<lead>:event:<the first new event's key>`, so a retried post alerts once; the
+    next nightly run does not announce the same turn again (`_announced`). Returns rows
+    written.
+    """
+    if not config.sinks:
+        return 0
+    columns = ["lead_id", "tier", "is_mql", "conversion_probability", "rule_score"]
+    before = pd.DataFrame([previous] if previous else [], columns=columns)
+    changes = hot_changes(pd.DataFrame([current]), before, config)
+    if changes.empty:
+        return 0
+    lead = str(current["lead_id"])
+    key = f"{lead}{EVENT_KEY}{event_key}"
+    previous_day = str(previous["as_of_date"]) if previous else ""
+    rows = _outbox_rows(
+        config, key, current, previous, previous_day, changes[lead], now.date(), now
+    )
+    engine = uris.create_engine(uri)
+    try:
+        metadata = sa.MetaData()
+        table = outbox_table(config.table, metadata)
+        with engine.begin() as conn:
+            metadata.create_all(conn)
+            seen = conn.execute(sa.select(sa.func.count()).where(table.c.alert_key == key)).scalar()
+            if seen:
+                return 0
+            conn.execute(sa.insert(table), rows)
+    except sa.exc.SQLAlchemyError as exc:
+        raise database_error(
+            f"cannot write to the alert outbox '{config.table}'", uri, exc,
+            "check publish.uri; the next nightly run alerts the lead if it is still hot",
+        ) from None  # fmt: skip
+    finally:
+        engine.dispose()
     return len(rows)
 
 

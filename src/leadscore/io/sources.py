@@ -19,6 +19,7 @@ import pandas as pd
 
 from leadscore.config import FileFormat, LabelConfig, ProjectConfig, SourceConfig
 from leadscore.errors import ConfigError
+from leadscore.io.events import read_events
 from leadscore.io.tables import lead_id_text, read_table, row_origin
 from leadscore.io.uris import is_database_uri, redact_uri
 from leadscore.io.validation import PLACEHOLDERS, Checks, row_numbers
@@ -528,6 +529,9 @@ def load_crm(
     activities = _load_activities(
         uri, source, checks, quarantine, activities_since, activities_until, lead_ids, sample_ids
     )
+    if project is not None and label is None and tables.activities is not None:
+        activities = _with_events(project, activities, leads, activities_since,
+                                  activities_until, lead_ids)  # fmt: skip
     outcomes = _load_outcomes(uri, source, leads, checks, quarantine, lead_ids, sample_ids)
     if sample_ids is not None:  # the sampled leads' rows, matched as _align_ids matches
         activities = _of_leads(activities, leads["lead_id"], checks, tables.activities)
@@ -564,6 +568,37 @@ def load_crm(
                 "if the export is newer than that, update or remove source.extract_date",
             )
     return cut
+
+
+def _with_events(
+    project: ProjectConfig,
+    activities: pd.DataFrame,
+    leads: pd.DataFrame,
+    since: pd.Timestamp | None,
+    until: pd.Timestamp | None,
+    lead_ids: Sequence[str] | None,
+) -> pd.DataFrame:
+    """The source's activities plus the events posted to the service (leadscore.io.events),
+    checked on their way in; matched to the leads like every activity (`_align_ids`)."""
+    table = project.service.events_table
+    uri = project.publish_uri
+    if table is None or (uri.startswith("sqlite:///") and not _sqlite_path_exists(uri)):
+        return activities
+    wanted = None if lead_ids is None else lead_id_text(leads["lead_id"]).tolist()
+    posted = read_events(uri, table, since, until, wanted)
+    if posted is None or posted.empty:
+        return activities
+    acts = activities.astype({"activity_type": "str", "detail": "str"})
+    both = pd.concat([acts, posted[acts.columns]], ignore_index=True)
+    return both.astype({"lead_id": "object"})
+
+
+def _sqlite_path_exists(uri: str) -> bool:
+    """A SQLite URL's file exists (reading a missing one would create it)."""
+    import sqlalchemy as sa
+
+    database = sa.engine.make_url(uri).database
+    return database in (None, "", ":memory:") or Path(database).exists()
 
 
 #: The column of the ids made from row positions (a flat export without an id column).

@@ -366,6 +366,15 @@ def lead_id_text(ids: pd.Series) -> pd.Series:
     return ids.astype("str")
 
 
+def id_text(lead_id: object) -> str:
+    """`lead_id_text` of one id: 42 and 42.0 read "42"."""
+    if isinstance(lead_id, float | np.floating) and float(lead_id).is_integer():
+        return str(int(lead_id))
+    if isinstance(lead_id, np.generic):
+        return str(lead_id.item())
+    return str(lead_id)
+
+
 def _lead_id_clause(
     quoted_column: str, column_type: object, lead_ids: Sequence[str]
 ) -> tuple[str, dict[str, object]]:

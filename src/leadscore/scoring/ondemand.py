@@ -16,6 +16,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,12 @@ class Population:
     source: str  # "published" or "test_cohort"
     as_of_date: str | None = None
     model_version: str | None = None
+
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Position of each lead id's text in `probability` (built once, on first use)."""
+        keys = [] if self.lead_key is None else self.lead_key
+        return {key: i for i, key in enumerate(keys)}
 
     def describe(self) -> dict[str, Any]:
         """What the percentile and tier are relative to, for responses and logs."""
@@ -131,13 +138,15 @@ def rank_in_population(
     lead_ids: Sequence[Any] | None,
     population: Population | None,
     tiers: TierConfig,
+    own: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile and tier of each lead, as if it were added to `population`.
 
     The batch's ranking within a run: average rank for the percentile; probability down,
     then lead id, for tiers by share or count. So a lead scored at the published as-of date
     gets its published percentile and tier. Its own published row is left out. Without ids
-    (a posted lead, or the test cohort) a lead ranks after the leads it ties with.
+    (a posted lead, or the test cohort) a lead ranks after the leads it ties with. `own`:
+    each lead's position in the population, when the caller has looked it up (-1: none).
     """
     p = np.asarray(probability, dtype=float)
     k = len(p)
@@ -149,9 +158,10 @@ def rank_in_population(
     ref = population.probability
     below = np.searchsorted(ref, p, side="left")
     upto = np.searchsorted(ref, p, side="right")
-    own = np.full(k, -1)
-    if population.lead_key is not None and lead_ids is not None:
-        own = population.lead_key.get_indexer(lead_id_text(pd.Series(list(lead_ids))))
+    if own is None:
+        own = np.full(k, -1)
+        if population.lead_key is not None and lead_ids is not None:
+            own = population.lead_key.get_indexer(lead_id_text(pd.Series(list(lead_ids))))
     has = own >= 0
     own_p = np.where(has, ref[np.maximum(own, 0)], np.nan)
     less = below - (has & (own_p < p))
@@ -225,7 +235,17 @@ def score_leads(
     Rows come back in the requested order with the batch's columns; percentile and tier
     are relative to `population`. Unknown and closed leads raise, naming every one.
     """
-    config = scorer.config
+    wanted = check_requested(crm, lead_ids, as_of, scorer.config)
+    scores = scorer.score(crm, as_of, whole_source=False)
+    scores = scores.iloc[pd.Index(lead_id_text(scores["lead_id"])).get_indexer(wanted)]
+    return _ranked(scores.reset_index(drop=True), scorer, population, scores["lead_id"].tolist())
+
+
+def check_requested(
+    crm: CRMData, lead_ids: Sequence[str], as_of: pd.Timestamp, config: ProjectConfig
+) -> list[str]:
+    """The requested ids, each known and open at `as_of`; unknown and closed leads raise,
+    naming every one."""
     wanted = check_lead_ids(lead_ids)
     known = set(lead_id_text(crm.leads["lead_id"]))
     missing = [i for i in wanted if i not in known]
@@ -243,9 +263,7 @@ def score_leads(
             "; ".join(_why_not_open(crm, closed, as_of, config)),
             "only open leads are scored (as in the nightly batch); pick an open lead",
         )
-    scores = scorer.score(crm, as_of, whole_source=False)
-    scores = scores.iloc[pd.Index(lead_id_text(scores["lead_id"])).get_indexer(wanted)]
-    return _ranked(scores.reset_index(drop=True), scorer, population, scores["lead_id"].tolist())
+    return wanted
 
 
 def _ranked(
@@ -330,6 +348,44 @@ def crm_from_payload(
     `activities` has `occurred_at` (naive UTC), `activity_type` and `detail`.
     """
     config = scorer.config
+    latest = activities["occurred_at"].max() if len(activities) else None
+    fields = check_payload(attributes, latest, created_at, scorer)
+    leads = pd.DataFrame(
+        {
+            "lead_id": pd.Series([POSTED], dtype="str"),
+            "created_at": pd.Series([created_at], dtype="datetime64[us]"),
+        }
+    )
+    for name, kind in fields.items():
+        value = attributes.get(name)
+        leads[name] = pd.Series([value], dtype="float64" if kind == "number" else "str")
+    text = [name for name, kind in fields.items() if kind == "text"]
+    blank_placeholders(leads, text, config.source.missing_values)
+    if config.flat:
+        leads["converted"] = np.nan  # an empty label: an open lead
+    acts = pd.DataFrame(
+        {
+            "lead_id": leads["lead_id"].iloc[np.zeros(len(activities), dtype=int)].to_numpy(),
+            "occurred_at": activities["occurred_at"].astype("datetime64[us]").to_numpy(),
+            "activity_type": activities["activity_type"].astype("str").to_numpy(),
+            "detail": activities["detail"].astype("str").to_numpy(),
+        }
+    ).astype({"activity_type": "str", "detail": "str"})
+    outcomes = pd.DataFrame(
+        {"lead_id": leads["lead_id"].iloc[:0], "converted_at": pd.Series(dtype="datetime64[us]")}
+    )
+    return CRMData(leads=leads, activities=acts, outcomes=outcomes, source="request")
+
+
+def check_payload(
+    attributes: Mapping[str, str | float | None],
+    newest_activity: pd.Timestamp | None,
+    created_at: pd.Timestamp | None,
+    scorer: Scorer,
+) -> dict[str, str]:
+    """Refuse a posted lead the model cannot score as given (unknown or mistyped fields,
+    negative values, no creation time, times in the future); its fields by kind."""
+    config = scorer.config
     fields = payload_fields(scorer)
     unknown = sorted(set(attributes) - set(fields))
     if unknown:
@@ -364,38 +420,14 @@ def crm_from_payload(
         )
     latest = now() + pd.Timedelta(days=1)
     late = [name for name, t in (("created_at", created_at),) if t is not None and t > latest]
-    if len(activities) and activities["occurred_at"].max() > latest:
+    if newest_activity is not None and newest_activity > latest:
         late.append("activities.occurred_at")
     if late:
         raise PayloadError(
             f"{', '.join(late)}: timestamps in the future",
             "send UTC times or times with their offset; check the sender's clock",
         )
-    leads = pd.DataFrame(
-        {
-            "lead_id": pd.Series([POSTED], dtype="str"),
-            "created_at": pd.Series([created_at], dtype="datetime64[us]"),
-        }
-    )
-    for name, kind in fields.items():
-        value = attributes.get(name)
-        leads[name] = pd.Series([value], dtype="float64" if kind == "number" else "str")
-    text = [name for name, kind in fields.items() if kind == "text"]
-    blank_placeholders(leads, text, config.source.missing_values)
-    if config.flat:
-        leads["converted"] = np.nan  # an empty label: an open lead
-    acts = pd.DataFrame(
-        {
-            "lead_id": leads["lead_id"].iloc[np.zeros(len(activities), dtype=int)].to_numpy(),
-            "occurred_at": activities["occurred_at"].astype("datetime64[us]").to_numpy(),
-            "activity_type": activities["activity_type"].astype("str").to_numpy(),
-            "detail": activities["detail"].astype("str").to_numpy(),
-        }
-    ).astype({"activity_type": "str", "detail": "str"})
-    outcomes = pd.DataFrame(
-        {"lead_id": leads["lead_id"].iloc[:0], "converted_at": pd.Series(dtype="datetime64[us]")}
-    )
-    return CRMData(leads=leads, activities=acts, outcomes=outcomes, source="request")
+    return fields
 
 
 def score_payload(
