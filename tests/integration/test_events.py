@@ -195,3 +195,34 @@ def test_a_lead_turned_hot_by_events_reaches_sales_once(project, monkeypatch) ->
         assert (rows["lead_id"].astype(str) == lead).sum() == 1
     finally:
         receiver.close()
+
+
+def test_events_on_postgresql_are_stored_once_and_read_by_the_batch(tmp_path) -> None:
+    """The events table on PostgreSQL (its own INSERT ... ON CONFLICT), read by load_crm."""
+    from conftest import fresh_pg_database
+
+    from leadscore.io.events import Event, EventStore
+    from leadscore.io.sources import load_crm
+    from leadscore.io.tables import write_tables
+    from leadscore.synthetic import generate_crm
+
+    end = now().normalize()
+    tables = generate_crm(200, seed=3, end=str(end.date())).tables()
+    tables = {k: tables[k] for k in ("leads", "activities", "outcomes")}
+    with fresh_pg_database() as pg:
+        write_tables(tables, pg)
+        path = tmp_path / "leadscore.yaml"
+        path.write_text(yaml.safe_dump({"source": {"uri": pg}, "publish": {"uri": pg}}))
+        config = load_config(path)
+        lead = str(tables["leads"]["lead_id"].iloc[0])
+        at = end - pd.Timedelta(hours=3)
+        events = [Event(lead, at, "demo_request", None, "e1"), Event(lead, at, "page_view", "/x")]
+        store = EventStore(config.publish_uri, config.service.events_table)
+        try:
+            assert [e.key for e in store.store(events)] == [e.key for e in events]
+            assert store.store(events) == []  # retried: stored once
+        finally:
+            store.close()
+        crm = load_crm(config, activities_since=end - pd.Timedelta(days=1), lead_ids=[lead])
+        mine = crm.activities[crm.activities["occurred_at"] == at]
+        assert sorted(mine["activity_type"]) == ["demo_request", "page_view"]

@@ -68,6 +68,13 @@ def test_no_key_unknown_key_wrong_scope_and_revoked_key_are_refused(project) -> 
         wrong = client.get(PAST_THE_GATE, headers=_bearer(poster))
         assert wrong.status_code == 403
         assert "'events-feed'" in wrong.json()["error"] and "scope 'score'" in wrong.json()["error"]
+        # Events take the events scope: past the gate, the unknown lead is refused (422).
+        event = {"lead_id": "987654321", "occurred_at": "2026-01-01T00:00:00Z",
+                 "activity_type": "page_view"}  # fmt: skip
+        posted = client.post("/events", json={"events": [event]}, headers=_bearer(poster))
+        assert posted.status_code == 422 and "not found" in posted.json()["error"]
+        refused = client.post("/events", json={"events": [event]}, headers=_bearer(scorer))
+        assert refused.status_code == 403 and "scope 'events'" in refused.json()["error"]
         # The health probe is open, and says more to a caller with a key.
         assert set(client.get("/health").json()) == {
             "status", "mode", "model_name", "model_version", "run_id", "loaded_at"
@@ -90,7 +97,7 @@ def test_no_key_unknown_key_wrong_scope_and_revoked_key_are_refused(project) -> 
     # The audit log: who called which route with what outcome; no key, lead id or payload.
     lines = [json.loads(line) for line in audit.read_text().splitlines()]
     assert [line["status"] for line in lines[:3]] == [401, 401, 401]
-    assert {line["route"] for line in lines} == {"/leads/{lead_id}/score", "/health"}
+    assert {line["route"] for line in lines} == {"/leads/{lead_id}/score", "/health", "/events"}
     assert {line["key_name"] for line in lines} >= {"crm", "ops", "events-feed", None}
     text = audit.read_text()
     assert "987654321" not in text and scorer not in text and scorer.split("_")[2] not in text
