@@ -21,7 +21,7 @@ from conftest import (
 
 from leadscore.apps import service
 from leadscore.config import load_config
-from leadscore.io.events import read_events
+from leadscore.io.events import Event, read_events
 from leadscore.io.publish import read_scores
 from leadscore.scoring import ondemand
 from leadscore.scoring.inputs import now
@@ -178,7 +178,8 @@ def test_a_lead_turned_hot_by_events_reaches_sales_once(project, monkeypatch) ->
             assert client.post("/events", json={"events": hot}).json()["alerts_queued"] == 0
         (sent,) = receiver.requests
         payload = json.loads(sent["body"])
-        assert sent["headers"]["Idempotency-Key"] == f"{lead}:event:id:dl-0"
+        first = Event(lead, now(), "content_download", None, "dl-0")
+        assert sent["headers"]["Idempotency-Key"] == f"{lead}:event:{first.key}"
         assert payload["changes"][0].startswith("became an MQL by the rules")
         counts, _ = read_outbox(config.publish_uri, config.alerts.table)
         assert counts.get("sent") == 1
@@ -226,3 +227,25 @@ def test_events_on_postgresql_are_stored_once_and_read_by_the_batch(tmp_path) ->
         crm = load_crm(config, activities_since=end - pd.Timedelta(days=1), lead_ids=[lead])
         mine = crm.activities[crm.activities["occurred_at"] == at]
         assert sorted(mine["activity_type"]) == ["demo_request", "page_view"]
+
+
+def test_events_of_a_lead_deleted_later_are_left_out_with_a_warning(project) -> None:
+    """The CRM deletes (or merges) a lead that had posted events: every read goes on."""
+    import sqlalchemy as sa
+
+    from leadscore.io.sources import load_crm
+
+    with _client(project) as client:
+        lead = _open_lead(client, project)
+        assert client.post("/events", json={"events": _events(lead)}).json()["stored"] == 3
+    engine = sa.create_engine(project.source_uri)
+    with engine.begin() as conn:
+        for table in ("activities", "outcomes", "leads"):
+            conn.execute(sa.text(f"DELETE FROM {table} WHERE lead_id = :i"), {"i": int(lead)})
+    engine.dispose()
+    crm = load_crm(project)
+    assert int(lead) not in set(crm.activities["lead_id"])
+    (warning,) = [w for w in crm.checks.warnings if "posted event(s)" in w.describe()]
+    assert "3 posted event(s) of leads no longer in table 'leads' were left out" in (
+        warning.describe()
+    )

@@ -166,26 +166,35 @@ def test_the_reader_reads_what_load_crm_reads(small_source, tmp_path) -> None:
             assert read is not None, lead
             _same(read, lead_from_crm(crm, str(lead)))
         assert reader.read(str(first), since, end).fields["industry"] is None
+        # An id asked in another form ("042" for 42) is the batch's read's to match.
+        assert reader.read(f"0{first}", since, end) is None
     finally:
         reader.close()
 
 
+#: case: (the statement that spoils the lead's rows, the error both paths give, and
+#: whether the reader steps aside); {month} is a month inside the lookback.
 SPOILED = {
     "text in a numeric column": (
-        "UPDATE leads SET employees = 'many' WHERE lead_id = :i", DataError
+        "UPDATE leads SET employees = 'many' WHERE lead_id = :i", DataError, True
     ),
-    "a negative number": ("UPDATE leads SET employees = -3 WHERE lead_id = :i", DataError),
+    "a negative number": ("UPDATE leads SET employees = -3 WHERE lead_id = :i", DataError, True),
     "a blank activity type": ("UPDATE activities SET activity_type = ' ' WHERE lead_id = :i",
-                              DataError),
-    "a duplicated lead": ("INSERT INTO leads SELECT * FROM leads WHERE lead_id = :i", DataError),
-    "an unknown lead": (None, LeadNotFoundError),
+                              DataError, True),
+    "an impossible date": ("UPDATE activities SET occurred_at = '{month}-32 10:00:00' "
+                           "WHERE lead_id = :i", DataError, True),
+    "a duplicated lead": ("INSERT INTO leads SELECT * FROM leads WHERE lead_id = :i", DataError,
+                          True),
+    "an unknown lead": (None, LeadNotFoundError, True),
     # Not errors: times with an offset, which the batch converts to UTC; an activity in the
-    # future, which the batch's read leaves out with the window (the reader reads them all).
-    "an activity in the future": (
-        "UPDATE activities SET occurred_at = '2099-01-01 00:00:00' WHERE lead_id = :i", None
-    ),
+    # future, which both reads leave out with the window.
     "times with an offset": (
-        "UPDATE activities SET occurred_at = occurred_at || '+00:00' WHERE lead_id = :i", None
+        "UPDATE activities SET occurred_at = occurred_at || '+00:00' WHERE lead_id = :i", None,
+        True,
+    ),
+    "an activity in the future": (
+        "UPDATE activities SET occurred_at = '2099-01-01 00:00:00' WHERE lead_id = :i", None,
+        False,
     ),
 }  # fmt: skip
 
@@ -193,18 +202,19 @@ SPOILED = {
 @pytest.mark.parametrize("case", list(SPOILED))
 def test_the_reader_steps_aside_and_the_batch_answers(small_source, tmp_path, case) -> None:
     config, _, end = _copy(small_source, tmp_path)
-    statement, error = SPOILED[case]
+    statement, error, aside = SPOILED[case]
     champion_free = Scorer.rules_only(load_rules(config.rules_path), config)
     opened = ondemand.open_leads(load_crm(config), end, config)["lead_id"]
     lead = str(opened.iloc[0])
     if statement is None:
         lead = "987654321"
     else:
-        _sql(config, statement, i=int(lead))
+        month = (end - pd.Timedelta(days=20)).strftime("%Y-%m")
+        _sql(config, statement.format(month=month), i=int(lead))
     one = OnDemand(champion_free)
     try:
         since = end - pd.Timedelta(days=champion_free.lookback_days)
-        assert one.reader.read(lead, since, end) is None
+        assert (one.reader.read(lead, since, end) is None) == aside
         if error is None:
             crm = ondemand.read_leads(champion_free, [lead], end)
             expected = ondemand.as_records(

@@ -272,33 +272,48 @@ def load_model(state: ServiceState, champion: Champion) -> ServiceState:
     )
 
 
-def newer_champion(state: ServiceState) -> Champion | None:
+def newer_champion(state: ServiceState, failed: set[str] = frozenset()) -> Champion | None:
     """The champion, loaded, when the registry's alias points at another version than the
-    one in service; None while it is the same (or the service scores by the rules)."""
+    one in service (and not at one in `failed`); None while it is the same (or the service
+    scores by the rules). A failure to load carries the version (`exc.version`)."""
     if state.champion is None:
         return None
     registry = Registry.of(state.config)
     entry = registry.champion()
-    if entry is None or entry.version == state.champion.entry.version:
+    if entry is None or entry.version in (state.champion.entry.version, *failed):
         return None
-    return registry.load(entry)
+    try:
+        return registry.load(entry)
+    except Exception as exc:
+        exc.version = entry.version
+        raise
 
 
 async def _follow_champion(app: FastAPI, every_seconds: float) -> None:
-    """Poll the champion alias; swap in a newly promoted model without a restart."""
+    """Poll the champion alias; swap in a newly promoted model without a restart. A version
+    that fails to load is not tried again (the service keeps the one it has)."""
+    failed: set[str] = set()
     while True:
         await asyncio.sleep(every_seconds)
         state: ServiceState = app.state.scoring
         try:
-            champion = await asyncio.to_thread(newer_champion, state)
+            champion = await asyncio.to_thread(newer_champion, state, failed)
             if champion is None:
                 continue
-            fresh = await asyncio.to_thread(load_model, state, champion)
+            try:
+                fresh = await asyncio.to_thread(load_model, state, champion)
+            except Exception as exc:
+                exc.version = champion.entry.version
+                raise
         except Exception as exc:  # keep serving the model we have
+            version = getattr(exc, "version", None)
+            if version is not None:
+                failed.add(version)
             log.warning("could not check or load the champion: %s", type(exc).__name__)
             continue
         app.state.scoring = fresh  # one assignment: a request sees the old or the new state
         if state.one is not None:  # after the requests already under way are done
+            app.state.retired.append(state.one)
             asyncio.get_running_loop().call_later(60, state.one.close)
         log.info(
             "now serving %s version %s (was %s)",
@@ -635,6 +650,7 @@ def create_app(
     async def lifespan(app: FastAPI):
         state = load_state(config, rules_only)
         app.state.scoring = state
+        app.state.retired = []  # scorers of champions replaced while serving
         reference = state.population.describe() if state.population else "none"
         identity = state.identity()
         log.info(
@@ -657,8 +673,9 @@ def create_app(
             for task in tasks:
                 task.cancel()
             state = app.state.scoring
-            if state.one is not None:
-                state.one.close()
+            for one in [*app.state.retired, state.one]:
+                if one is not None:
+                    one.close()
             if state.published is not None:
                 state.published.close()
             if state.keys is not None:
@@ -769,6 +786,8 @@ def create_app(
         state: ServiceState = request.app.state.scoring
         one = state.one
         config = state.config
+        if one is not None and one.events_problem is not None:
+            return _error(503, one.events_problem, "check publish.uri; restart the service")
         if one is None or one.events is None:
             return _error(409, *_no_events(config))
         latest = now() + pd.Timedelta(days=1)
@@ -781,6 +800,12 @@ def create_app(
                 "send UTC times or times with their offset; check the sender's clock",
             )
         asked = list(dict.fromkeys(e.lead_id for e in body.events))
+        if len(asked) > ondemand.MAX_LEADS:
+            return _error(
+                422,
+                f"events of {len(asked):,} leads in one call; at most {ondemand.MAX_LEADS}",
+                "split the events into calls of fewer leads (each lead is rescored at once)",
+            )
         try:
             known = one.known_leads(asked)
             unknown = [k for k in asked if k not in known]

@@ -464,8 +464,9 @@ def email_domain_kind(domain: pd.Series, config: FeatureConfig) -> pd.Series:
     codes, uniques = pd.factorize(domain.astype("str").str.lower(), use_na_sentinel=True)
     d = pd.Series(uniques, dtype="str")
     kind = pd.Series("corporate", index=d.index, dtype="str")
-    student = d.str.contains("|".join(config.student_domain_patterns), regex=True).fillna(False)
-    kind = kind.mask(student.astype(bool), "student")
+    if config.student_domain_patterns:  # an empty pattern would match every domain
+        student = d.str.contains("|".join(config.student_domain_patterns), regex=True)
+        kind = kind.mask(student.fillna(False).astype(bool), "student")
     kind = kind.mask(
         d.isin([x.lower() for x in config.free_mail_domains]).fillna(False), "free_mail"
     )

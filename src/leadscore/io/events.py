@@ -37,25 +37,30 @@ class Event:
 
     @property
     def key(self) -> str:
-        """The idempotency key: the caller's event id, else a hash of the event itself."""
-        if self.event_id is not None:
-            return f"id:{self.event_id}"
-        text = "\x1f".join(
-            [self.lead_id, self.occurred_at.isoformat(), self.activity_type, self.detail or ""]
-        )
-        return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
+        """The idempotency key, per lead: a hash of the caller's event id, else of the
+        event itself (time, type, detail)."""
+        if self.event_id is not None:  # per lead: two forms may both count from 1
+            parts = [self.lead_id, self.event_id]
+            kind = "id"
+        else:
+            parts = [self.lead_id, self.occurred_at.isoformat(), self.activity_type]
+            parts.append(self.detail or "")
+            kind = "sha256"
+        digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:40]
+        return f"{kind}:{digest}"
 
 
 def events_table(name: str, metadata: sa.MetaData) -> sa.Table:
     return sa.Table(
         name,
         metadata,
-        sa.Column("event_key", sa.String(MAX_EVENT_ID + 8), primary_key=True),
+        sa.Column("event_key", sa.String(64), primary_key=True),
         sa.Column("lead_id", sa.String(200), nullable=False, index=True),
         sa.Column("occurred_at", sa.DateTime, nullable=False),
         sa.Column("activity_type", sa.String(100), nullable=False),
         sa.Column("detail", sa.String(1000)),
         sa.Column("received_at", sa.DateTime, nullable=False),
+        sa.Column("event_id", sa.String(MAX_EVENT_ID)),
         sa.Column("key_id", sa.String(64)),
     )
 
@@ -98,6 +103,7 @@ class EventStore:
                 "occurred_at": e.occurred_at.to_pydatetime(),
                 "activity_type": e.activity_type,
                 "detail": e.detail,
+                "event_id": e.event_id,
                 "received_at": received,
                 "key_id": key_id,
             }

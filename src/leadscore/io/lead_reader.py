@@ -19,6 +19,7 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ import sqlalchemy as sa
 from leadscore.config import ProjectConfig
 from leadscore.io import uris
 from leadscore.io.events import EventStore
-from leadscore.io.tables import _lead_id_clause, check_identifier, id_text
+from leadscore.io.tables import _comparable_time, _lead_id_clause, check_identifier, id_text
 from leadscore.io.uris import is_database_uri
 
 _DAY_US = 86_400_000_000
@@ -78,7 +79,10 @@ def _timestamp(value: Any, allow_null: bool, latest: np.datetime64) -> np.dateti
     elif isinstance(value, dt.date):
         stamp = np.datetime64(value, "D").astype("datetime64[us]")
     elif isinstance(value, str) and _ISO_NAIVE.match(value):
-        stamp = np.datetime64(value.replace(" ", "T"), "us")
+        try:
+            stamp = np.datetime64(value.replace(" ", "T"), "us")
+        except ValueError:  # 2026-02-30: the batch names the row
+            raise _Unclean from None
     else:
         raise _Unclean  # epoch numbers, offsets, local formats: the batch's checks decide
     if stamp > latest:
@@ -90,14 +94,13 @@ def _text(value: Any, placeholders: frozenset[str]) -> str | None:
     """A text field: blank and placeholder values are missing (`blank_placeholders`)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if not isinstance(value, str):
+        # A number in a text column reads "42" or "42.0" in the batch, by whether the
+        # column holds a null anywhere: the batch's read decides.
         raise _Unclean
-    if isinstance(value, float) and math.isnan(value):
+    if value.strip() == "" or value in placeholders:
         return None
-    text = value if isinstance(value, str) else str(value)
-    if text.strip() == "" or text in placeholders:
-        return None
-    return text
+    return value
 
 
 def _number(value: Any, placeholders: frozenset[str], signed: bool) -> float:
@@ -128,6 +131,8 @@ class LeadReader:
         self.events = events
         self._lock = threading.Lock()
         self._statements: dict[str, tuple[str, Any]] | None = None
+        #: The activities' time column, quoted, and whether it is SQLite text (or None).
+        self.window: tuple[str, bool] | None = None
         attrs, cols = source.attributes, source.columns
         self.text_columns = [*attrs.categorical, *[c for c in (attrs.job_title, attrs.email) if c]]
         self.numeric_columns = list(attrs.numeric)
@@ -150,6 +155,9 @@ class LeadReader:
             return None
         if source.activity_types is not None or source.extract_date is not None:
             return None
+        url = sa.engine.make_url(uris.normalise_uri(config.source_uri))
+        if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+            return None  # the batch's read says so (opening it would create an empty file)
         tables = [t for t in source.tables.model_dump().values() if isinstance(t, str)]
         if any(source.file_format(t).timezone not in (None, "UTC") for t in tables):
             return None
@@ -159,6 +167,15 @@ class LeadReader:
         self.engine.dispose()
 
     # -- statements, prepared on first use --------------------------------------------------
+
+    def _prepare_once(self, conn: sa.Connection) -> None:
+        """The statements, or {} when this reader cannot read the source's shape."""
+        with self._lock:
+            if self._statements is None:
+                try:
+                    self._statements = self._prepare(conn)
+                except _Unclean:
+                    self._statements = {}
 
     def _prepare(self, conn: sa.Connection) -> dict[str, tuple[str, Any]]:
         """One SELECT per table with the lead-id column's type (ids bind as that type)."""
@@ -182,6 +199,11 @@ class LeadReader:
                 described[id_column],
             )
 
+        def family(column_type: Any) -> str:
+            if isinstance(column_type, sa.types.Integer):
+                return "integer"
+            return "text" if isinstance(column_type, sa.types.String) else "other"
+
         statements = {"leads": statement(source.tables.leads, cols.lead_id, self.lead_columns)}
         if source.tables.activities is not None:
             wanted = [cols.activity_lead_id, cols.occurred_at, cols.activity_type]
@@ -193,11 +215,39 @@ class LeadReader:
             wanted = [cols.outcome_lead_id, cols.converted_at]
             wanted += [source.outcome_stage.column] if source.outcome_stage else []
             statements["outcomes"] = statement(source.tables.outcomes, cols.outcome_lead_id, wanted)
+        families = {family(kind) for _, (_, kind) in statements.values()}
+        if len(families) != 1 or families & {"other"}:
+            # Ids of another type in another table ("0042" beside 42): the batch's read
+            # matches them by value, this one by the column's own type.
+            raise _Unclean
+        if "activities" in statements:
+            table = source.tables.activities.split(".")[-1]
+            schema = (
+                source.tables.activities.split(".")[0] if "." in source.tables.activities else None
+            )
+            kinds = {c["name"]: c["type"] for c in inspector.get_columns(table, schema=schema)}
+            if _comparable_time(conn.dialect.name, kinds.get(cols.occurred_at)):
+                self.window = (quote(cols.occurred_at), conn.dialect.name == "sqlite")
         return statements
 
-    def _rows(self, conn: sa.Connection, table: str, key: str) -> list[tuple]:
+    def _rows(
+        self,
+        conn: sa.Connection,
+        table: str,
+        key: str,
+        window: tuple[pd.Timestamp, pd.Timestamp] | None = None,
+    ) -> list[tuple]:
         sql, (column, column_type) = self._statements[table]  # type: ignore[index]
         clause, params = _lead_id_clause(column, column_type, [key])
+        if window is not None and self.window is not None:
+            # Padded by a day as the batch's read pads it; exact after parsing.
+            quoted, as_text = self.window
+            for name, bound, op in (("since", window[0], ">="), ("until", window[1], "<")):
+                padded = bound + pd.Timedelta(days=-1 if name == "since" else 1)
+                params[name] = (
+                    padded.strftime("%Y-%m-%d %H:%M:%S") if as_text else padded.to_pydatetime()
+                )
+                clause += f" AND {quoted} {op} :{name}"
         return list(conn.execute(sa.text(sql + clause), params))
 
     # -- one lead -------------------------------------------------------------------------
@@ -208,13 +258,16 @@ class LeadReader:
         try:
             with self.engine.connect() as conn:
                 if self._statements is None:
-                    with self._lock:
-                        self._statements = self._statements or self._prepare(conn)
+                    self._prepare_once(conn)
+                if not self._statements:
+                    return None  # a shape the batch's read reports on
                 leads = self._rows(conn, "leads", key)
-                if len(leads) != 1:
-                    return None  # unknown or duplicated: the batch's read says which
+                if len(leads) != 1 or id_text(leads[0][0]) != key:
+                    return None  # unknown, duplicated or asked as "0042": the batch's read
                 acts = (
-                    self._rows(conn, "activities", key) if "activities" in self._statements else []
+                    self._rows(conn, "activities", key, (since, until))
+                    if "activities" in self._statements
+                    else []
                 )
                 outs = self._rows(conn, "outcomes", key) if "outcomes" in self._statements else []
             if self.events is not None:
@@ -239,8 +292,9 @@ class LeadReader:
         try:
             with self.engine.connect() as conn:
                 if self._statements is None:
-                    with self._lock:
-                        self._statements = self._statements or self._prepare(conn)
+                    self._prepare_once(conn)
+                if not self._statements:
+                    return None
                 for key in keys:
                     rows = self._rows(conn, "leads", key)
                     if rows and rows[0][0] is not None:
@@ -277,7 +331,9 @@ class LeadReader:
         stage = self.source.outcome_stage
         for out in outs:
             if stage is not None:
-                reached = out[2] is not None and str(out[2]).strip().lower() in stage.converted
+                if out[2] is not None and not isinstance(out[2], str):
+                    raise _Unclean  # a numbered stage reads "5" or "5.0": the batch decides
+                reached = out[2] is not None and out[2].strip().lower() in stage.converted
                 if not reached:
                     continue
             stamp = _timestamp(out[1], True, latest)

@@ -529,15 +529,15 @@ def load_crm(
     activities = _load_activities(
         uri, source, checks, quarantine, activities_since, activities_until, lead_ids, sample_ids
     )
-    if project is not None and label is None and tables.activities is not None:
-        activities = _with_events(project, activities, leads, activities_since,
-                                  activities_until, lead_ids)  # fmt: skip
     outcomes = _load_outcomes(uri, source, leads, checks, quarantine, lead_ids, sample_ids)
     if sample_ids is not None:  # the sampled leads' rows, matched as _align_ids matches
         activities = _of_leads(activities, leads["lead_id"], checks, tables.activities)
         outcomes = _of_leads(outcomes, leads["lead_id"], checks, tables.outcomes)
     leads = leads.drop(columns=["_converted_at"], errors="ignore")
     activities, outcomes = _align_ids(leads, activities, outcomes, source, checks, quarantine)
+    if project is not None and label is None and tables.activities is not None:
+        activities = _with_events(project, activities, leads, activities_since,
+                                  activities_until, lead_ids, checks)  # fmt: skip
     crm = CRMData(
         leads=leads,
         activities=activities,
@@ -577,20 +577,42 @@ def _with_events(
     since: pd.Timestamp | None,
     until: pd.Timestamp | None,
     lead_ids: Sequence[str] | None,
+    checks: Checks,
 ) -> pd.DataFrame:
-    """The source's activities plus the events posted to the service (leadscore.io.events),
-    checked on their way in; matched to the leads like every activity (`_align_ids`)."""
+    """The source's activities (checked, their ids aligned) plus the events posted to the
+    service (leadscore.io.events), checked on their way in. An event of a lead the leads
+    table no longer holds (deleted, merged) is left out, with a warning."""
     table = project.service.events_table
     uri = project.publish_uri
     if table is None or (uri.startswith("sqlite:///") and not _sqlite_path_exists(uri)):
         return activities
-    wanted = None if lead_ids is None else lead_id_text(leads["lead_id"]).tolist()
+    texts = lead_id_text(leads["lead_id"]).to_numpy()
+    wanted = None if lead_ids is None else list(texts)
     posted = read_events(uri, table, since, until, wanted)
     if posted is None or posted.empty:
         return activities
-    acts = activities.astype({"activity_type": "str", "detail": "str"})
-    both = pd.concat([acts, posted[acts.columns]], ignore_index=True)
-    return both.astype({"lead_id": "object"})
+    position = pd.Index(texts).get_indexer(posted["lead_id"].to_numpy())
+    if (position < 0).any():
+        checks.warn(
+            table,
+            "lead_id",
+            f"{int((position < 0).sum()):,} posted event(s) of leads no longer in table "
+            f"'{project.source.tables.leads}' were left out",
+            "nothing to do if those leads were deleted or merged on purpose",
+        )
+    posted = posted[position >= 0].assign(
+        lead_id=leads["lead_id"].to_numpy()[position[position >= 0]]
+    )
+    if posted.empty:
+        return activities
+    acts = activities.reset_index(drop=True)
+    for column in ("activity_type", "detail"):
+        values = acts[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):  # kept: tens of millions of rows
+            new = pd.Index(posted[column].dropna().unique()).difference(values.cat.categories)
+            acts[column] = values.cat.add_categories(new) if len(new) else values
+            posted[column] = pd.Categorical(posted[column], categories=acts[column].cat.categories)
+    return pd.concat([acts, posted[acts.columns]], ignore_index=True)
 
 
 def _sqlite_path_exists(uri: str) -> bool:

@@ -18,6 +18,7 @@ None and the caller scores through the batch's code, as before.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import unicodedata
@@ -42,7 +43,7 @@ from leadscore.data.features import (
     FeatureBuilder,
 )
 from leadscore.data.rules import AttributeRule, RuleSet
-from leadscore.errors import ConfigError, ModelError
+from leadscore.errors import ConfigError, DataError, LeadscoreError, ModelError
 from leadscore.io.events import EventStore
 from leadscore.io.lead_reader import LeadReader, OneLead
 from leadscore.io.sources import CRMData, load_crm
@@ -61,6 +62,8 @@ from leadscore.scoring.inputs import attribute_columns, check_inputs
 from leadscore.scoring.ondemand import Population, rank_in_population
 from leadscore.scoring.scorer import Scorer
 from leadscore.scoring.tiers import assign_rule_tiers, rule_point_floors
+
+log = logging.getLogger(__name__)
 
 _EMAIL = re.compile(r"@([^@\s]+)$")
 
@@ -289,10 +292,7 @@ def _number(value: Any) -> float:
         return float(value)
     if isinstance(value, int | float | np.number):
         return float(value)
-    try:
-        return float(str(value).strip())
-    except ValueError:
-        return math.nan
+    return float(pd.to_numeric(str(value), errors="coerce"))  # text: pandas' own parsing
 
 
 class _Contributions:
@@ -467,6 +467,19 @@ class SingleLeadScorer:
 
     def _row(self, lead: OneLead) -> dict[str, Any]:
         """`snapshot_rows`' attribute part: the mapped fields, e-mail reduced to its domain."""
+        missing = [c for c in self.attribute_columns if c not in lead.fields]
+        if missing and self.builder is not None:  # `model_rows`' refusal
+            raise DataError(
+                f"the model was trained with lead column(s) {', '.join(missing)}, which the "
+                "source no longer provides",
+                "map them again under source.attributes, or retrain with `leadscore train`",
+            )
+        if missing:  # `rule_rows`' refusal
+            raise DataError(
+                f"table '{self.config.source.tables.leads}' lacks the mapped column(s) "
+                f"{', '.join(missing)}",
+                "map existing columns under source.attributes",
+            )
         row = {col: lead.fields.get(col) for col in self.attribute_columns}
         if self.email:
             row["email_domain"] = email_domain(lead.fields.get(self.email))
@@ -760,15 +773,22 @@ class OnDemand:
         self.config = scorer.config
         self.compiled = SingleLeadScorer.of(scorer)
         config = scorer.config
-        #: Where `POST /events` stores, and the reader reads posted events (None: off).
-        self.events = (
-            EventStore(config.publish_uri, config.service.events_table)
-            if config.service.events_table is not None
+        #: Where `POST /events` stores, and the reader reads posted events (None: off, or
+        #: its table could not be created: `events_problem` says why).
+        self.events: EventStore | None = None
+        self.events_problem: str | None = None
+        takes_events = (
+            config.service.events_table is not None
             and is_database_uri(config.publish_uri)
             and not config.flat
             and config.source.tables.activities is not None
-            else None
         )
+        if takes_events:
+            try:
+                self.events = EventStore(config.publish_uri, config.service.events_table)
+            except LeadscoreError as exc:  # scoring goes on; posting events waits for it
+                log.warning("events are off: %s", exc.problem)
+                self.events_problem = exc.problem
         self.reader = LeadReader.of(config, self.events) if self.compiled is not None else None
 
     @property
