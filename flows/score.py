@@ -41,7 +41,7 @@ def score_flow(
 
 
 def _score(config: ProjectConfig, as_of: pd.Timestamp, rules_only: bool = False) -> dict[str, Any]:
-    rules = tasks.read_rules(config)
+    rules, rule_file = tasks.read_rule_file(config)
     champion = tasks.load_scoring_champion(config, rules_only)
     if champion is None:
         scorer = Scorer.rules_only(rules, config)
@@ -58,14 +58,16 @@ def _score(config: ProjectConfig, as_of: pd.Timestamp, rules_only: bool = False)
         crm = tasks.load_source(config, since, as_of)
         scores, rows = tasks.score_open_leads(crm, scorer, as_of)
     if champion is None:  # no model: nothing to monitor against its training
-        published, staged = tasks.publish_scores(scores, None, config, as_of)
+        published, staged = tasks.publish_scores(scores, None, config, as_of, rule_file)
         summary = summaries.rules_scoring_summary(scores, config, as_of, published)
+        summary["rules_file"] = {"name": rule_file.name, "sha256": rule_file.short}
         _send_alerts(config, staged, summary)
         tasks.describe_run(run_page.scoring_page, summary, config, None)
         return summary
-    published, staged = tasks.publish_scores(scores, champion.entry, config, as_of)
+    published, staged = tasks.publish_scores(scores, champion.entry, config, as_of, rule_file)
     metrics = tasks.champion_metrics(config, champion.entry)
     summary = summaries.scoring_summary(scores, champion.entry, config, as_of, published, metrics)
+    summary["rules_file"] = {"name": rule_file.name, "sha256": rule_file.short}
     _send_alerts(config, staged, summary)
     # After publishing: a failed check fails the run but never takes the scores back.
     checks = tasks.monitor(scores, rows, champion, crm, config, as_of)

@@ -3,6 +3,7 @@ I/O only, the run's log lines and progress. The work itself is the library's."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -12,7 +13,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from leadscore.config import ProjectConfig, load_config
-from leadscore.data.rules import RuleSet, load_rules
+from leadscore.data.rules import RuleFileVersion, RuleSet, load_rules
+from leadscore.data.rules import read_rule_file as read_rule_file_
 from leadscore.errors import ConfigError, LeadscoreError, TooLittleHistoryError
 from leadscore.evaluation import evidence as evidence_module
 from leadscore.evaluation import report as report_module
@@ -89,6 +91,12 @@ def read_config(config_path: str | None) -> ProjectConfig:
 @compute_task
 def read_rules(config: ProjectConfig) -> RuleSet:
     return load_rules(config.rules_path)
+
+
+@compute_task
+def read_rule_file(config: ProjectConfig) -> tuple[RuleSet, RuleFileVersion]:
+    """The rules and the version of the file they were read from (its SHA-256 and text)."""
+    return read_rule_file_(config.rules_path)
 
 
 @io_task
@@ -286,6 +294,7 @@ def log_rules_only_run(
     params = {
         "mode": "rules-only",
         "rules_file": config.rules_path.name,
+        "rules_sha256": hashlib.sha256(config.rules_path.read_bytes()).hexdigest(),
         "horizon_days": config.horizon_days,
         "history_period": evidence.period,
     }
@@ -444,16 +453,23 @@ def publish_scores(
     entry: RegisteredModel | None,
     config: ProjectConfig,
     as_of: pd.Timestamp,
+    rule_file: RuleFileVersion | None = None,
 ) -> tuple[int, int]:
-    """Publish in one transaction, with the run's hot-lead alerts in the outbox; then the
-    run's staged partitions (if any) go. Returns the leads published and alert rows."""
+    """Publish in one transaction, with the run's hot-lead alerts in the outbox and the
+    rule file's version; then the run's staged partitions (if any) go. Returns the leads
+    published and alert rows."""
     if entry is None:  # rules-only: no model
         frame = publish.published_frame(scores, publish.RULES_ONLY_MODEL, None, None)
     else:
         frame = publish.published_frame(scores, entry.name, entry.version, entry.run_id)
+    version = (
+        None
+        if rule_file is None
+        else publish.RuleFile(rule_file.name, rule_file.sha256, rule_file.text)
+    )
     published, staged = _step("publishing", publish.publish_with_alerts, frame,
                               config.publish_uri, publish.ScoreTables.of(config),
-                              config.alerts)  # fmt: skip
+                              config.alerts, version)  # fmt: skip
     logger = get_run_logger()
     logger.info(
         "published %s rows to %s in %s (one transaction)",

@@ -229,3 +229,41 @@ def test_scores_prune_command(tmp_path) -> None:
     assert read_scores(f"sqlite:///{tmp_path / 'crm.db'}")["as_of_date"].dt.day.tolist() == [1] * 3
     bad = runner.invoke(app, ["scores", "prune", "-c", str(config), "--after", "soon"])
     assert bad.exit_code == 2 and "is not a date" in bad.output
+
+
+def test_each_run_records_its_rule_file_version(tmp_path) -> None:
+    """The runs table holds the SHA-256 of the rule file each run used; the rule files
+    table its text, once per version; a runs table made before gains the column."""
+    from leadscore.io.publish import RuleFile, publish_with_alerts, read_rule_versions
+
+    uri = f"sqlite:///{tmp_path / 'scores.db'}"
+    engine = sa.create_engine(uri)
+    with engine.begin() as conn:  # a runs table as leadscore made it before versions
+        conn.execute(sa.text(
+            "CREATE TABLE lead_score_runs (as_of_date DATE PRIMARY KEY, model_name VARCHAR(255) "
+            "NOT NULL, model_version VARCHAR(64), mlflow_run_id VARCHAR(64), leads INTEGER NOT "
+            "NULL, scored_at DATETIME NOT NULL, published_at DATETIME NOT NULL)"
+        ))  # fmt: skip
+        conn.execute(sa.text(
+            "INSERT INTO lead_score_runs VALUES ('2026-02-27', 'm', '1', 'r', 4, "
+            "'2026-02-27 01:00:00', '2026-02-27 01:00:00')"
+        ))  # fmt: skip
+    engine.dispose()
+    first = RuleFile("mql_rules.yaml", "a" * 64, "mql_threshold: 50\n")
+    second = RuleFile("mql_rules.yaml", "b" * 64, "mql_threshold: 60\n")
+    publish_with_alerts(_scores("2026-03-01"), uri, rule_file=first)
+    publish_with_alerts(_scores("2026-03-02"), uri, rule_file=first)
+    publish_with_alerts(_scores("2026-03-03"), uri, rule_file=second)
+    publish_with_alerts(_scores("2026-03-03"), uri, rule_file=second)  # a rerun
+    versions = read_rule_versions(uri)
+    assert [str(d)[:10] for d in versions["as_of_date"]] == [
+        "2026-02-27", "2026-03-01", "2026-03-02", "2026-03-03"
+    ]  # fmt: skip
+    assert versions["rules_sha256"].tolist()[1:] == ["a" * 64, "a" * 64, "b" * 64]
+    assert pd.isna(versions["rules_sha256"].iloc[0])  # published before versions
+    assert versions["rules_text"].tolist()[1:] == [first.text, first.text, second.text]
+    engine = sa.create_engine(uri)
+    with engine.connect() as conn:
+        count = conn.execute(sa.text("SELECT count(*) FROM lead_score_rule_files")).scalar()
+    engine.dispose()
+    assert count == 2

@@ -537,6 +537,8 @@ class PublishConfig(_Section):
     table: Identifier = "lead_scores"
     history_table: Identifier = "lead_score_history"
     runs_table: Identifier = "lead_score_runs"
+    #: Every version of the rule file a run was scored with: its SHA-256 and its text.
+    rule_files_table: Identifier = "lead_score_rule_files"
     #: Another run of the same project holding the lock: wait this long, then exit cleanly.
     lock_wait_seconds: float = Field(0, ge=0)
 

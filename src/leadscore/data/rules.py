@@ -8,6 +8,8 @@ the model, so both scores can be compared fairly.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -58,14 +60,18 @@ class AttributeRule(_Rule):
             raise ValueError(f"rule '{self.name}' needs exactly one of equals, in, contains, range")
         return self
 
+    def unknown_field(self, names) -> ConfigError:
+        """The error of a rule testing a field the leads do not have (`names`: theirs)."""
+        return ConfigError(
+            f"rule '{self.name}' tests field '{self.field}', which the leads do not have "
+            f"(fields: {', '.join(names)})",
+            "fix the field name in the rule file or map the column in source.attributes",
+        )
+
     def matches(self, fields: pd.DataFrame) -> np.ndarray:
         """Boolean per lead: does the field match?"""
         if self.field not in fields:
-            raise ConfigError(
-                f"rule '{self.name}' tests field '{self.field}', which the leads do not have "
-                f"(fields: {', '.join(fields.columns)})",
-                "fix the field name in the rule file or map the column in source.attributes",
-            )
+            raise self.unknown_field(fields.columns)
         values = fields[self.field]
         targets = [self.equals] if self.equals is not None else self.in_
         if targets is not None:
@@ -123,16 +129,42 @@ class RuleSet(BaseModel):
         return [r.name for r in [*self.attribute_rules, *self.behaviour_rules]]
 
 
+@dataclass(frozen=True)
+class RuleFileVersion:
+    """The rule file a run used: its name, the SHA-256 of its bytes and its text."""
+
+    name: str
+    sha256: str
+    text: str
+
+    @property
+    def short(self) -> str:
+        return self.sha256[:12]
+
+
 def load_rules(path: str | Path) -> RuleSet:
     """Read and validate a rule file."""
+    return read_rule_file(path)[0]
+
+
+def read_rule_file(path: str | Path) -> tuple[RuleSet, RuleFileVersion]:
+    """Read and validate a rule file; its version is of the very bytes parsed."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
             f"rule file {path} does not exist", "set `rules` in the project file to your rule file"
         )
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return RuleSet.model_validate(data)
+        text = raw.decode("utf-8")
+        version = RuleFileVersion(path.name, hashlib.sha256(raw).hexdigest(), text)
+        data = yaml.safe_load(text) or {}
+        return RuleSet.model_validate(data), version
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"rule file {path} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            "save the rule file as UTF-8",
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"rule file {path} is not valid YAML: {exc}") from None
     except ValidationError as exc:

@@ -84,7 +84,29 @@ def _runs_table(name: str, metadata: sa.MetaData) -> sa.Table:
         sa.Column("leads", sa.Integer, nullable=False),
         sa.Column("scored_at", sa.DateTime, nullable=False),
         sa.Column("published_at", sa.DateTime, nullable=False),
+        sa.Column("rules_sha256", sa.String(64)),
     )
+
+
+def _rule_files_table(name: str, metadata: sa.MetaData) -> sa.Table:
+    """Each version of the rule file a run was scored with, by the SHA-256 of its bytes."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("rules_sha256", sa.String(64), primary_key=True),
+        sa.Column("file_name", sa.String(255), nullable=False),
+        sa.Column("rules_text", sa.Text, nullable=False),
+        sa.Column("first_published_at", sa.DateTime, nullable=False),
+    )
+
+
+@dataclass(frozen=True)
+class RuleFile:
+    """The rule file of a run, as publishing records it (see data.rules.RuleFileVersion)."""
+
+    name: str
+    sha256: str
+    text: str
 
 
 @dataclass(frozen=True)
@@ -94,19 +116,28 @@ class ScoreTables:
     latest: str = "lead_scores"
     history: str = "lead_score_history"
     runs: str = "lead_score_runs"
+    rule_files: str = "lead_score_rule_files"
 
     @classmethod
     def of(cls, config: ProjectConfig) -> ScoreTables:
         """The tables a project file names."""
         p = config.publish
-        return cls(latest=p.table, history=p.history_table, runs=p.runs_table)
+        return cls(
+            latest=p.table,
+            history=p.history_table,
+            runs=p.runs_table,
+            rule_files=p.rule_files_table,
+        )
 
     def __post_init__(self) -> None:
-        for what, name in (("latest", self.latest), ("history", self.history), ("runs", self.runs)):
+        names = {"latest": self.latest, "history": self.history, "runs": self.runs,
+                 "rule files": self.rule_files}  # fmt: skip
+        for what, name in names.items():
             check_identifier(name, f"publish {what} table")
-        if len({self.latest, self.history, self.runs}) < 3:
+        if len(set(names.values())) < len(names):
             raise DataError(
-                "publish.table, publish.history_table and publish.runs_table must differ",
+                "publish.table, publish.history_table, publish.runs_table and "
+                "publish.rule_files_table must differ",
                 "give each its own name",
             )
 
@@ -242,9 +273,11 @@ def publish_with_alerts(
     uri: str,
     tables: ScoreTables | str = ScoreTables(),
     alert_config: AlertConfig | None = None,
+    rule_file: RuleFile | None = None,
 ) -> tuple[int, int]:
     """`publish_scores`, and in the same transaction the hot-lead alerts of the run
-    (leadscore.io.alerts). Returns the leads published and the alert rows written."""
+    (leadscore.io.alerts) and the rule file's version (its SHA-256 on the run's row, its
+    text in the rule files table). Returns the leads published and the alert rows written."""
     if isinstance(tables, str):
         tables = ScoreTables(latest=tables)
     check_scores(scores)
@@ -255,6 +288,7 @@ def publish_with_alerts(
     _score_table(tables.latest, metadata, integer_ids, ("lead_id",))  # created if missing
     history = _score_table(tables.history, metadata, integer_ids, ("lead_id", "as_of_date"))
     runs = _runs_table(tables.runs, metadata)
+    rule_files = _rule_files_table(tables.rule_files, metadata)
     dates = sorted({r["as_of_date"] for r in records})
     engine = uris.create_engine(uri)
     try:
@@ -263,9 +297,12 @@ def publish_with_alerts(
             _prepare_latest(conn, tables.latest, uri)
             inspector = sa.inspect(conn)
             migrate = inspector.has_table(tables.latest) and not inspector.has_table(tables.history)
+            had_runs = inspector.has_table(tables.runs)
             metadata.create_all(conn)
             if migrate:
                 _migrate_to_history(conn, tables)
+            if had_runs:
+                _add_rules_column(conn, tables.runs)
             conn.execute(sa.delete(history).where(history.c.as_of_date.in_(dates)))
             if by_rules:  # after a write: SQLite's transaction is open, the DDL joins it
                 _allow_rules_only(conn, tables)
@@ -279,6 +316,8 @@ def publish_with_alerts(
                 )
             conn.execute(sa.delete(runs).where(runs.c.as_of_date.in_(dates)))
             published_at = pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime()
+            if rule_file is not None:
+                _record_rule_file(conn, rule_files, rule_file, published_at)
             for day in dates:
                 rows = [r for r in records if r["as_of_date"] == day]
                 first = rows[0]
@@ -292,6 +331,7 @@ def publish_with_alerts(
                         "leads": len(rows),
                         "scored_at": first["scored_at"],
                         "published_at": published_at,
+                        "rules_sha256": None if rule_file is None else rule_file.sha256,
                     },
                 )
     except DataError:
@@ -307,6 +347,70 @@ def publish_with_alerts(
 
 
 _COLUMNS = ", ".join(SCORE_COLUMNS)
+
+
+def _add_rules_column(conn: sa.Connection, runs: str) -> None:
+    """Runs tables made before rule file versions were recorded gain the column (empty for
+    their runs), in the publishing transaction."""
+    columns = {c["name"] for c in sa.inspect(conn).get_columns(runs)}
+    if "rules_sha256" not in columns:
+        conn.execute(sa.text(f"ALTER TABLE {runs} ADD COLUMN rules_sha256 VARCHAR(64)"))
+
+
+def _record_rule_file(
+    conn: sa.Connection, table: sa.Table, rule_file: RuleFile, published_at
+) -> None:
+    """The rule file's text under its SHA-256, once per version."""
+    known = conn.execute(
+        sa.select(sa.func.count()).where(table.c.rules_sha256 == rule_file.sha256)
+    ).scalar()
+    if not known:
+        conn.execute(
+            sa.insert(table),
+            {
+                "rules_sha256": rule_file.sha256,
+                "file_name": rule_file.name,
+                "rules_text": rule_file.text,
+                "first_published_at": published_at,
+            },
+        )
+
+
+def read_rule_versions(uri: str, tables: ScoreTables = ScoreTables()) -> pd.DataFrame:
+    """Which rule file version scored which published run: as_of_date, rules_sha256,
+    file_name and rules_text (empty for runs published before versions were recorded)."""
+    _database_uri(uri)
+    engine = uris.create_engine(uri)
+    try:
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            if not inspector.has_table(tables.runs):
+                return pd.DataFrame(
+                    columns=["as_of_date", "rules_sha256", "file_name", "rules_text"]
+                )
+            if "rules_sha256" not in {c["name"] for c in inspector.get_columns(tables.runs)}:
+                query = f"SELECT as_of_date, NULL AS rules_sha256 FROM {tables.runs}"
+                runs = pd.read_sql(sa.text(query), conn)
+            else:
+                runs = pd.read_sql(
+                    sa.text(f"SELECT as_of_date, rules_sha256 FROM {tables.runs}"), conn
+                )
+            files = (
+                pd.read_sql(
+                    sa.text(f"SELECT rules_sha256, file_name, rules_text FROM {tables.rule_files}"),
+                    conn,
+                )
+                if inspector.has_table(tables.rule_files)
+                else pd.DataFrame(columns=["rules_sha256", "file_name", "rules_text"])
+            )
+    except sa.exc.SQLAlchemyError as exc:
+        raise database_error(
+            f"cannot read the runs of table '{tables.runs}'", uri, exc, "check publish.uri"
+        ) from None
+    finally:
+        engine.dispose()
+    out = runs.merge(files, on="rules_sha256", how="left")
+    return out.sort_values("as_of_date").reset_index(drop=True)
 
 
 def _allow_rules_only(conn: sa.Connection, tables: ScoreTables) -> None:

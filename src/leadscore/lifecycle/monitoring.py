@@ -479,8 +479,14 @@ def record_monitoring(
     tables = {"checks": result.checks}
     if len(result.drift):
         tables["input_psi"] = result.drift
+    # The rule file this run was scored with, as its publishing recorded it.
+    versions = publish.read_rule_versions(config.publish_uri, publish.ScoreTables.of(config))
+    day = versions[pd.to_datetime(versions["as_of_date"]) == as_of.normalize()]
+    rules_sha256 = str(day["rules_sha256"].iloc[0]) if len(day) else ""
+    params = {"as_of": str(as_of.date()), "model_version": entry.version}
+    params |= {"status": result.status, "rules_sha256": rules_sha256}
     return Registry.of(config).log_scoring_run(
-        {"as_of": str(as_of.date()), "model_version": entry.version, "status": result.status},
+        params,
         {**result.metrics(), "leads_scored": float(result.distribution.get("count", 0))},
         tables,
         {

@@ -7,6 +7,7 @@ The layout of the evaluation files is written and read here only (`evaluation_fi
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ def training_params(config: ProjectConfig, result: TrainingResult) -> dict[str, 
         "num_threads": config.model.num_threads,
         "source": redact_uri(config.source_uri),
         "rules_file": config.rules_path.name,
+        "rules_sha256": hashlib.sha256(config.rules_path.read_bytes()).hexdigest(),
         "split_method": plan.method,
         "leakage_excluded": ",".join(f.column for f in result.leakage if f.excluded)[:500],
         "leakage_kept": ",".join(f.column for f in result.leakage if not f.excluded)[:500],

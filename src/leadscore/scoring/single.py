@@ -363,11 +363,7 @@ class _Rules:
 
     def _matches(self, rule: AttributeRule, fields: Mapping[str, Any]) -> bool:
         if rule.field not in fields:
-            raise ConfigError(
-                f"rule '{rule.name}' tests field '{rule.field}', which the leads do not have "
-                f"(fields: {', '.join(fields)})",
-                "fix the field name in the rule file or map the column in source.attributes",
-            )
+            raise rule.unknown_field(fields)
         value = fields[rule.field]
         numeric = rule.field in self.numeric
         targets = [rule.equals] if rule.equals is not None else rule.in_
