@@ -259,6 +259,7 @@ def _write_project(folder: Path, receiver: Receiver, **alert_settings) -> Path:
     return path
 
 
+@pytest.mark.long  # a real scoring process killed mid-send: ~40 s, in CI's long step
 def test_a_scoring_run_killed_mid_delivery_loses_no_alert(rules_project, cli_env) -> None:
     """`leadscore score` publishes, starts sending, and is killed with a request in flight:
     every alert arrives after the restart, the one in flight twice with the same key
