@@ -11,7 +11,9 @@ from prefect.futures import as_completed
 
 from leadscore import interrupts
 from leadscore.config import ProjectConfig
+from leadscore.errors import ConfigError
 from leadscore.io import locking
+from leadscore.io.uris import redact_uri
 from leadscore.lifecycle import monitoring, run_page, summaries
 from leadscore.progress import reporter
 from leadscore.scoring import inputs, partitions
@@ -77,6 +79,105 @@ def _score(config: ProjectConfig, as_of: pd.Timestamp, rules_only: bool = False)
     tasks.describe_run(run_page.scoring_page, summary, config, run_id, checks.checks)
     monitoring.raise_if_monitoring_failed(checks, summary)
     return summary
+
+
+@flow(name="backfill", log_prints=True)
+def backfill_flow(
+    config_path: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    every_days: int = 7,
+    rules_only: bool = False,
+) -> dict[str, Any]:
+    """Score past dates, `start` to `end` (default today) every `every_days` days, as the
+    nightly run would have on each: leads, activities and conversions known that day only.
+
+    Each date is published as a run of its own (rule file version included), for the monthly
+    review to read; no alerts (those days are gone) and no monitoring. The champion scores
+    only dates whose outcomes it never learned from; earlier dates need `rules_only`.
+    """
+    config = tasks.read_config(config_path)
+    if config.flat:
+        raise ConfigError(
+            "a flat export has no dates to go back to: it is one snapshot of its leads",
+            "score it with `leadscore score`",
+        )
+    dates = backfill_dates(start, end, every_days)
+    try:
+        with tasks.job_lock(config, "score"):
+            return _backfill(config, dates, rules_only)
+    except locking.RunLockedError as exc:
+        return tasks.skipped("score", exc)
+
+
+def backfill_dates(start: str | None, end: str | None, every_days: int) -> list[pd.Timestamp]:
+    """The as-of dates of a backfill, oldest first (the end date included when it falls on
+    the step)."""
+    if start is None:
+        raise ConfigError("a backfill needs its first date", "give --from YYYY-MM-DD")
+    first, last = inputs.parse_as_of(start), inputs.parse_as_of(end)
+    if every_days < 1:
+        raise ConfigError(f"--every {every_days} is not a number of days", "e.g. --every 7")
+    if first > last:
+        raise ConfigError(
+            f"--from {first.date()} is after --to {last.date()}", "swap the two dates"
+        )
+    return list(pd.date_range(first, last, freq=f"{every_days}D"))
+
+
+def _backfill(config: ProjectConfig, dates: list[pd.Timestamp], rules_only: bool) -> dict:
+    rules, rule_file = tasks.read_rule_file(config)
+    champion = tasks.load_scoring_champion(config, rules_only)
+    if champion is None:
+        scorer = Scorer.rules_only(rules, config)
+    else:
+        scorer = champion.scorer(rules, config)
+        learned = getattr(champion.model, "trained_through_", None)
+        if learned is None:
+            raise ConfigError(
+                f"the champion ({champion.entry.name} v{champion.entry.version}) does not "
+                "record the newest outcome it learned from, so a backfill cannot tell which "
+                "past dates it may score honestly",
+                "retrain it (`leadscore train`), or backfill with --rules-only",
+            )
+        known = pd.Timestamp(learned) + pd.Timedelta(days=config.horizon_days)
+        if dates[0] < known:
+            raise ConfigError(
+                f"the champion ({champion.entry.name} v{champion.entry.version}) learned "
+                f"from outcomes up to {known.date()}, so its scores of {dates[0].date()} "
+                "would show rows it was fitted on as results: the review would be flattered",
+                f"backfill from {known.date()} on, or add --rules-only for earlier dates, "
+                "or train as of the first date (source.extract_date) before backfilling",
+            )
+    since = dates[0] - pd.Timedelta(days=scorer.lookback_days)
+    crm = tasks.load_source(config, since, dates[-1] + pd.Timedelta(days=1))
+    report = reporter()
+    published = []
+    for i, day in enumerate(dates):
+        report("backfilling", i, len(dates))
+        scores, _ = tasks.score_open_leads(crm.until(day), scorer, day)
+        if scores.empty:
+            published.append({"as_of": str(day.date()), "published": 0})
+            continue
+        rows, _ = tasks.publish_scores(
+            scores, None if champion is None else champion.entry, config, day, rule_file,
+            with_alerts=False,
+        )  # fmt: skip
+        published.append({"as_of": str(day.date()), "published": rows,
+                          "mql": int(scores["is_mql"].sum())})  # fmt: skip
+    report("backfilling", len(dates), len(dates))
+    return {
+        "command": "backfill",
+        "mode": "rules-only" if champion is None else "model",
+        "model_name": None if champion is None else champion.entry.name,
+        "model_version": None if champion is None else champion.entry.version,
+        "rules_file": {"name": rule_file.name, "sha256": rule_file.short},
+        "from": str(dates[0].date()),
+        "to": str(dates[-1].date()),
+        "every_days": int((dates[1] - dates[0]).days) if len(dates) > 1 else None,
+        "runs": published,
+        "uris": {"publish": redact_uri(config.publish_uri)},
+    }
 
 
 def _send_alerts(config: ProjectConfig, staged: int, summary: dict[str, Any]) -> None:

@@ -15,11 +15,13 @@ from prefect.cache_policies import NO_CACHE
 from leadscore.config import ProjectConfig, load_config
 from leadscore.data.rules import RuleFileVersion, RuleSet, load_rules
 from leadscore.data.rules import read_rule_file as read_rule_file_
-from leadscore.errors import ConfigError, LeadscoreError, TooLittleHistoryError
+from leadscore.errors import ConfigError, DataError, LeadscoreError, TooLittleHistoryError
 from leadscore.evaluation import evidence as evidence_module
 from leadscore.evaluation import report as report_module
+from leadscore.evaluation import review as review_module
 from leadscore.evaluation import rules_only
 from leadscore.io import alerts, locking, publish
+from leadscore.io.history import ScoreHistory
 from leadscore.io.sources import CRMData, load_crm
 from leadscore.io.uris import redact_uri
 from leadscore.lifecycle import monitoring, promotion, run_page, tracking
@@ -454,10 +456,12 @@ def publish_scores(
     config: ProjectConfig,
     as_of: pd.Timestamp,
     rule_file: RuleFileVersion | None = None,
+    with_alerts: bool = True,
 ) -> tuple[int, int]:
-    """Publish in one transaction, with the run's hot-lead alerts in the outbox and the
-    rule file's version; then the run's staged partitions (if any) go. Returns the leads
-    published and alert rows."""
+    """Publish in one transaction, with the run's hot-lead alerts in the outbox (unless
+    `with_alerts` is False: a backfill of past dates alerts nobody) and the rule file's version;
+    then the run's staged partitions (if any) go. Returns the leads published and alert
+    rows."""
     if entry is None:  # rules-only: no model
         frame = publish.published_frame(scores, publish.RULES_ONLY_MODEL, None, None)
     else:
@@ -469,7 +473,7 @@ def publish_scores(
     )
     published, staged = _step("publishing", publish.publish_with_alerts, frame,
                               config.publish_uri, publish.ScoreTables.of(config),
-                              config.alerts, version)  # fmt: skip
+                              config.alerts if with_alerts else None, version)  # fmt: skip
     logger = get_run_logger()
     logger.info(
         "published %s rows to %s in %s (one transaction)",
@@ -477,7 +481,7 @@ def publish_scores(
         config.publish.table,
         redact_uri(config.publish_uri),
     )
-    if config.alerts.sinks:
+    if config.alerts.sinks and with_alerts:
         logger.info(
             "%s hot-lead alerts queued in %s (%s sinks)",
             f"{staged:,}",
@@ -560,3 +564,45 @@ def skipped(job: str, exc: locking.RunLockedError) -> dict:
     """The summary of a run that found another one running."""
     get_run_logger().warning("%s skipped: %s", job, exc.problem)
     return {"command": job, "skipped": exc.problem, "fix": exc.fix}
+
+
+# -- the monthly review ----------------------------------------------------------------------
+
+
+@io_task
+def build_review(config: ProjectConfig, crm: CRMData, month: str | None) -> review_module.Review:
+    """The review of `month` (YYYY-MM; default: the month of the newest published run) from
+    the published score history and the source's outcomes."""
+    tables = publish.ScoreTables.of(config)
+    with ScoreHistory(config.publish_uri, tables) as history:
+        span = history.span()
+        if span is None:
+            raise DataError(
+                f"table '{tables.history}' holds no published score yet",
+                "run `leadscore score` (nightly, or with --as-of for past dates) first",
+            )
+        period = review_module.parse_month(month) if month else span[1].to_period("M")
+        versions = publish.read_rule_versions(config.publish_uri, tables)
+        return review_module.build_review(
+            history,
+            crm.outcomes,
+            versions,
+            period,
+            config.horizon_days,
+            crm.data_end,
+            months=config.review.months,
+            effect_days=config.review.effect_days,
+            target_rate=config.report.target_mql_rate,
+            progress=reporter(),
+        )
+
+
+@compute_task
+def render_review(review: review_module.Review, config: ProjectConfig) -> str:
+    return review_module.render_review(
+        review,
+        title=config.report.title,
+        language=config.report.language,
+        source=redact_uri(config.source_uri),
+        publish=redact_uri(config.publish_uri),
+    )

@@ -743,3 +743,62 @@ class Receiver:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+def direct_review_months(
+    history: pd.DataFrame, outcomes: pd.DataFrame, horizon_days: int, months: list[str]
+) -> pd.DataFrame:
+    """The review's monthly figures computed straight from the published history table and
+    the outcomes, with plain group-bys (what `leadscore review` must agree with)."""
+    from sklearn.metrics import roc_auc_score
+
+    h = history.assign(
+        lead=history["lead_id"].astype(str), day=pd.to_datetime(history["as_of_date"])
+    )
+    h["is_mql"] = h["is_mql"].astype(bool)
+    converted = (
+        outcomes.dropna(subset=["converted_at"])
+        .assign(lead=outcomes["lead_id"].astype(str))
+        .groupby("lead")["converted_at"]
+        .min()
+        .pipe(lambda s: pd.to_datetime(s, utc=True).dt.tz_localize(None))
+    )
+    horizon = pd.Timedelta(days=horizon_days)
+
+    def within(first: pd.Series) -> int:
+        at = converted.reindex(first.index)
+        return int(((at >= first) & (at < first + horizon)).sum())
+
+    first_mql = h[h["is_mql"]].groupby("lead")["day"].min()
+    model = h["conversion_probability"].notna()
+    first_a = h[model & (h["tier"] == "A")].groupby("lead")["day"].min()
+    rows = []
+    for month in months:
+        period = pd.Period(month, freq="M")
+        mqls = first_mql[first_mql.dt.to_period("M") == period]
+        tier_a = first_a[first_a.dt.to_period("M") == period]
+        in_month = h[h["day"].dt.to_period("M") == period].sort_values("day")
+        snap = in_month.groupby("lead").first()
+        at = converted.reindex(snap.index)
+        y = ((at >= snap["day"]) & (at < snap["day"] + horizon)).to_numpy()
+        both = 0 < y.sum() < len(y)
+        rows.append(
+            {
+                "month": month,
+                "leads": len(snap),
+                "rule_mqls": len(mqls),
+                "rule_mql_conversions": within(mqls),
+                "tier_as": len(tier_a),
+                "tier_a_conversions": within(tier_a),
+                "conversions": int(y.sum()),
+                "volume": int(snap["is_mql"].sum()),
+                "rules_captured": int(y[snap["is_mql"].to_numpy()].sum()),
+                "rule_roc_auc": roc_auc_score(y, snap["rule_score"]) if both else None,
+                "model_roc_auc": (
+                    roc_auc_score(y, snap["conversion_probability"])
+                    if both and snap["conversion_probability"].notna().all()
+                    else None
+                ),
+            }
+        )
+    return pd.DataFrame(rows)

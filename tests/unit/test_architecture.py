@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "src" / "leadscore"
 
 #: Lowest first. A module may import its own layer and the layers below it.
 LAYERS = [
-    {"errors", "progress", "interrupts"},
+    {"errors", "progress", "interrupts", "i18n"},
     {"config", "synthetic"},
     {"io"},
     {"data"},

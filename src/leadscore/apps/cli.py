@@ -251,6 +251,7 @@ def _run_flow(name: str, verbose: bool, **params: Any) -> dict[str, Any]:
     prefect_environment(verbose)
     _check_prefect_api()
     import leadscore_flows.report as report_module
+    import leadscore_flows.review as review_module
     import leadscore_flows.score as score_module
     import leadscore_flows.train as train_module
 
@@ -259,6 +260,8 @@ def _run_flow(name: str, verbose: bool, **params: Any) -> dict[str, Any]:
         "train": train_module.train_flow,
         "score": score_module.score_flow,
         "report": report_module.report_flow,
+        "review": review_module.review_flow,
+        "backfill": score_module.backfill_flow,
     }[name]
     return flow(**params)
 
@@ -297,10 +300,13 @@ def generate(
         str, typer.Option("--format", help="parquet or csv for folders.")
     ] = "parquet",
     scenario: ScenarioOption = Scenario.stationary,
+    days: Annotated[
+        int, typer.Option("--days", min=30, help="Days of history, ending at --end.")
+    ] = 730,
     as_json: JsonOption = False,
 ) -> None:
     """Generate a synthetic B2B CRM (leads, activities, outcomes, hidden ground truth)."""
-    summary = _generate(out_uri, leads, seed, end, file_format, not as_json, scenario.value)
+    summary = _generate(out_uri, leads, seed, end, file_format, not as_json, scenario.value, days)
     _emit(summary, as_json)
     if not as_json:
         err.print(
@@ -317,6 +323,7 @@ def _generate(
     file_format: str,
     progress: bool,
     scenario: str = "stationary",
+    days: int = 730,
 ) -> dict:
     from leadscore.config import resolve_uri
     from leadscore.io.tables import write_tables
@@ -327,7 +334,7 @@ def _generate(
     start = time.perf_counter()
     with _progress(progress):
         report = reporter()
-        crm = generate_crm(leads, seed=seed, end=end, scenario=scenario)
+        crm = generate_crm(leads, seed=seed, end=end, scenario=scenario, history_days=days)
         report("writing", 0, 1)
         write_tables(crm.tables(), uri, file_format)
         report("writing", 1, 1)
@@ -336,6 +343,7 @@ def _generate(
         "uri": uri,
         "seed": seed,
         "scenario": scenario,
+        "days": days,
         "end": str(crm.end.date()),
         "rows": {
             "leads": len(crm.leads),
@@ -829,6 +837,129 @@ def report(
             f"report for {summary['model_name']} v{summary['model_version']} written to "
             f"[bold]{summary['path']}[/] (open leads from {summary['open_leads']['from']})"
         )
+
+
+@app.command()
+def backfill(
+    config: ConfigOption = None,
+    start: Annotated[
+        str, typer.Option("--from", help="The first past date to score (YYYY-MM-DD).")
+    ] = ...,  # type: ignore[assignment]
+    end: Annotated[str | None, typer.Option("--to", help="The last date (default: today).")] = None,
+    every: Annotated[int, typer.Option("--every", help="Days between the dates.", min=1)] = 7,
+    rules_only: Annotated[
+        bool,
+        typer.Option("--rules-only", help="Score with the rule file alone, even with a champion."),
+    ] = False,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Score past dates as the nightly run would have (Prefect flow `backfill`), one run per
+    date, so that `leadscore review` has months to show. No alerts, no monitoring."""
+    try:
+        with _progress(not as_json):
+            summary = _run_flow(
+                "backfill",
+                verbose,
+                config_path=str(config) if config else None,
+                start=start,
+                end=end,
+                every_days=every,
+                rules_only=rules_only,
+            )
+    except LeadscoreError as exc:
+        _fail(exc, as_json)
+    _emit(summary, as_json)
+    if not as_json:
+        runs = summary["runs"]
+        rows = sum(r["published"] for r in runs)
+        by = (
+            f"by the rules alone ({summary['rules_file']['name']})"
+            if summary["mode"] == "rules-only"
+            else f"with {summary['model_name']} v{summary['model_version']}"
+        )
+        err.print(
+            f"backfilled {len(runs)} runs from {summary['from']} to {summary['to']} "
+            f"({rows:,} scores) {by}, rule file {summary['rules_file']['sha256']}",
+            highlight=False,
+        )
+
+
+@app.command()
+def review(
+    config: ConfigOption = None,
+    month: Annotated[
+        str | None,
+        typer.Option(
+            "--month",
+            "-m",
+            help="The month to review, YYYY-MM (default: the month of the newest published run).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="HTML file (default: review.path).")
+    ] = None,
+    as_json: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Write marketing's monthly review (Prefect flow `review`): the MQL -> conversion KPI of
+    the rules and of tier A for 12 months, the rule file's versions and what the last change
+    did, and this month's rule diagnostics. Reads the published history; publishes nothing."""
+    if month is not None:
+        from leadscore.evaluation.review import parse_month
+
+        try:
+            parse_month(month)
+        except LeadscoreError as exc:
+            _fail(exc, as_json)
+    try:
+        with _progress(not as_json):
+            summary = _run_flow(
+                "review",
+                verbose,
+                config_path=str(config) if config else None,
+                month=month,
+                out=str(out.resolve()) if out else None,
+            )
+    except LeadscoreError as exc:
+        _fail(exc, as_json)
+    _emit(summary, as_json)
+    if not as_json:
+        _print_review(summary)
+
+
+def _print_review(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"MQL -> conversion by month (outcomes known until "
+                  f"{summary['outcomes_until']}; * provisional)")  # fmt: skip
+    table.add_column("month", no_wrap=True)
+    for head in ("MQLs", "MQL→conv", "tier A", "A→conv", "AUC rules", "AUC model"):
+        table.add_column(head, justify="right", no_wrap=True)
+    table.add_column("rules", no_wrap=True)
+    for m in summary["months"]:
+        table.add_row(
+            m["month"] + ("*" if m["provisional"] else ""),
+            f"{m['rule_mqls'] or 0:,.0f}",
+            _pct(m["rule_mql_rate"]),
+            f"{m['tier_as'] or 0:,.0f}",
+            _pct(m["tier_a_rate"]),
+            _fmt(m["rule_roc_auc"]),
+            _fmt(m["model_roc_auc"]),
+            m["rule_versions"][:8],
+        )
+    err.print(table)
+    effect = summary.get("effect")
+    if effect and effect["days"]:
+        before, after = effect["sides"]
+        d, low, high = effect["difference"]
+        err.print(
+            f"rule file change of {effect['changed_on']}: MQL -> conversion "
+            f"{_pct(before['rate'])} in the {effect['days']} days before, {_pct(after['rate'])} "
+            f"after ({d * 100:+.1f} points, 95% interval {low * 100:+.1f} to {high * 100:+.1f})",
+            highlight=False,
+        )
+    err.print(f"review of {summary['month']} written to [bold]{summary['path']}[/]")
 
 
 ReasonOption = Annotated[

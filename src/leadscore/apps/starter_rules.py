@@ -29,6 +29,7 @@ from leadscore.data.leakage import excluded
 from leadscore.data.rules import RuleSet, rule_fields
 from leadscore.errors import LeadscoreError
 from leadscore.io.sources import load_crm
+from leadscore.modeling.metrics import wilson_interval
 from leadscore.scoring import training
 
 #: Leads a suggestion needs behind it (and at least this share of all leads).
@@ -44,7 +45,6 @@ SAMPLE_LEADS = 20_000
 BEHAVIOUR_DAYS = 30
 #: Share of snapshots the suggested threshold flags at most.
 MQL_SHARE = 0.2
-_Z = 1.96
 
 
 @dataclass(frozen=True)
@@ -64,21 +64,13 @@ class Suggestion:
         return int(np.clip(5 * round(2 * math.log2(self.lift)), -30, 30))
 
 
-def _wilson(rate: float, n: int) -> tuple[float, float]:
-    if n == 0:
-        return 0.0, 1.0
-    centre = (rate + _Z**2 / (2 * n)) / (1 + _Z**2 / n)
-    half = _Z * math.sqrt(rate * (1 - rate) / n + _Z**2 / (4 * n * n)) / (1 + _Z**2 / n)
-    return centre - half, centre + half
-
-
 def _judge(rule: dict, hits: np.ndarray, y: np.ndarray, leads: np.ndarray) -> Suggestion | None:
     n_leads = len(np.unique(leads[hits]))
     total = len(np.unique(leads))
     if n_leads < max(MIN_LEADS, MIN_SHARE * total) or hits.all():
         return None
     base, rate = float(y.mean()), float(y[hits].mean())
-    low, high = _wilson(rate, n_leads)
+    low, high = wilson_interval(rate * n_leads, n_leads)
     strong = rate >= MIN_LIFT * base and low > base
     weak = rate * MIN_LIFT <= base and high < base
     if not (strong or weak) or rate == 0:

@@ -606,6 +606,19 @@ class ReportConfig(_Section):
     #: Plain words for features in reasons and charts: activity types or `page_<category>`
     #: ("singular|plural", e.g. "pricing-page view|pricing-page views") and lead fields.
     labels: dict[str, str] = Field(default_factory=dict)
+    #: The language of the report, the monthly review and the reasons' words (en | ja).
+    language: Literal["en", "ja"] = "en"
+
+
+class ReviewConfig(_Section):
+    """Marketing's monthly review (`leadscore review --month YYYY-MM`)."""
+
+    #: The review's HTML file; `{month}` becomes the reviewed month (YYYY-MM).
+    path: str = "leadscore-review-{month}.html"
+    #: Months shown, the reviewed one last.
+    months: int = Field(12, ge=1, le=60)
+    #: Days on each side of the last rule file change that its before/after compares.
+    effect_days: int = Field(90, ge=7, le=730)
 
 
 class MonitoringConfig(_Section):
@@ -755,6 +768,7 @@ class ProjectConfig(_Section):
     scoring: ScoringConfig = ScoringConfig()
     tiers: TierConfig = TierConfig()
     report: ReportConfig = ReportConfig()
+    review: ReviewConfig = ReviewConfig()
     leakage: LeakageConfig = LeakageConfig()
     validation: ValidationConfig = ValidationConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
@@ -871,6 +885,10 @@ class ProjectConfig(_Section):
     @property
     def report_path(self) -> Path:
         return self.resolve_path(self.report.path)
+
+    def review_path(self, month: str) -> Path:
+        """The review of `month` (YYYY-MM)."""
+        return self.resolve_path(self.review.path.replace("{month}", month))
 
 
 def resolve_uri(uri: str, base_dir: Path) -> str:

@@ -262,6 +262,67 @@ def rule_tiers_figure(tiers: pd.DataFrame):
     return fig
 
 
+def chart_fonts(language: str) -> dict:
+    """matplotlib settings that draw `language` (Japanese needs a CJK font: the first of
+    `i18n.CHART_FONTS` installed; without one the text stays text and the browser draws it)."""
+    if language == "en":
+        return {}
+    from matplotlib import font_manager
+
+    from leadscore.i18n import CHART_FONTS
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    found = [name for name in CHART_FONTS if name in installed and name != "DejaVu Sans"]
+    if not found:
+        return {"svg.fonttype": "none", "font.family": ["sans-serif"],
+                "font.sans-serif": list(CHART_FONTS)}  # fmt: skip
+    return {"font.family": ["sans-serif"], "font.sans-serif": [*found, "DejaVu Sans"]}
+
+
+def kpi_figure(months: pd.DataFrame, words) -> object:
+    """The monthly KPI: MQL -> conversion of the rules' MQLs and of tier A with 95 %
+    intervals (hollow markers, dashed: provisional months), and both volumes as bars."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    x = np.arange(len(months))
+    labels = [words.month(m) for m in months["month"]]
+    open_ = months["provisional"].to_numpy(bool)
+    for key, colour, name, shift in (
+        ("rule_mql", RULES_COLOUR, words("review.chart.rules"), -0.08),
+        ("tier_a", MODEL_COLOUR, words("review.chart.tier_a"), 0.08),
+    ):
+        rate = months[f"{key}_rate"].to_numpy(float) * 100
+        low = months[f"{key}_low"].to_numpy(float) * 100
+        high = months[f"{key}_high"].to_numpy(float) * 100
+        err = np.vstack([np.nan_to_num(rate - low), np.nan_to_num(high - rate)])
+        xs = x + shift
+        closed = ~open_
+        left.plot(xs[closed], rate[closed], color=colour, marker="o", label=name)
+        if open_.any():
+            first = max(int(np.argmax(open_)) - 1, 0)
+            left.plot(xs[first:], rate[first:], color=colour, linestyle="--", marker="o",
+                      markerfacecolor="white")  # fmt: skip
+        left.errorbar(xs, rate, yerr=err, fmt="none", ecolor=colour, alpha=0.5, capsize=2)
+        volume = months[f"{key}s"].to_numpy(float)
+        right.bar(x + shift * 2.5, volume, width=0.4, color=colour, label=name)
+    if open_.any():
+        left.axvspan(int(np.argmax(open_)) - 0.5, len(months) - 0.5, color="#d0d7de", alpha=0.35,
+                     zorder=0, label=words("review.chart.provisional"))  # fmt: skip
+        right.axvspan(int(np.argmax(open_)) - 0.5, len(months) - 0.5, color="#d0d7de",
+                      alpha=0.35, zorder=0)  # fmt: skip
+    for ax in (left, right):
+        ax.set_xticks(x, labels, fontsize=7, rotation=45, ha="right")
+        ax.grid(alpha=0.3, axis="y")
+        ax.spines[["top", "right"]].set_visible(False)
+    left.set_title(words("review.chart.rate_title"))
+    left.set_ylabel(words("review.chart.rate_axis"))
+    left.legend(fontsize=8, loc="best")
+    right.set_title(words("review.chart.volume_title"))
+    right.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 def to_svg(fig) -> str:
     """The figure as inline SVG markup (no XML prologue), for a self-contained page."""
     import io

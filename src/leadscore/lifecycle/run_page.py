@@ -14,7 +14,8 @@ from typing import Any
 import pandas as pd
 
 #: Artifact key per kind of run (a run's markdown; its tables add a suffix).
-KEYS = {"train": "leadscore-train", "score": "leadscore-score", "report": "leadscore-report"}
+KEYS = {"train": "leadscore-train", "score": "leadscore-score", "report": "leadscore-report",
+        "review": "leadscore-review"}  # fmt: skip
 
 
 @dataclass
@@ -234,6 +235,26 @@ def report_page(summary: dict[str, Any]) -> RunPage:
     pairs += _where(summary.get("uris") or {})
     lines = [f"# Report: {headline}", "", *_rows(pairs)]
     return RunPage(KEYS["report"], "\n".join(lines) + "\n", headline=headline)
+
+
+def review_page(summary: dict[str, Any]) -> RunPage:
+    """A review run: where the HTML file is, and the monthly KPI as a table."""
+    headline = f"monthly review of {summary['month']} written to {summary['path']}"
+    pairs = [
+        ("Review", f"`{summary['path']}`"),
+        ("Outcomes known until", summary["outcomes_until"]),
+        ("Rule file versions", str(len(summary["rule_versions"]))),
+    ]
+    pairs += _where(summary.get("uris") or {})
+    rows = [
+        {"month": m["month"] + (" (provisional)" if m["provisional"] else ""),
+         "rule MQLs": m["rule_mqls"], "MQL→conversion": _f(m["rule_mql_rate"]),
+         "tier A": m["tier_as"], "tier A→conversion": _f(m["tier_a_rate"]),
+         "ROC-AUC rules": _f(m["rule_roc_auc"]), "ROC-AUC model": _f(m["model_roc_auc"])}
+        for m in summary["months"]
+    ]  # fmt: skip
+    lines = [f"# Review: {headline}", "", *_rows(pairs)]
+    return RunPage(KEYS["review"], "\n".join(lines) + "\n", {"months": rows}, headline=headline)
 
 
 def mlflow_run_link(tracking_uri: str, experiment_id: str | None, run_id: str | None) -> str | None:

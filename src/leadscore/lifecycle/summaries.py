@@ -324,3 +324,79 @@ def monitoring_summary(result: MonitoringResult, run_id: str | None) -> dict[str
         "realised": result.realised,
         "run_id": run_id,
     }
+
+
+#: The monthly figures of the review's summary (all numbers; `month` and `provisional` too).
+REVIEW_MONTH_KEYS = (
+    "runs", "leads", "new_leads", "rule_mqls", "rule_mql_conversions", "rule_mql_rate",
+    "rule_mql_low", "rule_mql_high", "tier_as", "tier_a_conversions", "tier_a_rate",
+    "tier_a_low", "tier_a_high", "conversions", "volume", "rules_captured", "model_captured",
+    "rule_roc_auc", "model_roc_auc", "model_ece",
+)  # fmt: skip
+
+
+def review_summary(path: str, review, config: ProjectConfig) -> dict[str, Any]:
+    """The review's JSON summary: the monthly table, the rule versions, the last change."""
+    months = []
+    for row in review.months.to_dict("records"):
+        entry = {"month": row["month"], "provisional": bool(row["provisional"]),
+                 "outcomes_complete_on": row["outcomes_complete_on"],
+                 "rule_versions": row["rule_versions"]}  # fmt: skip
+        entry |= {k: number(row[k]) for k in REVIEW_MONTH_KEYS}
+        months.append(entry)
+    effect = None
+    if review.effect is not None:
+        effect = {
+            "changed_on": str(review.effect.change.when.date()),
+            "days": review.effect.days,
+            "sides": [
+                {
+                    k: (
+                        str(v.date())
+                        if isinstance(v, pd.Timestamp)
+                        else v
+                        if isinstance(v, str)
+                        else number(v)
+                    )
+                    for k, v in side.items()
+                }
+                for side in review.effect.table.to_dict("records")
+            ],
+            "difference": [number(v) for v in review.effect.difference],
+        }
+    return {
+        "command": "review",
+        "month": str(review.month),
+        "path": path,
+        "language": config.report.language,
+        "horizon_days": review.horizon_days,
+        "outcomes_until": str(pd.Timestamp(review.outcomes_until).date()),
+        "months": months,
+        "rule_versions": [
+            {
+                "sha256": v["rules_sha256"],
+                "file": v["file_name"],
+                "first_run": str(pd.Timestamp(v["first_run"]).date()),
+                "last_run": str(pd.Timestamp(v["last_run"]).date()),
+                "runs": int(v["runs"]),
+            }
+            for v in review.versions.to_dict("records")
+        ],
+        "changes": [
+            {
+                "on": str(c.when.date()),
+                "before": c.before,
+                "after": c.after,
+                "rules": c.table.to_dict("records"),
+                "threshold": [c.threshold_before, c.threshold_after],
+            }
+            for c in review.changes
+        ],
+        "effect": effect,
+        "effect_state": review.effect_state,
+        "diagnostics_state": review.diagnostics_state,
+        "uris": {
+            "source": redact_uri(config.source_uri),
+            "publish": redact_uri(config.publish_uri),
+        },
+    }

@@ -182,6 +182,16 @@ def ranking_metrics(y: np.ndarray, score: np.ndarray) -> tuple[float, float]:
     return float(auc[0]), float(ap[0])
 
 
+def wilson_interval(successes: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a share (95% by default); (nan, nan) when n is 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    rate = successes / n
+    centre = (rate + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(rate * (1 - rate) / n + z**2 / (4 * n * n)) / (1 + z**2 / n)
+    return float(centre - half), float(centre + half)
+
+
 @dataclass(frozen=True)
 class Interval:
     """A point estimate with a bootstrap interval."""

@@ -283,7 +283,11 @@ def _make_titles(
 
 
 def _make_leads(
-    rng: np.random.Generator, n: int, end: pd.Timestamp, drift_day: int | None = None
+    rng: np.random.Generator,
+    n: int,
+    end: pd.Timestamp,
+    drift_day: int | None = None,
+    history_days: int = HISTORY_DAYS,
 ) -> tuple[pd.DataFrame, dict]:
     """Lead attributes plus the latent parameters that drive them.
 
@@ -295,7 +299,7 @@ def _make_leads(
     u = rng.random(n)
     a = 0.6
     t = (-1 + np.sqrt(1 + a * (2 + a) * u)) / a  # inverse CDF on [0, 1]
-    created_day = np.minimum((t * HISTORY_DAYS).astype(np.int64), HISTORY_DAYS - 1)
+    created_day = np.minimum((t * history_days).astype(np.int64), history_days - 1)
     created_frac = np.clip(rng.normal(0.55, 0.15, n), 0.0, 0.999)
 
     industry = _choice(rng, INDUSTRIES, INDUSTRY_SHARE, n)
@@ -352,7 +356,7 @@ def _make_leads(
         {
             "lead_id": lead_id,
             "created_at": end
-            - pd.to_timedelta(HISTORY_DAYS, "D")
+            - pd.to_timedelta(history_days, "D")
             + pd.to_timedelta(created_day + created_frac, "D").round("s"),
             "email": email.astype(str),
             "job_title": pd.array(titles, dtype="str"),
@@ -504,23 +508,27 @@ def generate_crm(
     seed: int = 7,
     end: str | pd.Timestamp | None = None,
     scenario: str = "stationary",
+    history_days: int = HISTORY_DAYS,
 ) -> SyntheticCRM:
     """Generate a seeded, deterministic synthetic CRM ending at `end` (default: today, UTC).
 
     `scenario`: ``stationary`` (the default) or ``drift`` (see the module's docstring).
+    `history_days`: how far back the history goes (leads are created over all of it).
     """
     report = reporter()
     if n_leads < 1:
         raise ValueError(f"n_leads must be at least 1, got {n_leads}")
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; use one of {', '.join(SCENARIOS)}")
-    drift_day = int(DRIFT_AT * HISTORY_DAYS) if scenario == "drift" else None
+    if history_days < 30:
+        raise ValueError(f"history_days must be at least 30, got {history_days}")
+    drift_day = int(DRIFT_AT * history_days) if scenario == "drift" else None
     end_ts = (
         pd.Timestamp(end) if end is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
     ).normalize()
-    start = end_ts - pd.Timedelta(days=HISTORY_DAYS)
+    start = end_ts - pd.Timedelta(days=history_days)
     rng = np.random.default_rng(seed)
-    leads, latent = _make_leads(rng, n_leads, end_ts, drift_day)
+    leads, latent = _make_leads(rng, n_leads, end_ts, drift_day, history_days)
     dyn = _latent_dynamics(rng, latent, n_leads)
 
     chunk = 10_000
@@ -529,7 +537,7 @@ def generate_crm(
         idx = np.arange(start_i, min(start_i + chunk, n_leads))
         chunk_rng = np.random.default_rng([seed, start_i])
         events, conv, s_lead, s_day = _simulate_chunk(
-            chunk_rng, idx, latent, dyn, HISTORY_DAYS, drift_day
+            chunk_rng, idx, latent, dyn, history_days, drift_day
         )
         lead_pos, day, channel, frac, u_lead, u_day = events
         act_parts.append(
@@ -539,7 +547,7 @@ def generate_crm(
         shock_parts.append((idx[s_lead], s_day))
         report("generating", min(start_i + chunk, n_leads), n_leads)
 
-    activities = _activities_frame(rng, act_parts, latent, start)
+    activities = _activities_frame(rng, act_parts, latent, start, history_days)
     created_abs = latent["created_day"]
     converted_at = start + pd.to_timedelta(created_abs + conv_at, "D")
     outcomes = pd.DataFrame(
@@ -564,7 +572,11 @@ def generate_crm(
 
 
 def _activities_frame(
-    rng: np.random.Generator, parts: list, latent: dict, start: pd.Timestamp
+    rng: np.random.Generator,
+    parts: list,
+    latent: dict,
+    start: pd.Timestamp,
+    history_days: int = HISTORY_DAYS,
 ) -> pd.DataFrame:
     lead_idx = np.concatenate([p[0] for p in parts])
     rel_day = np.concatenate([p[1] for p in parts])
@@ -593,7 +605,7 @@ def _activities_frame(
     reg = np.nonzero(activity_type == "webinar_registration")[0]
     attends = reg[rng.random(len(reg)) < 0.5]
     att_day = rel_day[attends] + rng.integers(2, 10, len(attends))
-    lifetime_end = np.minimum(LEAD_LIFETIME_DAYS, HISTORY_DAYS - latent["created_day"])
+    lifetime_end = np.minimum(LEAD_LIFETIME_DAYS, history_days - latent["created_day"])
 
     frames_lead = [lead_idx, lead_idx[attends], u_lead]
     frames_day = [rel_day, att_day, u_day.astype(float)]
