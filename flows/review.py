@@ -17,12 +17,19 @@ except ImportError:  # loaded by path as a Prefect entrypoint (flows/review.py:r
 
 @flow(name="review", log_prints=True)
 def review_flow(
-    config_path: str | None = None, month: str | None = None, out: str | None = None
+    config_path: str | None = None,
+    month: str | None = None,
+    out: str | None = None,
+    language: str | None = None,
 ) -> dict[str, Any]:
-    """Write the monthly review of `month` (YYYY-MM; default: the newest published run's
-    month): the MQL KPI for 12 months, the rule file's versions, their effect, rule
-    diagnostics. Reads what was published and the source's outcomes; publishes nothing."""
+    """Write the monthly review of `month` (YYYY-MM, or "previous": the calendar month before
+    today; default: the newest published run's month): the MQL KPI for 12 months, the rule
+    file's versions, their effect, rule diagnostics, in `language` (default report.language).
+    Reads what was published and the source's outcomes; publishes nothing."""
     config = tasks.read_config(config_path)
+    if language is not None:
+        report = config.report.model_validate({**config.report.model_dump(), "language": language})
+        config = config.model_copy(update={"report": report})
     if config.flat:
         raise DataError(
             "the monthly review needs conversion dates, and a flat export has only a label "

@@ -1,4 +1,5 @@
-r"""Serve `nightly-score` and `weekly-train` from one process: no work pool, no worker.
+r"""Serve `nightly-score`, `weekly-train` and `monthly-review` from one process: no work pool,
+no worker.
 
     python flows/serve.py --config /srv/leadscore/leadscore.yaml \
         --score-cron "0 2 * * *" --train-cron "0 3 * * 1" --timezone Europe/Berlin
@@ -7,7 +8,8 @@ Options default to the environment variables the `prefect.yaml` deployments use
 (LEADSCORE_CONFIG, LEADSCORE_SCORE_CRON, LEADSCORE_TRAIN_CRON, LEADSCORE_TIMEZONE).
 Database passwords belong in this process's environment (LEADSCORE_SOURCE_URI,
 LEADSCORE_PUBLISH_URI, LEADSCORE_MLFLOW_TRACKING_URI), never on the command line.
-Ctrl-C stops serving and pauses both schedules.
+The monthly review runs at 06:00 on the 1st (`--review-cron`), of the month that ended.
+Ctrl-C stops serving and pauses the schedules.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import signal
 from pathlib import Path
 
+from leadscore_flows.review import review_flow
 from leadscore_flows.score import score_flow
 from leadscore_flows.train import train_flow
 from prefect import serve
@@ -51,15 +54,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="when to retrain, as cron (default $LEADSCORE_TRAIN_CRON or '0 3 * * 1')",
     )
     parser.add_argument(
+        "--review-cron",
+        default="0 6 1 * *",
+        help="when to write the monthly review of the month before, as cron ('0 6 1 * *')",
+    )
+    parser.add_argument(
         "--timezone",
         default=env("LEADSCORE_TIMEZONE", "UTC"),
-        help="IANA time zone of both crons (default $LEADSCORE_TIMEZONE or UTC)",
+        help="IANA time zone of the crons (default $LEADSCORE_TIMEZONE or UTC)",
     )
     return parser.parse_args(argv)
 
 
 def build_deployments(args: argparse.Namespace) -> list[RunnerDeployment]:
-    """The two deployments, with the same names and parameters as in prefect.yaml."""
+    """The deployments, with the same names and parameters as in prefect.yaml."""
     parameters = {"config_path": str(Path(args.config).expanduser().resolve())}
     return [
         score_flow.to_deployment(
@@ -74,11 +82,17 @@ def build_deployments(args: argparse.Namespace) -> list[RunnerDeployment]:
             parameters=parameters,
             concurrency_limit=ONE_AT_A_TIME,
         ),
+        review_flow.to_deployment(
+            name="monthly-review",
+            schedules=[Cron(args.review_cron, timezone=args.timezone)],
+            parameters={**parameters, "month": "previous"},
+            concurrency_limit=ONE_AT_A_TIME,
+        ),
     ]
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Register both deployments and run their scheduled runs until interrupted."""
+    """Register the deployments and run their scheduled runs until interrupted."""
     # A process started in the background by a non-interactive shell (`... &`, nohup, many
     # CI runners) inherits SIGINT ignored; Ctrl-C or `kill -INT` must still stop serving
     # and pause the schedules.

@@ -403,6 +403,34 @@ class Browser:
         assert screenshot.exists(), shot.stderr[-2000:]
         return dom.stdout, console
 
+    def rendered_text(self, page: Path, pdf: Path) -> tuple[str, set[str]]:
+        """The page as Chromium lays it out and draws it: printed to PDF, its text read back
+        from the glyphs drawn (NFKC, so a radical glyph reads as its character) and the font
+        families it drew them with. Text in a font without the glyph would not come back."""
+        import unicodedata
+
+        from pypdf import PdfReader
+
+        with tempfile.TemporaryDirectory() as tmp:
+            done = self._run(["--no-pdf-header-footer", f"--print-to-pdf={pdf}", page.as_uri()],
+                             tmp)  # fmt: skip
+        assert pdf.exists(), done.stderr[-2000:]
+        reader = PdfReader(pdf)
+        text = unicodedata.normalize("NFKC", "\n".join(p.extract_text() for p in reader.pages))
+        families: set[str] = set()
+        for page_ in reader.pages:
+            fonts = page_["/Resources"].get_object().get("/Font") or {}
+            for font in fonts.values():
+                font = font.get_object()
+                for f in [font, *(d.get_object() for d in font.get("/DescendantFonts") or [])]:
+                    descriptor = f.get("/FontDescriptor")
+                    if descriptor is not None:
+                        descriptor = descriptor.get_object()
+                        families.add(
+                            str(descriptor.get("/FontFamily") or descriptor.get("/FontName"))
+                        )
+        return text, families
+
     @staticmethod
     def ink(path: Path) -> tuple[int, float]:
         """Distinct colours and the share of non-white pixels of a screenshot."""

@@ -149,7 +149,7 @@ up() {
             LEADSCORE_TIMEZONE=${LEADSCORE_TIMEZONE:-UTC} \
             prefect_cli deploy --all >>"$STACK/logs/deploy.log" 2>&1
     ) || die "prefect deploy failed; read $STACK/logs/deploy.log"
-    say "deployed score/nightly-score and train/weekly-train"
+    say "deployed score/nightly-score, train/weekly-train and review/monthly-review"
 
     say "6/6 worker on pool $POOL"
     # No download bars from MLflow in the runs' logs.

@@ -350,11 +350,12 @@ def _artifacts(server: Server, flow_run: str) -> dict:
         return {a.key: a for a in client.read_artifacts(artifact_filter=only)}
 
 
-def test_serve_registers_both_deployments_with_schedules(
+def test_serve_registers_the_deployments_with_schedules(
     server: Server, project: Project, tmp_path: Path
 ) -> None:
-    """`python flows/serve.py` registers nightly-score and weekly-train from one process."""
-    names = ("score/nightly-score", "train/weekly-train")
+    """`python flows/serve.py` registers nightly-score, weekly-train and monthly-review from
+    one process."""
+    names = ("review/monthly-review", "score/nightly-score", "train/weekly-train")
     # One way per server (docs): the deployments prefect.yaml made go first.
     for name in names:
         response = httpx.get(f"{server.api}/deployments/name/{name}", timeout=30)
@@ -379,7 +380,7 @@ def test_serve_registers_both_deployments_with_schedules(
     try:
         deadline = time.monotonic() + 120
         found: dict[str, dict] = {}
-        while len(found) < 2 and time.monotonic() < deadline:
+        while len(found) < len(names) and time.monotonic() < deadline:
             assert serving.poll() is None, serve_log.read_text()[-3000:]
             for name in names:
                 response = httpx.get(f"{server.api}/deployments/name/{name}", timeout=30)
@@ -398,9 +399,13 @@ def test_serve_registers_both_deployments_with_schedules(
         "train/weekly-train": [
             {"cron": "0 5 * * 0", "timezone": "America/New_York", "day_or": True}
         ],
+        "review/monthly-review": [
+            {"cron": "0 6 1 * *", "timezone": "America/New_York", "day_or": True}
+        ],
     }
-    for deployment in found.values():
-        assert deployment["parameters"] == {"config_path": str(project.config)}
+    for name, deployment in found.items():
+        month = {"month": "previous"} if name.startswith("review/") else {}
+        assert deployment["parameters"] == {"config_path": str(project.config), **month}
         assert deployment["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
         # Ctrl-C pauses the schedules of what it served.
         paused = server.get(f"/deployments/{deployment['id']}")["paused"]

@@ -200,7 +200,7 @@ def _check_what_the_stack_holds(env: dict[str, str], stack: Path, log: str) -> N
 
     # Both runs went through the worker on the pool and completed.
     api = f"http://127.0.0.1:{env['LEADSCORE_PREFECT_PORT']}/api"
-    for deployment in ("train/weekly-train", "score/nightly-score"):
+    for deployment in ("train/weekly-train", "score/nightly-score", "review/monthly-review"):
         [run] = _flow_runs(api, deployment)
         assert run["state_type"] == "COMPLETED", run["state"]
         assert run["work_pool_name"] == "leadscore"
@@ -212,7 +212,7 @@ def _check_what_the_stack_holds(env: dict[str, str], stack: Path, log: str) -> N
 
     # The servers keep their state in PostgreSQL and the stack folder.
     assert _read(db(env["LEADSCORE_MLFLOW_DB"]), "SELECT name FROM registered_models") == [(MODEL,)]
-    assert _read(db(env["LEADSCORE_PREFECT_DB"]), "SELECT count(*) FROM flow_run")[0][0] >= 2
+    assert _read(db(env["LEADSCORE_PREFECT_DB"]), "SELECT count(*) FROM flow_run")[0][0] >= 3
     client = mlflow_client(f"http://127.0.0.1:{env['LEADSCORE_MLFLOW_PORT']}")
     assert client.get_model_version_by_alias(MODEL, "champion").version == "1"
     assert any(p.is_file() for p in (stack / "mlflow-artifacts").rglob("*"))
@@ -220,6 +220,12 @@ def _check_what_the_stack_holds(env: dict[str, str], stack: Path, log: str) -> N
     assert (stack / "leadscore.yaml").read_text() == (
         REPO / "examples" / "production" / "leadscore.yaml"
     ).read_text()
-    # What the doc's commands printed: two watched runs that completed, then the status.
-    assert log.count("Flow run finished successfully in 'Completed'") == 2, log[-3000:]
+    # The monthly review, run by the worker for this month: its file and its page.
+    [review_run] = _flow_runs(api, "review/monthly-review")
+    assert review_run["state_type"] == "COMPLETED", review_run["state"]
+    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    assert (stack / f"leadscore-review-{month}.html").stat().st_size > 10_000
+    assert "leadscore-review-months" in _artifacts(api, review_run["id"])
+    # What the doc's commands printed: three watched runs that completed, then the status.
+    assert log.count("Flow run finished successfully in 'Completed'") == 3, log[-3000:]
     assert log.count("running (pid") == 3, log[-2000:]

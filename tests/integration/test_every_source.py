@@ -24,6 +24,7 @@ from conftest import (
     REPO,
     X_EDUCATION,
     assert_same_as_batch,
+    direct_review_months,
     invoke_json,
     open_lead_ids,
     trained_project,
@@ -36,6 +37,7 @@ from typer.testing import CliRunner
 from leadscore.apps import cli, service
 from leadscore.config import load_config
 from leadscore.io import publish
+from leadscore.io.sources import load_crm
 from leadscore.io.tables import write_tables
 from leadscore.lifecycle import registry
 from leadscore.lifecycle.registry import load_champion
@@ -249,6 +251,44 @@ def test_train_then_score_then_one_lead_on_demand(trained, runner) -> None:
     for key, response in answers.items():
         assert response.status_code == 200, response.text
         assert_same_as_batch(response.json(), published.loc[key], published.loc[key])
+
+
+def test_backfill_then_the_monthly_review(trained, runner) -> None:
+    """Past dates scored as they were, then marketing's review of them, which agrees with
+    a direct computation from the published history and the source's outcomes."""
+    project, _ = trained
+    path = str(project.path)
+    config = load_config(project.path)
+    if config.flat:  # one snapshot of its leads and no conversion dates: both say so
+        code, _, output = invoke_json(runner, ["backfill", "-c", path, "--from", "2026-01-01"])
+        assert code == 2 and "flat export has no dates" in output
+        code, _, output = invoke_json(runner, ["review", "-c", path])
+        assert code == 2 and "needs conversion dates" in output and "fix:" in output
+        return
+    start = str((_today() - pd.Timedelta(days=120)).date())
+    end = str((_today() - pd.Timedelta(days=1)).date())
+    backfill = ["backfill", "-c", path, "--from", start, "--to", end, "--every", "30"]
+    # The champion learned from these months' outcomes: its scores of them would flatter it.
+    code, _, output = invoke_json(runner, backfill)
+    assert code == 2 and "would show rows it was fitted on" in output, output[-2000:]
+    code, summary, output = invoke_json(runner, [*backfill, "--rules-only"])
+    assert code == 0, output[-3000:]
+    assert summary["runs"][0]["as_of"] == start and len(summary["runs"]) == 4
+    assert all(r["published"] > 0 for r in summary["runs"])
+
+    code, review, output = invoke_json(runner, ["review", "-c", path])
+    assert code == 0, output[-3000:]
+    assert len(review["months"]) == 12 and Path(review["path"]).is_file()
+    history = publish.read_scores(config.publish_uri, config.publish.history_table)
+    outcomes = load_crm(config).outcomes
+    months = [m["month"] for m in review["months"]]
+    direct = direct_review_months(history, outcomes, config.horizon_days, months)
+    for got, want in zip(review["months"], direct.to_dict("records"), strict=True):
+        for key in ("leads", "rule_mqls", "rule_mql_conversions", "tier_as", "volume"):
+            assert got[key] == want[key], (got["month"], key)
+    assert sum(m["rule_mqls"] for m in review["months"]) > 0
+    # Three months at least still wait for their 90 days of outcomes.
+    assert [m["provisional"] for m in review["months"]][-3:] == [True] * 3
 
 
 @pytest.mark.parametrize("trained", ["flat export"], indirect=True)

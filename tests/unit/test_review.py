@@ -245,3 +245,7 @@ def test_a_missing_history_is_a_clear_error(tmp_path) -> None:
         review_module.parse_month("2026-13x")
     with pytest.raises(ConfigError, match="not a month"):
         review_module.parse_month("2026-13")
+    # What the monthly deployment asks for on the 1st: the month that just ended.
+    december = pd.Timestamp("2026-12-01 06:00")
+    assert review_module.parse_month("previous", december) == pd.Period("2026-11", freq="M")
+    assert review_module.parse_month("previous", pd.Timestamp("2027-01-01")).year == 2026

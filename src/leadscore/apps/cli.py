@@ -92,6 +92,11 @@ class Scenario(StrEnum):
     drift = "drift"
 
 
+class Language(StrEnum):
+    en = "en"
+    ja = "ja"
+
+
 ScenarioOption = Annotated[
     Scenario,
     typer.Option(
@@ -893,11 +898,16 @@ def review(
         typer.Option(
             "--month",
             "-m",
-            help="The month to review, YYYY-MM (default: the month of the newest published run).",
+            help="The month to review, YYYY-MM, or 'previous' (the calendar month before "
+            "today); default: the month of the newest published run.",
         ),
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="HTML file (default: review.path).")
+    ] = None,
+    language: Annotated[
+        Language | None,
+        typer.Option("--language", help="en or ja (default: report.language)."),
     ] = None,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
@@ -920,6 +930,7 @@ def review(
                 config_path=str(config) if config else None,
                 month=month,
                 out=str(out.resolve()) if out else None,
+                language=language.value if language else None,
             )
     except LeadscoreError as exc:
         _fail(exc, as_json)

@@ -412,14 +412,21 @@ def threshold_table(snap: pd.DataFrame, current: float, target_rate: float | Non
     return pd.DataFrame(rows)
 
 
-def parse_month(text: str) -> pd.Period:
-    """A month given as YYYY-MM."""
+def parse_month(text: str, today: pd.Timestamp | None = None) -> pd.Period:
+    """A month given as YYYY-MM, or "previous": the calendar month before today (UTC), what
+    a scheduled run on the 1st reviews."""
     import re
 
-    if not re.fullmatch(r"\d{4}-\d{2}", text.strip()):
-        raise ConfigError(f"month '{text}' is not of the form YYYY-MM", "e.g. --month 2026-11")
+    text = text.strip()
+    if text == "previous":
+        today = today if today is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
+        return today.to_period("M") - 1
+    if not re.fullmatch(r"\d{4}-\d{2}", text):
+        raise ConfigError(
+            f"month '{text}' is not of the form YYYY-MM", "e.g. --month 2026-11, or previous"
+        )
     try:
-        return pd.Period(text.strip(), freq="M")
+        return pd.Period(text, freq="M")
     except ValueError:
         raise ConfigError(f"month '{text}' is not a month", "e.g. --month 2026-11") from None
 

@@ -326,13 +326,27 @@ def monitoring_summary(result: MonitoringResult, run_id: str | None) -> dict[str
     }
 
 
-#: The monthly figures of the review's summary (all numbers; `month` and `provisional` too).
-REVIEW_MONTH_KEYS = (
-    "runs", "leads", "new_leads", "rule_mqls", "rule_mql_conversions", "rule_mql_rate",
-    "rule_mql_low", "rule_mql_high", "tier_as", "tier_a_conversions", "tier_a_rate",
-    "tier_a_low", "tier_a_high", "conversions", "volume", "rules_captured", "model_captured",
-    "rule_roc_auc", "model_roc_auc", "model_ece",
+#: The monthly figures of the review's summary: counts, then shares and metrics.
+REVIEW_MONTH_COUNTS = (
+    "runs", "leads", "new_leads", "rule_mqls", "rule_mql_conversions", "tier_as",
+    "tier_a_conversions", "conversions", "volume",
 )  # fmt: skip
+REVIEW_MONTH_KEYS = (
+    "rule_mql_rate", "rule_mql_low", "rule_mql_high", "tier_a_rate", "tier_a_low",
+    "tier_a_high", "rules_captured", "model_captured", "rule_roc_auc", "model_roc_auc",
+    "model_ece",
+)  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value: dates as ISO text, numbers finite or null, text as it is."""
+    if isinstance(value, pd.Timestamp):
+        return str(value.date())
+    if isinstance(value, str | bool) or value is None:
+        return value
+    if isinstance(value, int | np.integer):
+        return int(value)
+    return number(value)
 
 
 def review_summary(path: str, review, config: ProjectConfig) -> dict[str, Any]:
@@ -342,6 +356,7 @@ def review_summary(path: str, review, config: ProjectConfig) -> dict[str, Any]:
         entry = {"month": row["month"], "provisional": bool(row["provisional"]),
                  "outcomes_complete_on": row["outcomes_complete_on"],
                  "rule_versions": row["rule_versions"]}  # fmt: skip
+        entry |= {k: int(row[k]) for k in REVIEW_MONTH_COUNTS}
         entry |= {k: number(row[k]) for k in REVIEW_MONTH_KEYS}
         months.append(entry)
     effect = None
@@ -387,7 +402,7 @@ def review_summary(path: str, review, config: ProjectConfig) -> dict[str, Any]:
                 "on": str(c.when.date()),
                 "before": c.before,
                 "after": c.after,
-                "rules": c.table.to_dict("records"),
+                "rules": [{k: _plain(v) for k, v in r.items()} for r in c.table.to_dict("records")],
                 "threshold": [c.threshold_before, c.threshold_after],
             }
             for c in review.changes
