@@ -594,6 +594,9 @@ def build_review(config: ProjectConfig, crm: CRMData, month: str | None) -> revi
             effect_days=config.review.effect_days,
             target_rate=config.report.target_mql_rate,
             progress=reporter(),
+            leads=crm.leads,
+            activities=crm.activities,
+            config=config,
         )
 
 

@@ -95,7 +95,7 @@ def test_twelve_months_two_rule_versions_and_the_effect_of_the_change(history) -
     (change,) = review["changes"]
     assert change["threshold"] == [50, 60]
     rules = {r["rule"]: r["change"] for r in change["rules"]}
-    assert rules == {"demo_request": "added", "content_download": "points"}
+    assert rules == {"contact_request": "added", "content_download": "points"}
     effect = review["effect"]
     assert effect["changed_on"] == CHANGE and effect["days"] == 90
     before, after = effect["sides"]
@@ -104,6 +104,41 @@ def test_twelve_months_two_rule_versions_and_the_effect_of_the_change(history) -
     assert low < d < high
     assert Path(review["path"]).is_file()
     assert (folder / "review-2026-11.html").is_file()  # the example's own review
+
+
+def test_the_sla_recovers_the_generators_response_time_effect(history) -> None:
+    """Sales answered hand-raises after random delays and slow answers lost deals (the
+    generator's known effect): the review finds conversion falling with response time."""
+    folder, runner = history
+    code, review, output = invoke_json(
+        runner, ["review", "-c", str(folder / "leadscore.yaml"), "--month", "2026-11"]
+    )
+    assert code == 0, output[-3000:]
+    sla = review["sla"]
+    assert sla["touch_types"] == ["call", "sales_email", "meeting"]
+    assert sla["months"] == [m["month"] for m in review["months"] if not m["provisional"]]
+    rules = sla["groups"]["rules"]
+    # Nearly every MQL's moment was replayed from its activities, not its run's day.
+    assert rules["replayed"] > 0.9 * rules["leads"] > 1000
+    buckets = {b["bucket"]: b for b in rules["buckets"]}
+    assert sum(b["leads"] for b in rules["buckets"]) == rules["leads"]
+    fast = ("le_5m", "5m_60m")
+    slow = ("1h_24h", "over_24h")
+    assert min(buckets[k]["rate"] for k in fast) > max(buckets[k]["rate"] for k in slow)
+    d, low, high = rules["answered_within_hour_minus_later"]
+    assert 0 < low < d < high  # the interval excludes no effect
+    # The truth it recovers: the generator's deals lost grow with the delay.
+    import sqlite3
+
+    with sqlite3.connect(folder / "crm.db") as conn:
+        truth = pd.read_sql(
+            "SELECT response_minutes, lost_to_slow_response FROM ground_truth_leads "
+            "WHERE response_minutes IS NOT NULL", conn
+        )  # fmt: skip
+    lost = truth.groupby(pd.cut(truth["response_minutes"], [0, 60, 1e9]), observed=True)[
+        "lost_to_slow_response"
+    ].mean()
+    assert lost.iloc[0] < lost.iloc[1]
 
 
 def test_the_japanese_review_as_chromium_draws_it(history, browser, tmp_path) -> None:
@@ -127,7 +162,8 @@ def test_the_japanese_review_as_chromium_draws_it(history, browser, tmp_path) ->
     assert review["language"] == "ja" and review["path"] == str(out)
     text, fonts = browser.rendered_text(out, tmp_path / "review-ja.pdf")
     for words in ("月次レビュー:2026年11月", "月ごとの KPI", "ルールファイルのバージョン",
-                  "前回の変更の効果", "暫定", "2026/05/01 の変更", "測定方法"):  # fmt: skip
+                  "前回の変更の効果", "暫定", "2026/05/01 の変更", "測定方法",
+                  "営業 SLA", "5 分以内"):  # fmt: skip
         assert words in text, words
     # Drawn with a font that has the glyphs (Debian's fonts-noto-cjk, which .ci/run installs).
     assert any("CJK" in f for f in fonts), fonts

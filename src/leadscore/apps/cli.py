@@ -308,10 +308,20 @@ def generate(
     days: Annotated[
         int, typer.Option("--days", min=30, help="Days of history, ending at --end.")
     ] = 730,
+    sales_touches: Annotated[
+        bool,
+        typer.Option(
+            "--sales-touches",
+            help="Sales answers hand-raises (call, sales_email) after a random delay, and slow "
+            "answers lose conversions (a known effect for `leadscore review`'s SLA section).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Generate a synthetic B2B CRM (leads, activities, outcomes, hidden ground truth)."""
-    summary = _generate(out_uri, leads, seed, end, file_format, not as_json, scenario.value, days)
+    summary = _generate(
+        out_uri, leads, seed, end, file_format, not as_json, scenario.value, days, sales_touches
+    )
     _emit(summary, as_json)
     if not as_json:
         err.print(
@@ -329,6 +339,7 @@ def _generate(
     progress: bool,
     scenario: str = "stationary",
     days: int = 730,
+    sales_touches: bool = False,
 ) -> dict:
     from leadscore.config import resolve_uri
     from leadscore.io.tables import write_tables
@@ -339,7 +350,10 @@ def _generate(
     start = time.perf_counter()
     with _progress(progress):
         report = reporter()
-        crm = generate_crm(leads, seed=seed, end=end, scenario=scenario, history_days=days)
+        crm = generate_crm(
+            leads, seed=seed, end=end, scenario=scenario, history_days=days,
+            sales_touches=sales_touches,
+        )  # fmt: skip
         report("writing", 0, 1)
         write_tables(crm.tables(), uri, file_format)
         report("writing", 1, 1)
@@ -349,6 +363,7 @@ def _generate(
         "seed": seed,
         "scenario": scenario,
         "days": days,
+        "sales_touches": sales_touches,
         "end": str(crm.end.date()),
         "rows": {
             "leads": len(crm.leads),
@@ -970,6 +985,19 @@ def _print_review(summary: dict[str, Any]) -> None:
             f"after ({d * 100:+.1f} points, 95% interval {low * 100:+.1f} to {high * 100:+.1f})",
             highlight=False,
         )
+    sla = summary.get("sla")
+    for name, group in (sla or {}).get("groups", {}).items():
+        shares = ", ".join(f"{w['target']} {_pct(w['share'])}" for w in group["within"])
+        d, low, high = group["answered_within_hour_minus_later"]
+        effect = (
+            f"; converted within the hour minus later {d * 100:+.1f} points "
+            f"({low * 100:+.1f} to {high * 100:+.1f})"
+            if d is not None
+            else ""
+        )
+        who = "rule MQLs" if name == "rules" else "tier A"
+        err.print(f"sales SLA, {who} of closed months ({group['leads']:,}): answered within "
+                  f"{shares}{effect}", highlight=False)  # fmt: skip
     err.print(f"review of {summary['month']} written to [bold]{summary['path']}[/]")
 
 

@@ -6,6 +6,7 @@ the directory of the project file, so a project folder can be moved as a whole.
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from datetime import date
 from pathlib import Path
@@ -619,6 +620,37 @@ class ReviewConfig(_Section):
     months: int = Field(12, ge=1, le=60)
     #: Days on each side of the last rule file change that its before/after compares.
     effect_days: int = Field(90, ge=7, le=730)
+    #: Activity types that are sales touches. The SLA section measures the time from a lead
+    #: becoming an MQL (or tier A) to the first of them; none in the data: no SLA section.
+    touch_types: list[str] = Field(default_factory=lambda: ["call", "sales_email", "meeting"])
+    #: Response-time targets: minutes "5m", hours "1h", days "1d", business days "1bd"
+    #: (24 hours counted Monday to Friday).
+    sla_targets: list[str] = Field(default_factory=lambda: ["5m", "1h", "1bd"])
+
+    @field_validator("sla_targets")
+    @classmethod
+    def _targets_read(cls, value: list[str]) -> list[str]:
+        for text in value:
+            response_target(text)
+        return value
+
+
+#: A response-time target: a number and a unit (m, min, h, d, bd).
+_RESPONSE_TARGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|bd)\s*$")
+
+
+def response_target(text: str) -> tuple[float, bool]:
+    """Minutes of a response-time target ("5m", "1h", "1d", "1bd"), and whether they count
+    business time only (bd: Monday to Friday)."""
+    found = _RESPONSE_TARGET.match(str(text))
+    if not found:
+        raise ValueError(
+            f"'{text}' is not a response time; write minutes, hours, days or business days, "
+            'e.g. "5m", "1h", "1d", "1bd"'
+        )
+    unit = found.group(2)
+    per = {"m": 1.0, "min": 1.0, "h": 60.0, "d": 1440.0, "bd": 1440.0}[unit]
+    return float(found.group(1)) * per, unit == "bd"
 
 
 class MonitoringConfig(_Section):

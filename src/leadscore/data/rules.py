@@ -174,6 +174,17 @@ def read_rule_file(path: str | Path) -> tuple[RuleSet, RuleFileVersion]:
         ) from None
 
 
+def parse_rule_text(text: object) -> RuleSet | None:
+    """A rule file's text as recorded by a run, parsed; None when it is missing or no longer
+    parses (an old version of the format): a review then loses that version's details only."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return RuleSet.model_validate(yaml.safe_load(text) or {})
+    except (yaml.YAMLError, ValueError):
+        return None
+
+
 def check_activities(rules: RuleSet, known_types: tuple[str, ...] | list[str]) -> None:
     """Refuse behaviour rules on activity types the data never has (likely a typo)."""
     unknown = [r for r in rules.behaviour_rules if r.activity not in known_types]

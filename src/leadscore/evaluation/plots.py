@@ -323,6 +323,34 @@ def kpi_figure(months: pd.DataFrame, words) -> object:
     return fig
 
 
+def sla_figure(groups: dict, words) -> object:
+    """Conversion rate by response time (bars, 95 % intervals) for each hand-over kind."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 3.8), dpi=110)
+    colours = {"rules": RULES_COLOUR, "tier_a": MODEL_COLOUR}
+    names = list(groups)
+    labels = None
+    width = 0.8 / max(len(names), 1)
+    for j, name in enumerate(names):
+        buckets = groups[name].buckets
+        labels = [words(f"review.sla.bucket.{i}") for i in range(len(buckets))]
+        rate = buckets["rate"].to_numpy(float) * 100
+        err = np.vstack([np.nan_to_num(rate - buckets["low"].to_numpy(float) * 100),
+                         np.nan_to_num(buckets["high"].to_numpy(float) * 100 - rate)])  # fmt: skip
+        x = np.arange(len(buckets)) + (j - (len(names) - 1) / 2) * width
+        ax.bar(x, np.nan_to_num(rate), width=width, color=colours.get(name, "#6e7781"),
+               label=words(f"review.sla.group.{name}"), yerr=err, capsize=3,
+               error_kw={"elinewidth": 1, "alpha": 0.7})  # fmt: skip
+    ax.set_xticks(range(len(labels or [])), labels or [], fontsize=8)
+    ax.set_ylabel(words("review.chart.rate_axis"))
+    ax.set_title(words("review.sla.chart_title"))
+    ax.grid(alpha=0.3, axis="y")
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def to_svg(fig) -> str:
     """The figure as inline SVG markup (no XML prologue), for a self-contained page."""
     import io

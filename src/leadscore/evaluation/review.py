@@ -19,16 +19,16 @@ newest outcome the source holds) is provisional: its figures are shown and marke
 from __future__ import annotations
 
 import difflib
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from leadscore.data.rules import RuleSet
+from leadscore.config import ProjectConfig
+from leadscore.data.rules import RuleSet, parse_rule_text
 from leadscore.errors import ConfigError
 from leadscore.evaluation import plots
+from leadscore.evaluation.sla import Sla, build_sla, newcombe
 from leadscore.i18n import Words
 from leadscore.io.history import ScoreHistory
 from leadscore.modeling.metrics import (
@@ -104,6 +104,9 @@ class Review:
     #: its months has closed: on earlier versions' rows), "unreadable" (its text does not parse)
     diagnostics_state: str
     diagnostics_rows: int
+    #: The sales SLA of the closed months (None: no sales touch in the activities, or no
+    #: month closed yet).
+    sla: Sla | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -146,15 +149,6 @@ def _version_segments(versions: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)[columns]
 
 
-def _parse(text) -> RuleSet | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return RuleSet.model_validate(yaml.safe_load(text) or {})
-    except (yaml.YAMLError, ValueError):  # an unreadable old version loses only its diff table
-        return None
-
-
 def _definition(rule) -> dict:
     """What a rule tests (its points and cap are its weight, its description words)."""
     return rule.model_dump(
@@ -164,7 +158,7 @@ def _definition(rule) -> dict:
 
 def rule_change(before: pd.Series, after: pd.Series) -> RuleChange:
     """What changed between two versions (rows of `_version_segments`)."""
-    old, new = _parse(before["rules_text"]), _parse(after["rules_text"])
+    old, new = parse_rule_text(before["rules_text"]), parse_rule_text(after["rules_text"])
     rows = []
     if old is not None and new is not None:
         kinds = {}
@@ -328,18 +322,8 @@ def _effect(
 
 
 def _difference(before: Rate, after: Rate) -> tuple[float, float, float]:
-    """after - before, with Newcombe's 95% interval (from the two Wilson intervals)."""
-    if not before.n or not after.n:
-        return (float("nan"),) * 3
-    p1, p2 = before.rate, after.rate
-    l1, u1 = before.interval
-    l2, u2 = after.interval
-    d = p2 - p1
-    return (
-        d,
-        d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2),
-        d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2),
-    )
+    """after - before, with Newcombe's 95% interval."""
+    return newcombe(before.hits, before.n, after.hits, after.n)
 
 
 def rule_diagnostics(snap: pd.DataFrame, rules: RuleSet) -> pd.DataFrame:
@@ -442,8 +426,14 @@ def build_review(
     effect_days: int = 90,
     target_rate: float | None = None,
     progress=None,
+    leads: pd.DataFrame | None = None,
+    activities: pd.DataFrame | None = None,
+    config: ProjectConfig | None = None,
 ) -> Review:
-    """The review of `month` and the `months - 1` before it (see the module's docstring)."""
+    """The review of `month` and the `months - 1` before it (see the module's docstring).
+
+    With the source's `leads` and `activities` and the project's `config`, the sales SLA of
+    the closed months too (`review.touch_types`, `review.sla_targets`)."""
     horizon = pd.Timedelta(days=horizon_days)
     outcomes_until = pd.Timestamp(outcomes_until)
     periods = pd.period_range(end=month, periods=months, freq="M")
@@ -476,7 +466,7 @@ def build_review(
     diagnostics_state, diagnostics_rows = "none_closed", 0
     if closed_snaps and len(segments):
         current = segments.iloc[-1]
-        rules = _parse(current["rules_text"])
+        rules = parse_rule_text(current["rules_text"])
         snap = pd.concat(closed_snaps, ignore_index=True)
         mine = snap[snap["rules_sha256"] == current["rules_sha256"]]
         diagnostics_state = "current"
@@ -490,6 +480,15 @@ def build_review(
         else:
             diagnostics = rule_diagnostics(mine, rules)
             thresholds = threshold_table(mine, rules.mql_threshold, target_rate)
+    sla = None
+    if config is not None and leads is not None and activities is not None:
+        closed = [p for p, r in zip(periods, records, strict=True) if not r["provisional"]]
+        known = versions.dropna(subset=["rules_sha256"])
+        texts = dict(zip(known["rules_sha256"], known["rules_text"], strict=True))
+        sla = build_sla(
+            flags, known[["as_of_date", "rules_sha256"]], texts, closed, leads, activities,
+            lambda ids, moments: _converted(ids, moments, conversions, horizon), config,
+        )  # fmt: skip
     return Review(
         month=month,
         horizon_days=horizon_days,
@@ -503,6 +502,7 @@ def build_review(
         thresholds=thresholds,
         diagnostics_state=diagnostics_state,
         diagnostics_rows=diagnostics_rows,
+        sla=sla,
     )
 
 
@@ -547,7 +547,6 @@ def render_review(
     language: str,
     source: str,
     publish: str,
-    sla: dict | None = None,
 ) -> str:
     """The review as one HTML document in `language` (no network needed to read it)."""
     import importlib.metadata
@@ -568,6 +567,13 @@ def render_review(
             chart = plots.to_svg(fig)
         finally:
             plots.close(fig)
+        sla_chart = None
+        if review.sla is not None:
+            fig = plots.sla_figure(review.sla.groups, words)
+            try:
+                sla_chart = plots.to_svg(fig)
+            finally:
+                plots.close(fig)
     months = review.months.to_dict("records")
     closed = review.closed_months
     effect_note = words(
@@ -604,7 +610,8 @@ def render_review(
             review.thresholds.to_dict("records") if review.thresholds is not None else None
         ),
         diagnostics_note=diagnostics_note,
-        sla=sla,
+        sla=review.sla,
+        sla_chart=sla_chart,
         source=source,
         publish=publish,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from datetime import date, datetime
 from importlib import resources
 
@@ -114,7 +115,26 @@ class Words:
         day = pd.Period(value, freq="M").start_time.date()
         return format_skeleton("yMMM", day, locale=self.locale)
 
+    def duration(self, minutes) -> str:
+        """A response time: minutes below an hour, hours below a day, else days."""
+        if not _ok(minutes):
+            return "—"
+        if minutes < 60:
+            return self("review.duration.minutes", n=self.num(minutes, 0 if minutes >= 10 else 1))
+        if minutes < 1440:
+            return self("review.duration.hours", n=self.num(minutes / 60, 1))
+        return self("review.duration.days", n=self.num(minutes / 1440, 1))
+
+    def target(self, text: str) -> str:
+        """A response-time target as written in the project file ("5m", "1bd"), in words."""
+        found = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|bd)\s*$", str(text))
+        if not found:
+            return str(text)
+        value, unit = float(found.group(1)), found.group(2).replace("min", "m")
+        return self(f"review.target.{unit}", n=self.num(value, 0 if value.is_integer() else 1))
+
     def formatters(self) -> dict:
         """What a template gets: `t` and the formats."""
         return {"t": self, "pct": self.pct, "num": self.num, "signed": self.signed,
-                "day": self.date, "month": self.month}  # fmt: skip
+                "day": self.date, "month": self.month, "duration": self.duration,
+                "target": self.target}  # fmt: skip

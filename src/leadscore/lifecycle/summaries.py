@@ -349,6 +349,32 @@ def _plain(value: Any) -> Any:
     return number(value)
 
 
+def _sla_summary(sla) -> dict[str, Any] | None:
+    """The SLA section's figures: per group, the counts, targets, buckets and the effect."""
+    if sla is None:
+        return None
+    groups = {}
+    for name, g in sla.groups.items():
+        groups[name] = {
+            "leads": g.leads,
+            "already_in_touch": g.already,
+            "answered": g.touched,
+            "median_minutes": number(g.median_minutes),
+            "replayed": g.replayed,
+            "within": [{k: _plain(v) for k, v in r.items()} for r in g.within.to_dict("records")],
+            "buckets": [
+                {"bucket": label, **{k: _plain(v) for k, v in r.items()}}
+                for label, r in zip(SLA_BUCKETS, g.buckets.to_dict("records"), strict=True)
+            ],
+            "answered_within_hour_minus_later": [number(v) for v in g.difference],
+        }
+    return {"touch_types": sla.touch_types, "months": sla.months, "groups": groups}
+
+
+#: The SLA buckets' names in the JSON summary (the page says them in words).
+SLA_BUCKETS = ("le_5m", "5m_60m", "1h_24h", "over_24h", "in_touch_before", "not_touched")
+
+
 def review_summary(path: str, review, config: ProjectConfig) -> dict[str, Any]:
     """The review's JSON summary: the monthly table, the rule versions, the last change."""
     months = []
@@ -408,6 +434,7 @@ def review_summary(path: str, review, config: ProjectConfig) -> dict[str, Any]:
             for c in review.changes
         ],
         "effect": effect,
+        "sla": _sla_summary(review.sla),
         "effect_state": review.effect_state,
         "diagnostics_state": review.diagnostics_state,
         "uris": {

@@ -34,8 +34,8 @@ from leadscore.synthetic import true_conversion_probability
 def oracle_auc(config: ProjectConfig, result: TrainingResult) -> float | None:
     """AUC of the generator's true probabilities on the test cohort (generated data only)."""
     truth = load_ground_truth(config)
-    if truth is None:
-        return None
+    if truth is None or "lost_to_slow_response" in truth[0]:
+        return None  # not generated, or generated with sales touches: no exact oracle
     snapshots = result.data.snapshots["test"]
     p = true_conversion_probability(truth[0], truth[1], snapshots, config.horizon_days)
     return float(roc_auc_score(snapshots["converted"], p))

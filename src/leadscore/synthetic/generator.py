@@ -37,6 +37,22 @@ DRIFT_AT = 0.6
 DRIFT_HAZARD_FACTOR = 2.0
 DRIFT_SOURCE = ("marketplace", 0.2, 0.6, 1.3)
 DRIFT_PRICING_RATE = 0.05
+#: Sales touches (`generate_crm(sales_touches=True)`): sales answers a lead's first hand-raise
+#: (a demo or contact request) after a delay drawn log-uniformly from a minute to five days,
+#: by a call or a sales e-mail; a hand-raiser's later conversion survives with probability
+#: `response_retention(minutes)`, else the lead buys elsewhere (the known effect).
+SALES_TOUCH_TYPES = ("call", "sales_email")
+HAND_RAISES = ("demo_request", "contact_request")
+RESPONSE_MINUTES = (1.0, 7200.0)
+
+
+def response_retention(minutes: np.ndarray | float) -> np.ndarray:
+    """The share of a hand-raiser's conversions that a response after `minutes` keeps:
+    0.94 after a minute, 0.84 after 5, 0.63 after an hour, 0.34 after a day, 0.2 after 5 days
+    (the industry's lore: a lead answered within minutes is many times likelier to buy)."""
+    return 1.0 - 0.8 * np.log1p(minutes) / np.log1p(RESPONSE_MINUTES[1])
+
+
 #: Leads go cold (no activity, no conversion) this many days after creation.
 LEAD_LIFETIME_DAYS = 540
 
@@ -509,11 +525,16 @@ def generate_crm(
     end: str | pd.Timestamp | None = None,
     scenario: str = "stationary",
     history_days: int = HISTORY_DAYS,
+    sales_touches: bool = False,
 ) -> SyntheticCRM:
     """Generate a seeded, deterministic synthetic CRM ending at `end` (default: today, UTC).
 
     `scenario`: ``stationary`` (the default) or ``drift`` (see the module's docstring).
     `history_days`: how far back the history goes (leads are created over all of it).
+    `sales_touches`: sales answers hand-raises, and slow answers lose conversions (see
+    `response_retention`); the truth table then says, per lead, when it raised its hand, how
+    fast sales answered and whether that lost the deal. No exact oracle then: the effect
+    depends on answers still to come (`true_conversion_probability` refuses such data).
     """
     report = reporter()
     if n_leads < 1:
@@ -565,10 +586,64 @@ def generate_crm(
     if drift_day is not None:
         truth_leads["hazard_drift_day"] = start + pd.Timedelta(days=drift_day)
         truth_leads["hazard_drift_factor"] = DRIFT_HAZARD_FACTOR
+    if sales_touches:
+        activities, outcomes, touch_truth = _sales_touches(
+            np.random.default_rng([seed, 7919]), activities, outcomes, end_ts
+        )
+        truth_leads = truth_leads.merge(touch_truth, on="lead_id", how="left")
+        truth_leads["lost_to_slow_response"] = (
+            truth_leads["lost_to_slow_response"].astype("boolean").fillna(False).astype(bool)
+        )
     s_lead = np.concatenate([p[0] for p in shock_parts])
     s_day = np.concatenate([p[1] for p in shock_parts])
     truth_shocks = pd.DataFrame({"lead_id": s_lead + 1, "day_index": s_day.astype(np.int32)})
     return SyntheticCRM(leads, activities, outcomes, truth_leads, truth_shocks, end_ts)
+
+
+def _sales_touches(
+    rng: np.random.Generator, activities: pd.DataFrame, outcomes: pd.DataFrame, end: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Sales answers each lead's first hand-raise; slow answers lose some conversions."""
+    hands = activities[activities["activity_type"].isin(HAND_RAISES)]
+    first = hands.groupby("lead_id")["occurred_at"].min()
+    n = len(first)
+    low, high = np.log(RESPONSE_MINUTES[0]), np.log(RESPONSE_MINUTES[1])
+    minutes = np.exp(rng.uniform(low, high, n))
+    retention = response_retention(minutes)
+    converted = outcomes.set_index("lead_id")["converted_at"].reindex(first.index)
+    after = converted.notna().to_numpy() & (converted > first).to_numpy()
+    lost = after & (rng.random(n) > retention)
+    touch_at = first + pd.to_timedelta(minutes, "m")
+    # Sales reaches the lead while it is still in play: before it converts (or, lost, buys
+    # elsewhere at that moment and goes quiet) and before the history ends.
+    until = converted.fillna(end).to_numpy()
+    touched = (touch_at.to_numpy() < until) & (touch_at.to_numpy() < end.to_datetime64())
+    kind = np.where(rng.random(n) < 0.6, SALES_TOUCH_TYPES[0], SALES_TOUCH_TYPES[1])
+    touches = pd.DataFrame(
+        {
+            "lead_id": first.index.to_numpy()[touched],
+            "occurred_at": touch_at.to_numpy()[touched],
+            "activity_type": pd.array(kind[touched], dtype="str"),
+            "detail": pd.array(np.full(int(touched.sum()), "sales"), dtype="str"),
+        }
+    )
+    touches["occurred_at"] = touches["occurred_at"].dt.round("s")
+    merged = pd.concat([activities.drop(columns="activity_id"), touches], ignore_index=True)
+    merged = merged.sort_values(["occurred_at", "lead_id"], kind="stable").reset_index(drop=True)
+    merged.insert(0, "activity_id", np.arange(1, len(merged) + 1))
+    outcomes = outcomes.copy()
+    lost_ids = first.index.to_numpy()[lost]
+    outcomes.loc[outcomes["lead_id"].isin(lost_ids), "converted_at"] = pd.NaT
+    truth = pd.DataFrame(
+        {
+            "lead_id": first.index.to_numpy(),
+            "hand_raise_at": first.to_numpy(),
+            "response_minutes": minutes,
+            "retention": retention,
+            "lost_to_slow_response": lost,
+        }
+    )
+    return merged, outcomes, truth
 
 
 def _activities_frame(
@@ -642,6 +717,12 @@ def true_conversion_probability(
     `examples` has columns `lead_id` and `as_of` (a midnight timestamp after the lead's
     creation). Exact under the generator's model: future shocks are integrated out.
     """
+    if "lost_to_slow_response" in truth_leads:
+        raise ValueError(
+            "this history was generated with sales touches: whether a lead converts depends "
+            "on how fast sales will answer, so there is no exact oracle (generate without "
+            "--sales-touches to compare with one)"
+        )
     truth = truth_leads.set_index("lead_id")
     rows = truth.loc[examples["lead_id"].to_numpy()]
     created = rows["created_day"].to_numpy().astype("datetime64[D]")
