@@ -42,13 +42,17 @@ def score_flow(
         return tasks.skipped("score", exc)
 
 
-def _score(config: ProjectConfig, as_of: pd.Timestamp, rules_only: bool = False) -> dict[str, Any]:
+def _scorer(config: ProjectConfig, rules_only: bool):
+    """The rule file (and its version), the champion (None: the rules alone) and the Scorer."""
     rules, rule_file = tasks.read_rule_file(config)
     champion = tasks.load_scoring_champion(config, rules_only)
     if champion is None:
-        scorer = Scorer.rules_only(rules, config)
-    else:
-        scorer = champion.scorer(rules, config)
+        return rule_file, None, Scorer.rules_only(rules, config)
+    return rule_file, champion, champion.scorer(rules, config)
+
+
+def _score(config: ProjectConfig, as_of: pd.Timestamp, rules_only: bool = False) -> dict[str, Any]:
+    rule_file, champion, scorer = _scorer(config, rules_only)
     # Only the activities the model and the rules can see are read.
     since = as_of - pd.Timedelta(days=scorer.lookback_days)
     if partitions.partitioned(config):
@@ -88,9 +92,12 @@ def backfill_flow(
     end: str | None = None,
     every_days: int = 7,
     rules_only: bool = False,
+    replace: bool = False,
 ) -> dict[str, Any]:
     """Score past dates, `start` to `end` (default today) every `every_days` days, as the
     nightly run would have on each: leads, activities and conversions known that day only.
+    Dates that already have a published run are refused unless `replace` (what was published
+    then, with its rule file, is what the monthly review is there to show).
 
     Each date is published as a run of its own (rule file version included), for the monthly
     review to read; no alerts (those days are gone) and no monitoring. The champion scores
@@ -105,7 +112,7 @@ def backfill_flow(
     dates = backfill_dates(start, end, every_days)
     try:
         with tasks.job_lock(config, "score"):
-            return _backfill(config, dates, rules_only)
+            return _backfill(config, dates, rules_only, replace)
     except locking.RunLockedError as exc:
         return tasks.skipped("score", exc)
 
@@ -125,13 +132,22 @@ def backfill_dates(start: str | None, end: str | None, every_days: int) -> list[
     return list(pd.date_range(first, last, freq=f"{every_days}D"))
 
 
-def _backfill(config: ProjectConfig, dates: list[pd.Timestamp], rules_only: bool) -> dict:
-    rules, rule_file = tasks.read_rule_file(config)
-    champion = tasks.load_scoring_champion(config, rules_only)
-    if champion is None:
-        scorer = Scorer.rules_only(rules, config)
-    else:
-        scorer = champion.scorer(rules, config)
+def _backfill(
+    config: ProjectConfig, dates: list[pd.Timestamp], rules_only: bool, replace: bool = False
+) -> dict:
+    if not replace:
+        published = tasks.read_published_dates(config)
+        taken = sorted(set(dates) & published)
+        if taken:
+            raise ConfigError(
+                f"{len(taken)} of the {len(dates)} dates already have a published run "
+                f"({taken[0].date()}"
+                + (f" to {taken[-1].date()})" if len(taken) > 1 else ")")
+                + ": backfilling would replace what was scored then, with today's rule file",
+                "choose dates without runs, or add --replace to rescore them",
+            )
+    rule_file, champion, scorer = _scorer(config, rules_only)
+    if champion is not None:
         learned = getattr(champion.model, "trained_through_", None)
         if learned is None:
             raise ConfigError(

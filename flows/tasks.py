@@ -368,6 +368,13 @@ def read_previous_published(config: ProjectConfig, as_of) -> pd.DataFrame:
 
 
 @io_task
+def read_published_dates(config: ProjectConfig) -> set[pd.Timestamp]:
+    """The as-of dates that have a published run."""
+    runs = publish.read_scores(config.publish_uri, config.publish.runs_table)
+    return set(pd.to_datetime(runs["as_of_date"]).dt.normalize()) if len(runs) else set()
+
+
+@io_task
 def write_report(html: str, path: str) -> str:
     return str(report_module.write_report(html, path))
 
@@ -581,7 +588,9 @@ def build_review(config: ProjectConfig, crm: CRMData, month: str | None) -> revi
                 f"table '{tables.history}' holds no published score yet",
                 "run `leadscore score` (nightly, or with --as-of for past dates) first",
             )
-        period = review_module.parse_month(month) if month else span[1].to_period("M")
+        # "previous": the month before today where the sales team is (review.timezone).
+        today = pd.Timestamp.now(tz=config.review.timezone).tz_localize(None)
+        period = review_module.parse_month(month, today) if month else span[1].to_period("M")
         versions = publish.read_rule_versions(config.publish_uri, tables)
         return review_module.build_review(
             history,

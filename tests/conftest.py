@@ -797,9 +797,12 @@ def direct_review_months(
         at = converted.reindex(first.index)
         return int(((at >= first) & (at < first + horizon)).sum())
 
-    first_mql = h[h["is_mql"]].groupby("lead")["day"].min()
     model = h["conversion_probability"].notna()
+    # The backlog is no one's first flag: what the first run (and a model's first run) found.
+    first_mql = h[h["is_mql"]].groupby("lead")["day"].min()
+    first_mql = first_mql[first_mql != h["day"].min()]
     first_a = h[model & (h["tier"] == "A")].groupby("lead")["day"].min()
+    first_a = first_a[(first_a != h["day"].min()) & (first_a != h.loc[model, "day"].min())]
     rows = []
     for month in months:
         period = pd.Period(month, freq="M")
@@ -810,6 +813,10 @@ def direct_review_months(
         at = converted.reindex(snap.index)
         y = ((at >= snap["day"]) & (at < snap["day"] + horizon)).to_numpy()
         both = 0 < y.sum() < len(y)
+        # The model on each lead's first score by a model in the month.
+        by_model = in_month[in_month["conversion_probability"].notna()].groupby("lead").first()
+        at_m = converted.reindex(by_model.index)
+        y_m = ((at_m >= by_model["day"]) & (at_m < by_model["day"] + horizon)).to_numpy()
         rows.append(
             {
                 "month": month,
@@ -823,8 +830,8 @@ def direct_review_months(
                 "rules_captured": int(y[snap["is_mql"].to_numpy()].sum()),
                 "rule_roc_auc": roc_auc_score(y, snap["rule_score"]) if both else None,
                 "model_roc_auc": (
-                    roc_auc_score(y, snap["conversion_probability"])
-                    if both and snap["conversion_probability"].notna().all()
+                    roc_auc_score(y_m, by_model["conversion_probability"])
+                    if 0 < y_m.sum() < len(y_m)
                     else None
                 ),
             }

@@ -275,6 +275,9 @@ def test_backfill_then_the_monthly_review(trained, runner) -> None:
     assert code == 0, output[-3000:]
     assert summary["runs"][0]["as_of"] == start and len(summary["runs"]) == 4
     assert all(r["published"] > 0 for r in summary["runs"])
+    # Those dates are published now: a second backfill would rewrite them, so it asks.
+    code, _, output = invoke_json(runner, [*backfill, "--rules-only"])
+    assert code == 2 and "4 of the 4 dates already have a published run" in output
 
     code, review, output = invoke_json(runner, ["review", "-c", path])
     assert code == 0, output[-3000:]

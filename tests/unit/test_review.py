@@ -162,14 +162,32 @@ def test_months_whose_outcome_window_is_open_are_provisional(published) -> None:
     assert review.closed_months["month"].iloc[-1] == "2026-08"
 
 
-def test_rules_only_months_count_no_tier_a_of_a_model(published) -> None:
+def test_the_backlog_and_rules_only_runs_are_not_first_flags(published) -> None:
     uri, outcomes = published
     review = _review(uri, outcomes, month="2025-12", months=4)
     months = review.months.set_index("month")
-    # September's first four weekly runs were by the rules alone (tiers by points).
-    assert months.loc["2025-09", "tier_as"] < months.loc["2025-10", "tier_as"]
-    assert np.isnan(months.loc["2025-09", "model_roc_auc"])
-    assert not np.isnan(months.loc["2025-10", "model_roc_auc"])
+    history = read_scores(uri, "lead_score_history")
+    first_run = history[history["as_of_date"] == FIRST_RUN]
+    # The first run found leads open and MQLs already: none of them is new that day, so
+    # September counts only what later runs flagged.
+    assert len(first_run) > 100 and first_run["is_mql"].astype(bool).sum() > 10
+    september = history[history["as_of_date"].dt.month == 9]
+    flagged_later = september[september["as_of_date"] > FIRST_RUN]
+    assert (
+        0
+        < months.loc["2025-09", "rule_mqls"]
+        < september["lead_id"][september["is_mql"].astype(bool)].nunique()
+    )
+    assert months.loc["2025-09", "new_leads"] <= flagged_later["lead_id"].nunique()
+    # Four runs by the rules alone (tiers by points), then the model's first run (its tier A
+    # is a backlog too): September has no tier A of its own, October has.
+    assert months.loc["2025-09", "tier_as"] == 0 < months.loc["2025-10", "tier_as"]
+    # The model's figures of September come from its own run of the month, not the rules'.
+    assert not np.isnan(months.loc["2025-09", "model_roc_auc"])
+    direct = direct_review_months(history, outcomes, HORIZON, list(months.index))
+    np.testing.assert_allclose(
+        months["model_roc_auc"], direct["model_roc_auc"].astype(float), atol=1e-12
+    )
 
 
 def test_rule_versions_their_diff_and_the_effect_of_the_change(published) -> None:
@@ -249,3 +267,34 @@ def test_a_missing_history_is_a_clear_error(tmp_path) -> None:
     december = pd.Timestamp("2026-12-01 06:00")
     assert review_module.parse_month("previous", december) == pd.Period("2026-11", freq="M")
     assert review_module.parse_month("previous", pd.Timestamp("2027-01-01")).year == 2026
+
+
+def test_runs_published_before_versions_were_recorded_still_get_an_sla(published) -> None:
+    """Older runs have no rule file SHA-256: nothing to replay, the MQLs count from their
+    run's day, and nothing fails."""
+    from leadscore.config import ProjectConfig
+
+    uri, outcomes = published
+    versions = read_rule_versions(uri).assign(rules_sha256=None, rules_text=None)
+    history = read_scores(uri, "lead_score_history")
+    ids = history["lead_id"].unique()
+    leads = pd.DataFrame({"lead_id": ids, "created_at": pd.Timestamp("2025-03-01")})
+    mqls = history[history["is_mql"].astype(bool)].groupby("lead_id")["as_of_date"].min()
+    touches = pd.DataFrame(
+        {
+            "lead_id": mqls.index,
+            "occurred_at": mqls.to_numpy() + pd.Timedelta(hours=30),
+            "activity_type": "call",
+            "detail": "",
+        }
+    )
+    with ScoreHistory(uri, ScoreTables()) as h:
+        review = review_module.build_review(
+            h, outcomes, versions, pd.Period("2026-11", freq="M"), HORIZON, UNTIL,
+            leads=leads, activities=touches, config=ProjectConfig(),
+        )  # fmt: skip
+    rules = review.sla.groups["rules"]
+    assert rules.replayed == 0 and rules.leads > 100
+    # Every MQL was called 30 hours after its run's day: all answered after 24 hours.
+    assert rules.buckets["leads"].iloc[3] == rules.leads - rules.already
+    assert review.changes == [] and review.effect_state == "unchanged"

@@ -871,6 +871,10 @@ def backfill(
         bool,
         typer.Option("--rules-only", help="Score with the rule file alone, even with a champion."),
     ] = False,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Rescore dates that already have a published run."),
+    ] = False,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -886,6 +890,7 @@ def backfill(
                 end=end,
                 every_days=every,
                 rules_only=rules_only,
+                replace=replace,
             )
     except LeadscoreError as exc:
         _fail(exc, as_json)
@@ -929,7 +934,8 @@ def review(
 ) -> None:
     """Write marketing's monthly review (Prefect flow `review`): the MQL -> conversion KPI of
     the rules and of tier A for 12 months, the rule file's versions and what the last change
-    did, and this month's rule diagnostics. Reads the published history; publishes nothing."""
+    did, the rules' diagnostics and the sales SLA. Reads the published history; publishes
+    nothing."""
     if month is not None:
         from leadscore.evaluation.review import parse_month
 
@@ -976,7 +982,7 @@ def _print_review(summary: dict[str, Any]) -> None:
         )
     err.print(table)
     effect = summary.get("effect")
-    if effect and effect["days"]:
+    if effect and effect["days"] and effect["difference"][0] is not None:
         before, after = effect["sides"]
         d, low, high = effect["difference"]
         err.print(

@@ -182,6 +182,17 @@ DELIMITERS = (",", ";", "\t", "|")
 THOUSANDS = ("", ",", ".", " ", "'")
 
 
+def known_time_zone(value: str, key: str) -> str:
+    """An IANA time zone name, or the error that says which key holds something else."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"{key} {value!r} is not a time zone name (e.g. UTC, Europe/Berlin, Asia/Tokyo)"
+        ) from None
+    return value
+
+
 class FileFormat(_Section):
     """How one file of a folder source is written. "auto": sniffed from the file when it is
     read; `leadscore init` writes what it found, so every run reads the file alike."""
@@ -207,15 +218,7 @@ class FileFormat(_Section):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"timezone {value!r} is not a time zone name (e.g. UTC, Europe/Berlin)"
-            ) from None
-        return value
+        return value if value is None else known_time_zone(value, "timezone")
 
     @model_validator(mode="after")
     def _known_marks(self) -> FileFormat:
@@ -626,6 +629,14 @@ class ReviewConfig(_Section):
     #: Response-time targets: minutes "5m", hours "1h", days "1d", business days "1bd"
     #: (24 hours counted Monday to Friday).
     sla_targets: list[str] = Field(default_factory=lambda: ["5m", "1h", "1bd"])
+    #: The sales team's time zone (IANA name): its weekends bound business days, and
+    #: `--month previous` is the month before today there.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return known_time_zone(value, "review.timezone")
 
     @field_validator("sla_targets")
     @classmethod

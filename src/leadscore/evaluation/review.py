@@ -111,7 +111,8 @@ class Review:
 
     @property
     def closed_months(self) -> pd.DataFrame:
-        return self.months[~self.months["provisional"]]
+        """Months whose outcomes are all known and that had a published run."""
+        return self.months[~self.months["provisional"] & (self.months["runs"] > 0)]
 
 
 def _conversion_dates(outcomes: pd.DataFrame) -> pd.Series:
@@ -248,21 +249,22 @@ def _month_row(
     volume = int(snap["is_mql"].sum())
     out["volume"] = volume
     out["rules_captured"] = float(y[snap["is_mql"].to_numpy()].sum())
-    scored = snap["conversion_probability"].notna().to_numpy()
-    p = snap["conversion_probability"].to_numpy(dtype=float)
     both = 0 < y.sum() < len(y)
     rules = classification_metrics(y, snap["rule_score"].to_numpy(float), None) if both else {}
     out["rule_roc_auc"] = rules.get("roc_auc", float("nan"))
-    model = {}
-    if scored.all() and both:
-        model = classification_metrics(y, p, p)
+    # The model on each lead's first score by a model in the month (a month may begin with
+    # runs by the rules alone); the same rows as the rules' when every run had a model.
+    by_model = rows[rows["conversion_probability"].notna()].drop_duplicates("lead_id")
+    y_m = _converted(by_model["lead_id"], by_model["as_of_date"], conversions, horizon)
+    y_m = y_m.astype(float)
+    p = by_model["conversion_probability"].to_numpy(dtype=float)
+    model = classification_metrics(y_m, p, p) if 0 < y_m.sum() < len(y_m) else {}
     out["model_roc_auc"] = model.get("roc_auc", float("nan"))
     out["model_ece"] = model.get("ece", float("nan"))
     out["mean_probability"] = model.get("mean_probability", float("nan"))
+    n_model = int(by_model["is_mql"].sum()) if len(by_model) < len(snap) else volume
     out["model_captured"] = (
-        float(expected_captured(y, p, np.array([volume]))[0])
-        if scored.all() and len(y)
-        else float("nan")
+        float(expected_captured(y_m, p, np.array([n_model]))[0]) if len(y_m) else float("nan")
     )
     out["model_versions"] = ", ".join(sorted(rows["model_version"].dropna().astype(str).unique()))
     out["rule_versions"] = ", ".join(
@@ -274,7 +276,7 @@ def _month_row(
 def _effect(
     change: RuleChange,
     previous_start: pd.Timestamp,
-    next_change: pd.Timestamp | None,
+    next_change: pd.Timestamp | None,  # the end of what may be counted (the reviewed month)
     flags: pd.DataFrame,
     conversions: pd.Series,
     horizon: pd.Timedelta,
@@ -283,9 +285,10 @@ def _effect(
 ) -> Effect:
     """MQLs flagged in equal windows before and after the change, outcomes known only."""
     span = pd.Timedelta(days=days)
-    # The windows: up to `days` on each side, as long as both sides are covered.
-    after_end = min(change.when + span, next_change or change.when + span,
-                    outcomes_until - horizon + pd.Timedelta(days=1))  # fmt: skip
+    # The windows: up to `days` on each side, as long as both sides are covered: by flags
+    # before the end of the reviewed month (`next_change`) whose outcome window has closed.
+    closed = (outcomes_until - horizon).normalize() + pd.Timedelta(days=1)
+    after_end = min(change.when + span, next_change or change.when + span, closed)
     length = max(min(after_end - change.when, change.when - previous_start, span), pd.Timedelta(0))
     rows = []
     rates = {}
@@ -397,14 +400,14 @@ def threshold_table(snap: pd.DataFrame, current: float, target_rate: float | Non
 
 
 def parse_month(text: str, today: pd.Timestamp | None = None) -> pd.Period:
-    """A month given as YYYY-MM, or "previous": the calendar month before today (UTC), what
-    a scheduled run on the 1st reviews."""
+    """A month given as YYYY-MM, or "previous": the calendar month before `today` (default:
+    now, UTC; the flow passes now in `review.timezone`), what a run on the 1st reviews."""
     import re
 
     text = text.strip()
     if text == "previous":
         today = today if today is not None else pd.Timestamp.now(tz="UTC").tz_localize(None)
-        return today.to_period("M") - 1
+        return pd.Timestamp(today).tz_localize(None).to_period("M") - 1
     if not re.fullmatch(r"\d{4}-\d{2}", text):
         raise ConfigError(
             f"month '{text}' is not of the form YYYY-MM", "e.g. --month 2026-11, or previous"
@@ -413,6 +416,23 @@ def parse_month(text: str, today: pd.Timestamp | None = None) -> pd.Period:
         return pd.Period(text, freq="M")
     except ValueError:
         raise ConfigError(f"month '{text}' is not a month", "e.g. --month 2026-11") from None
+
+
+def backlog_free(
+    flags: pd.DataFrame,
+    span: tuple[pd.Timestamp, pd.Timestamp] | None,
+    first_model_run: pd.Timestamp | None,
+) -> pd.DataFrame:
+    """First flags without the backlog: on the history's first run every lead already open,
+    already an MQL, is "first" seen, and on a model's first run every lead it puts in tier A
+    is; none of them became so that day. Those flags are left out (NaT)."""
+    out = flags.copy()
+    if span is not None:
+        for column in ("first_scored", "first_mql", "first_a"):
+            out.loc[out[column] == span[0], column] = pd.NaT
+    if first_model_run is not None:
+        out.loc[out["first_a"] == first_model_run, "first_a"] = pd.NaT
+    return out
 
 
 def build_review(
@@ -438,7 +458,7 @@ def build_review(
     outcomes_until = pd.Timestamp(outcomes_until)
     periods = pd.period_range(end=month, periods=months, freq="M")
     end = (month + 1).start_time
-    flags = history.first_flags(end)
+    flags = backlog_free(history.first_flags(end), history.span(), history.first_model_run())
     conversions = _conversion_dates(outcomes)
     versions = versions.assign(as_of_date=pd.to_datetime(versions["as_of_date"]))
     shas = versions.dropna(subset=["rules_sha256"]).set_index("as_of_date")["rules_sha256"]
@@ -458,7 +478,7 @@ def build_review(
     if changes:
         last = len(segments) - 1
         effect = _effect(
-            changes[-1], pd.Timestamp(segments.iloc[last - 1]["first_run"]), None, flags,
+            changes[-1], pd.Timestamp(segments.iloc[last - 1]["first_run"]), end, flags,
             conversions, horizon, outcomes_until, effect_days,
         )  # fmt: skip
         effect_state = "measured" if effect.days else "too_recent"
@@ -486,7 +506,7 @@ def build_review(
         known = versions.dropna(subset=["rules_sha256"])
         texts = dict(zip(known["rules_sha256"], known["rules_text"], strict=True))
         sla = build_sla(
-            flags, known[["as_of_date", "rules_sha256"]], texts, closed, leads, activities,
+            flags, versions[["as_of_date", "rules_sha256"]], texts, closed, leads, activities,
             lambda ids, moments: _converted(ids, moments, conversions, horizon), config,
         )  # fmt: skip
     return Review(

@@ -134,38 +134,58 @@ def mql_moments(
     return out
 
 
+def _local(values: np.ndarray, timezone: str) -> np.ndarray:
+    """Naive UTC times as the wall clock of `timezone` shows them (naive)."""
+    if timezone == "UTC":
+        return values
+    stamps = pd.Series(pd.to_datetime(values)).dt.tz_localize("UTC").dt.tz_convert(timezone)
+    return stamps.dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
+
+
 def response_minutes(
-    moments: pd.Series, touches: pd.DataFrame, horizon_days: int, business: bool = False
+    moments: pd.Series,
+    touches: pd.DataFrame,
+    horizon_days: int,
+    business: bool = False,
+    timezone: str = "UTC",
 ) -> pd.Series:
     """Minutes from each lead's moment to its first sales touch at or after it, within the
-    horizon (NaN: not touched in time). `touches` has lead_id and occurred_at."""
+    horizon (NaN: not touched in time). `touches` has lead_id and occurred_at (naive UTC).
+    With `business`, only Monday to Friday counts, as calendar days in `timezone`."""
     if moments.empty:
         return pd.Series(dtype=float)
-    first = pd.DataFrame(
-        {"key": moments.index.astype(str), "moment": pd.to_datetime(moments.to_numpy())}
-    )
-    t = touches.assign(key=touches["lead_id"].astype(str))[["key", "occurred_at"]]
-    t = t.sort_values("occurred_at")
-    merged = (
-        pd.merge_asof(
-            first.sort_values("moment").reset_index(),
-            t.rename(columns={"occurred_at": "touch"}).assign(moment=lambda f: f["touch"]),
-            on="moment",
-            by="key",
-            direction="forward",
-            allow_exact_matches=True,
-        )
-        .set_index("index")
-        .sort_index()
-    )
+    merged = _nearest_touch(moments, touches, "forward", exact=True)
     touched = merged["touch"].notna() & (
         merged["touch"] < merged["moment"] + pd.Timedelta(days=horizon_days)
     )
     start = merged["moment"].to_numpy(dtype="datetime64[us]")
     end = merged["touch"].fillna(merged["moment"]).to_numpy(dtype="datetime64[us]")
     wall = (end - start) / np.timedelta64(1, "m")
+    if business:
+        start, end = (_local(values, timezone) for values in (start, end))
     minutes = business_minutes(start, end) if business else wall
     return pd.Series(np.where(touched, minutes, np.nan), index=moments.index)
+
+
+def _nearest_touch(
+    moments: pd.Series, touches: pd.DataFrame, direction: str, exact: bool
+) -> pd.DataFrame:
+    """Per lead (in `moments`' order): its moment and the nearest sales touch after it
+    ("forward", at the moment itself if `exact`) or before it ("backward"), NaT if none."""
+    frame = pd.DataFrame(
+        {"key": moments.index.astype(str), "moment": pd.to_datetime(moments.to_numpy())}
+    ).reset_index()
+    t = touches.assign(key=touches["lead_id"].astype(str))[["key", "occurred_at"]]
+    t = t.sort_values("occurred_at").rename(columns={"occurred_at": "touch"})
+    merged = pd.merge_asof(
+        frame.sort_values("moment"),
+        t.assign(moment=t["touch"]),
+        on="moment",
+        by="key",
+        direction=direction,
+        allow_exact_matches=exact,
+    )
+    return merged.set_index("index").sort_index()
 
 
 def touched_before(moments: pd.Series, touches: pd.DataFrame, days: int) -> pd.Series:
@@ -173,24 +193,7 @@ def touched_before(moments: pd.Series, touches: pd.DataFrame, days: int) -> pd.S
     talking to it when it was flagged)?"""
     if moments.empty:
         return pd.Series(dtype=bool)
-    frame = pd.DataFrame(
-        {"key": moments.index.astype(str), "moment": pd.to_datetime(moments.to_numpy())}
-    ).reset_index()
-    t = touches.assign(key=touches["lead_id"].astype(str))[["key", "occurred_at"]]
-    last = (
-        pd.merge_asof(
-            frame.sort_values("moment"),
-            t.sort_values("occurred_at")
-            .rename(columns={"occurred_at": "touch"})
-            .assign(moment=lambda f: f["touch"]),
-            on="moment",
-            by="key",
-            direction="backward",
-            allow_exact_matches=False,
-        )
-        .set_index("index")
-        .sort_index()
-    )
+    last = _nearest_touch(moments, touches, "backward", exact=False)
     before = last["touch"].notna() & (last["touch"] >= last["moment"] - pd.Timedelta(days=days))
     return pd.Series(before.to_numpy(), index=moments.index)
 
@@ -315,14 +318,21 @@ def build_sla(
     created = pd.Series(
         pd.to_datetime(leads["created_at"]).to_numpy(), index=leads["lead_id"].astype(str)
     )
-    sha_of = pd.Series(runs["rules_sha256"].to_numpy(), index=pd.to_datetime(runs["as_of_date"]))
+    dates = dates.astype("datetime64[us]")
+    recorded = runs.dropna(subset=["rules_sha256"])
+    sha_of = pd.Series(
+        recorded["rules_sha256"].to_numpy(), index=pd.to_datetime(recorded["as_of_date"])
+    )
     groups: dict[str, SlaGroup] = {}
 
     mqls = flags[flags["first_mql"].dt.to_period("M").astype(str).isin(in_months)]
     if len(mqls):
         until = mqls["first_mql"].to_numpy(dtype="datetime64[us]")
         previous = np.searchsorted(dates, until, side="left") - 1
-        prior = np.where(previous >= 0, dates[np.maximum(previous, 0)], np.datetime64("NaT"))
+        prior = np.full(len(until), np.datetime64("NaT"), dtype="datetime64[us]")
+        if len(dates):
+            known = previous >= 0
+            prior[known] = dates[previous[known]]
         born = created.reindex(mqls["lead_id"].astype(str)).to_numpy(dtype="datetime64[us]")
         since = np.where(np.isnat(prior) | (born > prior), born, prior)
         frame = pd.DataFrame({"lead_id": mqls["lead_id"].to_numpy(), "since": since,
@@ -331,21 +341,31 @@ def build_sla(
         moments = pd.Series(frame["until"].to_numpy(), index=frame["lead_id"])
         for sha, part in frame.groupby("sha", dropna=True):
             rules = parse_rule_text(texts.get(sha))
-            if rules is not None:
+            if rules is None:
+                continue
+            try:
                 found = mql_moments(part, rules, leads, activities, config)
-                moments.loc[found.index] = found.to_numpy()
+            except ConfigError:
+                # An old version testing a field the leads no longer have: its MQLs count
+                # from the day of the run that flagged them.
+                continue
+            moments.loc[found.index] = found.to_numpy()
         replayed = int((moments.to_numpy() != frame["until"].to_numpy()).sum())
-        groups["rules"] = _group(moments, touches, horizon, targets, converted_within, replayed)
+        groups["rules"] = _group(moments, touches, horizon, targets, converted_within,
+                                 config.review.timezone, replayed)  # fmt: skip
     tier_a = flags[flags["first_a"].dt.to_period("M").astype(str).isin(in_months)]
     if len(tier_a):
         moments = pd.Series(tier_a["first_a"].to_numpy(), index=tier_a["lead_id"])
-        groups["tier_a"] = _group(moments, touches, horizon, targets, converted_within)
+        groups["tier_a"] = _group(moments, touches, horizon, targets, converted_within,
+                                  config.review.timezone)  # fmt: skip
     return Sla(touch_types, sorted(in_months), groups) if groups else None
 
 
-def _group(moments, touches, horizon, targets, converted_within, replayed=None) -> SlaGroup:
+def _group(
+    moments, touches, horizon, targets, converted_within, timezone, replayed=None
+) -> SlaGroup:
     wall = response_minutes(moments, touches, horizon)
-    business = response_minutes(moments, touches, horizon, business=True)
+    business = response_minutes(moments, touches, horizon, business=True, timezone=timezone)
     before = touched_before(moments, touches, horizon)
     y = converted_within(pd.Series(moments.index), pd.Series(moments.to_numpy()))
     within, buckets, difference = sla_tables(wall, business, y, targets, before)

@@ -94,6 +94,15 @@ class Words:
         pattern = "#,##0." + "0" * digits if digits else "#,##0"
         return format_decimal(value, pattern, locale=self.locale)
 
+    def points(self, value) -> str:
+        """Rule points or a threshold: whole numbers as such, others with their decimals."""
+        if not _ok(value):
+            return "—"
+        value = float(value)
+        if value.is_integer():
+            return self.num(value)
+        return self.num(value, 1 if round(value, 1) == round(value, 2) else 2)
+
     def signed(self, value, digits: int = 1) -> str:
         """A difference in percentage points, with its sign."""
         if not _ok(value):
@@ -137,4 +146,4 @@ class Words:
         """What a template gets: `t` and the formats."""
         return {"t": self, "pct": self.pct, "num": self.num, "signed": self.signed,
                 "day": self.date, "month": self.month, "duration": self.duration,
-                "target": self.target}  # fmt: skip
+                "points": self.points, "target": self.target}  # fmt: skip

@@ -105,6 +105,16 @@ class ScoreHistory:
             return None
         return tuple(pd.Timestamp(v).normalize() for v in frame.iloc[0])  # type: ignore[return-value]
 
+    def first_model_run(self) -> pd.Timestamp | None:
+        """The first as-of date a model scored (None: the rules alone so far)."""
+        frame = self._read(
+            f"SELECT MIN(as_of_date) AS first_date FROM {self.tables.history} "
+            "WHERE conversion_probability IS NOT NULL",
+            {},
+        )
+        value = frame.iloc[0, 0] if len(frame) else None
+        return None if value is None or pd.isna(value) else pd.Timestamp(value).normalize()
+
     def close(self) -> None:
         self._engine.dispose()
 
