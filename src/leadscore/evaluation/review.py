@@ -19,7 +19,7 @@ newest outcome the source holds) is provisional: its figures are shown and marke
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -107,7 +107,6 @@ class Review:
     #: The sales SLA of the closed months (None: no sales touch in the activities, or no
     #: month closed yet).
     sla: Sla | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def closed_months(self) -> pd.DataFrame:
@@ -245,7 +244,6 @@ def _month_row(
     snap["rules_sha256"] = snap["as_of_date"].map(shas)
     out["leads"] = len(snap)
     out["conversions"] = int(y.sum())
-    out["conversion_rate"] = float(y.mean()) if len(y) else float("nan")
     volume = int(snap["is_mql"].sum())
     out["volume"] = volume
     out["rules_captured"] = float(y[snap["is_mql"].to_numpy()].sum())
@@ -261,12 +259,10 @@ def _month_row(
     model = classification_metrics(y_m, p, p) if 0 < y_m.sum() < len(y_m) else {}
     out["model_roc_auc"] = model.get("roc_auc", float("nan"))
     out["model_ece"] = model.get("ece", float("nan"))
-    out["mean_probability"] = model.get("mean_probability", float("nan"))
     n_model = int(by_model["is_mql"].sum()) if len(by_model) < len(snap) else volume
     out["model_captured"] = (
         float(expected_captured(y_m, p, np.array([n_model]))[0]) if len(y_m) else float("nan")
     )
-    out["model_versions"] = ", ".join(sorted(rows["model_version"].dropna().astype(str).unique()))
     out["rule_versions"] = ", ".join(
         s[:12] for s in dict.fromkeys(snap["rules_sha256"].dropna()) if isinstance(s, str)
     )

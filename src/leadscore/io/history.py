@@ -26,7 +26,6 @@ REVIEW_COLUMNS = (
     "rule_score",
     "is_mql",
     "rules_fired",
-    "model_version",
 )
 
 
