@@ -20,6 +20,7 @@ from leadscore.evaluation import evidence as evidence_module
 from leadscore.evaluation import report as report_module
 from leadscore.evaluation import review as review_module
 from leadscore.evaluation import rules_only
+from leadscore.i18n import Words
 from leadscore.io import alerts, locking, publish
 from leadscore.io.history import ScoreHistory
 from leadscore.io.sources import CRMData, load_crm
@@ -613,7 +614,7 @@ def build_review(config: ProjectConfig, crm: CRMData, month: str | None) -> revi
 def render_review(review: review_module.Review, config: ProjectConfig) -> str:
     return review_module.render_review(
         review,
-        title=config.report.title,
+        title=config.report.heading(Words(config.report.language)),
         language=config.report.language,
         source=redact_uri(config.source_uri),
         publish=redact_uri(config.publish_uri),

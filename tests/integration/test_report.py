@@ -70,10 +70,16 @@ def _cohort(n: int, seed: int, dates: list[str]) -> pd.DataFrame:
     )
 
 
-@pytest.fixture(scope="module")
-def report_html(tmp_path_factory) -> tuple[Path, str]:
+def _report(folder: Path, language: str = "en") -> tuple[Path, str]:
     config = config_from_dict(
-        {"report": {"bootstrap_samples": 200, "sales_capacity_per_week": 50, "top_leads": 5}},
+        {
+            "report": {
+                "bootstrap_samples": 200,
+                "sales_capacity_per_week": 50,
+                "top_leads": 5,
+                "language": language,
+            }
+        },
         environ={},
     )
     test = _cohort(3000, 1, ["2026-05-01", "2026-05-31"])
@@ -117,8 +123,13 @@ def report_html(tmp_path_factory) -> tuple[Path, str]:
         ),
     )
     html = render_report(inputs, config)
-    path = write_report(html, tmp_path_factory.mktemp("report") / "report.html")
+    path = write_report(html, folder / f"report-{language}.html")
     return path, html
+
+
+@pytest.fixture(scope="module")
+def report_html(tmp_path_factory) -> tuple[Path, str]:
+    return _report(tmp_path_factory.mktemp("report"))
 
 
 def test_report_is_self_contained(report_html) -> None:
@@ -130,7 +141,7 @@ def test_report_is_self_contained(report_html) -> None:
 
 def test_lead_lists_say_what_changed_since_the_previous_run(report_html) -> None:
     _, html = report_html
-    assert "<th>since 2026-06-29</th>" in html
+    assert "<th>since Jun 29, 2026</th>" in html
     for said in (
         "<li>tier C → A</li>",
         "<li>probability 12% → 41%</li>",
@@ -215,3 +226,34 @@ def test_report_with_an_empty_rule_file(tmp_path) -> None:
     opened = pd.DataFrame(columns=["lead_id", "as_of_date", "conversion_probability", "is_mql"])
     html = render_report(ReportInputs(evidence, opened, "m", "1", "r", "s", "x.yaml"), config)
     assert "The MQL rules: what each is worth" in html
+
+
+def test_the_report_in_japanese_is_drawn_in_japanese(tmp_path, browser) -> None:
+    """`report.language: ja`: every sentence from the Japanese catalogue, numbers and dates in
+    the Japanese locale, the charts' words too; read back from what Chromium drew with a
+    Japanese font (not only from the HTML)."""
+    path, html = _report(tmp_path, "ja")
+    assert '<html lang="ja">' in html
+    english, _ = _report(tmp_path, "en")
+    for said in ("Who finds the conversions", "Can you trust the numbers?", "Cumulative gains",
+                 "Working as many leads", "Open leads the rules miss", "How this was measured",
+                 "tier C → A", "first score of this lead"):  # fmt: skip
+        assert said in english.read_text(encoding="utf-8"), said
+        assert said not in html, said
+    assert "ランク C → A" in html and "このリードの初めてのスコア" in html
+    assert "2026/06/29からの変化" in html  # the date in the Japanese locale
+    # The charts' words are drawn as glyph outlines; matplotlib names each text beside them.
+    for said in ("累積ゲイン", "十分位ごとのリフト", "予測と実際のコンバージョン率"):
+        assert said in html, said
+    text, fonts = browser.rendered_text(path, tmp_path / "report-ja.pdf")
+    for said in ("コンバージョンを見つけるのはどちらか", "この数字は信頼できるか",
+                 "2026/05/01〜2026/05/31", "ルールが見逃しているオープンなリード",
+                 "モデルが低く見ているMQL", "提案ルールファイル", "測定方法",
+                 "ランクA"):  # fmt: skip
+        assert said.replace(" ", "") in text.replace(" ", ""), said
+    assert any("CJK" in f for f in fonts), fonts
+    shot = tmp_path / "report-ja.png"
+    dom, console = browser.open(path, shot)
+    assert console == [] and 'data-report-ready="yes"' in dom, console
+    colours, ink = browser.ink(shot)
+    assert colours > 200 and ink > 0.05, (colours, ink)

@@ -113,7 +113,8 @@ def _flat_export(folder: Path, _: object) -> Project:
     frame = pd.read_csv(export)
     config = yaml.safe_load(yaml.safe_dump(FLAT_CONFIG))
     config["publish"] = {"uri": "sqlite:///scores.db"}
-    config["report"] = {"bootstrap_samples": 100}
+    # This one in Japanese (report.language): the report and the headline the CLI prints.
+    config["report"] = {"bootstrap_samples": 100, "language": "ja"}
     path = write_project(folder, config, FLAT_RULES)
     return Project(path, set(frame.loc[frame["Converted"].isna(), "Lead Id"]), None)
 
@@ -224,6 +225,12 @@ def test_too_small_a_history_publishes_the_rules_scores(small, runner) -> None:
     html = out.read_text(encoding="utf-8")
     assert reported["mode"] == "rules-only" and 'id="rules-table"' in html
     assert all(name in html for name in rules.names)
+    if config.report.language == "ja":
+        assert '<html lang="ja">' in html and "まだモデルはなく" in html
+        assert summary["headline"].startswith("まだモデルはなく"), summary["headline"]
+        assert "モデルに必要なもの" in html and "What a model needs" not in html
+    else:
+        assert summary["headline"].startswith("No model yet")
 
 
 def test_the_first_model_replaces_the_rule_scores_through_the_gate(runner, tmp_path) -> None:

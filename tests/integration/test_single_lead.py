@@ -105,6 +105,32 @@ def test_the_rules_alone_score_one_lead_as_their_batch(demo_batch) -> None:
         one.close()
 
 
+def test_reasons_in_japanese_are_the_batchs_one_lead_at_a_time(demo_batch) -> None:
+    """`report.language: ja`: the compiled path says what the batch says, word for word."""
+    base = demo_batch.config
+    config = base.model_copy(update={"report": base.report.model_copy(update={"language": "ja"})})
+    scorer = load_champion(config).scorer(demo_batch.rules, config)
+    batch = scorer.score(demo_batch.crm, demo_batch.as_of).set_index("lead_id")
+    said = pd.concat([batch["reasons_up"], batch["reasons_down"]]).str.split("; ").explode()
+    said = said[said.fillna("").ne("")]
+    assert len(said) > 100
+    # Every phrase holds Japanese (a value from the data may stay as it was written).
+    assert said.str.contains(r"[\u3040-\u30ff\u4e00-\u9fff]").all(), said.head()
+    one = OnDemand(scorer)
+    try:
+        assert one.mode == "compiled"
+        for lead in _draw(batch.index, 150, seed=11):
+            answer = one.by_id(str(lead), demo_batch.as_of, None)
+            assert answer["reasons_up"] == [
+                r for r in batch.loc[lead, "reasons_up"].split("; ") if r
+            ]
+            assert answer["reasons_down"] == [
+                r for r in batch.loc[lead, "reasons_down"].split("; ") if r
+            ]
+    finally:
+        one.close()
+
+
 # -- the reader: what load_crm reads, or nothing ------------------------------------------
 
 

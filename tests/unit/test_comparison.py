@@ -20,6 +20,7 @@ from leadscore.evaluation.comparison import (
     ranking_metrics,
     worked_probability,
 )
+from leadscore.i18n import Words
 from leadscore.modeling.metrics import _resampled_ranking_metrics
 
 
@@ -220,6 +221,11 @@ def test_compare_counts_converting_leads_at_mql_volume_and_capacity() -> None:
     assert c.captured_at_capacity == {"model": 2.0, "rules": 1.0}
     assert "the model finds 3 of the 3 leads that converted and the rules find 2: +1 (+50%)" in (
         c.headline()
+    )
+    # The headline the report and the CLI show, in Japanese (report.language: ja).
+    assert c.headline(Words("ja")) == (
+        "ルールがMQLと判定するのと同じ件数（スナップショット日あたり2件）を対応すると、"
+        "コンバージョンした3件のうち、モデルは3件、ルールは2件を見つけます：差は+1件（+50%）。"
     )
 
 

@@ -3,6 +3,7 @@ asks for present, numbers and dates in the reader's locale."""
 
 from __future__ import annotations
 
+import html
 import re
 import string
 from pathlib import Path
@@ -36,7 +37,9 @@ def _keys_asked_for() -> tuple[set[str], set[str]]:
     files = [*SRC.rglob("*.j2"), *SRC.rglob("*.py")]
     for path in files:
         text = path.read_text(encoding="utf-8")
-        literal |= set(re.findall(r"""\b(?:t|words)\(\s*["']([a-z_]+(?:\.[a-z_]+)+)["']""", text))
+        literal |= set(re.findall(r"""\b(?:t|w|words)\(\s*["']([a-z_]+(?:\.[a-z_]+)+)["']""", text))
+        # Reasons say their keys without the section (`v.say("count", ...)`).
+        literal |= {f"reasons.{k}" for k in re.findall(r"""\bsay\(\s*["']([a-z_.]+)["']""", text)}
         prefixes |= set(re.findall(r"""\bt\(\s*["']([a-z_.]+\.)["']\s*~""", text))
         prefixes |= set(re.findall(r"""\bwords\(\s*f["']([a-z_.]+\.)\{""", text))
     return literal, prefixes
@@ -44,13 +47,27 @@ def _keys_asked_for() -> tuple[set[str], set[str]]:
 
 def test_every_key_a_page_asks_for_is_in_the_catalogues() -> None:
     literal, prefixes = _keys_asked_for()
-    assert len(literal) > 50 and "review.title" in literal
+    assert len(literal) > 200 and {"review.title", "report.subtitle", "reasons.none"} <= literal
     assert {"review.kind.", "review.change.", "review.advice."} <= prefixes
     for language in LANGUAGES:
         known = set(messages(language))
         assert sorted(literal - known) == [], language
         for prefix in prefixes:
             assert any(k.startswith(prefix) for k in known), (language, prefix)
+
+
+def test_templates_hold_no_words_of_their_own() -> None:
+    """Every word a page shows comes from a catalogue: strip the template's expressions,
+    tags, style and script, and no word may be left."""
+    templates = sorted(SRC.rglob("*.j2"))
+    assert {p.name for p in templates} >= {"report.html.j2", "review.html.j2",
+                                           "rules_report.html.j2", "_sla.html.j2"}  # fmt: skip
+    for path in templates:
+        text = path.read_text(encoding="utf-8")
+        text = re.sub(r"<(style|script)\b.*?</\1>", "", text, flags=re.S)
+        text = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", "", text, flags=re.S)
+        text = html.unescape(re.sub(r"<[^>]*>", "", text))
+        assert re.findall(r"[^\W\d_]{2,}", text) == [], path.name
 
 
 def test_a_missing_key_is_an_error_not_a_blank() -> None:

@@ -159,3 +159,29 @@ def test_words_for_departments_and_plurals(fitted) -> None:
     words = Phrases(builder, rows, {"page_pricing": "pricing activity", "email_open": "inbox"})
     assert words.noun("page_pricing") == ("pricing activity", "pricing activities")
     assert words.noun("email_open") == ("inbox", "inboxes")
+
+
+def test_reasons_in_japanese_come_from_the_japanese_catalogue(fitted) -> None:
+    """`report.language: ja`: the same facts in Japanese words (no plurals, the counter
+    after the number), and the user's labels as they wrote them."""
+    rows, builder = fitted
+    words = Phrases(builder, rows, language="ja")
+    assert list(words.describe("n_page_pricing_7d", [0, 1])) == [
+        "過去7日間に料金ページ閲覧2回",
+        "過去7日間に料金ページ閲覧なし",
+    ]
+    assert words.describe("days_since_page_pricing", [0])[0] == "最後の料金ページ閲覧は2日前"
+    assert words.describe("email_domain_kind", [1])[0] == "フリーメールのドメイン"
+    assert words.describe("seniority", [0])[0] == "役職：VP・役員"
+    assert words.describe("employees", [0, 1]).tolist() == [
+        "企業規模（従業員数）：250",
+        "企業規模（従業員数）の記載なし",
+    ]
+    assert words.describe("days_since_any", [3])[0] == "過去180日間に活動なし"
+    contrib = pd.DataFrame(0.0, index=rows.index, columns=builder.feature_names_)
+    contrib.loc[0, "n_page_pricing_7d"] = -0.3
+    out = explain(rows, contrib, builder, language="ja")
+    assert out.loc[0, "reasons_down"] == "過去7日間の料金ページ閲覧はわずか2回"
+    mine = Phrases(builder, rows, {"page_pricing": "価格ページ訪問"}, language="ja")
+    assert mine.noun("page_pricing") == ("価格ページ訪問", "価格ページ訪問")
+    assert mine.describe("n_page_pricing_7d", [0])[0] == "過去7日間に価格ページ訪問2回"

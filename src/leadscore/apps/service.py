@@ -49,6 +49,7 @@ from starlette.routing import Match
 from leadscore.config import ProjectConfig
 from leadscore.data.rules import load_rules
 from leadscore.errors import LeadscoreError
+from leadscore.i18n import Words
 from leadscore.io import alerts
 from leadscore.io.changes import reasons, score_change
 from leadscore.io.events import MAX_EVENT_ID, Event
@@ -735,7 +736,9 @@ def create_app(
             if newest:
                 answer["since_published"] = {
                     "as_of": str(newest[0]["as_of_date"]),
-                    "changes": score_change(_published_row(newest[0]), answer),
+                    "changes": score_change(
+                        _published_row(newest[0]), answer, Words(state.config.report.language)
+                    ),
                 }
         return answer
 
@@ -763,7 +766,7 @@ def create_app(
             "lead_id": latest["lead_id"],
             "latest": latest,
             "previous": previous,
-            "changes": score_change(previous, latest),
+            "changes": score_change(previous, latest, Words(state.config.report.language)),
         }
 
     @app.post("/score", response_model=ScoreOut)

@@ -598,7 +598,8 @@ class ReportConfig(_Section):
     """The comparison report for marketing."""
 
     path: str = "leadscore-report.html"
-    title: str = "Lead scoring: the model next to the MQL rules"
+    #: The pages' title; None: the catalogue's for `language` ("Lead scoring: model vs MQL rules").
+    title: str | None = None
     #: Leads sales can work per week; None compares at the rules' own MQL volume only.
     sales_capacity_per_week: int | None = Field(None, ge=1)
     #: MQL share the suggested threshold aims at; None keeps today's MQL share.
@@ -612,6 +613,10 @@ class ReportConfig(_Section):
     labels: dict[str, str] = Field(default_factory=dict)
     #: The language of the report, the monthly review and the reasons' words (en | ja).
     language: Literal["en", "ja"] = "en"
+
+    def heading(self, words) -> str:
+        """The title pages show: the project's, else the catalogue's in `words`' language."""
+        return self.title or words("report.default_title")
 
 
 class ReviewConfig(_Section):

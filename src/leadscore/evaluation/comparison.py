@@ -180,39 +180,54 @@ class Comparison:
     #: converted, conversion_probability and rule_score per row, for distribution charts.
     distributions: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def headline(self) -> str:
-        """One sentence with the key number, for the top of the report."""
+    def headline(self, words=None) -> str:
+        """One sentence with the key number, for the top of the report and the CLI, in the
+        language of `words` (an `i18n.Words`; English without one)."""
+        if words is None:
+            from leadscore.i18n import Words
+
+            words = Words("en")
         m = self.captured_at_mql_volume["model"]
         r = self.captured_at_mql_volume["rules"]
         if self.mql_volume == 0:
             top = self.metrics["model"].get("top_decile_captured", float("nan"))
-            found = f"{top:,.0f}" if np.isfinite(top) else "-"
-            return (
-                f"The rules flag no MQL here (the rule file has no rules yet, or none reaches "
-                f"the threshold), so there is nothing to compare at their volume; the model's "
-                f"top tenth of the {self._cohort} holds {found} of the "
-                f"{self.converting_leads:,} leads that converted."
+            return words(
+                "report.headline.no_mqls",
+                cohort=self._cohort(words),
+                found=words.num(top) if np.isfinite(top) else "-",
+                converting=words.num(self.converting_leads),
             )
         more = m - r
-        pct = f" ({more / r:+.0%})" if r > 0 else ""
-        volume = (
-            f"{self.mql_volume:,} of the {self.rows:,} test leads"
-            if len(self.dates) == 1
-            else f"{self.mql_per_date:,.0f} per snapshot date"
-        )
-        return (
-            f"Working as many leads as the rules flag as MQLs ({volume}), the model finds "
-            f"{m:,.0f} of the {self.converting_leads:,} leads that converted and the rules "
-            f"find {r:,.0f}: {more:+,.0f}{pct}."
+        relative = ""
+        if r > 0:
+            change = ("+" if more >= 0 else "−") + words.pct(abs(more) / r, 0)
+            relative = words("report.headline.relative", change=change)
+        if len(self.dates) == 1:
+            volume = words(
+                "report.headline.volume_one",
+                mqls=words.num(self.mql_volume),
+                rows=words.num(self.rows),
+            )
+        else:
+            volume = words("report.headline.volume_many", per=words.num(self.mql_per_date))
+        return words(
+            "report.headline.compared",
+            volume=volume,
+            model=words.num(m),
+            converting=words.num(self.converting_leads),
+            rules=words.num(r),
+            more=("+" if more >= 0 else "−") + words.num(abs(more)),
+            relative=relative,
         )
 
-    @property
-    def _cohort(self) -> str:
+    def _cohort(self, words) -> str:
         """The test cohort in words: its leads (one date, as a flat export's), or its lead
         snapshots over several dates."""
         if len(self.dates) == 1:
-            return f"{self.rows:,} test leads"
-        return f"{self.rows:,} test lead snapshots ({len(self.dates)} dates)"
+            return words("report.headline.cohort_one", rows=words.num(self.rows))
+        return words(
+            "report.headline.cohort_many", rows=words.num(self.rows), dates=len(self.dates)
+        )
 
 
 def compare(

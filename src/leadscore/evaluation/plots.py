@@ -20,13 +20,24 @@ def _pyplot():
     return plt
 
 
-def calibration_figure(y: np.ndarray, curves: dict[str, np.ndarray], title: str):
+def _words(words):
+    """The catalogue charts take their words from (English unless a page says otherwise)."""
+    if words is not None:
+        return words
+    from leadscore.i18n import Words
+
+    return Words("en")
+
+
+def calibration_figure(y: np.ndarray, curves: dict[str, np.ndarray], title: str, words=None):
     """Reliability diagram: mean predicted probability vs observed conversion rate per bin."""
-    return calibration_tables_figure({k: calibration_table(y, p) for k, p in curves.items()}, title)
+    tables = {k: calibration_table(y, p) for k, p in curves.items()}
+    return calibration_tables_figure(tables, title, words)
 
 
-def calibration_tables_figure(tables: dict[str, dict[str, np.ndarray]], title: str):
+def calibration_tables_figure(tables: dict[str, dict[str, np.ndarray]], title: str, words=None):
     """Reliability diagram from precomputed calibration tables (see `calibration_table`)."""
+    w = _words(words)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5), dpi=110)
     top = 0.0
@@ -38,11 +49,12 @@ def calibration_tables_figure(tables: dict[str, dict[str, np.ndarray]], title: s
         ax.plot(table["predicted"], table["observed"], marker=marker, label=name, color=colour)
         top = max(top, table["predicted"].max(), table["observed"].max())
     top = min(1.0, top * 1.1 + 0.01)
-    ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1, label="perfect")
+    ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1,
+            label=w("chart.perfect"))  # fmt: skip
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
-    ax.set_xlabel("predicted conversion probability (bin mean)")
-    ax.set_ylabel("observed conversion rate")
+    ax.set_xlabel(w("chart.predicted_axis"))
+    ax.set_ylabel(w("chart.observed_axis"))
     ax.set_title(title)
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
@@ -50,22 +62,25 @@ def calibration_tables_figure(tables: dict[str, dict[str, np.ndarray]], title: s
     return fig
 
 
-def importance_figure(importance: pd.Series, top: int = 25):
+def importance_figure(importance: pd.Series, top: int = 25, words=None):
     """Horizontal bars of total gain for the most important features."""
+    w = _words(words)
     plt = _pyplot()
     data = importance.head(top)[::-1]
     share = data / max(importance.sum(), 1e-12) * 100
     fig, ax = plt.subplots(figsize=(7, max(3, 0.28 * len(data) + 1)), dpi=110)
     ax.barh(data.index, share.to_numpy(), color="#3b6ea5")
-    ax.set_xlabel("share of total gain (%)")
-    ax.set_title(f"Top {len(data)} features by gain")
+    ax.set_xlabel(w("chart.gain_share"))
+    ax.set_title(w("chart.importance_title", n=len(data)))
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def gains_figure(curves: dict[str, pd.DataFrame], marks: dict[str, float] | None = None):
+def gains_figure(curves: dict[str, pd.DataFrame], marks: dict[str, float] | None = None,
+                 words=None):  # fmt: skip
     """Cumulative gains: share of conversions found against share of leads worked."""
+    w = _words(words)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.6), dpi=110)
     colours = {"model": MODEL_COLOUR, "rules": RULES_COLOUR}
@@ -73,27 +88,29 @@ def gains_figure(curves: dict[str, pd.DataFrame], marks: dict[str, float] | None
         ax.plot(
             curve["leads_share"] * 100,
             curve["captured_share"] * 100,
-            label=name,
+            label=_scorer_name(name, w),
             color=colours.get(name),
             linewidth=2,
         )
-    ax.plot([0, 100], [0, 100], color="grey", linestyle="--", linewidth=1, label="random")
+    ax.plot([0, 100], [0, 100], color="grey", linestyle="--", linewidth=1,
+            label=w("chart.random"))  # fmt: skip
     for label, share in (marks or {}).items():
         ax.axvline(share * 100, color="#888", linestyle=":", linewidth=1)
         ax.text(share * 100 + 1, 4, label, fontsize=8, color="#555")
-    ax.set_xlabel("leads worked, best first (%)")
-    ax.set_ylabel("conversions found (%)")
+    ax.set_xlabel(w("chart.worked_axis"))
+    ax.set_ylabel(w("chart.found_axis"))
     ax.set_xlim(0, 100)
     ax.set_ylim(0, 100)
-    ax.set_title("Cumulative gains")
+    ax.set_title(w("chart.gains_title"))
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def lift_figure(tables: dict[str, pd.DataFrame]):
+def lift_figure(tables: dict[str, pd.DataFrame], words=None):
     """Lift per decile: conversion rate of each tenth of leads over the average rate."""
+    w = _words(words)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.6), dpi=110)
     names = list(tables)
@@ -105,22 +122,24 @@ def lift_figure(tables: dict[str, pd.DataFrame]):
             t["bin"] + (i - (len(names) - 1) / 2) * width,
             t["lift"],
             width=width,
-            label=name,
+            label=_scorer_name(name, w),
             color=colours.get(name),
         )
     ax.axhline(1, color="grey", linestyle="--", linewidth=1)
     ax.set_xticks(range(1, 11))
-    ax.set_xlabel("decile (1 = highest scores)")
-    ax.set_ylabel("lift (conversion rate / average)")
-    ax.set_title("Lift by decile")
+    ax.set_xlabel(w("chart.decile_axis"))
+    ax.set_ylabel(w("chart.lift_axis"))
+    ax.set_title(w("chart.lift_title"))
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def distribution_figure(y: np.ndarray, probability: np.ndarray, rule_score: np.ndarray):
+def distribution_figure(y: np.ndarray, probability: np.ndarray, rule_score: np.ndarray,
+                        words=None):  # fmt: skip
     """Score distributions of converted and not converted leads, for both scores."""
+    w = _words(words)
     plt = _pyplot()
     y = np.asarray(y, dtype=bool)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
@@ -128,26 +147,27 @@ def distribution_figure(y: np.ndarray, probability: np.ndarray, rule_score: np.n
     top = float(np.quantile(p, 0.995)) if len(p) else 1.0
     bins = np.linspace(0, max(top, 1e-3), 40)
     for ax, values, b, title in (
-        (axes[0], np.clip(p, 0, top), bins, "Model: predicted probability"),
-        (axes[1], np.asarray(rule_score, float), 30, "Rules: MQL points"),
+        (axes[0], np.clip(p, 0, top), bins, w("chart.model_probability")),
+        (axes[1], np.asarray(rule_score, float), 30, w("chart.rule_points")),
     ):
-        ax.hist(
-            values[~y], bins=b, density=True, alpha=0.55, label="did not convert", color="#8c8c8c"
-        )
-        ax.hist(values[y], bins=b, density=True, alpha=0.6, label="converted", color="#2da44e")
+        ax.hist(values[~y], bins=b, density=True, alpha=0.55, label=w("chart.not_converted"),
+                color="#8c8c8c")  # fmt: skip
+        ax.hist(values[y], bins=b, density=True, alpha=0.6, label=w("chart.converted"),
+                color="#2da44e")  # fmt: skip
         ax.set_title(title)
-        ax.set_ylabel("density")
+        ax.set_ylabel(w("chart.density"))
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
-def over_time_figure(table: pd.DataFrame):
+def over_time_figure(table: pd.DataFrame, words=None):
     """ROC-AUC and ECE per backtest fold (oldest left) for the model, baseline and rules.
 
     `table` is `Backtest.table()`: one row per fold and scorer, then the pooled rows.
     """
+    w = _words(words)
     plt = _pyplot()
     folds = table[table["fold"] != "pooled"]
     order = list(dict.fromkeys(folds["fold"]))[::-1]  # oldest first
@@ -155,25 +175,30 @@ def over_time_figure(table: pd.DataFrame):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
     colours = _scorer_colours(list(dict.fromkeys(folds["scorer"])))
     for ax, metric, title in zip(
-        axes, ("roc_auc", "ece"), ("ROC-AUC (higher is better)", "ECE (lower is better)"),
-        strict=True,
+        axes, ("roc_auc", "ece"), (w("chart.auc_higher"), w("chart.ece_lower")), strict=True,
     ):  # fmt: skip
         for who, colour in colours.items():
             mine = folds[folds["scorer"] == who].set_index("fold").reindex(order)
-            ax.plot(range(len(order)), mine[metric].to_numpy(float), marker="o", label=who,
-                    color=colour)  # fmt: skip
+            ax.plot(range(len(order)), mine[metric].to_numpy(float), marker="o",
+                    label=_scorer_name(who, w), color=colour)  # fmt: skip
         ax.set_xticks(range(len(order)), [f"{f}\n{p}" for f, p in zip(order, labels,
                       strict=True)], fontsize=7)  # fmt: skip
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].legend(loc="best")
-    fig.suptitle("The recipe on each backtest fold (each fitted only on what was known before)")
+    fig.suptitle(w("chart.over_time_title"))
     fig.tight_layout()
     return fig
 
 
 #: Colours of the candidates after the first two (lightgbm blue, logistic grey).
 _OTHER_COLOURS = ("#2da44e", "#8250df", "#bf3989", "#0a7ea4")
+
+
+def _scorer_name(name: str, w) -> str:
+    """A scorer as a legend names it: the model and the rules in words, candidates as named."""
+    key = f"chart.scorer.{name}"
+    return w(key) if key in w else name
 
 
 def _scorer_colours(scorers: list[str]) -> dict[str, str]:
@@ -187,6 +212,7 @@ def leaderboard_figure(
     leaderboard: pd.DataFrame,
     metric: str = "log_loss",
     tolerance: float | None = None,
+    words=None,
 ):
     """The candidates side by side: the pooled backtest metric that chose among them (the
     chosen one filled; shaded: within `tolerance` of the best, a tie the simpler wins),
@@ -194,6 +220,7 @@ def leaderboard_figure(
 
     `table` is `Backtest.table()`, `leaderboard` `Backtest.leaderboard()`.
     """
+    w = _words(words)
     plt = _pyplot()
     names = list(leaderboard["candidate"])
     colours = _scorer_colours(names)
@@ -204,7 +231,7 @@ def leaderboard_figure(
         left.barh(i, values[i], color=colour if row.chosen else "white", edgecolor=colour,
                   hatch=None if row.chosen else "//")  # fmt: skip
         left.text(values[i], i, f" {values[i]:.4f}", va="center", fontsize=8)
-    left.set_yticks(range(len(names)), [f"{n}{' (chosen)' if c else ''}" for n, c in
+    left.set_yticks(range(len(names)), [w("chart.chosen", name=n) if c else n for n, c in
                     zip(names, leaderboard["chosen"], strict=True)], fontsize=8)  # fmt: skip
     lo, hi = np.nanmin(values), np.nanmax(values)
     pad = max((hi - lo) * 0.6, abs(hi) * 0.01, 1e-4)
@@ -212,10 +239,10 @@ def leaderboard_figure(
     if tolerance:
         best = lo if metric == "log_loss" else hi
         band = (best, best + tolerance) if metric == "log_loss" else (best - tolerance, best)
-        left.axvspan(*band, color="#d0d7de", alpha=0.6, zorder=0, label="a tie with the best")
+        left.axvspan(*band, color="#d0d7de", alpha=0.6, zorder=0, label=w("chart.tie"))
         left.legend(fontsize=7, loc="lower right")
     better = "lower" if metric == "log_loss" else "higher"
-    left.set_title(f"Pooled backtest {metric.replace('_', ' ')} ({better} is better)")
+    left.set_title(w(f"chart.pooled_{better}", metric=w(f"report.metric.{metric}")))
     left.invert_yaxis()
     folds = table[(table["fold"] != "pooled") & table["scorer"].isin(names)]
     order = list(dict.fromkeys(folds["fold"]))[::-1]  # oldest first
@@ -231,32 +258,33 @@ def leaderboard_figure(
         right.errorbar(x, auc, yerr=err, fmt="o", color=colours[name], label=name, capsize=2,
                        markersize=4)  # fmt: skip
     right.set_xticks(range(len(order)), order, fontsize=8)
-    right.set_title("ROC-AUC per fold, 95 % interval (oldest left)")
+    right.set_title(w("chart.auc_per_fold"))
     right.grid(alpha=0.3)
     right.legend(fontsize=7, loc="best")
-    fig.suptitle("Candidate recipes, each fitted and judged on the same backtest folds")
+    fig.suptitle(w("chart.candidates_title"))
     fig.tight_layout()
     return fig
 
 
-def rule_tiers_figure(tiers: pd.DataFrame):
+def rule_tiers_figure(tiers: pd.DataFrame, words=None):
     """Conversion rate per tier by rule points (bars), with the examples in each."""
+    w = _words(words)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
     rate = tiers["conversion_rate"].astype(float).fillna(0).to_numpy()
     bars = ax.bar(tiers["tier"], rate * 100, color=RULES_COLOUR)
     for bar, n in zip(bars, tiers["examples"], strict=True):
         ax.annotate(
-            f"{int(n):,} examples",
+            w("chart.examples", n=w.num(int(n))),
             (bar.get_x() + bar.get_width() / 2, bar.get_height()),
             ha="center",
             va="bottom",
             fontsize=8,
             color="#59636e",
         )
-    ax.set_ylabel("conversion rate (%)")
-    ax.set_xlabel("tier by rule points")
-    ax.set_title("How each tier converted")
+    ax.set_ylabel(w("chart.rate_axis"))
+    ax.set_xlabel(w("chart.rule_tier_axis"))
+    ax.set_title(w("chart.rule_tiers_title"))
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     return fig

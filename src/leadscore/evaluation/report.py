@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
+import re
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from leadscore.config import ProjectConfig
 from leadscore.evaluation import plots
 from leadscore.evaluation.comparison import Interval
 from leadscore.evaluation.evidence import Evidence
+from leadscore.i18n import Words
 from leadscore.io.changes import score_change
 from leadscore.modeling.reasons import SEPARATOR
 
@@ -40,36 +42,55 @@ def _ok(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def _formatters() -> dict:
-    def pct(v):
-        return f"{v:.1%}" if _ok(v) else "—"
+def formatters(words: Words) -> dict:
+    """What the training and rules-only reports call: the catalogue and locale formats."""
 
-    def f(digits):
-        return lambda v: f"{v:.{digits}f}" if _ok(v) else "—"
+    def fixed(digits: int):
+        return lambda v: words.num(v, digits)
 
-    def n0(v):
-        return f"{v:,.0f}" if _ok(v) else "—"
-
-    def g(v):
-        return f"{v:g}" if _ok(v) else "—"
-
-    def signed(v):
-        return f"{v:+.3f}" if _ok(v) else "—"
+    def diff(v, digits: int = 3):
+        """A difference of two scores (ROC-AUC, say), with its sign."""
+        if not _ok(v):
+            return "—"
+        return ("+" if v >= 0 else "−") + words.num(abs(v), digits)
 
     def ci(iv: Interval):
-        return f"[{iv.low:.3f}, {iv.high:.3f}]" if _ok(iv.low) else ""
+        if not _ok(iv.low):
+            return ""
+        return words("report.interval", low=words.num(iv.low, 3), high=words.num(iv.high, 3))
+
+    def tier_name(tier) -> str:
+        return words("tier.name", tier=tier)
+
+    def tier_names(tiers) -> str:
+        return words("tier.name", tier=words("tier.join").join(tiers))
+
+    def period(text) -> str:
+        """A period as the evidence writes it ("2026-01-01 to 2026-03-31"), in the locale."""
+        found = re.fullmatch(r"(\d{4}-\d{2}-\d{2}) to (\d{4}-\d{2}-\d{2})", str(text or ""))
+        if not found:
+            return str(text) if text else "—"
+        return words("report.range", first=words.date(found[1]), last=words.date(found[2]))
+
+    def check_name(check: str) -> str:
+        key = f"report.checks.kind.{check}"
+        return words(key) if key in words else check
 
     return {
-        "pct": pct,
-        "f0": f(0),
-        "f1": f(1),
-        "f2": f(2),
-        "f3": f(3),
-        "f4": f(4),
-        "n0": n0,
-        "g": g,
-        "signed": signed,
+        **words.formatters(),
+        "f0": fixed(0),
+        "f1": fixed(1),
+        "f2": fixed(2),
+        "f3": fixed(3),
+        "f4": fixed(4),
+        "n0": fixed(0),
+        "g": words.points,
+        "diff": diff,
         "ci": ci,
+        "tier_name": tier_name,
+        "tier_names": tier_names,
+        "check_name": check_name,
+        "period": period,
     }
 
 
@@ -78,14 +99,14 @@ def _text(value) -> str:
     return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
-def _lead_records(frame: pd.DataFrame, previous: pd.DataFrame | None = None) -> list[dict]:
+def _lead_records(frame: pd.DataFrame, previous: pd.DataFrame | None, words: Words) -> list[dict]:
     before = {}
     if previous is not None and len(previous):
         before = {str(r["lead_id"]): r for r in previous.to_dict("records")}
     out = []
     for record in frame.to_dict("records"):
         if previous is not None:
-            record["changed"] = score_change(before.get(str(record["lead_id"])), record)
+            record["changed"] = score_change(before.get(str(record["lead_id"])), record, words)
         record["up"] = [r for r in _text(record.get("reasons_up")).split(SEPARATOR) if r]
         record["down"] = [r for r in _text(record.get("reasons_down")).split(SEPARATOR) if r]
         record["rules_fired"] = _text(record.get("rules_fired"))
@@ -101,60 +122,69 @@ def _previous_as_of(previous: pd.DataFrame | None) -> str | None:
     return str(pd.to_datetime(previous["as_of_date"]).max().date())
 
 
-def _tier_rule(config: ProjectConfig) -> str:
+def _tier_rule(config: ProjectConfig, words: Words) -> str:
     c = config.tiers.cutoffs
-    if config.tiers.by == "share":
-        return (
-            f"by share of each run: A is the top {c[0]:.0%}, B up to {c[1]:.0%}, "
-            f"C up to {c[2]:.0%}, D the rest"
-        )
     if config.tiers.by == "count":
-        return (
-            f"by sales capacity: A is the top {c[0]:,.0f} leads of each run, B up to "
-            f"{c[1]:,.0f}, C up to {c[2]:,.0f}, D the rest"
-        )
-    return f"by probability: A from {c[0]:.0%}, B from {c[1]:.0%}, C from {c[2]:.0%}, D below"
+        a, b, cc = (words.num(v) for v in c)
+    else:
+        a, b, cc = (words.pct(v, 0) for v in c)
+    return words(f"report.tiers.{config.tiers.by}", a=a, b=b, c=cc)
 
 
-def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
-    """The report as one HTML document."""
-    import jinja2
+def _charts(evidence: Evidence, backtest: dict | None, words: Words) -> dict[str, str]:
+    """The report's figures as inline SVG, with the words of `words`' language."""
+    import matplotlib
 
-    evidence = inputs.evidence
     c = evidence.comparison
     test_mql_share = c.mql_volume / c.rows if c.rows else 0.0
-    figures = {
-        "gains": plots.gains_figure(c.curves, {"MQL share": test_mql_share}),
-        "lift": plots.lift_figure(c.gains),
-        "calibration": plots.calibration_tables_figure(
-            {
-                "model (calibrated)": c.calibration["model"],
-                "rules (mapped)": c.calibration["rules"],
-            },
-            "Predicted vs real conversion rate",
-        ),
-        "distribution": plots.distribution_figure(
-            c.distributions["converted"],
-            c.distributions["conversion_probability"],
-            c.distributions["rule_score"],
-        ),
-    }
-    checks = inputs.checks or {}
-    backtest = checks.get("backtest")
-    if backtest and backtest.get("folds"):
-        figures["over_time"] = plots.over_time_figure(pd.DataFrame(backtest["folds"]))
-        if backtest.get("leaderboard"):
-            figures["leaderboard"] = plots.leaderboard_figure(
-                pd.DataFrame(backtest["folds"]),
-                pd.DataFrame(backtest["leaderboard"]),
-                backtest.get("metric", "log_loss"),
-                backtest.get("tie_tolerance"),
-            )
+    figures: dict = {}
     try:
-        charts = {name: plots.to_svg(fig) for name, fig in figures.items()}
+        with matplotlib.rc_context(plots.chart_fonts(words.language)):
+            figures["gains"] = plots.gains_figure(
+                c.curves, {words("chart.mql_share"): test_mql_share}, words
+            )
+            figures["lift"] = plots.lift_figure(c.gains, words)
+            figures["calibration"] = plots.calibration_tables_figure(
+                {
+                    words("chart.model_calibrated"): c.calibration["model"],
+                    words("chart.rules_mapped"): c.calibration["rules"],
+                },
+                words("chart.calibration_title"),
+                words,
+            )
+            figures["distribution"] = plots.distribution_figure(
+                c.distributions["converted"],
+                c.distributions["conversion_probability"],
+                c.distributions["rule_score"],
+                words,
+            )
+            if backtest and backtest.get("folds"):
+                folds = pd.DataFrame(backtest["folds"])
+                figures["over_time"] = plots.over_time_figure(folds, words)
+                if backtest.get("leaderboard"):
+                    figures["leaderboard"] = plots.leaderboard_figure(
+                        folds,
+                        pd.DataFrame(backtest["leaderboard"]),
+                        backtest.get("metric", "log_loss"),
+                        backtest.get("tie_tolerance"),
+                        words,
+                    )
+            return {name: plots.to_svg(fig) for name, fig in figures.items()}
     finally:
         for fig in figures.values():
             plots.close(fig)
+
+
+def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
+    """The report as one HTML document, in `report.language`."""
+    import jinja2
+
+    words = Words(config.report.language)
+    evidence = inputs.evidence
+    c = evidence.comparison
+    checks = inputs.checks or {}
+    backtest = checks.get("backtest")
+    charts = _charts(evidence, backtest, words)
 
     open_leads = inputs.open_leads
     top = config.report.top_leads
@@ -195,20 +225,20 @@ def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
         autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
         undefined=jinja2.StrictUndefined,
     )
-    env.globals.update(_formatters())
+    env.globals.update(formatters(words))
     as_of = pd.to_datetime(open_leads["as_of_date"]) if len(open_leads) else pd.Series([])
     split = checks.get("split", {})
     flat = split.get("method") in ("order", "random")
     label = config.source.label.column if config.source.label is not None else None
     return env.get_template("report.html.j2").render(
-        title=config.report.title,
+        title=config.report.heading(words),
         version=importlib.metadata.version("leadscore"),
         model_name=inputs.model_name,
         model_version=inputs.model_version,
         run_id=inputs.run_id,
-        generated_at=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC"),
-        open_as_of=str(as_of.max().date()) if len(as_of) else "—",
-        open_total=f"{len(open_leads):,}",
+        generated_at=words.date(pd.Timestamp.now(tz="UTC")),
+        open_as_of=as_of.max() if len(as_of) else None,
+        open_total=words.num(len(open_leads)),
         evidence=evidence,
         c=c,
         iv=c.intervals,
@@ -218,7 +248,7 @@ def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
         gains=gains,
         quad=quad,
         tiers=c.tiers.to_dict("records"),
-        tier_rule=_tier_rule(config),
+        tier_rule=_tier_rule(config, words),
         rules=evidence.rules.to_dict("records"),
         points_scale=(
             float(evidence.suggestion.points["points_per_log_odds"].iloc[0])
@@ -228,15 +258,15 @@ def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
         effect=evidence.suggestion.effect.to_dict("records"),
         thresholds=evidence.suggestion.thresholds.to_dict("records"),
         suggested_uri=urllib.parse.quote(evidence.suggested_rules_yaml),
-        missed=_lead_records(missed, inputs.previous),
-        cold=_lead_records(cold, inputs.previous),
+        missed=_lead_records(missed, inputs.previous, words),
+        cold=_lead_records(cold, inputs.previous, words),
         previous_as_of=_previous_as_of(inputs.previous),
         every_days=config.snapshots.every_days,
         horizon=config.horizon_days,
         conversion_definition=(
-            f"a positive value in the export's column '{label}'"
+            words("report.conversion.label", column=label)
             if flat and label
-            else f"becoming an opportunity within {config.horizon_days} days"
+            else words("report.conversion.opportunity", horizon=config.horizon_days)
         ),
         test_period=(split.get("cohorts", {}).get("test") if flat else None)
         or evidence.test_period,
@@ -245,11 +275,21 @@ def render_report(inputs: ReportInputs, config: ProjectConfig) -> str:
         leakage=checks.get("leakage"),
         baseline=checks.get("baseline"),
         shift=checks.get("shift"),
+        shift_top=_shift_top(checks.get("shift"), words),
         backtest=_backtest_rows(backtest),
         data_warnings=checks.get("warnings", []),
         samples=config.report.bootstrap_samples,
         rules_file=inputs.rules_file,
         source=inputs.source,
+    )
+
+
+def _shift_top(shift: dict | None, words: Words) -> str:
+    """The features the shift classifier leans on, with their share of its gain."""
+    top = (shift or {}).get("top") or []
+    return words("report.checks.list_glue").join(
+        words("report.checks.shift_feature", feature=t["feature"], share=words.pct(t["share"]))
+        for t in top
     )
 
 

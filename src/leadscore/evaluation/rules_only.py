@@ -19,8 +19,9 @@ from leadscore.config import ProjectConfig
 from leadscore.data.rules import RuleSet
 from leadscore.evaluation import plots
 from leadscore.evaluation.comparison import Interval
-from leadscore.evaluation.report import _formatters
+from leadscore.evaluation.report import formatters
 from leadscore.evaluation.tuning import rule_diagnostics
+from leadscore.i18n import Words
 from leadscore.modeling.metrics import bootstrap_ranking
 from leadscore.scoring.tiers import TIERS, assign_rule_tiers, rule_point_floors
 from leadscore.scoring.training import MIN_CONVERSIONS
@@ -50,22 +51,23 @@ class RulesEvidence:
     floors: list[float]
     rules: pd.DataFrame
 
-    def headline(self) -> str:
+    def headline(self, words=None) -> str:
+        """The key sentence, in the language of `words` (English without one)."""
+        if words is None:
+            words = Words("en")
         if self.mqls == 0:
-            return (
-                f"No model yet, and on {self.examples:,} labelled examples your rules flagged "
-                "no MQL."
-            )
-        lift = (
-            f", {self.mql_conversion_rate / self.other_conversion_rate:.1f}× the rest"
-            if self.other_conversion_rate > 0
-            else ""
-        )
-        return (
-            f"No model yet: your rules score the leads. MQLs convert at "
-            f"{self.mql_conversion_rate:.1%} against {self.other_conversion_rate:.1%} for the "
-            f"other leads{lift}; {self.captured_share:.0%} of the {self.converting_leads:,} "
-            "leads that converted were MQLs first."
+            return words("rules_report.headline.no_mqls", examples=words.num(self.examples))
+        lift = ""
+        if self.other_conversion_rate > 0:
+            ratio = words.num(self.mql_conversion_rate / self.other_conversion_rate, 1)
+            lift = words("rules_report.headline.lift", ratio=ratio)
+        return words(
+            "rules_report.headline.mqls",
+            mql_rate=words.pct(self.mql_conversion_rate),
+            other_rate=words.pct(self.other_conversion_rate),
+            lift=lift,
+            captured=words.pct(self.captured_share, 0),
+            converting=words.num(self.converting_leads),
         )
 
     def metrics(self) -> dict[str, float]:
@@ -148,23 +150,26 @@ def render_rules_report(
 ) -> str:
     """The rules-only report as one HTML document (no network needed)."""
     import jinja2
+    import matplotlib
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("leadscore.evaluation", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
         undefined=jinja2.StrictUndefined,
     )
-    env.globals.update(_formatters())
+    words = Words(config.report.language)
+    env.globals.update(formatters(words))
     need = sum(MIN_CONVERSIONS.values())
-    fig = plots.rule_tiers_figure(evidence.tiers)
-    try:
-        chart = plots.to_svg(fig)
-    finally:
-        plots.close(fig)
+    with matplotlib.rc_context(plots.chart_fonts(words.language)):
+        fig = plots.rule_tiers_figure(evidence.tiers, words)
+        try:
+            chart = plots.to_svg(fig)
+        finally:
+            plots.close(fig)
     return env.get_template("rules_report.html.j2").render(
-        title=config.report.title,
+        title=config.report.heading(words),
         version=importlib.metadata.version("leadscore"),
-        generated_at=pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d %H:%M UTC"),
+        generated_at=words.date(pd.Timestamp.now(tz="UTC")),
         e=evidence,
         rules=evidence.rules.to_dict("records"),
         tiers=evidence.tiers.to_dict("records"),

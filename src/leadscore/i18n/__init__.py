@@ -76,6 +76,9 @@ class Words:
             raise KeyError(f"catalogue '{self.language}' has no key '{key}'") from None
         return text.format(**values) if values else text
 
+    def __contains__(self, key: str) -> bool:
+        return key in self._messages
+
     def pct(self, value, digits: int = 1) -> str:
         """A share as a percentage (0.153 -> "15.3%"); a dash when unknown."""
         from babel.numbers import format_percent

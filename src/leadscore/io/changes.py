@@ -31,8 +31,8 @@ def _topic(reason: str) -> str:
     return _PLURAL.sub("", _NUMBER.sub("#", reason))
 
 
-def _share(p: float) -> str:
-    return f"{p:.1%}" if p < 0.1 else f"{p:.0%}"
+def _share(p: float, words) -> str:
+    return words.pct(p, 1 if p < 0.1 else 0)
 
 
 def _number(value: Any) -> float | None:
@@ -43,50 +43,65 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(out) else out
 
 
-def _reason_changes(before: list[str], after: list[str], up: bool) -> list[str]:
+def _reason_changes(before: list[str], after: list[str], up: bool, words) -> list[str]:
     was = {_topic(r): r for r in before}
     now = {_topic(r): r for r in after}
-    verb = "raises" if up else "lowers"
+    way = "up" if up else "down"
     out = []
     for topic, reason in now.items():
         if topic not in was:
-            out.append(f"now {verb} it: {reason}")
+            out.append(words(f"changes.now_{way}", reason=reason))
         elif was[topic] != reason:
-            out.append(f"{reason} (was: {was[topic]})")
-    out += [f"no longer {verb} it: {r}" for t, r in was.items() if t not in now]
+            out.append(words("changes.was", reason=reason, before=was[topic]))
+    out += [words(f"changes.no_longer_{way}", reason=r) for t, r in was.items() if t not in now]
     return out
 
 
-def score_change(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:
-    """The differences from `before` to `after`, most important first, in plain words.
+def score_change(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any], words=None
+) -> list[str]:
+    """The differences from `before` to `after`, most important first, in plain words (the
+    language of `words`, an `i18n.Words`; English without one).
 
     Each is a mapping with tier, conversion_probability, is_mql, rule_score, reasons_up
     and reasons_down (a run by the rules alone has no probability).
     """
+    if words is None:
+        from leadscore.i18n import Words
+
+        words = Words("en")
     if before is None:
-        return ["first score of this lead"]
+        return [words("changes.first")]
     out = []
     if before.get("tier") != after.get("tier") and after.get("tier") is not None:
-        out.append(f"tier {before.get('tier') or '-'} → {after['tier']}")
+        out.append(words("changes.tier", before=before.get("tier") or "-", after=after["tier"]))
     p_was, p_now = (
         _number(before.get("conversion_probability")),
         _number(after.get("conversion_probability")),
     )
     if p_was is not None and p_now is not None and abs(p_now - p_was) >= 0.005:
-        out.append(f"probability {_share(p_was)} → {_share(p_now)}")
+        out.append(
+            words("changes.probability", before=_share(p_was, words), after=_share(p_now, words))
+        )
     r_was, r_now = _number(before.get("rule_score")), _number(after.get("rule_score"))
-    points = f"rule score {r_was:g} → {r_now:g}" if r_was is not None and r_now is not None else ""
+    points = ""
+    if r_was is not None and r_now is not None:
+        points = words("changes.points", before=f"{r_was:g}", after=f"{r_now:g}")
     mql_was, mql_now = bool(before.get("is_mql")), bool(after.get("is_mql"))
     if mql_now and not mql_was:
-        out.append(f"became an MQL by the rules ({points})" if points else "became an MQL")
+        out.append(
+            words("changes.became_mql_by", points=points) if points else words("changes.became_mql")
+        )
     elif mql_was and not mql_now:
-        out.append(f"no longer an MQL by the rules ({points})" if points else "no longer an MQL")
+        out.append(
+            words("changes.left_mql_by", points=points) if points else words("changes.left_mql")
+        )
     elif points and r_was != r_now:
         out.append(points)
     out += _reason_changes(
-        reasons(before.get("reasons_up")), reasons(after.get("reasons_up")), True
+        reasons(before.get("reasons_up")), reasons(after.get("reasons_up")), True, words
     )
     out += _reason_changes(
-        reasons(before.get("reasons_down")), reasons(after.get("reasons_down")), False
+        reasons(before.get("reasons_down")), reasons(after.get("reasons_down")), False, words
     )
-    return out or ["no change"]
+    return out or [words("changes.none")]

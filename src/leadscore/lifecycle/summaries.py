@@ -12,6 +12,7 @@ import pandas as pd
 from leadscore.config import ProjectConfig
 from leadscore.evaluation.evidence import Evidence
 from leadscore.evaluation.rules_only import RulesEvidence
+from leadscore.i18n import Words
 from leadscore.io.publish import RULES_ONLY_MODEL
 from leadscore.io.uris import redact_uri
 from leadscore.lifecycle.monitoring import MonitoringResult
@@ -35,7 +36,7 @@ def _summary_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return {k: number(metrics.get(k)) for k in SUMMARY_METRICS}
 
 
-def comparison_summary(evidence: Evidence) -> dict[str, Any]:
+def comparison_summary(evidence: Evidence, language: str = "en") -> dict[str, Any]:
     """The comparison block of the JSON summaries (intervals, captured conversions)."""
     c = evidence.comparison
     effect = evidence.suggestion.effect.set_index("rules")
@@ -63,7 +64,7 @@ def comparison_summary(evidence: Evidence) -> dict[str, Any]:
                 "suggested": number(effect.loc["suggested rules", "mql_conversion_rate"]),
             },
         },
-        "headline": c.headline(),
+        "headline": c.headline(Words(language)),
     }
 
 
@@ -79,7 +80,7 @@ def training_summary(
 ) -> dict[str, Any]:
     """The JSON summary of a training run (stable keys), with the gate's decision."""
     return {
-        "comparison": comparison_summary(evidence),
+        "comparison": comparison_summary(evidence, config.report.language),
         "command": "train",
         "model": _summary_metrics(result.metrics["model"]),
         "rules": {
@@ -146,7 +147,7 @@ def report_summary(
         "model_version": entry.version,
         "run_id": entry.run_id,
         "open_leads": {"rows": len(open_leads), "from": open_source},
-        "comparison": comparison_summary(evidence),
+        "comparison": comparison_summary(evidence, config.report.language),
         "test_period": evidence.test_period,
         "bytes": len(html.encode("utf-8")),
     }
@@ -255,7 +256,7 @@ def rules_only_training_summary(
             "other_conversion_rate": number(evidence.other_conversion_rate),
             "captured_share": number(evidence.captured_share),
         },
-        "headline": evidence.headline(),
+        "headline": evidence.headline(Words(config.report.language)),
         "run_id": run_id,
         "model_name": None,
         "model_version": None,

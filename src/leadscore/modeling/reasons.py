@@ -20,50 +20,134 @@ from leadscore.data.features import FeatureBuilder
 
 SEPARATOR = "; "
 
-#: Nouns (singular, plural) for activity types and page categories (`page_<category>`).
-DEFAULT_NOUNS: dict[str, tuple[str, str]] = {
-    "page_view": ("page view", "page views"),
-    "content_download": ("content download", "content downloads"),
-    "webinar_registration": ("webinar registration", "webinar registrations"),
-    "email_open": ("e-mail open", "e-mail opens"),
-    "email_click": ("e-mail click", "e-mail clicks"),
-    "demo_request": ("demo request", "demo requests"),
-    "contact_request": ("contact request", "contact requests"),
-    "form_submit": ("form submission", "form submissions"),
-    "webinar_attendance": ("attended webinar", "attended webinars"),
-    "email_unsubscribe": ("e-mail unsubscribe", "e-mail unsubscribes"),
-    "page_pricing": ("pricing-page view", "pricing-page views"),
-    "page_careers": ("careers-page view", "careers-page views"),
-    "page_case_studies": ("case-study view", "case-study views"),
-    "page_product": ("product-page view", "product-page views"),
-    "page_docs": ("documentation view", "documentation views"),
-    "page_blog": ("blog-post view", "blog-post views"),
-    "page_home": ("home-page view", "home-page views"),
-    "all": ("activity", "activities"),
-}
-DEFAULT_FIELD_LABELS = {
-    "industry": "industry",
-    "country": "country",
-    "lead_source": "lead source",
-    "employees": "company size (employees)",
-}
-SENIORITY_WORDS = {
-    "c_level": "C-level",
-    "vp": "VP",
-    "director": "director",
-    "manager": "manager",
-    "individual": "individual contributor",
-    "intern": "intern",
-    "student": "student",
-}
-DEPARTMENT_WORDS = {"it": "IT", "hr": "HR", "r_and_d": "R&D"}
-EMAIL_KIND_PHRASES = {
-    "corporate": "corporate e-mail domain",
-    "free_mail": "free e-mail domain",
-    "student": "student e-mail domain",
-    "competitor": "competitor e-mail domain",
-    "unknown": "no usable e-mail domain",
-}
+
+class Vocabulary:
+    """The words reasons are made of, in one language: the catalogue's `reasons.*` keys
+    (`i18n/<language>.yaml`) and the project's `report.labels`.
+
+    `say` fills a phrase for one lead; `fill` the same phrase for many at once (each field a
+    scalar or an array), so the batch and the single-lead path print the same text.
+    """
+
+    def __init__(self, language: str = "en", labels: dict[str, str] | None = None) -> None:
+        from leadscore.i18n import Words
+
+        self.words = Words(language)
+        self.language = language
+        self.labels = dict(labels or {})
+
+    def say(self, key: str, /, **fields) -> str:
+        return self.words(f"reasons.{key}", **fields)
+
+    def fill(self, key: str, size: int, /, **fields) -> np.ndarray:
+        """`say` over `size` leads: fields are scalars or arrays of `size` texts."""
+        template = self.words(f"reasons.{key}")
+        out = np.full(size, "", dtype=object)
+        for i, piece in enumerate(re.split(r"\{(\w+)\}", template)):
+            if i % 2 == 0:
+                if piece:
+                    out = out + piece
+            else:
+                value = fields[piece]
+                if not isinstance(value, str):
+                    # Missing values (NaN) print as text here; callers mask those rows.
+                    value = np.asarray(value, dtype=object).astype(str).astype(object)
+                out = out + value
+        return out
+
+    def _pair(self, text: str) -> tuple[str, str]:
+        singular, _, plural = text.partition("|")
+        singular, plural = singular.strip(), plural.strip()
+        if plural:
+            return singular, plural
+        # Only English nouns change in the plural (Japanese ones do not).
+        return singular, (_plural(singular) if self.language == "en" else singular)
+
+    def noun(self, key: str, page_categories=()) -> tuple[str, str]:
+        """(singular, plural) of an activity type or `page_<category>`."""
+        if key in self.labels:
+            return self._pair(self.labels[key])
+        if f"reasons.noun.{key}" in self.words:
+            return self._pair(self.say(f"noun.{key}"))
+        if key.startswith("page_") and key[5:] in page_categories:
+            return self._pair(self.say("noun_page", words=key[5:].replace("_", " ")))
+        return self._pair(self.say("noun_event", words=key.replace("_", " ")))
+
+    def field_label(self, name: str) -> str:
+        if name in self.labels:
+            return self.labels[name]
+        if f"reasons.field.{name}" in self.words:
+            return self.say(f"field.{name}")
+        return name.replace("_", " ")
+
+    def email_kind(self, kind) -> str:
+        key = f"reasons.email.{kind}"
+        return self.words(key) if key in self.words else self.say("email.unknown")
+
+    def seniority(self, level) -> str | None:
+        """The words of a seniority level; None when the title gave none."""
+        key = f"reasons.seniority.{level}"
+        return self.words(key) if level is not None and key in self.words else None
+
+    def department(self, department: str) -> str:
+        key = f"reasons.departments.{department}"
+        return self.words(key) if key in self.words else department.replace("_", " ")
+
+    def days_ago(self, days: float) -> str:
+        d = float(np.round(0.0 if np.isnan(days) else days))
+        if d < 1:
+            return self.say("ago_today")
+        if d == 1:
+            return self.say("ago_one")
+        return self.say("ago", n=f"{int(d):,}")
+
+    def days_ago_all(self, days: np.ndarray) -> np.ndarray:
+        d = np.round(np.nan_to_num(np.asarray(days, dtype=float)))
+        text = self.fill("ago", len(d), n=_int_texts(d))
+        text = np.where(d == 1, self.say("ago_one"), text)
+        return np.where(d >= 1, text, self.say("ago_today"))
+
+    def counted(self, noun: tuple[str, str], count: float, window: int, lowering: bool) -> str:
+        count = 0.0 if np.isnan(count) else count
+        if not count > 0:
+            return self.say("none", nouns=noun[1], window=window)
+        word = noun[0] if round(count) == 1 else noun[1]
+        key = "count_only" if lowering else "count"
+        return self.say(key, count=f"{int(np.round(count)):,}", noun=word, window=window)
+
+    def counted_all(
+        self, noun: tuple[str, str], counts: np.ndarray, window: int, lowering: bool
+    ) -> np.ndarray:
+        counts = np.nan_to_num(np.asarray(counts, dtype=float))
+        words = np.where(np.round(counts) == 1, noun[0], noun[1]).astype(object)
+        key = "count_only" if lowering else "count"
+        said = self.fill(key, len(counts), count=_int_texts(counts), noun=words, window=str(window))
+        return np.where(counts > 0, said, self.say("none", nouns=noun[1], window=window))
+
+    def active(self, days: float, window: str, lowering: bool) -> str:
+        if not days > 0:
+            return self.say("no_activity", window=window)
+        key = ("active_only" if lowering else "active") + ("_one" if days == 1 else "")
+        return self.say(key, n=f"{int(np.round(days)):,}", window=window)
+
+    def active_all(self, days: np.ndarray, window: str, lowering: bool) -> np.ndarray:
+        days = np.asarray(days, dtype=float)
+        key = "active_only" if lowering else "active"
+        many = self.fill(key, len(days), n=_int_texts(days), window=window)
+        said = np.where(days == 1, self.say(key + "_one", window=window), many)
+        return np.where(days > 0, said, self.say("no_activity", window=window))
+
+    def number(self, label: str, value: float) -> str:
+        if np.isnan(value):
+            return self.say("not_given", label=label)
+        shown = f"{value:,.0f}" if abs(value) >= 10 else f"{value:,.3g}"
+        return self.say("value", label=label, value=shown)
+
+
+def _int_texts(values: np.ndarray) -> np.ndarray:
+    """Whole numbers with thousands separators, as texts."""
+    ints = np.round(np.nan_to_num(np.asarray(values, dtype=float))).astype(np.int64)
+    return pd.Series(ints).map("{:,}".format).to_numpy(dtype=object)
 
 
 @dataclass(frozen=True)
@@ -102,14 +186,18 @@ def factors(builder: FeatureBuilder) -> list[Factor]:
 
 
 class Phrases:
-    """Builds phrases for one feature over many leads, with configurable labels."""
+    """Builds phrases for one feature over many leads, in the vocabulary's language."""
 
     def __init__(
-        self, builder: FeatureBuilder, rows: pd.DataFrame, labels: dict[str, str] | None = None
+        self,
+        builder: FeatureBuilder,
+        rows: pd.DataFrame,
+        labels: dict[str, str] | None = None,
+        language: str = "en",
     ) -> None:
         self.builder = builder
         self.rows = rows
-        self.labels = dict(labels or {})
+        self.vocabulary = Vocabulary(language, labels)
         self.spec = builder.behaviour
         self._attributes: pd.DataFrame | None = None
 
@@ -120,53 +208,20 @@ class Phrases:
         return self._attributes
 
     def noun(self, key: str) -> tuple[str, str]:
-        if key in self.labels:
-            singular, _, plural = self.labels[key].partition("|")
-            return singular.strip(), (plural.strip() or _plural(singular.strip()))
-        if key in DEFAULT_NOUNS:
-            return DEFAULT_NOUNS[key]
-        if key.startswith("page_") and key[5:] in self.spec.page_categories:
-            words = key[5:].replace("_", " ")
-            return f"{words} page view", f"{words} page views"
-        words = key.replace("_", " ")
-        return f"{words} event", f"{words} events"
+        return self.vocabulary.noun(key, self.spec.page_categories)
 
     def field_label(self, name: str) -> str:
-        return self.labels.get(name, DEFAULT_FIELD_LABELS.get(name, name.replace("_", " ")))
-
-    # -- building blocks, each vectorised over rows --------------------------------------
-
-    @staticmethod
-    def _int_text(values: np.ndarray) -> pd.Series:
-        return pd.Series(np.round(values).astype(np.int64)).map("{:,}".format)
-
-    def _counted(
-        self, key: str, counts: np.ndarray, window: int, lowering: bool = False
-    ) -> np.ndarray:
-        singular, plural = self.noun(key)
-        counts = np.nan_to_num(np.asarray(counts, dtype=float))
-        # As a reason down, a count is "only" that many: fewer than leads like this one have.
-        text = ("only " if lowering else "") + self._int_text(counts)
-        text = text + " " + np.where(np.round(counts) == 1, singular, plural)
-        said = (text + f" in the last {window} days").to_numpy(dtype=object)
-        none = f"no {plural} in the last {window} days"
-        return np.where(counts > 0, said, none)
-
-    @staticmethod
-    def _days_ago(days: np.ndarray) -> pd.Series:
-        d = np.round(np.nan_to_num(np.asarray(days, dtype=float)))
-        text = pd.Series(d.astype(np.int64)).map("{:,}".format) + " days ago"
-        text = text.where(d != 1, "1 day ago")
-        return text.where(d >= 1, "less than a day ago")
+        return self.vocabulary.field_label(name)
 
     def _recent_count(self, key: str, rows: pd.DataFrame, lowering: bool) -> np.ndarray:
         """Count in the shortest window that has any activity; for decayed features."""
+        v, noun = self.vocabulary, self.noun(key)
         windows = self.spec.windows_days
-        chosen = np.full(len(rows), f"no {self.noun(key)[1]} in the last {max(windows)} days")
+        chosen = np.full(len(rows), v.say("none", nouns=noun[1], window=max(windows)))
         chosen = chosen.astype(object)
         for w in sorted(windows, reverse=True):
             counts = rows[f"n_{key}_{w}d"].to_numpy(dtype=float)
-            chosen = np.where(counts > 0, self._counted(key, counts, w, lowering), chosen)
+            chosen = np.where(counts > 0, v.counted_all(noun, counts, w, lowering), chosen)
         return chosen
 
     # -- one feature ----------------------------------------------------------------------
@@ -176,92 +231,83 @@ class Phrases:
 
         `lowering`: the phrase explains a lower probability (counts then read "only 1 …").
         """
-        spec = self.spec
+        spec, v = self.spec, self.vocabulary
         if feature in self.builder.categories_:
             return self._category(feature, positions)
         rows = self.rows.iloc[positions]
+        n = len(rows)
         if feature in self.builder.numeric:
             values = pd.to_numeric(rows[feature], errors="coerce").to_numpy(dtype=float)
             label = self.field_label(feature)
-            shown = pd.Series(values).map(lambda v: f"{v:,.0f}" if abs(v) >= 10 else f"{v:,.3g}")
-            said = (label + ": " + shown).to_numpy(dtype=object)
-            return np.where(np.isnan(values), f"{label} not given", said)
+            shown = pd.Series(values).map(lambda x: f"{x:,.0f}" if abs(x) >= 10 else f"{x:,.3g}")
+            said = v.fill("value", n, label=label, value=shown.to_numpy(dtype=object))
+            return np.where(np.isnan(values), v.say("not_given", label=label), said)
         match = re.fullmatch(r"n_(.+)_(\d+)d", feature)
         if match:
-            key = match.group(1)
             counts = rows[feature].to_numpy(dtype=float)
-            return self._counted(key, counts, int(match.group(2)), lowering)
+            noun = self.noun(match.group(1))
+            return v.counted_all(noun, counts, int(match.group(2)), lowering)
         if feature.startswith("days_since_") and feature != "days_since_any":
-            key = feature[len("days_since_") :]
             days = rows[feature].to_numpy(dtype=float)
-            singular, plural = self.noun(key)
-            said = ("last " + singular + " " + self._days_ago(days)).to_numpy(dtype=object)
-            return np.where(
-                np.isnan(days), f"no {plural} in the last {spec.recency_cap_days} days", said
-            )
+            singular, plural = self.noun(feature[len("days_since_") :])
+            said = v.fill("last", n, noun=singular, ago=v.days_ago_all(days))
+            none = v.say("none", nouns=plural, window=spec.recency_cap_days)
+            return np.where(np.isnan(days), none, said)
         if feature.startswith("decayed_"):
             return self._recent_count(feature[len("decayed_") :], rows, lowering)
         if feature.startswith("active_days_"):
             window = feature[len("active_days_") : -1]
-            days = rows[feature].to_numpy(dtype=float)
-            text = ("active on only " if lowering else "active on ") + self._int_text(days)
-            text = text + np.where(days == 1, " day", " days")
-            said = (text + f" in the last {window} days").to_numpy(dtype=object)
-            return np.where(days > 0, said, f"no activity in the last {window} days")
+            return v.active_all(rows[feature].to_numpy(dtype=float), window, lowering)
         if feature == "days_since_any":
             days = rows[feature].to_numpy(dtype=float)
-            quiet = ("no activity for " + self._days_ago(days).str.replace(" ago", "")).to_numpy(
-                dtype=object
-            )
-            recent = ("last activity " + self._days_ago(days)).to_numpy(dtype=object)
+            quiet = v.fill("quiet_for", n, n=_int_texts(days))
+            recent = v.fill("last_activity", n, ago=v.days_ago_all(days))
             out = np.where(np.nan_to_num(days) >= 30, quiet, recent)
-            return np.where(
-                np.isnan(days), f"no activity in the last {spec.recency_cap_days} days", out
-            )
+            none = v.say("no_activity", window=spec.recency_cap_days)
+            return np.where(np.isnan(days), none, out)
         if feature == "trend_7d_vs_prev_21d":
             trend = rows[feature].to_numpy(dtype=float)
             quiet = np.nan_to_num(rows["days_since_any"].to_numpy(dtype=float), nan=np.inf) >= 28
             out = np.where(
                 trend >= 1.25,
-                "activity picking up in the last 7 days",
-                np.where(
-                    trend <= 0.8,
-                    "activity slowing down in the last 7 days",
-                    "steady activity over 4 weeks",
-                ),
+                v.say("picking_up"),
+                np.where(trend <= 0.8, v.say("slowing_down"), v.say("steady")),
             ).astype(object)
-            return np.where(quiet, "no activity in the last 4 weeks", out)
+            return np.where(quiet, v.say("quiet_weeks"), out)
         if feature == "lead_age_days":
             days = rows[feature].to_numpy(dtype=float)
-            return ("lead created " + self._days_ago(days)).to_numpy(dtype=object)
-        return np.full(len(rows), feature.replace("_", " "), dtype=object)
+            return v.fill("created", n, ago=v.days_ago_all(days))
+        return np.full(n, feature.replace("_", " "), dtype=object)
 
     def _category(self, feature: str, positions: np.ndarray) -> np.ndarray:
+        v = self.vocabulary
         values = self.attributes()[feature].iloc[positions].astype("str")
-        if feature == "email_domain_kind":
-            return (
-                values.map(EMAIL_KIND_PHRASES)
-                .fillna("no usable e-mail domain")
-                .to_numpy(dtype=object)
-            )
-        if feature == "seniority":
-            words = values.map(SENIORITY_WORDS)
-            said = ("job title says " + words).to_numpy(dtype=object)
-            return np.where(words.isna(), "no seniority in the job title", said)
-        if feature == "department":
-            words = values.map(lambda v: DEPARTMENT_WORDS.get(v, v.replace("_", " ")))
-            said = ("department: " + words).to_numpy(dtype=object)
-            return np.where(
-                values.isna() | values.eq("unknown"), "no department in the job title", said
-            )
+        if feature in ("email_domain_kind", "seniority", "department"):
+            # A phrase per distinct value (a handful), then looked up for every lead.
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+            said = [category_phrase(v, feature, u) for u in uniques]
+            return np.array([*said, category_phrase(v, feature, None)], dtype=object)[codes]
         # Describe what the model saw: a value it did not learn (rare or new) was "other"
         # to it, and a rare raw value (a company, a city) must not reach a published reason.
         label = self.field_label(feature)
         known = values.isin(self.builder.categories_.get(feature, []))
         missing = values.isna() | values.eq("")
-        said = (label + ": " + values.str.replace("_", " ")).to_numpy(dtype=object)
-        said = np.where(known, said, f"less common {label}")
-        return np.where(missing, f"{label} not given", said)
+        said = v.fill("value", len(values), label=label,
+                      value=values.str.replace("_", " ").to_numpy(dtype=object))  # fmt: skip
+        said = np.where(known, said, v.say("less_common", label=label))
+        return np.where(missing, v.say("not_given", label=label), said)
+
+
+def category_phrase(v: Vocabulary, feature: str, value) -> str:
+    """The phrase of the e-mail kind, seniority or department of one lead."""
+    if feature == "email_domain_kind":
+        return v.email_kind(value)
+    if feature == "seniority":
+        word = v.seniority(value if isinstance(value, str) else None)
+        return v.say("no_seniority") if word is None else v.say("title_says", seniority=word)
+    if value is None or not isinstance(value, str) or value in ("unknown", "nan", "<NA>"):
+        return v.say("no_department")
+    return v.say("department", department=v.department(value))
 
 
 def _plural(word: str) -> str:
@@ -288,6 +334,7 @@ def explain(
     labels: dict[str, str] | None = None,
     top: int = 3,
     min_effect: float = 0.02,
+    language: str = "en",
 ) -> pd.DataFrame:
     """`reasons_up` and `reasons_down`: up to `top` phrases each, joined by '; '.
 
@@ -303,7 +350,7 @@ def explain(
         for name in group.features:
             member[position[name], j] = 1.0
     effect = contrib @ member
-    phrases = Phrases(builder, rows, labels)
+    phrases = Phrases(builder, rows, labels, language)
     out = {}
     for direction, sign in (("reasons_up", 1.0), ("reasons_down", -1.0)):
         idx, big = _top(sign * effect, top, min_effect)

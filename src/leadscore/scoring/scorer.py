@@ -152,7 +152,13 @@ class Scorer:
         report = reporter()
         report("reasons", 0, 1)
         contributions = self.model.contributions(rows)
-        reasons = explain(rows, contributions, self.model.features, config.report.labels)
+        reasons = explain(
+            rows,
+            contributions,
+            self.model.features,
+            config.report.labels,
+            language=config.report.language,
+        )
         report("reasons", 1, 1)
         partial = pd.DataFrame(
             {

@@ -49,14 +49,7 @@ from leadscore.io.lead_reader import LeadReader, OneLead
 from leadscore.io.sources import CRMData, load_crm
 from leadscore.io.tables import id_text, lead_id_text
 from leadscore.io.uris import is_database_uri
-from leadscore.modeling.reasons import (
-    DEPARTMENT_WORDS,
-    EMAIL_KIND_PHRASES,
-    SENIORITY_WORDS,
-    SEPARATOR,
-    Phrases,
-    factors,
-)
+from leadscore.modeling.reasons import SEPARATOR, Phrases, category_phrase, factors
 from leadscore.scoring import ondemand
 from leadscore.scoring.inputs import attribute_columns, check_inputs
 from leadscore.scoring.ondemand import Population, rank_in_population
@@ -436,7 +429,9 @@ class SingleLeadScorer:
             self.member = np.zeros((len(self.matrix.names), len(self.groups)))
             for j, cols in enumerate(self.group_columns):
                 self.member[cols, j] = 1.0
-            self.phrases = Phrases(builder, pd.DataFrame(), config.report.labels)
+            self.phrases = Phrases(
+                builder, pd.DataFrame(), config.report.labels, config.report.language
+            )
         self.spec = spec
         self.pages = _PageCategories(self.page_categories)
         self.rule_derivation = _Derivation(config.features)
@@ -580,101 +575,65 @@ class SingleLeadScorer:
         return out[0], out[1]
 
     def _describe(self, feature: str, row, attributes, lowering: bool) -> str:
-        """`Phrases.describe` of one lead."""
+        """`Phrases.describe` of one lead (the same vocabulary, so the same words)."""
         phrases, spec = self.phrases, self.spec
+        v = phrases.vocabulary
         builder = self.builder
         if feature in builder.categories_:
             return self._category(feature, attributes[feature])
         if feature in builder.numeric:
-            value = _number(row.get(feature))
-            label = phrases.field_label(feature)
-            if math.isnan(value):
-                return f"{label} not given"
-            return f"{label}: {value:,.0f}" if abs(value) >= 10 else f"{label}: {value:,.3g}"
+            return v.number(phrases.field_label(feature), _number(row.get(feature)))
         match = re.fullmatch(r"n_(.+)_(\d+)d", feature)
         if match:
-            return self._counted(match.group(1), row[feature], int(match.group(2)), lowering)
+            noun = phrases.noun(match.group(1))
+            return v.counted(noun, row[feature], int(match.group(2)), lowering)
         if feature.startswith("days_since_") and feature != "days_since_any":
-            key = feature[len("days_since_") :]
             days = row[feature]
-            singular, plural = phrases.noun(key)
+            singular, plural = phrases.noun(feature[len("days_since_") :])
             if math.isnan(days):
-                return f"no {plural} in the last {spec.recency_cap_days} days"
-            return f"last {singular} {_days_ago(days)}"
+                return v.say("none", nouns=plural, window=spec.recency_cap_days)
+            return v.say("last", noun=singular, ago=v.days_ago(days))
         if feature.startswith("decayed_"):
-            key = feature[len("decayed_") :]
-            chosen = f"no {phrases.noun(key)[1]} in the last {max(spec.windows_days)} days"
+            noun = phrases.noun(feature[len("decayed_") :])
+            chosen = v.say("none", nouns=noun[1], window=max(spec.windows_days))
             for w in sorted(spec.windows_days, reverse=True):
-                count = row[f"n_{key}_{w}d"]
+                count = row[f"n_{feature[len('decayed_') :]}_{w}d"]
                 if count > 0:
-                    chosen = self._counted(key, count, w, lowering)
+                    chosen = v.counted(noun, count, w, lowering)
             return chosen
         if feature.startswith("active_days_"):
-            window = feature[len("active_days_") : -1]
-            days = row[feature]
-            if not days > 0:
-                return f"no activity in the last {window} days"
-            start = "active on only " if lowering else "active on "
-            unit = " day" if days == 1 else " days"
-            return f"{start}{_int_text(days)}{unit} in the last {window} days"
+            return v.active(row[feature], feature[len("active_days_") : -1], lowering)
         if feature == "days_since_any":
             days = row[feature]
             if math.isnan(days):
-                return f"no activity in the last {spec.recency_cap_days} days"
+                return v.say("no_activity", window=spec.recency_cap_days)
             if days >= 30:
-                return "no activity for " + _days_ago(days).replace(" ago", "")
-            return "last activity " + _days_ago(days)
+                return v.say("quiet_for", n=f"{int(np.round(days)):,}")
+            return v.say("last_activity", ago=v.days_ago(days))
         if feature == "trend_7d_vs_prev_21d":
             trend = row[feature]
             since = row["days_since_any"]
             if (math.inf if math.isnan(since) else since) >= 28:
-                return "no activity in the last 4 weeks"
+                return v.say("quiet_weeks")
             if trend >= 1.25:
-                return "activity picking up in the last 7 days"
+                return v.say("picking_up")
             if trend <= 0.8:
-                return "activity slowing down in the last 7 days"
-            return "steady activity over 4 weeks"
+                return v.say("slowing_down")
+            return v.say("steady")
         if feature == "lead_age_days":
-            return "lead created " + _days_ago(row[feature])
+            return v.say("created", ago=v.days_ago(row[feature]))
         return feature.replace("_", " ")
 
-    def _counted(self, key: str, count: float, window: int, lowering: bool) -> str:
-        singular, plural = self.phrases.noun(key)
-        count = 0.0 if math.isnan(count) else count
-        if not count > 0:
-            return f"no {plural} in the last {window} days"
-        noun = singular if round(count) == 1 else plural
-        return f"{'only ' if lowering else ''}{_int_text(count)} {noun} in the last {window} days"
-
     def _category(self, feature: str, value: str | None) -> str:
-        if feature == "email_domain_kind":
-            return EMAIL_KIND_PHRASES.get(value, "no usable e-mail domain")
-        if feature == "seniority":
-            word = SENIORITY_WORDS.get(value) if value is not None else None
-            return "no seniority in the job title" if word is None else f"job title says {word}"
-        if feature == "department":
-            if value is None or value == "unknown":
-                return "no department in the job title"
-            return "department: " + DEPARTMENT_WORDS.get(value, value.replace("_", " "))
+        v = self.phrases.vocabulary
+        if feature in ("email_domain_kind", "seniority", "department"):
+            return category_phrase(v, feature, value)
         label = self.phrases.field_label(feature)
         if value is None or value == "":
-            return f"{label} not given"
+            return v.say("not_given", label=label)
         if value not in self.builder.categories_.get(feature, []):
-            return f"less common {label}"
-        return f"{label}: {value.replace('_', ' ')}"
-
-
-def _int_text(value: float) -> str:
-    return f"{int(np.round(value)):,}"
-
-
-def _days_ago(days: float) -> str:
-    d = float(np.round(0.0 if math.isnan(days) else days))
-    if d < 1:
-        return "less than a day ago"
-    if d == 1:
-        return "1 day ago"
-    return f"{int(d):,} days ago"
+            return v.say("less_common", label=label)
+        return v.say("value", label=label, value=value.replace("_", " "))
 
 
 def lead_from_crm(crm: CRMData, key: str) -> OneLead:
