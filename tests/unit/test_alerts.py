@@ -8,7 +8,8 @@ import pytest
 from leadscore.config import config_from_dict
 from leadscore.config.schema import AlertConfig
 from leadscore.errors import ConfigError
-from leadscore.io.alerts import hot_changes, sign, verify, where
+from leadscore.i18n import Words
+from leadscore.io.alerts import _message, hot_changes, sign, verify, where
 
 SINK = {"name": "sales", "url": "https://hooks.example.com/T1/B2/secret-token"}
 
@@ -44,6 +45,35 @@ def test_entering_tier_a_becoming_an_mql_and_rising_are_hot() -> None:
         "1": ["entered tier A (was B)", "probability rose from 10% to 30%"],
         "3": ["became an MQL by the rules (rule score 55)"],
         "6": ["new lead, in tier A"],
+    }
+
+
+def test_alerts_speak_the_reports_language_unless_told_otherwise() -> None:
+    """A Japanese team (report.language: ja) gets its alerts in Japanese; alerts.language
+    can keep them in English for a sales team that reads English."""
+    previous = _frame([(1, "B", False, 0.10, 20), (3, "C", False, 0.05, 40)])
+    current = _frame([(1, "A", False, 0.30, 20), (3, "C", True, 0.06, 55)])
+    japanese = config_from_dict({"report": {"language": "ja"}, "alerts": {"sinks": [SINK]}},
+                                environ={})  # fmt: skip
+    assert japanese.alerts.language == "ja"
+    assert dict(hot_changes(current, previous, japanese.alerts)) == {
+        "1": ["ランクAに入った（以前：B）", "確率が10%から30%に上昇"],
+        "3": ["ルールでMQLになった（ルールスコア 55）"],
+    }
+    english = config_from_dict(
+        {"report": {"language": "ja"}, "alerts": {"sinks": [SINK], "language": "en"}}, environ={}
+    )
+    assert english.alerts.language == "en" and english.report.language == "ja"
+    assert config_from_dict({}, environ={}).alerts.language == "en"
+    payload = {"lead_id": 1, "tier": "A", "conversion_probability": 0.3,
+               "changes": ["ランクAに入った（以前：B）"],
+               "reasons_up": ["過去7日間に料金ページ閲覧2回"]}  # fmt: skip
+    assert _message(payload, "slack", Words("ja")) == {
+        "text": "ホットリード 1（ランクA、30%）：ランクAに入った（以前：B）。"
+        "要因：過去7日間に料金ページ閲覧2回"
+    }
+    assert _message({**payload, "conversion_probability": None}, "slack", Words("en")) == {
+        "text": "Hot lead 1 (tier A): ランクAに入った（以前：B）. Why: 過去7日間に料金ページ閲覧2回"
     }
 
 

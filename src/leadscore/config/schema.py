@@ -765,6 +765,8 @@ class AlertConfig(_Section):
     timeout_seconds: float = Field(10, gt=0)
     #: A delivery whose process died mid-send is sent again after this long (at least once).
     claim_timeout_seconds: float = Field(300, gt=0)
+    #: The words of the alerts (en | ja); unset in the project file: `report.language`.
+    language: Literal["en", "ja"] = "en"
 
     @model_validator(mode="after")
     def _unique_sinks(self) -> AlertConfig:
@@ -825,6 +827,20 @@ class ProjectConfig(_Section):
     scale: ScaleConfig = ScaleConfig()
     #: Directory that relative paths resolve against (the project file's folder).
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alerts_speak_the_reports_language(cls, data: Any) -> Any:
+        """Alerts are written in `report.language` unless `alerts.language` says otherwise."""
+        if not isinstance(data, dict) or not isinstance(data.get("report"), dict):
+            return data
+        language = data["report"].get("language")
+        alerts = data.get("alerts")
+        if language is None or not isinstance(alerts, dict | None):
+            return data
+        if alerts is None or "language" not in alerts:
+            return {**data, "alerts": {**(alerts or {}), "language": language}}
+        return data
 
     @model_validator(mode="after")
     def _gap_covers_the_horizon(self) -> ProjectConfig:

@@ -28,6 +28,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from leadscore.config.schema import AlertConfig, AlertSink
+from leadscore.i18n import Words
 from leadscore.io import uris
 from leadscore.io.changes import reasons, score_change
 from leadscore.io.uris import database_error
@@ -70,35 +71,38 @@ def hot_changes(current: pd.DataFrame, previous: pd.DataFrame, config: AlertConf
     the rules alone); a lead missing from `previous` is new since that run. Returns a
     Series of lists of sentences indexed by lead_id, only for leads with at least one.
     """
+    words = Words(config.language)
     before = previous.set_index(previous["lead_id"].astype(str))
     now = current.set_index(current["lead_id"].astype(str))
     was = before.reindex(now.index)
     known = was["tier"].notna() | was["is_mql"].notna()
     found: dict[str, list[str]] = {}
 
-    def add(mask: pd.Series, sentences: pd.Series) -> None:
-        for lead, sentence in sentences[mask.fillna(False).astype(bool)].items():
-            found.setdefault(lead, []).append(sentence)
+    def add(mask: pd.Series, say) -> None:
+        """`say(lead)`, the sentence of one lead, for each lead where `mask` holds."""
+        for lead in mask.index[mask.fillna(False).astype(bool).to_numpy()]:
+            found.setdefault(lead, []).append(say(lead))
 
     if "tier_a" in config.triggers:
         entered = (now["tier"] == "A") & (was["tier"] != "A")
-        add(entered, ("entered tier A (was " + was["tier"].fillna("not scored") + ")").where(
-            known, "new lead, in tier A"))  # fmt: skip
+
+        def tier_was(lead: str) -> str:
+            tier = was.at[lead, "tier"]
+            return tier if isinstance(tier, str) else words("alerts.not_scored")
+
+        add(entered, lambda lead: words("alerts.entered_a", before=tier_was(lead))
+            if known[lead] else words("alerts.new_in_a"))  # fmt: skip
     if "mql" in config.triggers:
         prior = was["is_mql"].map(lambda v: bool(v) if pd.notna(v) else False).astype(bool)
         became = now["is_mql"].astype(bool) & ~prior
-        rule_score = now["rule_score"].map(lambda v: f"{v:g}")
-        add(became, ("became an MQL by the rules (rule score " + rule_score + ")").where(
-            known, "new lead, an MQL by the rules (rule score " + rule_score + ")"))  # fmt: skip
+        add(became, lambda lead: words("alerts.became_mql" if known[lead] else "alerts.new_mql",
+                                       points=f"{now.at[lead, 'rule_score']:g}"))  # fmt: skip
     if "rise" in config.triggers:
         p_now = pd.to_numeric(now["conversion_probability"], errors="coerce")
         p_was = pd.to_numeric(was["conversion_probability"], errors="coerce")
-        rose = (p_now - p_was) >= config.rise - 1e-12
-        words = [
-            f"probability rose from {a:.0%} to {b:.0%}" if np.isfinite(a) and np.isfinite(b) else ""
-            for a, b in zip(p_was, p_now, strict=True)
-        ]
-        add(rose, pd.Series(words, index=now.index))
+        rose = ((p_now - p_was) >= config.rise - 1e-12) & p_now.notna() & p_was.notna()
+        add(rose, lambda lead: words("alerts.rose", before=words.pct(p_was[lead], 0),
+                                     after=words.pct(p_now[lead], 0)))  # fmt: skip
     return pd.Series(found, dtype=object)
 
 
@@ -128,17 +132,21 @@ def _payload(
     }
 
 
-def _message(payload: dict[str, Any], fmt: str) -> dict[str, Any]:
+def _message(payload: dict[str, Any], fmt: str, words: Words) -> dict[str, Any]:
     if fmt == "json":
         return payload
     probability = payload["conversion_probability"]
-    chance = f", {probability:.0%}" if probability is not None else ""
-    why = "; ".join(payload["reasons_up"][:3])
-    text = (
-        f"Hot lead {payload['lead_id']} (tier {payload['tier']}{chance}): "
-        + "; ".join(payload["changes"])
-        + (f". Why: {why}" if why else "")
+    key = "alerts.text" if probability is not None else "alerts.text_rules"
+    text = words(
+        key,
+        lead=payload["lead_id"],
+        tier=words("tier.name", tier=payload["tier"]),
+        probability=words.pct(probability, 0) if probability is not None else "",
+        changes=words("alerts.glue").join(payload["changes"]),
     )
+    why = words("alerts.glue").join(payload["reasons_up"][:3])
+    if why:
+        text += words("alerts.why", why=why)
     return {"text": text}
 
 
@@ -245,7 +253,8 @@ def _outbox_rows(
             "conversion_probability": None if p is None or pd.isna(p) else float(p),
         }
     payload = _payload(row, prior, sentences, key)
-    payload["what_changed"] = score_change(before, row)
+    words = Words(config.language)
+    payload["what_changed"] = score_change(before, row, words)
     created = now.to_pydatetime()  # naive UTC, as every timestamp leadscore writes
     return [
         {
@@ -254,7 +263,7 @@ def _outbox_rows(
             "lead_id": str(row["lead_id"]),
             "as_of_date": day,
             "changes": "; ".join(sentences),
-            "payload": json.dumps(_message(payload, sink.format), default=str),
+            "payload": json.dumps(_message(payload, sink.format, words), default=str),
             "status": "pending",
             "attempts": 0,
             "created_at": created,

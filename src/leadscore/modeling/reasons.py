@@ -49,10 +49,7 @@ class Vocabulary:
                     out = out + piece
             else:
                 value = fields[piece]
-                if not isinstance(value, str):
-                    # Missing values (NaN) print as text here; callers mask those rows.
-                    value = np.asarray(value, dtype=object).astype(str).astype(object)
-                out = out + value
+                out = out + (value if isinstance(value, str) else np.asarray(value, dtype=object))
         return out
 
     def _pair(self, text: str) -> tuple[str, str]:
@@ -147,7 +144,9 @@ class Vocabulary:
 def _int_texts(values: np.ndarray) -> np.ndarray:
     """Whole numbers with thousands separators, as texts."""
     ints = np.round(np.nan_to_num(np.asarray(values, dtype=float))).astype(np.int64)
-    return pd.Series(ints).map("{:,}".format).to_numpy(dtype=object)
+    # Few distinct counts among many leads: format each once.
+    distinct, at = np.unique(ints, return_inverse=True)
+    return np.array([f"{v:,}" for v in distinct.tolist()], dtype=object)[at.reshape(-1)]
 
 
 @dataclass(frozen=True)
@@ -292,8 +291,8 @@ class Phrases:
         label = self.field_label(feature)
         known = values.isin(self.builder.categories_.get(feature, []))
         missing = values.isna() | values.eq("")
-        said = v.fill("value", len(values), label=label,
-                      value=values.str.replace("_", " ").to_numpy(dtype=object))  # fmt: skip
+        shown = values.fillna("").str.replace("_", " ").to_numpy(dtype=object)
+        said = v.fill("value", len(values), label=label, value=shown)
         said = np.where(known, said, v.say("less_common", label=label))
         return np.where(missing, v.say("not_given", label=label), said)
 
