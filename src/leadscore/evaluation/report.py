@@ -66,11 +66,27 @@ def formatters(words: Words) -> dict:
         return words("tier.name", tier=words("tier.join").join(tiers))
 
     def period(text) -> str:
-        """A period as the evidence writes it ("2026-01-01 to 2026-03-31"), in the locale."""
-        found = re.fullmatch(r"(\d{4}-\d{2}-\d{2}) to (\d{4}-\d{2}-\d{2})", str(text or ""))
+        """A period as the evidence or the backtest writes it ("2026-01-01 to 2026-03-31",
+        "2026-01-01..2026-03-31"), in the locale."""
+        found = re.fullmatch(
+            r"(\d{4}-\d{2}-\d{2})(?: to |\.\.)(\d{4}-\d{2}-\d{2})", str(text or "")
+        )
         if not found:
+            if text == "all folds":
+                return words("report.backtest.all_folds")
             return str(text) if text else "—"
         return words("report.range", first=words.date(found[1]), last=words.date(found[2]))
+
+    def fold(name) -> str:
+        """A backtest fold ("fold 2", "pooled") in words."""
+        found = re.fullmatch(r"fold (\d+)", str(name))
+        if found:
+            return words("report.backtest.fold_n", n=found[1])
+        return words("report.backtest.pooled") if name == "pooled" else str(name)
+
+    def scorer(name: str) -> str:
+        key = f"chart.scorer.{name}"
+        return words(key) if key in words else name
 
     def check_name(check: str) -> str:
         key = f"report.checks.kind.{check}"
@@ -91,6 +107,8 @@ def formatters(words: Words) -> dict:
         "tier_names": tier_names,
         "check_name": check_name,
         "period": period,
+        "fold": fold,
+        "scorer": scorer,
     }
 
 

@@ -79,6 +79,10 @@ class Words:
     def __contains__(self, key: str) -> bool:
         return key in self._messages
 
+    def sentences(self, *parts: str) -> str:
+        """Sentences one after the other: a space between them in English, none in Japanese."""
+        return self("glue.sentence").join(p for p in parts if p)
+
     def pct(self, value, digits: int = 1) -> str:
         """A share as a percentage (0.153 -> "15.3%"); a dash when unknown."""
         from babel.numbers import format_percent
@@ -149,4 +153,5 @@ class Words:
         """What a template gets: `t` and the formats."""
         return {"t": self, "pct": self.pct, "num": self.num, "signed": self.signed,
                 "day": self.date, "month": self.month, "duration": self.duration,
-                "points": self.points, "target": self.target}  # fmt: skip
+                "points": self.points, "target": self.target,
+                "sentences": self.sentences}  # fmt: skip
