@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from leadscore.config import config_from_dict
+from leadscore.data.leakage import Finding
 from leadscore.data.rules import RuleSet
 from leadscore.evaluation.evidence import build_evidence
 from leadscore.evaluation.report import ReportInputs, choose_open_leads, render_report, write_report
@@ -70,7 +71,7 @@ def _cohort(n: int, seed: int, dates: list[str]) -> pd.DataFrame:
     )
 
 
-def _report(folder: Path, language: str = "en") -> tuple[Path, str]:
+def _report(folder: Path, language: str = "en", checks: dict | None = None) -> tuple[Path, str]:
     config = config_from_dict(
         {
             "report": {
@@ -109,6 +110,7 @@ def _report(folder: Path, language: str = "en") -> tuple[Path, str]:
         "sqlite:///crm.db",
         "mql_rules.yaml",
         0.8,
+        checks=checks,
         previous=pd.DataFrame(
             {
                 "lead_id": [101, 102],
@@ -232,8 +234,15 @@ def test_the_report_in_japanese_is_drawn_in_japanese(tmp_path, browser) -> None:
     """`report.language: ja`: every sentence from the Japanese catalogue, numbers and dates in
     the Japanese locale, the charts' words too; read back from what Chromium drew with a
     Japanese font (not only from the HTML)."""
-    path, html = _report(tmp_path, "ja")
+    facts = ({"check": "single_auc", "auc": 0.9812}, {"check": "after_conversion", "share": 0.93})
+    found = Finding("Tags", "single_auc", "as logged", True, facts).as_dict()
+    path, html = _report(tmp_path, "ja", {"leakage": [found], "split": {"method": "time"}})
     assert '<html lang="ja">' in html
+    # The guard's evidence from its numbers, in Japanese (the logged text is English).
+    assert (
+        "単独で検証用リードを ROC-AUC 0.981 で順位付けできる；コンバージョンしたリードの93%で、"
+        "コンバージョンより後の日時が入っている"
+    ) in html and "単独で予測できる" in html
     english, _ = _report(tmp_path, "en")
     for said in ("Who finds the conversions", "Can you trust the numbers?", "Cumulative gains",
                  "Working as many leads", "Open leads the rules miss", "How this was measured",

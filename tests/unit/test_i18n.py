@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from leadscore.data.leakage import describe
 from leadscore.i18n import LANGUAGES, Words, messages
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "leadscore"
@@ -92,3 +93,19 @@ def test_numbers_and_dates_follow_the_locale(language, month, day, share, count)
     assert words.pct(0.153) == share and words.pct(float("nan")) == "—"
     assert words.num(12345) == count and words.num(None) == "—"
     assert words.signed(0.021) == "+2.1" and words.signed(-0.028) == "−2.8"
+
+
+def test_the_guards_evidence_is_said_from_its_numbers_in_each_language() -> None:
+    facts = (
+        {"check": "certain_values", "share": 0.912, "n": 2, "rate": 0.95},
+        {"check": "state_name", "names": ["last", "status"]},
+    )
+    assert describe(facts, excluded=False) == (
+        "91% of conversions carry one of 2 value(s) that convert at >= 95%; a flat export "
+        "holds it as of the export; its name says latest state (last, status) (kept: "
+        "leakage.keep)"
+    )
+    assert describe(facts, excluded=True, words=Words("ja")) == (
+        "コンバージョンの91%が、95%以上の率でコンバージョンする2個の値のいずれかを持つ；"
+        "フラットなエクスポートでは出力時点の値を持ち、列名が最新の状態を示す（last、status）"
+    )

@@ -39,15 +39,44 @@ MAX_VALUES_NUMERIC = 30
 
 @dataclass(frozen=True)
 class Finding:
-    """One suspicious column: why, with numbers, and whether it was excluded."""
+    """One suspicious column: why, with numbers, and whether it was excluded.
+
+    `facts` are the checks that fired with their numbers ({"check": "single_auc", "auc":
+    0.97}); `evidence` is them in English words, and `describe` says them in any language.
+    """
 
     column: str
     check: str
     evidence: str
     excluded: bool
+    facts: tuple[dict, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        out = asdict(self)
+        out["facts"] = [dict(f) for f in self.facts]
+        return out
+
+
+def describe(facts, excluded: bool, words=None) -> str:
+    """A finding's facts in the words of `words` (an `i18n.Words`; English without one)."""
+    if words is None:
+        from leadscore.i18n import Words
+
+        words = Words("en")
+    said = []
+    for fact in facts:
+        shown = {
+            k: (words.pct(v, 0) if k in ("share", "rate", "filled", "others") else v)
+            for k, v in fact.items()
+            if k != "check"
+        }
+        if "auc" in shown:
+            shown["auc"] = words.num(fact["auc"], 3)
+        if "names" in shown:
+            shown["names"] = words("leakage.names_glue").join(fact["names"])
+        said.append(words(f"leakage.{fact['check']}", **shown))
+    text = words("leakage.glue").join(said)
+    return text if excluded else text + words("leakage.kept")
 
 
 def _tokens(name: str) -> set[str]:
@@ -147,61 +176,40 @@ def guard(
     let the guard see columns that hold times after the conversion.
     """
     if not config.enabled:
-        return [Finding(c, "exclude", "listed under leakage.exclude", True) for c in config.exclude]
+        facts = ({"check": "exclude"},)
+        return [Finding(c, "exclude", describe(facts, True), True, facts) for c in config.exclude]
     findings: list[Finding] = []
     words = {w.lower() for w in config.state_words}
     y_all = np.r_[y_train, y_valid]
     for col, numeric in columns.items():
-        evidence: list[tuple[str, str]] = []
+        facts: list[dict] = []
         if col in config.exclude:
-            evidence.append(("exclude", "listed under leakage.exclude"))
+            facts.append({"check": "exclude"})
         auc = single_column_auc(train[col], y_train, valid[col], y_valid, numeric)
         if auc >= config.max_single_auc:
-            evidence.append(("single_auc", f"alone it ranks validation leads at ROC-AUC {auc:.3f}"))
+            facts.append({"check": "single_auc", "auc": float(auc)})
         both = pd.concat([train[col], valid[col]], ignore_index=True)
         if not numeric or both.nunique() <= MAX_VALUES_NUMERIC:
             share, values = certain_share(both, y_all)
             if share >= config.max_certain_share:
-                evidence.append(
-                    (
-                        "certain_values",
-                        f"{share:.0%} of conversions carry one of {len(values)} value(s) that "
-                        f"convert at >= {CERTAIN_RATE:.0%}",
-                    )
-                )
+                facts.append({"check": "certain_values", "share": float(share),
+                              "n": len(values), "rate": CERTAIN_RATE})  # fmt: skip
         pos, neg = fill_rates(both, y_all)
         if neg < 0.5 and pos >= config.max_fill_ratio * max(neg, 1e-9) and pos > 0.05:
-            evidence.append(
-                (
-                    "filled_for_converted",
-                    f"filled for {pos:.0%} of converted leads but {neg:.0%} of the others",
-                )
-            )
+            facts.append({"check": "filled_for_converted", "filled": float(pos),
+                          "others": float(neg)})  # fmt: skip
         if leads is not None and outcomes is not None and len(outcomes) and col in leads:
             after = after_conversion_share(leads, outcomes, col)
             if after is not None and after >= config.max_after_conversion:
-                evidence.append(
-                    ("after_conversion", f"{after:.0%} of converted leads have a time after it")
-                )
+                facts.append({"check": "after_conversion", "share": float(after)})
         if flat:
             hit = sorted(_tokens(col) & words)
             if hit:
-                evidence.append(
-                    (
-                        "state_name",
-                        f"a flat export holds it as of the export; its name says latest state "
-                        f"({', '.join(hit)})",
-                    )
-                )
-        if evidence:
+                facts.append({"check": "state_name", "names": hit})
+        if facts:
             keep = col in config.keep
             findings.append(
-                Finding(
-                    col,
-                    evidence[0][0],
-                    "; ".join(e for _, e in evidence) + (" (kept: leakage.keep)" if keep else ""),
-                    not keep,
-                )
+                Finding(col, facts[0]["check"], describe(facts, not keep), not keep, tuple(facts))
             )
     return findings
 

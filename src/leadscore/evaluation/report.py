@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from leadscore.config import ProjectConfig
+from leadscore.data import leakage
 from leadscore.evaluation import plots
 from leadscore.evaluation.comparison import Interval
 from leadscore.evaluation.evidence import Evidence
@@ -88,6 +89,12 @@ def formatters(words: Words) -> dict:
         key = f"chart.scorer.{name}"
         return words(key) if key in words else name
 
+    def leak_evidence(finding: dict) -> str:
+        """A guard finding's evidence in the reader's language (older runs: as logged)."""
+        if finding.get("facts"):
+            return leakage.describe(finding["facts"], finding["excluded"], words)
+        return finding["evidence"]
+
     def check_name(check: str) -> str:
         key = f"report.checks.kind.{check}"
         return words(key) if key in words else check
@@ -106,6 +113,7 @@ def formatters(words: Words) -> dict:
         "tier_name": tier_name,
         "tier_names": tier_names,
         "check_name": check_name,
+        "leak_evidence": leak_evidence,
         "period": period,
         "fold": fold,
         "scorer": scorer,
