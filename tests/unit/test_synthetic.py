@@ -4,7 +4,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from leadscore.data.snapshots import build_snapshots
-from leadscore.synthetic import generate_crm, true_conversion_probability
+from leadscore.synthetic import generate_crm, true_account_probability, true_conversion_probability
 
 #: Checksums of `generate_crm(800, seed=3, end="2026-01-31")`, taken before the scenarios.
 STATIONARY_DIGEST = {
@@ -209,3 +209,118 @@ def _exact(frame: pd.DataFrame) -> pd.DataFrame:
 def test_unknown_scenario_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown scenario 'drfit'"):
         generate_crm(10, scenario="drfit")
+
+
+@pytest.fixture(scope="module")
+def with_accounts():
+    return generate_crm(4000, seed=13, end="2026-06-30", accounts=True)
+
+
+def _account_monte_carlo(crm, snaps: pd.DataFrame, horizon: int, paths: int = 4000):
+    """Each lead's interest replayed day by day from the truth tables, then many futures in
+    which an account's project reaches all its open leads at once: P(lead converts) and
+    P(some lead of the account converts), independent of the oracle's algebra."""
+    rng = np.random.default_rng(0)
+    as_of = snaps["as_of"].iloc[0]
+    truth = crm.truth_leads.set_index("lead_id").loc[snaps["lead_id"]]
+    s = (as_of - truth["created_day"]).dt.days.to_numpy()
+    decay = truth["decay"].to_numpy()
+    level = truth["initial_interest"].to_numpy().copy()
+    own = crm.truth_shocks.groupby("lead_id")["day_index"].agg(set)
+    projects = crm.truth_account_shocks.groupby("account_id")["day"].agg(set)
+    created = truth["created_day"].to_numpy()
+    for d in range(1, int(s.max())):
+        for i, lead in enumerate(truth.index):
+            if d > s[i] - 1:
+                continue
+            level[i] *= decay[i]
+            if d in own.get(lead, ()):
+                level[i] += truth["shock_size"].iloc[i]
+            account = truth["account_id"].iloc[i]
+            day = pd.Timestamp(created[i]) + pd.Timedelta(days=d)
+            if isinstance(account, str) and day in projects.get(account, ()):
+                level[i] += truth["account_shock_size"].iloc[i]
+    accounts = truth["account_id"].fillna(
+        "lead:" + truth.index.astype(str).to_series(index=truth.index)
+    )
+    codes, names = pd.factorize(accounts)
+    q = pd.Series(truth["account_shock_prob"].to_numpy()).groupby(codes).first().to_numpy()
+    b = pd.Series(truth["account_shock_size"].to_numpy()).groupby(codes).first().to_numpy()
+    c, p, a = (truth[k].to_numpy()[:, None] for k in ("hazard_scale", "shock_prob", "shock_size"))
+    x = np.repeat(level[:, None], paths, axis=1)
+    hazard = np.zeros_like(x)
+    for _ in range(horizon):
+        project = rng.random((len(names), paths)) < q[:, None]
+        x = decay[:, None] * x + a * (rng.random(x.shape) < p) + (b[:, None] * project)[codes]
+        hazard += truth["base_hazard"].to_numpy()[:, None] + c * x
+    lead = (1 - np.exp(-hazard)).mean(axis=1)
+    survive = np.exp(-np.vstack([np.bincount(codes, hazard[:, k], minlength=len(names))
+                                 for k in range(paths)]).T)  # fmt: skip
+    return lead, pd.Series(1 - survive.mean(axis=1), index=names)
+
+
+def test_account_oracles_match_a_monte_carlo_of_the_future(with_accounts) -> None:
+    """Accounts share buying projects: the lead oracle integrates them out per lead, the
+    account oracle once per account (its leads' conversions are not independent)."""
+    crm = with_accounts
+    as_of = crm.end - pd.Timedelta(days=200)
+    snaps = build_snapshots(crm.leads, crm.outcomes.dropna(), [as_of], 365, 90)
+    busy = crm.truth_leads.set_index("lead_id").loc[snaps["lead_id"], "account_id"]
+    counts = busy.value_counts()
+    chosen = set(counts[counts >= 3].index[:25]) | set(counts[counts == 1].index[:10])
+    snaps = snaps[busy.isin(chosen).to_numpy()].reset_index(drop=True)
+    assert snaps["lead_id"].nunique() >= 80
+    lead_mc, account_mc = _account_monte_carlo(crm, snaps, 90)
+    shocks = crm.truth_account_shocks
+    lead = true_conversion_probability(crm.truth_leads, crm.truth_shocks, snaps, 90, shocks)
+    assert np.max(np.abs(lead_mc - lead)) < 0.01
+    accounts = true_account_probability(crm.truth_leads, crm.truth_shocks, shocks, snaps, 90)
+    closed = accounts.set_index("account_id")["probability"]
+    assert np.max(np.abs(account_mc.loc[closed.index] - closed)) < 0.015
+    # Shared projects make an account's people convert together: treating them as
+    # independent, 1 - prod(1 - p_i), overstates the account's chance.
+    members = busy[busy.isin(chosen).to_numpy()].to_numpy()
+    independent = pd.Series(lead).groupby(members).apply(lambda p: 1 - np.prod(1 - p))
+    several = counts[counts >= 3].index.intersection(closed.index)
+    assert (closed.loc[several] <= independent.loc[several] + 1e-12).all()
+    assert (closed.loc[several] < independent.loc[several] - 0.005).mean() > 0.5
+
+
+def test_accounts_share_firmographics_and_leave_the_default_alone(with_accounts) -> None:
+    leads = with_accounts.leads
+    members = leads.dropna(subset=["account_id"])
+    assert members["email"].str.endswith(".example").all()
+    firm = members.groupby("account_id")[["country", "employees"]].nunique(dropna=False)
+    assert (firm <= 1).all().all()
+    sizes = members.groupby("account_id").size()
+    assert sizes.max() >= 10 and (sizes == 1).any()  # heavy-tailed, as real accounts
+    assert "account_id" not in generate_crm(300, seed=13, end="2026-06-30").leads
+    with pytest.raises(ValueError, match="truth_account_shocks"):
+        true_conversion_probability(
+            with_accounts.truth_leads, with_accounts.truth_shocks,
+            build_snapshots(leads, with_accounts.outcomes.dropna(),
+                            [with_accounts.end - pd.Timedelta(days=100)], 365, 90), 90,
+        )  # fmt: skip
+
+
+def test_the_truth_with_accounts_reads_back_from_a_database(with_accounts, tmp_path) -> None:
+    """What `train` reads to report the oracle: the accounts' projects come along, and the
+    oracle from the database is the one from the generator's frames."""
+    from leadscore.config import config_from_dict
+    from leadscore.io.sources import load_ground_truth
+    from leadscore.io.tables import write_tables
+
+    write_tables(with_accounts.tables(), f"sqlite:///{tmp_path / 'crm.db'}")
+    config = config_from_dict(
+        {"source": {"uri": f"sqlite:///{tmp_path / 'crm.db'}", "ground_truth": {}}}, environ={}
+    )
+    leads, shocks, projects = load_ground_truth(config)
+    assert projects is not None and len(projects) == len(with_accounts.truth_account_shocks)
+    as_of = with_accounts.end - pd.Timedelta(days=150)
+    snaps = build_snapshots(with_accounts.leads, with_accounts.outcomes.dropna(), [as_of], 365, 90)
+    direct = true_conversion_probability(
+        with_accounts.truth_leads, with_accounts.truth_shocks, snaps, 90,
+        with_accounts.truth_account_shocks,
+    )  # fmt: skip
+    read = true_conversion_probability(leads, shocks, snaps, 90, projects)
+    np.testing.assert_allclose(read, direct, atol=1e-9)

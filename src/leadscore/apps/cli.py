@@ -316,12 +316,22 @@ def generate(
             "answers lose conversions (a known effect for `leadscore review`'s SLA section).",
         ),
     ] = False,
+    accounts: Annotated[
+        bool,
+        typer.Option(
+            "--accounts",
+            help="Corporate leads belong to accounts (an account_id column; about 5 leads each, "
+            "heavy-tailed) that share firmographics and buying projects; exact lead and "
+            "account oracles in the ground truth.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Generate a synthetic B2B CRM (leads, activities, outcomes, hidden ground truth)."""
     summary = _generate(
-        out_uri, leads, seed, end, file_format, not as_json, scenario.value, days, sales_touches
-    )
+        out_uri, leads, seed, end, file_format, not as_json, scenario.value, days, sales_touches,
+        accounts,
+    )  # fmt: skip
     _emit(summary, as_json)
     if not as_json:
         err.print(
@@ -340,6 +350,7 @@ def _generate(
     scenario: str = "stationary",
     days: int = 730,
     sales_touches: bool = False,
+    accounts: bool = False,
 ) -> dict:
     from leadscore.config import resolve_uri
     from leadscore.io.tables import write_tables
@@ -352,7 +363,7 @@ def _generate(
         report = reporter()
         crm = generate_crm(
             leads, seed=seed, end=end, scenario=scenario, history_days=days,
-            sales_touches=sales_touches,
+            sales_touches=sales_touches, accounts=accounts,
         )  # fmt: skip
         report("writing", 0, 1)
         write_tables(crm.tables(), uri, file_format)
@@ -364,8 +375,10 @@ def _generate(
         "scenario": scenario,
         "days": days,
         "sales_touches": sales_touches,
+        "accounts": accounts,
         "end": str(crm.end.date()),
         "rows": {
+            **({"accounts": int(crm.leads["account_id"].nunique())} if accounts else {}),
             "leads": len(crm.leads),
             "activities": len(crm.activities),
             "conversions": int(crm.outcomes["converted_at"].notna().sum()),

@@ -174,6 +174,7 @@ class ActivityTypeNames(_Section):
 class GroundTruth(_Section):
     leads: str = "ground_truth_leads"
     shocks: str = "ground_truth_shocks"
+    account_shocks: str = "ground_truth_account_shocks"
 
 
 #: Field separators a CSV file may use (the sniffer tries them in this order).

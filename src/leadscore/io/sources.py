@@ -982,12 +982,20 @@ def _align_ids(
     return out[0], out[1]
 
 
-def load_ground_truth(config: ProjectConfig) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """The generator's hidden truth tables, if the config names them (generated data only)."""
+def load_ground_truth(
+    config: ProjectConfig,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame | None] | None:
+    """The generator's hidden truth tables, if the config names them (generated data only):
+    leads, their research episodes, and the accounts' buying projects (None without
+    accounts)."""
     truth = config.source.ground_truth
     if truth is None:
         return None
     uri = config.source_uri
     leads = read_table(uri, truth.leads)
     leads["created_day"] = pd.to_datetime(leads["created_day"]).astype("datetime64[us]")
-    return leads, read_table(uri, truth.shocks)
+    projects = None
+    if "account_shock_prob" in leads:
+        projects = read_table(uri, truth.account_shocks)
+        projects["day"] = pd.to_datetime(projects["day"]).astype("datetime64[us]")
+    return leads, read_table(uri, truth.shocks), projects

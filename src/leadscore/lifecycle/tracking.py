@@ -37,7 +37,7 @@ def oracle_auc(config: ProjectConfig, result: TrainingResult) -> float | None:
     if truth is None or "lost_to_slow_response" in truth[0]:
         return None  # not generated, or generated with sales touches: no exact oracle
     snapshots = result.data.snapshots["test"]
-    p = true_conversion_probability(truth[0], truth[1], snapshots, config.horizon_days)
+    p = true_conversion_probability(truth[0], truth[1], snapshots, config.horizon_days, truth[2])
     return float(roc_auc_score(snapshots["converted"], p))
 
 

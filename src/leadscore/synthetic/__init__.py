@@ -5,6 +5,16 @@ Layer 1: imports nothing of leadscore but the foundation; nothing below the apps
 benchmarks and the tests may read its ground truth but the oracle AUC of a training run.
 """
 
-from leadscore.synthetic.generator import SyntheticCRM, generate_crm, true_conversion_probability
+from leadscore.synthetic.generator import (
+    SyntheticCRM,
+    generate_crm,
+    true_account_probability,
+    true_conversion_probability,
+)
 
-__all__ = ["SyntheticCRM", "generate_crm", "true_conversion_probability"]
+__all__ = [
+    "SyntheticCRM",
+    "generate_crm",
+    "true_account_probability",
+    "true_conversion_probability",
+]

@@ -44,6 +44,14 @@ DRIFT_PRICING_RATE = 0.05
 SALES_TOUCH_TYPES = ("call", "sales_email")
 HAND_RAISES = ("demo_request", "contact_request")
 RESPONSE_MINUTES = (1.0, 7200.0)
+#: Accounts (`generate_crm(accounts=True)`): the corporate leads belong to companies whose
+#: sizes are heavy-tailed (about `ACCOUNT_LEADS` leads each on average), share the company's
+#: industry, country and size, and share its buying projects: each account starts one on a
+#: day with probability `ACCOUNT_SHOCK_PROB` (times a per-account factor), which raises the
+#: interest of every one of its people then in the CRM by the account's shock size.
+ACCOUNT_LEADS = 5
+ACCOUNT_SHOCK_PROB = 0.003
+ACCOUNT_SHOCK_GAMMA = (40.0, 0.075)
 
 
 def response_retention(minutes: np.ndarray | float) -> np.ndarray:
@@ -248,16 +256,21 @@ class SyntheticCRM:
     truth_leads: pd.DataFrame
     truth_shocks: pd.DataFrame
     end: pd.Timestamp
+    #: With accounts: each account's buying projects (account_id, calendar day).
+    truth_account_shocks: pd.DataFrame | None = None
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """All tables by their default names."""
-        return {
+        out = {
             "leads": self.leads,
             "activities": self.activities,
             "outcomes": self.outcomes,
             "ground_truth_leads": self.truth_leads,
             "ground_truth_shocks": self.truth_shocks,
         }
+        if self.truth_account_shocks is not None:
+            out["ground_truth_account_shocks"] = self.truth_account_shocks
+        return out
 
 
 def _choice(rng: np.random.Generator, options: tuple, shares: tuple, size: int) -> np.ndarray:
@@ -304,10 +317,13 @@ def _make_leads(
     end: pd.Timestamp,
     drift_day: int | None = None,
     history_days: int = HISTORY_DAYS,
+    accounts: np.random.Generator | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Lead attributes plus the latent parameters that drive them.
 
     With `drift_day`, a share of the leads created from that day on come from a new source.
+    With `accounts` (their own random stream, so the rest of the data draws as without),
+    corporate leads belong to accounts that share firmographics (see `ACCOUNT_LEADS`).
     """
     persona = _choice(rng, PERSONAS, PERSONA_SHARE, n)
     is_buyer = persona == 0
@@ -345,6 +361,21 @@ def _make_leads(
     kind[persona == 2] = np.where(rng.random(int((persona == 2).sum())) < 0.85, 1, 0)
     kind[persona == 3] = 3
     company_id = rng.integers(0, max(n // 6, 50), n)
+    account = np.full(n, -1)
+    if accounts is not None:
+        n_accounts = max(n // ACCOUNT_LEADS, 50)
+        weight = accounts.lognormal(0.0, 1.0, n_accounts)
+        company_id = accounts.choice(n_accounts, size=n, p=weight / weight.sum())
+        account = np.where(kind == 0, company_id, -1)
+        # One company, one industry, country and size for all its people.
+        firm_industry = _choice(accounts, INDUSTRIES, INDUSTRY_SHARE, n_accounts)
+        firm_country = _choice(accounts, COUNTRIES, COUNTRY_SHARE, n_accounts)
+        firm_size = np.round(np.exp(accounts.normal(5.6, 1.7, n_accounts))).clip(1, 300_000)
+        member = account >= 0
+        industry[member] = firm_industry[account[member]]
+        country[member] = firm_country[account[member]]
+        employees[member] = firm_size[account[member]]
+        japanese = (country == COUNTRIES.index("JP")) & (accounts.random(n) < 0.75)
     domain = np.char.add(np.char.add("company", company_id.astype(str)), ".example").astype(object)
     domain[kind == 1] = _pick(rng, FREE_MAIL_DOMAINS, int((kind == 1).sum()))
     domain[kind == 2] = _pick(rng, STUDENT_DOMAINS, int((kind == 2).sum()))
@@ -383,7 +414,11 @@ def _make_leads(
         }
     )
     leads["industry"] = leads["industry"].mask(rng.random(n) < 0.05)
+    if accounts is not None:
+        named = pd.Series(account).map(lambda a: f"A{a:05d}" if a >= 0 else None)
+        leads.insert(1, "account_id", pd.array(named, dtype="str"))
     latent = {
+        "account": account,
         "persona": persona,
         "created_day": created_day,
         "created_frac": created_frac,
@@ -423,10 +458,13 @@ def _simulate_chunk(
     dyn: dict,
     end_offset_day: int,
     drift_day: int | None = None,
+    account_add: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
     """Simulate interest, conversions and activities for the leads in `idx`.
 
     With `drift_day` (a day of the history), the drift scenario's changes apply from it on.
+    `account_add`: (leads, days) interest their accounts' buying projects add on each day of
+    their lives.
     """
     n = len(idx)
     days = LEAD_LIFETIME_DAYS
@@ -441,6 +479,8 @@ def _simulate_chunk(
     size = dyn["shock_size"][idx].astype(np.float32)
     for d in range(1, days):
         interest[:, d] = decay * interest[:, d - 1] + size * shocks[:, d]
+        if account_add is not None:
+            interest[:, d] += account_add[:, d]
     hazard = dyn["base_hazard"][idx, None] + dyn["hazard_scale"][idx, None] * interest
     if drift_day is not None:
         drifted = (created[:, None] + np.arange(days)[None, :]) >= drift_day
@@ -526,6 +566,7 @@ def generate_crm(
     scenario: str = "stationary",
     history_days: int = HISTORY_DAYS,
     sales_touches: bool = False,
+    accounts: bool = False,
 ) -> SyntheticCRM:
     """Generate a seeded, deterministic synthetic CRM ending at `end` (default: today, UTC).
 
@@ -535,6 +576,9 @@ def generate_crm(
     `response_retention`); the truth table then says, per lead, when it raised its hand, how
     fast sales answered and whether that lost the deal. No exact oracle then: the effect
     depends on answers still to come (`true_conversion_probability` refuses such data).
+    `accounts`: corporate leads belong to accounts (an `account_id` column) that share
+    firmographics and buying projects (see `ACCOUNT_LEADS`); the oracles stay exact, for
+    leads and for accounts (`true_account_probability`). Without it, the data is as before.
     """
     report = reporter()
     if n_leads < 1:
@@ -549,16 +593,24 @@ def generate_crm(
     ).normalize()
     start = end_ts - pd.Timedelta(days=history_days)
     rng = np.random.default_rng(seed)
-    leads, latent = _make_leads(rng, n_leads, end_ts, drift_day, history_days)
+    account_rng = np.random.default_rng([seed, 15485863]) if accounts else None
+    leads, latent = _make_leads(rng, n_leads, end_ts, drift_day, history_days, account_rng)
     dyn = _latent_dynamics(rng, latent, n_leads)
+    projects = None
+    if account_rng is not None:
+        projects = _account_projects(account_rng, latent["account"], history_days)
+        member = latent["account"] >= 0
+        dyn["account_shock_prob"] = np.where(member, projects["prob"][latent["account"]], 0.0)
+        dyn["account_shock_size"] = np.where(member, projects["size"][latent["account"]], 0.0)
 
     chunk = 10_000
     act_parts, conv_at, shock_parts = [], np.full(n_leads, np.nan), []
     for start_i in range(0, n_leads, chunk):
         idx = np.arange(start_i, min(start_i + chunk, n_leads))
         chunk_rng = np.random.default_rng([seed, start_i])
+        add = None if projects is None else _account_interest(projects, latent, idx)
         events, conv, s_lead, s_day = _simulate_chunk(
-            chunk_rng, idx, latent, dyn, history_days, drift_day
+            chunk_rng, idx, latent, dyn, history_days, drift_day, add
         )
         lead_pos, day, channel, frac, u_lead, u_day = events
         act_parts.append(
@@ -597,7 +649,53 @@ def generate_crm(
     s_lead = np.concatenate([p[0] for p in shock_parts])
     s_day = np.concatenate([p[1] for p in shock_parts])
     truth_shocks = pd.DataFrame({"lead_id": s_lead + 1, "day_index": s_day.astype(np.int32)})
-    return SyntheticCRM(leads, activities, outcomes, truth_leads, truth_shocks, end_ts)
+    account_shocks = None
+    if projects is not None:
+        truth_leads.insert(1, "account_id", leads["account_id"].to_numpy())
+        account_shocks = pd.DataFrame(
+            {
+                "account_id": pd.array([f"A{a:05d}" for a in projects["account"]], dtype="str"),
+                "day": start + pd.to_timedelta(projects["day"], "D"),
+            }
+        )
+    return SyntheticCRM(
+        leads, activities, outcomes, truth_leads, truth_shocks, end_ts, account_shocks
+    )
+
+
+def _account_projects(rng: np.random.Generator, account: np.ndarray, history_days: int) -> dict:
+    """Each account's buying projects: a Bernoulli day process (as a lead's research
+    episodes), drawn as a count per account and that many distinct days, over the history
+    and the lifetime of its last leads (the oracle integrates the future the same way)."""
+    n_accounts = int(account.max()) + 1 if (account >= 0).any() else 0
+    prob = ACCOUNT_SHOCK_PROB * np.exp(rng.normal(0.0, 0.3, n_accounts))
+    size = rng.gamma(*ACCOUNT_SHOCK_GAMMA, n_accounts)
+    span = history_days + LEAD_LIFETIME_DAYS
+    count = rng.binomial(span, prob)
+    days = [np.sort(rng.choice(span, k, replace=False)) for k in count]
+    return {
+        "prob": prob,
+        "size": size,
+        "account": np.repeat(np.arange(n_accounts), count),
+        "day": np.concatenate(days) if days else np.zeros(0, dtype=np.int64),
+    }
+
+
+def _account_interest(projects: dict, latent: dict, idx: np.ndarray) -> np.ndarray:
+    """(leads of `idx`, lifetime days): the interest the account's projects add each day of
+    a lead's life (none on its first day, as its own episodes)."""
+    add = np.zeros((len(idx), LEAD_LIFETIME_DAYS), dtype=np.float32)
+    account = latent["account"][idx]
+    member = np.flatnonzero(account >= 0)
+    if not len(member):
+        return add
+    per_account = pd.Series(projects["day"]).groupby(projects["account"]).agg(list)
+    created = latent["created_day"][idx]
+    for pos in member:
+        days = np.asarray(per_account.get(account[pos], []), dtype=np.int64) - created[pos]
+        days = days[(days >= 1) & (days < LEAD_LIFETIME_DAYS)]
+        add[pos, days] += np.float32(projects["size"][account[pos]])
+    return add
 
 
 def _sales_touches(
@@ -711,17 +809,75 @@ def true_conversion_probability(
     truth_shocks: pd.DataFrame,
     examples: pd.DataFrame,
     horizon_days: int,
+    account_shocks: pd.DataFrame | None = None,
 ) -> np.ndarray:
     """The oracle: P(convert within `horizon_days` of `as_of` | all latent state before it).
 
     `examples` has columns `lead_id` and `as_of` (a midnight timestamp after the lead's
-    creation). Exact under the generator's model: future shocks are integrated out.
+    creation). Exact under the generator's model: future shocks are integrated out. With
+    accounts, pass `account_shocks` (`SyntheticCRM.truth_account_shocks`).
     """
+    log_survival, _ = _log_survival(
+        truth_leads, truth_shocks, examples, horizon_days, account_shocks
+    )
+    return 1.0 - np.exp(log_survival)
+
+
+def true_account_probability(
+    truth_leads: pd.DataFrame,
+    truth_shocks: pd.DataFrame,
+    account_shocks: pd.DataFrame,
+    examples: pd.DataFrame,
+    horizon_days: int,
+) -> pd.DataFrame:
+    """The account oracle: P(at least one of the account's open leads converts within
+    `horizon_days` of `as_of` | all latent state before it).
+
+    `examples` are lead snapshots (lead_id, as_of: the leads open that day, e.g. from
+    `build_snapshots`); returns one row per account and as_of (account_id, as_of, leads,
+    probability). A lead without an account is an account of its own (account_id: its
+    "lead:<id>"). The account's people share its future projects, so their conversions are
+    not independent: the shared term is integrated once per account, exactly.
+    """
+    truth = truth_leads.set_index("lead_id")
+    account = truth["account_id"].reindex(examples["lead_id"].to_numpy())
+    own = "lead:" + examples["lead_id"].astype(str).to_numpy()
+    key = np.where(account.isna().to_numpy(), own, account.astype(str).to_numpy())
+    groups = pd.DataFrame({"account_id": key, "as_of": examples["as_of"].to_numpy()})
+    codes, uniques = pd.MultiIndex.from_frame(groups).factorize()
+    log_survival, shared = _log_survival(
+        truth_leads, truth_shocks, examples, horizon_days, account_shocks, codes, len(uniques)
+    )
+    total = np.bincount(codes, log_survival, minlength=len(uniques)) + shared
+    out = uniques.set_names(["account_id", "as_of"]).to_frame(index=False)
+    out["leads"] = np.bincount(codes, minlength=len(uniques))
+    out["probability"] = 1.0 - np.exp(total)
+    return out
+
+
+def _log_survival(
+    truth_leads: pd.DataFrame,
+    truth_shocks: pd.DataFrame,
+    examples: pd.DataFrame,
+    horizon_days: int,
+    account_shocks: pd.DataFrame | None = None,
+    groups: np.ndarray | None = None,
+    n_groups: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log P(no conversion in the window) per example; with `groups` (an account code per
+    example), the accounts' shared future projects go into a per-group term instead of
+    each lead's (their leads' survivals then multiply with it)."""
     if "lost_to_slow_response" in truth_leads:
         raise ValueError(
             "this history was generated with sales touches: whether a lead converts depends "
             "on how fast sales will answer, so there is no exact oracle (generate without "
             "--sales-touches to compare with one)"
+        )
+    with_accounts = "account_shock_prob" in truth_leads
+    if with_accounts and account_shocks is None:
+        raise ValueError(
+            "this history was generated with accounts: pass its truth_account_shocks (the "
+            "accounts' buying projects are part of every lead's state)"
         )
     truth = truth_leads.set_index("lead_id")
     rows = truth.loc[examples["lead_id"].to_numpy()]
@@ -741,6 +897,21 @@ def true_conversion_probability(
             joined["pos"].to_numpy()
         ] ** (joined["s"].to_numpy() - 1 - joined["day_index"].to_numpy())
         interest = interest + np.bincount(joined["pos"].to_numpy(), contrib, minlength=len(s))
+    q = b = np.zeros(len(s))
+    if with_accounts:
+        q = rows["account_shock_prob"].to_numpy(dtype=float)
+        b = rows["account_shock_size"].to_numpy(dtype=float)
+        # The account's projects since the lead's first day, up to the day before as_of.
+        mine = ex.assign(account_id=rows["account_id"].to_numpy(), created=created)
+        mine = mine[pd.notna(mine["account_id"])]
+        hits = mine.merge(account_shocks, on="account_id", how="inner")
+        day = hits["day"].to_numpy().astype("datetime64[D]")
+        rel = (day - hits["created"].to_numpy().astype("datetime64[D]")).astype(np.int64)
+        keep = (rel >= 1) & (rel <= hits["s"].to_numpy() - 1)
+        pos, rel = hits["pos"].to_numpy()[keep], rel[keep]
+        interest = interest + np.bincount(
+            pos, b[pos] * decay[pos] ** (s[pos] - 1 - rel), minlength=len(s)
+        )
     window = np.clip(np.minimum(horizon_days, LEAD_LIFETIME_DAYS - s), 0, None)
     c = rows["hazard_scale"].to_numpy()
     p = rows["shock_prob"].to_numpy()
@@ -753,10 +924,16 @@ def true_conversion_probability(
         factor = rows["hazard_drift_factor"].to_numpy(dtype=float)
     else:
         drift_rel, factor = np.full(len(s), horizon_days + 1), np.ones(len(s))
+    if groups is not None:
+        group_q = np.zeros(n_groups)
+        group_b = np.zeros(n_groups)
+        group_q[groups] = q  # one account: one project process
+        group_b[groups] = b
 
     # G_j = sum over the window's days k >= j of factor_k * decay^(k-j): what a unit of
     # interest on day j adds to the cumulative hazard. Backwards: G_j = f_j + decay G_(j+1).
     log_survival = np.zeros(len(s))
+    shared = np.zeros(n_groups)
     g = np.zeros(len(s))
     for j in range(horizon_days - 1, -1, -1):
         active = j < window
@@ -765,5 +942,11 @@ def true_conversion_probability(
         log_survival -= np.where(active, rows["base_hazard"].to_numpy() * f, 0.0)
         term = np.log1p(-p + p * np.exp(-c * a * g))
         log_survival += np.where(active, term, 0.0)
+        if with_accounts and groups is None:
+            log_survival += np.where(active, np.log1p(-q + q * np.exp(-c * b * g)), 0.0)
+        elif with_accounts:
+            # A project of the account on day s+j reaches each of its open leads at once.
+            load = np.bincount(groups, c * g, minlength=n_groups)
+            shared += np.log1p(-group_q + group_q * np.exp(-group_b * load))
     log_survival -= c * interest * decay * g
-    return 1.0 - np.exp(log_survival)
+    return log_survival, shared
