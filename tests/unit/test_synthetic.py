@@ -294,7 +294,10 @@ def test_accounts_share_firmographics_and_leave_the_default_alone(with_accounts)
     assert (firm <= 1).all().all()
     sizes = members.groupby("account_id").size()
     assert sizes.max() >= 10 and (sizes == 1).any()  # heavy-tailed, as real accounts
-    assert "account_id" not in generate_crm(300, seed=13, end="2026-06-30").leads
+    plain = generate_crm(300, seed=13, end="2026-06-30")
+    assert "account_id" not in plain.leads
+    with pytest.raises(ValueError, match="without accounts"):
+        true_account_probability(plain.truth_leads, plain.truth_shocks, None, plain.leads, 90)
     with pytest.raises(ValueError, match="truth_account_shocks"):
         true_conversion_probability(
             with_accounts.truth_leads, with_accounts.truth_shocks,

@@ -839,6 +839,11 @@ def true_account_probability(
     "lead:<id>"). The account's people share its future projects, so their conversions are
     not independent: the shared term is integrated once per account, exactly.
     """
+    if "account_id" not in truth_leads:
+        raise ValueError(
+            "this history was generated without accounts (generate --accounts): every lead is "
+            "its own account, and true_conversion_probability is its probability"
+        )
     truth = truth_leads.set_index("lead_id")
     account = truth["account_id"].reindex(examples["lead_id"].to_numpy())
     own = "lead:" + examples["lead_id"].astype(str).to_numpy()
