@@ -41,6 +41,7 @@ EXTERNAL = {
     "systemctl",
     "chmod",
     "unset",
+    "date",
 }
 
 

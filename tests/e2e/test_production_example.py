@@ -223,7 +223,10 @@ def _check_what_the_stack_holds(env: dict[str, str], stack: Path, log: str) -> N
     # The monthly review, run by the worker for this month: its file and its page.
     [review_run] = _flow_runs(api, "review/monthly-review")
     assert review_run["state_type"] == "COMPLETED", review_run["state"]
-    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    # Its month is the generated history's (the doc pins every run to the history's last
+    # day, so a run that crosses midnight UTC scores and reviews the same day).
+    [as_of] = _read(crm, "SELECT as_of_date FROM lead_score_runs")
+    month = str(as_of)[:7]
     assert (stack / f"leadscore-review-{month}.html").stat().st_size > 10_000
     assert "leadscore-review-months" in _artifacts(api, review_run["id"])
     # What the doc's commands printed: three watched runs that completed, then the status.
