@@ -13,6 +13,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from leadscore.config import ProjectConfig, load_config
+from leadscore.data.accounts import check_accounts
 from leadscore.data.rules import RuleFileVersion, RuleSet, load_rules
 from leadscore.data.rules import read_rule_file as read_rule_file_
 from leadscore.errors import ConfigError, DataError, LeadscoreError, TooLittleHistoryError
@@ -141,6 +142,7 @@ def load_source(
             f"{len(crm.leads):,}",
             f"{crm.sampled_from:,}",
         )
+    check_accounts(crm, config)
     for line in crm.checks.summary():
         logger.warning("%s", line)
     return crm

@@ -128,6 +128,9 @@ class AttributeColumns(_Section):
     signed: list[str] = Field(default_factory=list)
     job_title: str | None = "job_title"
     email: str | None = "email"
+    #: The column naming each lead's account (company), if the source has one; leads
+    #: without a value (and every lead when it is null) are grouped by e-mail domain.
+    account: str | None = None
 
 
 #: Blocks of `source` that map the user's data: written, they replace the default block
@@ -139,6 +142,7 @@ WRITTEN_BLOCKS = {
         "signed": [],
         "job_title": None,
         "email": None,
+        "account": None,
     },
     "tables": {"activities": None, "outcomes": None},
 }
@@ -334,6 +338,40 @@ class FeatureConfig(_Section):
         if not value or any(w < 1 for w in value):
             raise ValueError("windows_days must be a non-empty list of positive day counts")
         return sorted(set(value))
+
+
+class BuyingRole(_Section):
+    """A buying-group role: filled by a lead of one of these seniorities (from the job
+    title) and, when listed, one of these departments (names checked where titles are
+    read, `leadscore.data.accounts`)."""
+
+    seniority: list[str]
+    department: list[str] = Field(default_factory=list)
+
+
+def _default_buying_group() -> dict[str, BuyingRole]:
+    return {
+        "decision_maker": BuyingRole(seniority=["c_level", "vp"]),
+        "influencer": BuyingRole(seniority=["director", "manager"]),
+        "user": BuyingRole(seniority=["individual"]),
+    }
+
+
+class AccountConfig(_Section):
+    """Accounts: the company each lead belongs to (`source.attributes.account`, else the
+    corporate e-mail domain) and what its colleagues did, as features of the lead model."""
+
+    #: Account features in the lead model (sources with timed events; never flat exports).
+    #: Opt-in while the service and partitioned scoring cannot read a whole account.
+    features: bool = False
+    #: E-mail domain → the account it belongs to (a subsidiary's or an alias's domain).
+    domains: dict[str, str] = Field(default_factory=dict)
+    #: A key shared by more leads is a mail provider, a reseller or a catch-all account:
+    #: its leads are one-person accounts, with a warning naming it.
+    max_leads: int = Field(2000, ge=2)
+    #: The window of the per-activity-type counts across an account.
+    kind_window_days: int = Field(30, ge=1)
+    buying_group: dict[str, BuyingRole] = Field(default_factory=_default_buying_group)
 
 
 class SnapshotConfig(_Section):
@@ -810,6 +848,7 @@ class ProjectConfig(_Section):
     snapshots: SnapshotConfig = SnapshotConfig()
     split: SplitConfig = SplitConfig()
     features: FeatureConfig = FeatureConfig()
+    accounts: AccountConfig = AccountConfig()
     rules: str = "mql_rules.yaml"
     model: ModelConfig = ModelConfig()
     backtest: BacktestConfig = BacktestConfig()

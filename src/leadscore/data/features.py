@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -27,6 +28,9 @@ from leadscore.data.titles import (
     department_from_title,
     seniority_from_title,
 )
+
+if TYPE_CHECKING:
+    from leadscore.data.accounts import AccountSpec
 
 EMAIL_KINDS = ("corporate", "free_mail", "student", "competitor", "unknown")
 OTHER = "__other__"
@@ -498,6 +502,9 @@ class FeatureBuilder:
     derive_email: bool = True
     categories_: dict[str, list[str]] = field(default_factory=dict)
     feature_names_: list[str] = field(default_factory=list)
+    #: What the lead's colleagues did (`leadscore.data.accounts`); None in models from
+    #: before accounts, and when the project has none.
+    accounts: AccountSpec | None = None
 
     DERIVED = ("seniority", "department", "email_domain_kind")
 
@@ -526,8 +533,15 @@ class FeatureBuilder:
             columns[self.title_column] = "string"
         if self.derive_email:
             columns["email_domain"] = "string"
-        columns.update(dict.fromkeys([*self.numeric, *self.behaviour.columns()], "double"))
+        columns.update(dict.fromkeys([*self.numeric, *self.measured], "double"))
         return columns
+
+    @property
+    def measured(self) -> list[str]:
+        """The numeric columns counted from events: the lead's behaviour, then its
+        account's (what the snapshot rows add to the lead's own fields)."""
+        accounts = self.accounts.columns() if self.accounts is not None else []
+        return [*self.behaviour.columns(), *accounts]
 
     @property
     def derived(self) -> list[str]:
@@ -555,7 +569,7 @@ class FeatureBuilder:
             counts = frame[col].value_counts()
             frequent = counts[counts >= self.min_category_count].index[: self.max_categories]
             self.categories_[col] = [*sorted(str(v) for v in frequent), OTHER]
-        self.feature_names_ = [*frame.columns, *self.numeric, *self.behaviour.columns()]
+        self.feature_names_ = [*frame.columns, *self.numeric, *self.measured]
         return self
 
     def transform(self, rows: pd.DataFrame) -> pd.DataFrame:
@@ -569,7 +583,7 @@ class FeatureBuilder:
             known = values.isin(cats) | values.isna()
             values = values.where(known, OTHER)
             out[col] = pd.Categorical(values, categories=cats)
-        for col in [*self.numeric, *self.behaviour.columns()]:
+        for col in [*self.numeric, *self.measured]:
             out[col] = (
                 pd.to_numeric(rows[col], errors="coerce").astype("float64")
                 if col in rows

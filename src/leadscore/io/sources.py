@@ -306,6 +306,36 @@ def _attribute_warnings(
             )
 
 
+def account_text(values: pd.Series, table: str, checks: Checks | None = None) -> pd.Series:
+    """An account column as text keys: whole numbers without a decimal part (a float
+    column with gaps stores 42 as 42.0), stripped, blank → missing. A column that mixes
+    numbers and text (JSON, a spreadsheet, SQLite) is warned about: 42 and "42" are then
+    one account, but "042" and 42 are not."""
+    column = str(values.name)
+    if pd.api.types.is_float_dtype(values):
+        whole = values.notna() & (values % 1 == 0)
+        values = values.astype(object).where(~whole, values[whole].map(lambda v: str(int(v))))
+    elif values.dtype == object and checks is not None:
+        present = values.dropna()
+        number = present.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool))
+        if number.any() and not number.all():
+            mask = values.index.isin(present.index[number])
+            example_number = present[number].iloc[0]
+            example_text = present[~number].iloc[0]
+            checks.warn(
+                table,
+                column,
+                f"mixes numbers (e.g. {example_number!r}) and text (e.g. {str(example_text)!r}) "
+                "as account keys: both are read as text, so 42 and '42' are one account but "
+                "'042' and 42 are two",
+                f"export '{column}' as text in every row (with the leading zeros your CRM uses)",
+                mask,
+            )
+        values = values.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else v)
+    text = values.astype("str").str.strip()
+    return text.where(text.notna() & text.ne(""))
+
+
 def _label(values: pd.Series, label: LabelConfig, table: str, checks: Checks) -> pd.Series:
     """0/1 per lead, <NA> for open leads (empty label); other values are recorded."""
     text = values.astype("str").str.strip().str.lower()
@@ -451,7 +481,11 @@ def load_crm(
         wanted["split.order_column"] = order_column
     for name in [*attrs.categorical, *attrs.numeric]:
         wanted[f"attributes ({name})"] = name
-    for key, name in (("attributes.job_title", attrs.job_title), ("attributes.email", attrs.email)):
+    for key, name in (
+        ("attributes.job_title", attrs.job_title),
+        ("attributes.email", attrs.email),
+        ("attributes.account", attrs.account),
+    ):
         if name is not None:
             wanted[key] = name
     _require(leads_raw, tables.leads, {k: v for k, v in wanted.items()}, checks)
@@ -506,6 +540,8 @@ def load_crm(
         out[name] = converted.astype("float64")
     for name in text_columns:
         out[name] = leads_work[name].astype("str").where(leads_work[name].notna())
+    if attrs.account is not None and attrs.account not in text_columns:
+        out[attrs.account] = account_text(leads_work[attrs.account], tables.leads, checks)
     if label is not None:
         out["converted"] = _label(leads_work[label.column], label, tables.leads, checks)
         if order_column is not None:

@@ -70,7 +70,7 @@ class DriftReference:
 
 def monitored_inputs(features: FeatureBuilder) -> tuple[list[str], list[str]]:
     """The raw row columns the model reads: (categorical, numeric incl. behaviour)."""
-    numeric = [*features.numeric, *features.behaviour.columns()]
+    numeric = [*features.numeric, *features.measured]
     return list(features.categorical), list(dict.fromkeys(numeric))
 
 

@@ -178,6 +178,8 @@ def factors(builder: FeatureBuilder) -> list[Factor]:
             group = "trend"
         elif name == "lead_age_days":
             group = "lead_age"
+        elif name.startswith("account_"):
+            group = "account"
         else:
             group = f"field:{name}"
         groups.setdefault(group, []).append(name)
@@ -276,7 +278,50 @@ class Phrases:
         if feature == "lead_age_days":
             days = rows[feature].to_numpy(dtype=float)
             return v.fill("created", n, ago=v.days_ago_all(days))
+        if feature.startswith("account_"):
+            return self._account(feature, rows)
         return np.full(n, feature.replace("_", " "), dtype=object)
+
+    def _account(self, feature: str, rows: pd.DataFrame) -> np.ndarray:
+        """What the lead's colleagues did, in words (`leadscore.data.accounts`)."""
+        v, n = self.vocabulary, len(rows)
+        values = rows[feature].to_numpy(dtype=float)
+        counts = _int_texts(values)
+        window = re.search(r"_(\d+)d$", feature)
+        days = window.group(1) if window else ""
+        if feature in ("account_people", "account_open_people", "account_conversions"):
+            said = v.fill(f"account.{feature.removeprefix('account_')}", n, n=counts)
+        elif feature.startswith("account_active_people_"):
+            said = v.fill("account.active", n, n=counts, window=days)
+        elif feature.startswith("account_n_"):
+            said = v.fill("account.events", n, n=counts, window=days)
+        elif feature == "account_days_since_any":
+            said = v.fill("account.last", n, ago=v.days_ago_all(values))
+            cap = self.builder.accounts.recency_cap_days if self.builder.accounts else 180
+            said = np.where(np.isnan(values), v.say("account.quiet", window=cap), said)
+            people = rows["account_people"].to_numpy(dtype=float)
+            return np.where(np.isnan(people), v.say("account.none"), said)
+        elif feature.startswith("account_share_active_"):
+            share = [f"{x:.0%}" for x in np.nan_to_num(values)]
+            said = v.fill("account.share_active", n, share=np.array(share, object), window=days)
+        elif feature.startswith("account_events_per_person_"):
+            per = np.array([f"{x:.1f}" for x in np.nan_to_num(values)], dtype=object)
+            said = v.fill("account.per_person", n, n=per, window=days)
+        elif feature.startswith("account_trend_"):
+            pace = np.array([f"{x:.1f}" for x in np.nan_to_num(values)], dtype=object)
+            said = v.fill("account.pace", n, x=pace)
+        elif feature.startswith("account_role_"):
+            role = feature.removeprefix("account_role_").replace("_", " ")
+            said = v.fill("account.role", n, n=counts, role=role)
+        elif feature == "account_buying_group":
+            share = np.array([f"{x:.0%}" for x in np.nan_to_num(values)], dtype=object)
+            said = v.fill("account.buying_group", n, share=share)
+        else:
+            said = np.full(n, feature.replace("_", " "), dtype=object)
+        people = (
+            rows["account_people"].to_numpy(dtype=float) if "account_people" in rows else values
+        )
+        return np.where(np.isnan(people), v.say("account.none"), said)
 
     def _category(self, feature: str, positions: np.ndarray) -> np.ndarray:
         v = self.vocabulary

@@ -135,4 +135,6 @@ def lookback_days(model: LeadScoringModel | None, rules: RuleSet) -> int:
     """How far back scoring must read activities: the model's and the rules' longest window."""
     windows = [r.within_days for r in rules.behaviour_rules]
     own = 0 if model is None else model.features.behaviour.lookback_days
+    accounts = None if model is None else model.features.accounts
+    own = max(own, accounts.lookback_days if accounts is not None else 0)
     return max([own, *windows]) + 1

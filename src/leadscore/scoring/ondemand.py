@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import ProjectConfig, TierConfig
-from leadscore.errors import ConfigError, DataError, LeadscoreError
+from leadscore.errors import ConfigError, DataError, LeadscoreError, ModelError
 from leadscore.io import publish
 
 # `blank_placeholders` is the source's own cleaning of text fields (blank strings and the
@@ -212,8 +212,23 @@ def check_lead_ids(lead_ids: Sequence[str]) -> list[str]:
     return wanted
 
 
+def refuse_account_models(scorer: Scorer) -> None:
+    """On-demand scoring reads one lead; a model with account features needs every lead
+    of its account too, which it does not read yet: refused, never scored without them."""
+    accounts = scorer.model.features.accounts if scorer.model is not None else None
+    if accounts is not None and accounts.enabled:
+        raise ModelError(
+            "the model scores each lead with what its colleagues did (account features); "
+            "on-demand scoring reads one lead, not its whole account, so it would score "
+            "without them",
+            "score with the batch (`leadscore score`), or serve a model trained with "
+            "accounts.features: false",
+        )
+
+
 def read_leads(scorer: Scorer, lead_ids: Sequence[str], as_of: pd.Timestamp) -> CRMData:
     """Only these leads' rows, and their activities in the lookback of the model and rules."""
+    refuse_account_models(scorer)
     since = as_of - pd.Timedelta(days=scorer.lookback_days)
     return load_crm(
         scorer.config,
@@ -434,6 +449,7 @@ def score_payload(
     crm: CRMData, scorer: Scorer, as_of: pd.Timestamp, population: Population | None
 ) -> pd.DataFrame:
     """Score a posted lead (from :func:`crm_from_payload`) as the batch would score it."""
+    refuse_account_models(scorer)
     config = scorer.config
     if open_leads(crm, as_of, config).empty:
         raise PayloadError(

@@ -394,6 +394,13 @@ def score_partitions(
     removed with `remove_staging` once the scores are published.
     """
     config = scorer.config
+    accounts = scorer.model.features.accounts if scorer.model is not None else None
+    if accounts is not None and accounts.enabled:
+        raise ConfigError(
+            "the model scores each lead with what its colleagues did (account features), "
+            "and partitions are cut by lead, so an account's people would be split apart",
+            "set scale.partitions: 1 and scale.dask: null, or train with accounts.features: false",
+        )
     parts = stage(config, since, as_of, staging_folder(config, as_of))
     if run_all is not None:
         results = run_all(parts)

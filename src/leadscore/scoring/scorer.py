@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import ProjectConfig
+from leadscore.data.accounts import account_context, with_account_features
 from leadscore.data.features import (
     ActivityIndex,
     BehaviourSpec,
@@ -278,15 +279,22 @@ def model_rows(
             "no longer provides",
             "map them again under source.attributes, or retrain with `leadscore train`",
         )
+    accounts = model.features.accounts
+    if accounts is not None and accounts.column is not None and accounts.column not in crm.leads:
+        raise DataError(
+            f"the model groups leads into accounts by the column '{accounts.column}', which "
+            "the source no longer provides",
+            "map it again as source.attributes.account, or retrain with `leadscore train`",
+        )
     activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
-    rows = snapshot_rows(
-        snap,
-        crm.leads,
-        activities,
-        spec,
-        list(dict.fromkeys(columns)),
-        config.source.attributes.email,
-    )
+    email = config.source.attributes.email
+    rows = snapshot_rows(snap, crm.leads, activities, spec, list(dict.fromkeys(columns)), email)
+    if accounts is not None and accounts.enabled:
+        features = model.features
+        context = account_context(
+            crm.leads, crm.outcomes, accounts, features.feature_config, features.title_column, email
+        )
+        rows = with_account_features(rows, snap, context, activities, accounts)
     return rows, activities
 
 

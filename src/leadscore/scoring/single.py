@@ -446,6 +446,8 @@ class SingleLeadScorer:
         if model is None or model.learner != "lightgbm":
             return cls(scorer)
         builder = model.features
+        if builder.accounts is not None and builder.accounts.enabled:
+            return None  # a lead's account is more than its own row: the batch's code refuses
         for member in model.members_:
             stored = getattr(member.booster.booster_, "pandas_categorical", None) or []
             if [list(c) for c in stored] != [

@@ -15,6 +15,12 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 
 from leadscore.config import ModelConfig, ProjectConfig
+from leadscore.data.accounts import (
+    AccountSpec,
+    account_context,
+    account_spec,
+    with_account_features,
+)
 from leadscore.data.features import (
     BehaviourSpec,
     FeatureBuilder,
@@ -92,6 +98,8 @@ class TrainingSet:
     activity_types: tuple[str, ...] = ()
     #: Flat exports split by order: each example's value of the order column.
     order: np.ndarray | None = None
+    #: The account features of the rows (none for flat exports).
+    accounts: AccountSpec = field(default_factory=AccountSpec.none)
 
     @property
     def snapshots(self) -> Mapping[str, pd.DataFrame]:
@@ -285,6 +293,7 @@ def build_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> T
         config.gap_days,
     )
     spec = _known_spec(crm, plan, config)
+    accounts = account_spec(config, spec)
     types = activity_types(crm.activities)
     check_inputs(rules, config, False, types)
     activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
@@ -307,8 +316,11 @@ def build_training_set(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> T
     splits = {name: as_of.isin(plan.dates[name]).to_numpy() for name in SPLITS}
     for name in SPLITS:
         _require_both_outcomes(name, snaps[splits[name]], plan.describe()[name])
-    rows, rule_out = _rows_in_chunks(snaps, crm, activities, spec, config, "features", rules)
-    return TrainingSet(plan, spec, Examples(snaps, rows, rule_out), splits, types)
+    rows, rule_out = _rows_in_chunks(
+        snaps, crm, activities, spec, config, "features", rules, accounts
+    )
+    examples = Examples(snaps, rows, rule_out)
+    return TrainingSet(plan, spec, examples, splits, types, accounts=accounts)
 
 
 def rules_history(crm: CRMData, config: ProjectConfig, rules: RuleSet) -> pd.DataFrame:
@@ -369,17 +381,25 @@ def _rows_in_chunks(
     config: ProjectConfig,
     stage: str,
     rules: RuleSet | None = None,
+    accounts: AccountSpec | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The snapshot rows `config` reads for `snaps` (and the rules' results on them), in
-    chunks for the progress line."""
+    """The snapshot rows `config` reads for `snaps` (with the account columns of
+    `accounts`; and the rules' results on them), in chunks for the progress line."""
     progress = reporter()
-    columns, email = attribute_columns(config), config.source.attributes.email
+    attrs = config.source.attributes
+    columns, email = attribute_columns(config), attrs.email
+    context = (
+        account_context(crm.leads, crm.outcomes, accounts, config.features, attrs.job_title, email)
+        if accounts is not None and accounts.enabled
+        else None
+    )
     chunks = [c for c in np.array_split(np.arange(len(snaps)), 8) if len(c)]
     rows, rule_out = [], []
     for i, chunk in enumerate(chunks):
         progress(stage, i, len(chunks))
         snap = snaps.iloc[chunk]
         part = snapshot_rows(snap, crm.leads, activities, spec, columns, email)
+        part = with_account_features(part, snap, context, activities, accounts)
         rows.append(part)
         if rules is not None:
             rule_out.append(rule_results(rules, part, snap, activities, config))
@@ -434,6 +454,7 @@ def _builder(config: ProjectConfig, data: TrainingSet, dropped: set[str]) -> Fea
         title_column=attrs.job_title,
         feature_config=config.features,
         behaviour=data.spec,
+        accounts=data.accounts if data.accounts.enabled else None,
         derive_title=attrs.job_title is not None,
         derive_email=attrs.email is not None,
     )
@@ -605,7 +626,7 @@ def check_monotone(config: ProjectConfig, builder: FeatureBuilder) -> None:
     wanted = {**config.backtest.monotone, **config.model.monotone}
     if not wanted:
         return
-    numeric = [*builder.numeric, *builder.behaviour.columns()]
+    numeric = [*builder.numeric, *builder.measured]
     unknown = sorted(set(wanted) - set(numeric))
     if unknown:
         shown = ", ".join(numeric[:12]) + (", ..." if len(numeric) > 12 else "")
@@ -678,10 +699,14 @@ def recipe_examples(data: TrainingSet, crm: CRMData, config: ProjectConfig) -> T
     spec = (
         _known_spec(crm, data.plan, config) if data.plan.method == "time" else BehaviourSpec.none()
     )
+    accounts = account_spec(config, spec) if data.plan.method == "time" else AccountSpec.none()
     activities = index_activities(crm.activities, spec.page_categories, spec.page_activity_type)
     snaps = data.examples.snapshots
-    rows, _ = _rows_in_chunks(snaps, crm, activities, spec, config, "champion features")
-    return replace(data, spec=spec, examples=Examples(snaps, rows, data.examples.rules))
+    rows, _ = _rows_in_chunks(
+        snaps, crm, activities, spec, config, "champion features", accounts=accounts
+    )
+    examples = Examples(snaps, rows, data.examples.rules)
+    return replace(data, spec=spec, accounts=accounts, examples=examples)
 
 
 def other_recipe_backtest(
@@ -715,7 +740,9 @@ def cohort_probabilities(
     spec = model.features.behaviour
     needed = [*model.features.categorical, *model.features.numeric]
     needed += [model.features.title_column] if model.features.title_column else []
-    needed += spec.columns()
-    if spec != data.spec or any(c not in rows.columns for c in needed):
+    needed += model.features.measured
+    accounts = model.features.accounts or AccountSpec.none()
+    same = spec == data.spec and accounts == data.accounts
+    if not same or any(c not in rows.columns for c in needed):
         rows, _ = model_rows(crm, model, data.snapshots[split][["lead_id", "as_of"]], config)
     return np.asarray(model.predict_proba(rows), dtype=float)
