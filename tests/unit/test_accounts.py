@@ -85,16 +85,11 @@ def test_keys_come_from_the_column_else_the_corporate_domain() -> None:
     assert pd.isna(keys.names[5])
     assert list(keys.kinds[:6]) == ["column", "domain", "domain", "column", "column", "own"]
     assert keys.codes[5] == -1 and keys.codes[1] == keys.codes[2] == keys.codes[6]
-    # A mapping joins the domain to the account of the column.
-    mapped = account_keys(
-        _leads().assign(account_id=pd.array(["acme.com", None, None, "B", "B", None, None])),
-        "account_id",
-        "email",
-        FeatureConfig(),
-        {"acme.com": "acme.com"},
-        2000,
-    )
-    assert mapped.names[0] == "id:acme.com" and mapped.names[1] == "domain:acme.com"
+    # A mapped domain joins the account of the domain it maps to (a subsidiary's leads
+    # go with the parent's); it does not join an account id of the column.
+    mapped = account_keys(_leads(), None, "email", FeatureConfig(), {"beta.io": "acme.com"}, 2000)
+    assert set(mapped.names[[0, 1, 2, 3, 4, 6]]) == {"domain:acme.com"}
+    assert len(set(mapped.codes[[0, 1, 2, 3, 4, 6]])) == 1 and mapped.codes[5] == -1
 
 
 def test_a_crowded_domain_splits_into_own_accounts_with_a_warning() -> None:
