@@ -10,9 +10,10 @@ an opportunity. A lead's account is
 
 :func:`account_features` adds, for each snapshot (lead, `as_of`), what the lead's
 *colleagues* (the other leads of its account) had done strictly before `as_of`: how many
-were known, open and converted, how many were active in each window and how often by
-activity type and page category, when the latest of them was active, which buying-group
-roles the account had filled. A one-person account has no colleagues: its account
+were created, are open and converted in the last `snapshots.max_lead_age_days`, how many
+were active in each window and how often by activity type and page category, when the
+latest of them was active, how busy the account is against its size and its own pace,
+which buying-group roles it had filled. A one-person account has no colleagues: its account
 features are missing (NaN), not zero, so "nobody else" and "a company whose other people
 did nothing" stay apart. Everything is counted from arrays per snapshot date, whatever
 the size of an account: an account's totals minus the lead's own.
@@ -43,6 +44,7 @@ from leadscore.data.titles import (
 )
 from leadscore.errors import ConfigError
 from leadscore.io.sources import CRMData, account_text
+from leadscore.io.tables import lead_id_text, read_table
 
 _DAY_US = 86_400_000_000
 #: Where a lead's account comes from, per lead.
@@ -75,6 +77,8 @@ class AccountSpec:
     page_categories: tuple[str, ...] = ()
     roles: tuple[Role, ...] = ()
     recency_cap_days: int = 180
+    #: People and conversions count over this many days before the snapshot.
+    history_days: int = 365
 
     @classmethod
     def none(cls) -> AccountSpec:
@@ -137,6 +141,7 @@ def account_spec(config: ProjectConfig, behaviour: BehaviourSpec) -> AccountSpec
         page_categories=tuple(behaviour.page_categories),
         roles=_roles(accounts.buying_group),
         recency_cap_days=config.features.recency_cap_days,
+        history_days=config.snapshots.max_lead_age_days,
     )
 
 
@@ -318,9 +323,14 @@ def account_features(
         if not len(part):
             continue
         t = as_of_all[part[0]]
-        known = context.created < t
-        converted = known & (context.converted < t)
-        open_ = known & ~converted
+        # People and conversions of the last `history_days`: counts over all time would
+        # only grow with the history, and a model fit on its early years would score
+        # today's leads out of the range it learned (monitoring's drift check sees it).
+        exists = context.created < t
+        since = t - np.timedelta64(spec.history_days, "D")
+        known = exists & (context.created >= since)
+        converted = exists & (context.converted < t) & (context.converted >= since)
+        open_ = known & ~(exists & (context.converted < t))
 
         def others(per_lead: np.ndarray, acct=acct, rows_pos=rows_pos) -> np.ndarray:
             """Per row, the sum of `per_lead` over the row's colleagues (not the lead)."""
@@ -345,7 +355,7 @@ def account_features(
         ev_acct = np.where(ev_lead >= 0, account[np.maximum(ev_lead, 0)], -1)
         # A lead created later was nobody the CRM knew at `as_of`, even where its events
         # are older (a visitor's history merged into the lead when it was created).
-        keep = (ev_acct >= 0) & known[np.maximum(ev_lead, 0)]
+        keep = (ev_acct >= 0) & exists[np.maximum(ev_lead, 0)]
         ev_lead, ev_acct = ev_lead[keep], ev_acct[keep]
         age = (t - activities.times[span][keep]).astype("timedelta64[us]").astype(np.int64)
         age = age / _DAY_US
@@ -507,3 +517,44 @@ def check_accounts(crm: CRMData, config: ProjectConfig) -> AccountKeys | None:
             mask.fillna(False).to_numpy(dtype=bool),
         )
     return keys
+
+
+def colleague_ids(config: ProjectConfig, spec: AccountSpec, features: FeatureConfig,
+                  leads: pd.DataFrame) -> list[str]:  # fmt: skip
+    """Ids (as text) of the other leads of these leads' accounts, read from the source by
+    account column or e-mail domain: what on-demand scoring reads besides the leads."""
+    source, attrs = config.source, config.source.attributes
+    keys = account_keys(leads, spec.column, attrs.email, features, spec.domains, spec.max_leads)
+    names = {n for n in keys.names if isinstance(n, str)}
+    accounts = sorted(n.removeprefix("id:") for n in names if n.startswith("id:"))
+    domains = {n.removeprefix("domain:") for n in names if n.startswith("domain:")}
+    # The addresses of a mapped domain are at the domains that map to it.
+    domains |= {k for k, v in spec.domains.items() if v in domains}
+    id_column = source.columns.lead_id
+    columns = [id_column, *[c for c in (spec.column, attrs.email) if c]]
+    read = {
+        "uri": config.source_uri,
+        "table": source.tables.leads,
+        "columns": columns,
+        "text": [c for c in (id_column, spec.column) if c],
+        "encoding": source.encoding,
+        "file_format": source.file_format(source.tables.leads),
+    }
+    found = []
+    if accounts and spec.column is not None:
+        found.append(read_table(**read, lead_filter=(spec.column, accounts)))
+    if domains and attrs.email is not None:
+        found.append(read_table(**read, domain_filter=(attrs.email, sorted(domains))))
+    if not found:
+        return []
+    rows = pd.concat(found, ignore_index=True)
+    rows = rows.rename(columns={id_column: "lead_id"}).drop_duplicates("lead_id")
+    # Keyed as the batch keys them (a domain's LIKE may match a few more). Of a crowded
+    # key, max_leads + 1 leads are enough for the context to see it crowded, as the batch
+    # does, and to give its leads no account.
+    every = account_keys(rows, spec.column, attrs.email, features, spec.domains, 2**62)
+    key = pd.Series(every.names, index=rows.index)
+    ours = key[key.isin(names)]
+    ours = ours[ours.groupby(ours).cumcount() <= spec.max_leads]
+    asked = set(lead_id_text(leads["lead_id"]))
+    return [i for i in lead_id_text(rows.loc[ours.index, "lead_id"]) if i not in asked]

@@ -59,6 +59,7 @@ def read_table(
     columns: list[str] | None = None,
     time_window: tuple[str, pd.Timestamp | None, pd.Timestamp | None] | None = None,
     lead_filter: tuple[str, Sequence[str]] | None = None,
+    domain_filter: tuple[str, Sequence[str]] | None = None,
     dictionary: Sequence[str] = (),
     sample: tuple[str, np.ndarray] | None = None,
     text: Sequence[str] = (),
@@ -72,9 +73,12 @@ def read_table(
     `time_window` = (column, since, until) lets a database skip rows outside a window,
     padded by a day: callers filter exactly after parsing timestamps. `lead_filter` =
     (column, lead ids) keeps only those leads' rows: a database filters them in the query,
-    a folder after reading. A Parquet file also skips rows outside the window as it is read,
-    and gives the text columns in `dictionary` as categoricals (few distinct values over
-    many rows, e.g. activity types: tens of millions of strings are never built).
+    a folder after reading. `domain_filter` = (e-mail column, domains) keeps the rows whose
+    address ends in "@" and one of the domains (any case; a database may return a few more,
+    `_` being a wildcard of LIKE: callers check the domain they read). A Parquet file also
+    skips rows outside the window as it is read, and gives the text columns in `dictionary`
+    as categoricals (few distinct values over many rows, e.g. activity types: tens of
+    millions of strings are never built).
     `sample` = (column, lead ids of the leads' own type) lets a Parquet file skip other
     leads' rows while reading, where the column has that same type (exact); the caller
     keeps the sampled leads' rows, matched as `_align_ids` matches them. A CSV file, which
@@ -131,6 +135,13 @@ def read_table(
                         )
                         params[name] = value
                         clauses.append(f"{quote(column)} {op} :{name}")
+                if domain_filter is not None and domain_filter[0] in existing:
+                    email, domains = domain_filter
+                    likes = []
+                    for n, domain in enumerate(domains):
+                        params[f"domain_{n}"] = f"%@{str(domain).strip().lower()}"
+                        likes.append(f"lower(trim({quote(email)})) LIKE :domain_{n}")
+                    clauses.append(f"({' OR '.join(likes)})" if likes else "1 = 0")
                 if lead_filter is None or lead_filter[0] not in existing:
                     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
                     frame = fetch_frame(conn, sa.text(sql + where).bindparams(**params))
@@ -185,7 +196,7 @@ def read_table(
             frame = _read_jsonl(path, columns, text)
         else:
             frame = _read_csv(path, columns, text, encoding, file_format)
-        return _only_leads(frame, lead_filter)
+        return _only_domains(_only_leads(frame, lead_filter), domain_filter)
     except DataError:
         raise
     except Exception as exc:
@@ -401,6 +412,18 @@ def _only_leads(frame: pd.DataFrame, lead_filter: tuple[str, Sequence[str]] | No
         return frame
     column, ids = lead_filter
     keep = lead_id_text(frame[column]).isin([str(i) for i in ids]).to_numpy(dtype=bool)
+    return frame[keep].reset_index(drop=True)
+
+
+def _only_domains(
+    frame: pd.DataFrame, domain_filter: tuple[str, Sequence[str]] | None
+) -> pd.DataFrame:
+    """A file's rows whose e-mail address is at one of the domains."""
+    if domain_filter is None or domain_filter[0] not in frame:
+        return frame
+    column, domains = domain_filter
+    domain = frame[column].astype("str").str.strip().str.lower().str.extract(r"@([^@\s]+)$")[0]
+    keep = domain.isin([str(d).strip().lower() for d in domains]).to_numpy(dtype=bool)
     return frame[keep].reset_index(drop=True)
 
 

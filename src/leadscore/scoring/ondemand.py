@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.config import ProjectConfig, TierConfig
+from leadscore.data.accounts import AccountSpec, colleague_ids
 from leadscore.errors import ConfigError, DataError, LeadscoreError, ModelError
 from leadscore.io import publish
 
@@ -212,30 +213,39 @@ def check_lead_ids(lead_ids: Sequence[str]) -> list[str]:
     return wanted
 
 
-def refuse_account_models(scorer: Scorer) -> None:
-    """On-demand scoring reads one lead; a model with account features needs every lead
-    of its account too, which it does not read yet: refused, never scored without them."""
+def _accounts(scorer: Scorer) -> AccountSpec | None:
     accounts = scorer.model.features.accounts if scorer.model is not None else None
-    if accounts is not None and accounts.enabled:
+    return accounts if accounts is not None and accounts.enabled else None
+
+
+def refuse_account_models(scorer: Scorer) -> None:
+    """A posted lead is not in the source, and its account's leads are not read for it
+    yet: a model with account features is refused, never scored without them."""
+    if _accounts(scorer) is not None:
         raise ModelError(
             "the model scores each lead with what its colleagues did (account features); "
-            "on-demand scoring reads one lead, not its whole account, so it would score "
-            "without them",
-            "score with the batch (`leadscore score`), or serve a model trained with "
-            "accounts.features: false",
+            "a posted lead is scored alone, without its account",
+            "score it by id once it is in the source (GET /leads/{id}/score, `leadscore "
+            "score --lead-id`), or serve a model trained with accounts.features: false",
         )
 
 
 def read_leads(scorer: Scorer, lead_ids: Sequence[str], as_of: pd.Timestamp) -> CRMData:
-    """Only these leads' rows, and their activities in the lookback of the model and rules."""
-    refuse_account_models(scorer)
+    """Only these leads' rows, and their activities in the lookback of the model and rules;
+    with a model of account features, their accounts' other leads too (see
+    `colleague_ids`), which are read but not answered for."""
     since = as_of - pd.Timedelta(days=scorer.lookback_days)
-    return load_crm(
-        scorer.config,
-        activities_since=since,
-        activities_until=as_of,
-        lead_ids=check_lead_ids(lead_ids),
-    )
+    wanted = check_lead_ids(lead_ids)
+    window = {"activities_since": since, "activities_until": as_of}
+    crm = load_crm(scorer.config, **window, lead_ids=wanted)
+    accounts = _accounts(scorer)
+    if accounts is None or crm.leads.empty:
+        return crm
+    features = scorer.model.features
+    others = colleague_ids(scorer.config, accounts, features.feature_config, crm.leads)
+    if not others:
+        return crm
+    return load_crm(scorer.config, **window, lead_ids=[*wanted, *others])
 
 
 def score_leads(

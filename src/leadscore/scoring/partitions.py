@@ -25,10 +25,11 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from leadscore.config import ProjectConfig
+from leadscore.config import FeatureConfig, ProjectConfig
+from leadscore.data.accounts import AccountSpec, account_keys
 from leadscore.errors import ConfigError, DataError
 from leadscore.io.sources import CRMData, load_crm
-from leadscore.io.tables import table_file
+from leadscore.io.tables import lead_id_text, table_file
 from leadscore.io.uris import check_file_table, is_database_uri, redact_uri
 from leadscore.progress import reporter
 from leadscore.scoring.inputs import activity_types, check_inputs
@@ -103,8 +104,13 @@ def stage(
     since: pd.Timestamp | None,
     until: pd.Timestamp | None,
     folder: Path,
+    accounts: tuple[AccountSpec, FeatureConfig] | None = None,
 ) -> list[Partition]:
     """Split the source folder into `scale.partitions` folders of Parquet files.
+
+    With `accounts` (a model's account spec and feature settings), the leads of one account
+    share a partition, and so do their activities and outcomes: a lead's colleagues are
+    scored beside it (see `account_partitions`).
 
     Only activities in [since - 1 day, until + 1 day) are kept when the source stores
     their time as a timestamp (the exact window is applied when a partition is read).
@@ -153,10 +159,14 @@ def stage(
         part.mkdir(parents=True)
     window_column = config.source.columns.occurred_at
     leads = np.zeros(count, dtype=np.int64)
+    assign = None
+    if accounts is not None:
+        leads_file = source / f"{check_file_table(config.source.tables.leads)}.parquet"
+        assign = account_partitions(leads_file, config, *accounts, count)
     for step, (table, id_column) in enumerate(tables.items()):
         progress("staging partitions", step, len(tables))
         window = (window_column, since, until) if table == config.source.tables.activities else None
-        rows = _stage_parquet(source / f"{table}.parquet", table, id_column, window, parts)
+        rows = _stage_parquet(source / f"{table}.parquet", table, id_column, window, parts, assign)
         if table == config.source.tables.leads:
             leads = rows
     progress("staging partitions", len(tables), len(tables))
@@ -189,8 +199,11 @@ def _stage_parquet(
     id_column: str,
     window: tuple[str, pd.Timestamp | None, pd.Timestamp | None] | None,
     parts: list[Path],
+    assign: Callable[[pd.Series, int], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Stream one Parquet table into the partitions; returns the rows each received."""
+    """Stream one Parquet table into the partitions (by `assign`, default `partition_of`
+    of the lead id); returns the rows each received."""
+    assign = assign or partition_of
     written = np.zeros(len(parts), dtype=np.int64)
     try:
         dataset = pads.dataset(path, format="parquet")
@@ -225,13 +238,56 @@ def _stage_parquet(
             if batch.num_rows == 0:
                 continue
             ids = batch.column(schema.get_field_index(id_column)).to_pandas()
-            for k, rows in _split(partition_of(ids, len(parts))):
+            for k, rows in _split(assign(ids, len(parts))):
                 writers[k].write_table(pa.Table.from_batches([batch]).take(rows))
                 written[k] += len(rows)
     finally:
         for writer in writers:
             writer.close()
     return written
+
+
+def _same_lead(ids: pd.Series) -> pd.Series:
+    """Ids as `partition_of` matches them: 42, 42.0, "42" and " 042 " are one lead."""
+    text = lead_id_text(pd.Series(ids)).str.strip()
+    parts = text.str.extract(_INTEGER_TEXT)
+    digits = (parts[0].fillna("") + parts[1]).where(parts[1].notna())
+    return digits.where(digits.notna(), text)
+
+
+def account_partitions(
+    leads_file: Path,
+    config: ProjectConfig,
+    spec: AccountSpec,
+    features: FeatureConfig,
+    count: int,
+) -> Callable[[pd.Series, int], np.ndarray]:
+    """Partition by account: each lead goes where its account key hashes (a lead of no
+    account where its id does), read once from the leads file's key columns; rows of
+    any table then follow their lead's partition (rows of no lead go by their id)."""
+    attrs = config.source.attributes
+    id_column = config.source.columns.lead_id
+    names = pq.read_schema(leads_file).names
+    columns = [c for c in dict.fromkeys([id_column, spec.column, attrs.email]) if c in names]
+    leads = pq.read_table(leads_file, columns=columns).to_pandas()
+    # A crowded key's leads stay together too (no max_leads here), so each partition sees
+    # it crowded exactly when the whole source does, and gives them no account alike.
+    keys = account_keys(leads, spec.column, attrs.email, features, spec.domains, 2**62)
+    grouped = keys.codes >= 0
+    where = partition_of(leads[id_column], count)
+    where[grouped] = partition_of(pd.Series(keys.names[grouped], dtype="str"), count)
+    lookup = pd.Series(where, index=pd.Index(_same_lead(leads[id_column])))
+    lookup = lookup[~lookup.index.duplicated()]
+
+    def assign(ids: pd.Series, parts: int) -> np.ndarray:
+        found = lookup.reindex(_same_lead(pd.Series(ids))).to_numpy(dtype=float)
+        own = np.isnan(found)
+        out = np.where(own, 0, found).astype(np.int32)
+        if own.any():
+            out[own] = partition_of(pd.Series(ids)[own], parts)
+        return out
+
+    return assign
 
 
 def _split(partition: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -394,14 +450,14 @@ def score_partitions(
     removed with `remove_staging` once the scores are published.
     """
     config = scorer.config
-    accounts = scorer.model.features.accounts if scorer.model is not None else None
-    if accounts is not None and accounts.enabled:
-        raise ConfigError(
-            "the model scores each lead with what its colleagues did (account features), "
-            "and partitions are cut by lead, so an account's people would be split apart",
-            "set scale.partitions: 1 and scale.dask: null, or train with accounts.features: false",
-        )
-    parts = stage(config, since, as_of, staging_folder(config, as_of))
+    model = scorer.model
+    accounts = model.features.accounts if model is not None else None
+    by_account = (
+        (accounts, model.features.feature_config)
+        if accounts is not None and accounts.enabled
+        else None
+    )
+    parts = stage(config, since, as_of, staging_folder(config, as_of), by_account)
     if run_all is not None:
         results = run_all(parts)
     else:
