@@ -225,7 +225,7 @@ def _check_what_the_stack_holds(env: dict[str, str], stack: Path, log: str) -> N
     assert review_run["state_type"] == "COMPLETED", review_run["state"]
     # Its month is the generated history's (the doc pins every run to the history's last
     # day, so a run that crosses midnight UTC scores and reviews the same day).
-    [as_of] = _read(crm, "SELECT as_of_date FROM lead_score_runs")
+    [(as_of,)] = _read(crm, "SELECT as_of_date FROM lead_score_runs")
     month = str(as_of)[:7]
     assert (stack / f"leadscore-review-{month}.html").stat().st_size > 10_000
     assert "leadscore-review-months" in _artifacts(api, review_run["id"])

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -22,15 +21,13 @@ import pandas as pd
 import pyarrow as pa
 
 from leadscore.config import FeatureConfig
+from leadscore.data.account_spec import AccountSpec
 from leadscore.data.titles import (
     DEPARTMENTS,
     SENIORITY_LEVELS,
     department_from_title,
     seniority_from_title,
 )
-
-if TYPE_CHECKING:
-    from leadscore.data.accounts import AccountSpec
 
 EMAIL_KINDS = ("corporate", "free_mail", "student", "competitor", "unknown")
 OTHER = "__other__"
